@@ -1,0 +1,138 @@
+"""Small helpers every notebook and module needs: device, seeding, cache folder, atomic writes.
+
+torch is imported inside the functions that need it, so that the report runner and the
+``python -m dapper`` dispatcher (which import this module) start quickly.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+PROFILES = ("quick", "full")
+DATASETS = ("toycars", "stanford_cars")
+
+
+def repo_root() -> Path:
+    """The repository checkout this package lives in (the folder holding ``dapper/``)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def get_device(prefer: str | None = None):
+    """Pick the torch device: CUDA when present, else CPU.
+
+    ``prefer="cpu"`` forces the CPU; ``prefer="cuda"`` (or ``"cuda:1"``) insists on a GPU and
+    raises if none is visible. Without ``prefer``, the environment variable ``DAPPER_DEVICE``
+    is honoured, so a whole papermill run can be pinned to the CPU without editing notebooks.
+    """
+    import torch
+
+    choice = prefer if prefer is not None else os.environ.get("DAPPER_DEVICE") or None
+    if choice is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(choice)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"device {choice!r} was asked for but torch sees no CUDA GPU; "
+            "use prefer='cpu' (or unset DAPPER_DEVICE) to run on the CPU"
+        )
+    return device
+
+
+def seed_everything(seed: int) -> int:
+    """Seed python's ``random``, numpy's global generator and torch (CPU and every GPU).
+
+    Returns the seed so callers can record it next to their results.
+    """
+    import numpy as np
+    import torch
+
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # numpy only takes 32-bit seeds
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    # Only affects subprocesses (hash randomisation is fixed at interpreter start), e.g. workers.
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    return seed
+
+
+def cache_dir(*parts: str) -> Path:
+    """A folder for derived, re-creatable data (projections, renders); created if missing.
+
+    The root is ``$DAPPER_CACHE`` when set, else ``<repo root>/.cache`` (ignored by git).
+    ``cache_dir("projections", "toycars")`` -> ``<root>/projections/toycars``.
+    """
+    root = os.environ.get("DAPPER_CACHE")
+    base = Path(root).expanduser() if root else repo_root() / ".cache"
+    path = base.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _temp_path_beside(path: Path) -> Path:
+    # Same folder so os.replace is an atomic rename on one filesystem; the real suffix is kept
+    # last because writers such as PIL and pandas pick the format from the file extension.
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    return Path(name)
+
+
+def atomic_save(path: str | os.PathLike, writer_fn: Callable[[Path], object]) -> Path:
+    """Write ``path`` all at once: ``writer_fn(tmp_path)`` writes a temp file that then replaces it.
+
+    A run killed mid-write leaves either the old file or none, never a truncated one, so a
+    resumed run can trust every file it finds. The temp file sits in the same folder, has the
+    same extension, and is removed if ``writer_fn`` raises.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_path_beside(path)
+    try:
+        writer_fn(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_save`)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    return atomic_save(path, write)
+
+
+def check_params(
+    profile: str,
+    dataset: str,
+    data_root: str | os.PathLike | None = None,
+    network: str | os.PathLike | None = None,
+) -> None:
+    """Validate a notebook's papermill parameters; raise with a message naming the bad one.
+
+    ``profile`` is ``quick`` or ``full``; ``dataset`` is ``toycars`` or ``stanford_cars``;
+    ``data_root`` and ``network`` (real-mode paths) must exist when given.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"profile={profile!r} is not one of {', '.join(PROFILES)}")
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset={dataset!r} is not one of {', '.join(DATASETS)}")
+    if data_root is not None and not Path(data_root).expanduser().is_dir():
+        raise FileNotFoundError(
+            f"data_root={str(data_root)!r} is not a folder; point it at the extracted "
+            "Stanford Cars data (devkit layout or torchvision layout)"
+        )
+    if network is not None and not Path(network).expanduser().is_file():
+        raise FileNotFoundError(
+            f"network={str(network)!r} is not a file; point it at a StyleGAN2 checkpoint "
+            "(stylegan2-ada-pytorch or TF .pkl, rosinality .pt, or a dapper .safetensors)"
+        )
