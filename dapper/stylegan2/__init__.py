@@ -1,0 +1,18 @@
+"""StyleGAN2 in plain PyTorch: networks with official numerics, safe checkpoint loading, training.
+
+``load_generator(path)`` reads stylegan2-ada-pytorch / TensorFlow ``.pkl``, rosinality ``.pt`` and
+dapper's own safetensors checkpoints without executing code from the file.
+"""
+
+from .networks import Discriminator, Generator
+
+__all__ = ["Discriminator", "Generator", "load_generator", "save_generator"]
+
+
+def __getattr__(name):
+    # Loaders live in checkpoints.py; imported on first use so that networks import alone.
+    if name in ("load_generator", "save_generator", "load_discriminator"):
+        from . import checkpoints
+
+        return getattr(checkpoints, name)
+    raise AttributeError(name)
