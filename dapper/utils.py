@@ -72,10 +72,26 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
+def reports_dir(*parts: str) -> Path:
+    """Where notebooks write outputs: ``reports_dir("figures")``, ``reports_dir("results")``.
+
+    The root is ``$DAPPER_REPORTS`` when set (``make report`` sets it to ``<repo>/reports``,
+    ``make test`` to a scratch folder so quick test runs never overwrite the real report),
+    else ``<repo root>/reports``. Created if missing.
+    """
+    root = os.environ.get("DAPPER_REPORTS")
+    base = Path(root).expanduser() if root else repo_root() / "reports"
+    path = base.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _temp_path_beside(path: Path) -> Path:
     # Same folder so os.replace is an atomic rename on one filesystem; the real suffix is kept
     # last because writers such as PIL and pandas pick the format from the file extension.
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    fd, name = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}"
+    )
     os.close(fd)
     return Path(name)
 
