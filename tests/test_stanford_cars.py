@@ -1,0 +1,285 @@
+"""Stanford Cars loader on a tiny fake devkit written with scipy.io.savemat."""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+from PIL import Image
+
+from dapper.data.stanford_cars import (
+    DEFAULT_CLASSES,
+    find_files,
+    list_samples,
+    load_pool,
+    read_annotations,
+    read_class_names,
+    resolve_classes,
+)
+
+# A slice of the real 196-class list (order differs, which the loader must not care about),
+# holding every default class plus near-namesakes that make close-match hints meaningful.
+META_NAMES = [
+    "AM General Hummer SUV 2000",
+    "Acura RL Sedan 2012",
+    "Acura TL Sedan 2012",
+    "Acura TL Type-S 2008",
+    "Acura TSX Sedan 2012",
+    "Audi A5 Coupe 2012",
+    "Audi S5 Coupe 2012",
+    "Audi S5 Convertible 2012",
+    "BMW X5 SUV 2007",
+    "BMW X6 SUV 2012",
+    "BMW X3 SUV 2012",
+    "Chevrolet Silverado 1500 Regular Cab 2012",
+    "Chevrolet Silverado 2500HD Regular Cab 2012",
+    "Mercedes-Benz C-Class Sedan 2012",
+    "Mercedes-Benz E-Class Sedan 2012",
+    "Mercedes-Benz S-Class Sedan 2012",
+]
+W, H = 48, 32  # photo size in the fake set
+BOX = (9, 5, 40, 28)  # MATLAB 1-based inclusive -> 0-based exclusive (8, 4, 40, 28)
+
+
+def _meta_class(name):
+    return META_NAMES.index(name) + 1  # 1-based, as in cars_meta.mat
+
+
+def _photo(path: Path):
+    """Dark photo with a bright car box, so crops and bbox masks can be checked by brightness."""
+    a = np.full((H, W, 3), 20, np.uint8)
+    x1, y1, x2, y2 = BOX
+    a[y1 - 1 : y2, x1 - 1 : x2] = 230
+    Image.fromarray(a).save(path, quality=95)
+
+
+def _annotations(rows, with_labels=True):
+    fields = ["bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2"] + (["class"] if with_labels else [])
+    dtype = [(f, "O") for f in fields] + [("fname", "O")]
+    records = []
+    for cls, fname in rows:
+        records.append(
+            tuple(np.array([[v]], np.uint16) for v in BOX)
+            + ((np.array([[cls]], np.uint8),) if with_labels else ())
+            + (fname,)
+        )
+    return np.array(records, dtype=dtype)
+
+
+def make_devkit(base: Path, layout="devkit", test_annos_at_root=False, per_class=(2, 1)):
+    """Write a fake Stanford Cars copy under ``base`` (the dataset folder itself).
+
+    Each default class gets ``per_class = (n_train, n_test)`` photos; two distractor classes get
+    one photo each so filtering by class is exercised.
+    """
+    (base / "devkit").mkdir(parents=True)
+    scipy.io.savemat(base / "devkit" / "cars_meta.mat", {"class_names": np.array(META_NAMES, dtype=object)})
+    classes = list(DEFAULT_CLASSES) + ["Acura RL Sedan 2012", "BMW X6 SUV 2012"]
+    counter = 0
+    for split, n in zip(("train", "test"), per_class, strict=True):
+        folder = base / f"cars_{split}"
+        folder.mkdir()
+        rows = []
+        for name in classes:
+            for _ in range(n if name in DEFAULT_CLASSES else 1):
+                counter += 1
+                fname = f"{counter:05d}.jpg"
+                _photo(folder / fname)
+                rows.append((_meta_class(name), fname))
+        annos = {"annotations": _annotations(rows)}
+        if split == "train":
+            scipy.io.savemat(base / "devkit" / "cars_train_annos.mat", annos)
+        elif layout == "torchvision" or test_annos_at_root:
+            scipy.io.savemat(base / "cars_test_annos_withlabels.mat", annos)
+        else:
+            scipy.io.savemat(base / "devkit" / "cars_test_annos_withlabels.mat", annos)
+    return base
+
+
+@pytest.fixture
+def devkit(tmp_path):
+    return make_devkit(tmp_path / "cars")
+
+
+def test_default_classes_are_five_same_maker_pairs():
+    assert len(DEFAULT_CLASSES) == 10 and len(set(DEFAULT_CLASSES)) == 10
+    assert DEFAULT_CLASSES[:4] == (
+        "Acura TL Sedan 2012",
+        "Acura TSX Sedan 2012",
+        "BMW X3 SUV 2012",
+        "BMW X5 SUV 2007",
+    )
+    for a, b in zip(DEFAULT_CLASSES[::2], DEFAULT_CLASSES[1::2], strict=True):
+        assert a.split()[0] == b.split()[0] and a != b
+
+
+def test_read_mat_files(devkit):
+    assert read_class_names(devkit / "devkit" / "cars_meta.mat") == META_NAMES
+    rows = read_annotations(devkit / "devkit" / "cars_train_annos.mat")
+    assert rows[0] == {
+        "bbox_x1": 9, "bbox_y1": 5, "bbox_x2": 40, "bbox_y2": 28,
+        "class": _meta_class("Acura TL Sedan 2012"), "fname": "00001.jpg",
+    }  # fmt: skip
+
+
+def test_unlabelled_test_annotations_are_refused(tmp_path):
+    path = tmp_path / "cars_test_annos.mat"
+    scipy.io.savemat(path, {"annotations": _annotations([(1, "00001.jpg")], with_labels=False)})
+    with pytest.raises(ValueError, match="unlabelled"):
+        read_annotations(path)
+
+
+@pytest.mark.parametrize("layout", ["devkit", "devkit_root_test", "torchvision"])
+def test_list_samples_in_each_layout(tmp_path, layout):
+    if layout == "torchvision":
+        make_devkit(tmp_path / "stanford_cars", layout="torchvision")
+    else:
+        make_devkit(tmp_path, test_annos_at_root=layout == "devkit_root_test")
+    files = find_files(tmp_path)
+    assert files.layout == ("torchvision" if layout == "torchvision" else "devkit")
+    samples, names = list_samples(tmp_path)
+    assert names == list(DEFAULT_CLASSES)
+    assert len(samples) == 10 * 3  # distractor classes filtered out
+    assert [s.split for s in samples] == ["train"] * 20 + ["test"] * 10  # pooled, train first
+    assert sorted({s.label for s in samples}) == list(range(10))
+    first = samples[0]
+    assert first.class_name == "Acura TL Sedan 2012" and first.label == 0
+    assert first.bbox == (8, 4, 40, 28)  # MATLAB 1-based inclusive -> 0-based exclusive end
+    assert first.path == files.image_dirs["train"] / "00001.jpg" and first.path.is_file()
+    assert all(s.path.parent.name == f"cars_{s.split}" for s in samples)
+
+
+def test_nested_image_folders_are_accepted(tmp_path):
+    base = make_devkit(tmp_path / "cars")
+    for split in ("train", "test"):
+        flat = base / f"cars_{split}"
+        tmp = base / f"tmp_{split}"
+        flat.rename(tmp)
+        flat.mkdir()
+        tmp.rename(flat / f"cars_{split}")
+    samples, _ = list_samples(base)
+    assert all(s.path.is_file() for s in samples)
+
+
+def test_class_selection_by_name(devkit):
+    samples, names = list_samples(devkit, ["bmw x5 suv 2007", "  Acura   RL Sedan 2012"])
+    assert names == ["BMW X5 SUV 2007", "Acura RL Sedan 2012"]  # spelled as in cars_meta.mat
+    assert [s.label for s in samples] == [0, 0, 1, 0, 1]  # train X5 X5 RL, test X5 RL
+    assert [s.class_name for s in samples][-2:] == ["BMW X5 SUV 2007", "Acura RL Sedan 2012"]
+
+
+def test_unknown_class_lists_close_matches(devkit):
+    with pytest.raises(ValueError) as info:
+        list_samples(devkit, ["Acura TL Sedan 2013", "Audi S5 Coupe 2012"])
+    message = str(info.value)
+    assert "unknown Stanford Cars class 'Acura TL Sedan 2013'" in message
+    assert "'Acura TL Sedan 2012'" in message and "close matches" in message
+    with pytest.raises(ValueError, match="unknown Stanford Cars class 'Zeppelin'$"):
+        resolve_classes(["Zeppelin"], META_NAMES)
+    with pytest.raises(ValueError, match="twice"):
+        resolve_classes(["BMW X3 SUV 2012", "bmw x3 suv 2012"], META_NAMES)
+    with pytest.raises(TypeError):
+        resolve_classes("BMW X3 SUV 2012", META_NAMES)
+    with pytest.raises(TypeError):
+        resolve_classes([3], META_NAMES)
+
+
+def test_missing_dataset_names_expected_paths_and_both_layouts(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        find_files(tmp_path / "nowhere")
+    message = str(info.value)
+    root = tmp_path / "nowhere"
+    assert "does not exist" in message
+    for expected in (
+        "devkit/cars_meta.mat",
+        "devkit/cars_train_annos.mat",
+        "cars_train",
+        "cars_test",
+    ):
+        assert str(root / expected) in message
+    assert str(root / "stanford_cars" / "cars_test_annos_withlabels.mat") in message
+    assert "official devkit" in message and "torchvision" in message
+
+
+def test_missing_test_labels_in_torchvision_layout(tmp_path):
+    base = make_devkit(tmp_path / "stanford_cars", layout="torchvision")
+    (base / "cars_test_annos_withlabels.mat").unlink()
+    with pytest.raises(FileNotFoundError) as info:
+        list_samples(tmp_path)
+    message = str(info.value)
+    assert "torchvision layout" in message
+    assert str(base / "cars_test_annos_withlabels.mat") in message
+    assert str(base / "devkit" / "cars_meta.mat") not in message.split("Stanford Cars is never")[0]
+    assert "splits=('train',)" in message
+    samples, _ = list_samples(tmp_path, splits=("train",))  # train alone still works
+    assert {s.split for s in samples} == {"train"}
+
+
+def test_load_pool_crops_letterboxes_and_masks(devkit):
+    pool = load_pool(devkit, size=32, content_size=(32, 24), margin=0.0, progress=False)
+    n = 30
+    assert pool.images.shape == (n, 32, 32, 3) and pool.images.dtype == np.uint8
+    assert pool.labels.shape == (n,) and pool.labels.dtype == np.int64
+    assert pool.content_masks.shape == pool.bbox_masks.shape == (n, 32, 32)
+    assert pool.skipped == [] and len(pool) == n and pool.class_names == list(DEFAULT_CLASSES)
+    np.testing.assert_array_equal(pool.labels, [s.label for s in pool.samples])
+    # a 32x24 box crop exactly fills the 32x24 content area centred in the 32x32 canvas
+    content = pool.content_masks[0]
+    assert content[4:28].all() and not content[:4].any() and not content[28:].any()
+    assert (pool.images[0][~content] == 0).all()
+    # margin 0: the crop is the bright car only, and the bbox mask is the whole content
+    np.testing.assert_array_equal(pool.bbox_masks[0], content)
+    assert pool.images[0][content].mean() > 200
+
+
+def test_load_pool_bbox_mask_follows_the_car(devkit):
+    pool = load_pool(devkit, ["Acura TL Sedan 2012"], size=40, margin=0.25, progress=False)
+    assert len(pool) == 3
+    image, content, box = pool.images[0], pool.content_masks[0], pool.bbox_masks[0]
+    assert box.any() and (box <= content).all() and box.sum() < content.sum()
+    bright = image.mean(axis=2) > 125
+    # pixels inside the mapped box are the bright car, context around it is the dark photo
+    assert bright[box].mean() > 0.9
+    assert bright[content & ~box].mean() < 0.1
+
+
+def test_load_pool_skips_bad_files_and_continues(devkit, caplog):
+    train = devkit / "cars_train"
+    (train / "00001.jpg").write_text("not a jpeg")
+    (train / "00002.jpg").unlink()
+    Image.new("RGB", (4, 4)).save(train / "00003.jpg")
+    data = (train / "00004.jpg").read_bytes()
+    (train / "00004.jpg").write_bytes(data[: len(data) // 3])
+    with caplog.at_level(logging.WARNING):
+        pool = load_pool(devkit, size=16, progress=False)
+    assert len(pool) == 30 - 4
+    reasons = dict(pool.skipped)
+    assert reasons[str(train / "00001.jpg")] == "not a recognised image format"
+    assert reasons[str(train / "00002.jpg")] == "file not found"
+    assert reasons[str(train / "00003.jpg")].startswith("too small")
+    assert "truncated" in reasons[str(train / "00004.jpg")]
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert all(path in logged for path in reasons)
+    assert str(train / "00001.jpg") not in {str(s.path) for s in pool.samples}
+
+
+def test_load_pool_skips_box_outside_photo(tmp_path):
+    base = make_devkit(tmp_path / "cars", per_class=(1, 0))
+    path = base / "devkit" / "cars_train_annos.mat"
+    annos = scipy.io.loadmat(path)["annotations"]
+    annos["bbox_x1"][0, 0] = np.array([[200]], np.uint16)
+    annos["bbox_x2"][0, 0] = np.array([[240]], np.uint16)
+    scipy.io.savemat(path, {"annotations": annos})
+    pool = load_pool(base, size=16, splits=("train",), progress=False)
+    assert len(pool) == 9
+    assert "outside" in pool.skipped[0][1]
+
+
+def test_load_pool_with_nothing_loadable(tmp_path):
+    base = make_devkit(tmp_path / "cars", per_class=(1, 0))
+    for f in (base / "cars_train").iterdir():
+        f.write_text("x")
+    pool = load_pool(base, size=16, splits=("train",), progress=False)
+    assert pool.images.shape == (0, 16, 16, 3) and pool.labels.shape == (0,)
+    assert len(pool.skipped) == 10
