@@ -1,0 +1,51 @@
+# Front door of the study. Everything runs through the project's own virtual environment.
+#   make setup    create .venv, install dapper with its pinned dependencies, register the kernel
+#   make report   run every notebook in order (PROFILE=full|quick, DATASET=toycars|stanford_cars)
+#   make test     unit tests, then every notebook under nbval with its quick defaults
+#   make lint     ruff
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PROFILE ?= full
+DATASET ?= toycars
+# ONLY=03 (or 03_augmentation) runs a single notebook.
+ONLY ?=
+# Extra notebook parameters and options for the report, e.g. REPORT_ARGS='-p data_root /data/cars'
+REPORT_ARGS ?=
+# Notebooks run under `make test` write here, so a quick test never overwrites reports/.
+TEST_REPORTS := $(CURDIR)/.cache/test-reports
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test report lint source-gan clean
+
+help:
+	@echo "make setup     create .venv, install dapper (pinned), register the 'dapper' Jupyter kernel"
+	@echo "make report    run notebooks/NN_*.ipynb in order; PROFILE=$(PROFILE) DATASET=$(DATASET) [ONLY=NN]"
+	@echo "make test      pytest tests/, then nbval over notebooks/ (quick profile)"
+	@echo "make lint      ruff check"
+	@echo "make source-gan  retrain the shipped source generator (long)"
+	@echo "make clean     remove caches, build files and executed notebooks (keeps .venv and .cache)"
+
+setup:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e ".[notebooks,dev]"
+	$(PY) -m ipykernel install --sys-prefix --name dapper --display-name "Python 3 (dapper)"
+
+test:
+	$(PY) -m pytest tests
+	DAPPER_REPORTS=$(TEST_REPORTS) $(PY) -m pytest --nbval-lax notebooks/
+
+report:
+	$(PY) -m dapper.report --profile $(PROFILE) --dataset $(DATASET) $(if $(ONLY),--only $(ONLY)) $(REPORT_ARGS)
+
+lint:
+	$(PY) -m ruff check .
+
+source-gan:
+	$(PY) -m dapper.stylegan2.train --config checkpoints/source_gan.json
+
+clean:
+	rm -rf build *.egg-info .pytest_cache .ruff_cache reports/notebooks $(TEST_REPORTS)
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
