@@ -105,8 +105,8 @@ class VehicleSpec:
     colour: tuple = (0.70, 0.71, 0.73)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["window_splits"] = list(self.window_splits)
+        d = {f.name: getattr(self, f.name) for f in _SPEC_FIELDS}
+        d["window_splits"] = [float(x) for x in self.window_splits]
         d["colour"] = [float(c) for c in self.colour]
         return d
 
@@ -123,6 +123,8 @@ class VehicleSpec:
     def replace(self, **changes) -> VehicleSpec:
         return dataclasses.replace(self, **changes)
 
+
+_SPEC_FIELDS = dataclasses.fields(VehicleSpec)
 
 # ---------------------------------------------------------------------------------------------
 # Random priors
@@ -370,6 +372,10 @@ class Face:
     material: int
     albedo: tuple
     decals: list = field(default_factory=list)
+
+    @property
+    def normal_t(self) -> tuple:
+        return (float(self.normal[0]), float(self.normal[1]), float(self.normal[2]))
 
 
 @dataclass

@@ -30,9 +30,11 @@ from PIL import Image
 
 from ._toycars_geometry import (
     BODY_TYPES,
+    PAINT_PALETTE,
     SOURCE_BODY_TYPES,
     VehicleSpec,
     build_geometry,
+    sample_paint,
     sample_spec,
 )
 from ._toycars_raster import (
@@ -47,7 +49,8 @@ from ._toycars_raster import (
 
 __all__ = [
     "BODY_TYPES", "SOURCE_BODY_TYPES", "VehicleSpec", "Render", "render", "render_same_vehicle",
-    "source_batch", "source_dataset", "source_item", "RENDER_VERSION", "FOV_DEG",
+    "source_batch", "source_dataset", "source_item", "RENDER_VERSION", "FOV_DEG", "TARGET_CLASSES",
+    "PAIRS", "TargetPool", "target_spec", "target_item", "target_pool", "target_test_views", "render_items",
 ]
 
 # Bump whenever a change alters pixels, so cached shards are never mixed across versions.
@@ -241,8 +244,11 @@ def source_batch(n: int, seed: int, size: int = 64, workers: int = 1) -> tuple[n
     images = np.empty((n, size, size, 3), np.uint8)
     metas = []
     if workers > 1 and n >= 400:
-        images, _ = _render_ranges(seed, 0, n, size, workers)
-        return images, [_source_meta(seed, i, size) for i in range(n)]
+        images, arrays = _render_ranges(seed, 0, n, size, workers)
+        metas = [_source_meta(seed, i, size) for i in range(n)]
+        for m, box in zip(metas, arrays["bbox"].tolist()):
+            m["bbox"] = box
+        return images, metas
     for i in range(n):
         item = source_item(seed, i)
         r = render(item["spec"], item["yaw"], item["elevation"], item["distance"], item["background_seed"], size)
@@ -325,3 +331,202 @@ def source_dataset(
     metas = [dict(np.load(folder / f"shard_{k:05d}.npz")) for k in range(n_shards)]
     meta = {key: np.concatenate([m[key] for m in metas])[:n] for key in metas[0]}
     return images, meta
+
+
+# ---------------------------------------------------------------------------------------------
+# Target set: ten look-alike classes in five pairs
+# ---------------------------------------------------------------------------------------------
+
+# Each pair shares a maker's base body; the second member changes a few details only.
+_SEDAN = dict(
+    body="sedan", length=4.70, width=1.82, clearance=0.16, wheel_radius=0.33, front_overhang=0.95,
+    rear_overhang=1.08, nose_height=0.66, nose_length=0.18, hood_front_height=0.76, belt_height=0.92,
+    tail_height=0.84, deck_height=0.95, x_windshield_base=0.68, x_roof_front=-0.05, x_roof_rear=-1.02,
+    x_rear_window_base=-1.5, roof_height=1.44, tumblehome=0.79, window_splits=(0.5,), c_pillar=0.16,
+    head_shape=1, tail_shape=0, grille_shape=0, spokes=5, rim_fraction=0.68,
+)
+_SUV = dict(
+    body="suv", length=4.55, width=1.88, clearance=0.22, wheel_radius=0.38, tyre_width=0.25,
+    front_overhang=0.9, rear_overhang=0.95, nose_height=0.82, nose_length=0.14, hood_front_height=0.96,
+    belt_height=1.04, tail_height=1.02, deck_height=1.04, x_windshield_base=0.72, x_roof_front=0.1,
+    x_roof_rear=-2.05, x_rear_window_base=-2.2, roof_height=1.68, roof_crown=0.02, tumblehome=0.85,
+    window_splits=(0.42, 0.76), c_pillar=0.12, head_shape=0, tail_shape=0, grille_shape=2, spokes=5,
+    rim_fraction=0.7, dark_bumpers=True,
+)
+_HATCH = dict(
+    body="hatchback", length=3.98, width=1.74, clearance=0.15, wheel_radius=0.31, front_overhang=0.82,
+    rear_overhang=0.64, nose_height=0.68, nose_length=0.2, hood_front_height=0.8, belt_height=0.93,
+    tail_height=0.91, deck_height=0.93, x_windshield_base=0.7, x_roof_front=0.0, x_roof_rear=-1.62,
+    x_rear_window_base=-1.93, roof_height=1.48, tumblehome=0.8, window_splits=(0.46, 0.84),
+    c_pillar=0.22, head_shape=0, tail_shape=2, grille_shape=3, spokes=7, rim_fraction=0.64,
+)
+_SPORTS = dict(
+    body="sports", length=4.45, width=1.9, clearance=0.11, wheel_radius=0.34, tyre_width=0.26,
+    front_overhang=1.0, rear_overhang=0.9, nose_height=0.42, nose_length=0.4, hood_front_height=0.6,
+    belt_height=0.76, tail_height=0.7, deck_height=0.8, x_windshield_base=0.55, x_roof_front=-0.4,
+    x_roof_rear=-1.25, x_rear_window_base=-1.75, roof_height=1.2, roof_crown=0.02, tumblehome=0.7,
+    window_splits=(), c_pillar=0.25, head_shape=1, tail_shape=0, grille_shape=3, spokes=5,
+    rim_fraction=0.72,
+)
+_PICKUP = dict(
+    body="pickup", length=5.3, width=1.92, clearance=0.25, wheel_radius=0.39, tyre_width=0.26,
+    front_overhang=0.95, rear_overhang=1.2, nose_height=0.96, nose_length=0.12, hood_front_height=1.08,
+    belt_height=1.14, tail_height=1.14, deck_height=1.14, x_windshield_base=1.2, x_roof_front=0.6,
+    x_roof_rear=-0.2, x_rear_window_base=-0.25, roof_height=1.84, roof_crown=0.02, tumblehome=0.88,
+    window_splits=(), c_pillar=0.08, head_shape=0, tail_shape=2, grille_shape=0, spokes=6,
+    rim_fraction=0.66, dark_bumpers=False,
+)
+
+_TARGET_DEFS = (
+    ("Vela S4 Sedan", _SEDAN, {}),
+    ("Vela S5 Sedan", _SEDAN, dict(length=4.95, rear_overhang=1.18, front_overhang=1.0, x_windshield_base=0.76,
+                                   x_roof_front=0.02, x_roof_rear=-1.12, x_rear_window_base=-1.63,
+                                   window_splits=(0.48, 0.86), head_shape=0, tail_shape=1, spokes=10)),
+    ("Borea X3 SUV", _SUV, {}),
+    ("Borea X5 SUV", _SUV, dict(length=4.88, width=1.94, rear_overhang=1.05, front_overhang=0.95,
+                                x_windshield_base=0.85, x_roof_front=0.22, x_roof_rear=-2.22,
+                                x_rear_window_base=-2.37, roof_height=1.76, wheel_radius=0.4,
+                                tail_shape=2, head_shape=3, spokes=6)),
+    ("Corsa 5-door Hatchback", _HATCH, {}),
+    ("Corsa 3-door Hatchback", _HATCH, dict(window_splits=(0.74,), c_pillar=0.3, length=3.92,
+                                            x_roof_rear=-1.58, spokes=0, tail_shape=0)),
+    ("Falco GT Coupe", _SPORTS, {}),
+    ("Falco GTS Coupe", _SPORTS, dict(spoiler=True, head_shape=3, rim_colour=1, roof_height=1.16,
+                                      tail_shape=1, rim_fraction=0.76)),
+    ("Dune Regular Cab Pickup", _PICKUP, {}),
+    ("Dune Crew Cab Pickup", _PICKUP, dict(length=5.6, rear_overhang=1.25, x_windshield_base=1.35,
+                                           x_roof_front=0.75, x_roof_rear=-0.85, x_rear_window_base=-0.9,
+                                           window_splits=(0.5,))),
+)
+TARGET_CLASSES = tuple(name for name, _, _ in _TARGET_DEFS)
+"""Ten target class names; classes ``2k`` and ``2k + 1`` are look-alikes of one maker."""
+PAIRS = tuple((2 * k, 2 * k + 1) for k in range(len(TARGET_CLASSES) // 2))
+"""Index pairs of look-alike classes; the last pair is the pickups the source set never shows."""
+
+# Homogeneous training views: a narrow band of front-right three-quarter views, three colours.
+HOMOGENEOUS_YAW = (28.0, 52.0)
+HOMOGENEOUS_ELEVATION = (8.0, 16.0)
+HOMOGENEOUS_COLOURS = ("white", "silver", "red")
+
+
+def target_spec(label: int, colour=None) -> VehicleSpec:
+    """The fixed body of target class ``label`` (0-9), painted ``colour`` (RGB in [0, 1])."""
+    name, base, changes = _TARGET_DEFS[label]
+    spec = VehicleSpec(**{**base, **changes})
+    if colour is not None:
+        spec.colour = tuple(float(c) for c in colour)
+    return spec
+
+
+def _jitter(spec: VehicleSpec, rng: np.random.Generator) -> VehicleSpec:
+    # Instances of one model differ a hair (tolerances, tyres, load), never enough to cross a pair.
+    k = 1.0 + rng.normal(0, 0.004)
+    return spec.replace(length=spec.length * k, front_overhang=spec.front_overhang * k,
+                        rear_overhang=spec.rear_overhang * k, x_windshield_base=spec.x_windshield_base * k,
+                        x_roof_front=spec.x_roof_front * k, x_roof_rear=spec.x_roof_rear * k,
+                        x_rear_window_base=spec.x_rear_window_base * k,
+                        clearance=spec.clearance + float(rng.normal(0, 0.005)))
+
+
+def target_item(label: int, index: int, seed: int = 0, homogeneous: bool = False, stream: int = 0) -> dict:
+    """Render arguments of target instance ``index`` of class ``label`` (a pure function)."""
+    rng = np.random.default_rng([int(seed), int(label), int(index), 0x7A6, int(homogeneous), int(stream)])
+    if homogeneous:
+        name = HOMOGENEOUS_COLOURS[rng.integers(len(HOMOGENEOUS_COLOURS))]
+        colour = np.clip(np.array(PAINT_PALETTE[name]) + rng.normal(0, 0.015, 3), 0, 1)
+        yaw = rng.uniform(*HOMOGENEOUS_YAW)
+        elevation = rng.uniform(*HOMOGENEOUS_ELEVATION)
+        fill = rng.uniform(0.84, 0.9)
+    else:
+        colour = sample_paint(rng)
+        yaw = rng.uniform(0, 360)
+        elevation = 3 + 27 * rng.beta(1.6, 2.4)
+        fill = rng.uniform(0.75, 0.95)
+    spec = _jitter(target_spec(label, colour), rng)
+    return {"spec": spec, "yaw": float(yaw), "elevation": float(elevation),
+            "distance": fit_distance(spec, float(fill)), "background_seed": int(rng.integers(2**31 - 1)),
+            "label": int(label)}
+
+
+@dataclass
+class TargetPool:
+    """Rendered target instances, grouped by class.
+
+    images: uint8 [N, S, S, 3]; labels: int64 [N] (index into ``class_names``); yaw, elevation:
+    float32 [N] degrees; colour: float32 [N, 3] in [0, 1]; masks: bool [N, S, S]; bboxes: int32
+    [N, 4] (x0, y0, x1, y1); metas: per-image dicts accepted by :func:`render_same_vehicle`.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    yaw: np.ndarray
+    elevation: np.ndarray
+    colour: np.ndarray
+    masks: np.ndarray
+    bboxes: np.ndarray
+    metas: list
+    class_names: tuple = TARGET_CLASSES
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _render_item_chunk(args) -> list:
+    items, size = args
+    out = []
+    for it in items:
+        r = render(it["spec"], it["yaw"], it["elevation"], it["distance"], it["background_seed"], size)
+        r.meta["label"] = it["label"]
+        r.meta["class_name"] = TARGET_CLASSES[it["label"]]
+        r.meta["bbox"] = list(r.bbox)
+        out.append(r)
+    return out
+
+
+def render_items(items: list, size: int = 64, workers: int = 1) -> list:
+    """Render a list of :func:`target_item`-style dicts, in parallel when ``workers > 1``."""
+    chunk = 100
+    tasks = [(items[a:a + chunk], size) for a in range(0, len(items), chunk)]
+    if workers <= 1 or len(tasks) == 1:
+        results = map(_render_item_chunk, tasks)
+        return [r for rs in results for r in rs]
+    with _pool(workers) as pool:
+        return [r for rs in pool.imap(_render_item_chunk, tasks) for r in rs]
+
+
+def _pool_from_renders(renders: list) -> TargetPool:
+    n = len(renders)
+    size = renders[0].image.shape[0] if n else 0
+    return TargetPool(
+        images=np.stack([r.image for r in renders]) if n else np.zeros((0, size, size, 3), np.uint8),
+        labels=np.array([r.meta["label"] for r in renders], np.int64),
+        yaw=np.array([r.meta["yaw"] for r in renders], np.float32),
+        elevation=np.array([r.meta["elevation"] for r in renders], np.float32),
+        colour=np.array([r.meta["colour"] for r in renders], np.float32).reshape(n, 3),
+        masks=np.stack([r.mask for r in renders]) if n else np.zeros((0, size, size), bool),
+        bboxes=np.array([r.bbox for r in renders], np.int32).reshape(n, 4),
+        metas=[r.meta for r in renders],
+    )
+
+
+def target_pool(n_per_class: int, seed: int = 0, size: int = 64, homogeneous: bool = False,
+                workers: int = 1, classes=None) -> TargetPool:
+    """``n_per_class`` instances of each target class (the pool 5-fold CV splits).
+
+    ``homogeneous=True`` keeps to front-right three-quarter views (yaw 28-52 deg, elevation
+    8-16 deg, tight framing) in three colours (white, silver, red), like a curated training set;
+    otherwise poses, colours, framing and backgrounds vary fully. ``classes`` limits to some
+    labels. Deterministic in (seed, size, homogeneous).
+    """
+    labels = range(len(TARGET_CLASSES)) if classes is None else classes
+    items = [target_item(c, i, seed, homogeneous) for c in labels for i in range(n_per_class)]
+    return _pool_from_renders(render_items(items, size, workers))
+
+
+def target_test_views(n_per_class: int, seed: int = 0, size: int = 64, workers: int = 1,
+                      classes=None) -> TargetPool:
+    """Full-diversity held-out views of every target class (any yaw, colour, background),
+    drawn from a random stream disjoint from :func:`target_pool`'s."""
+    labels = range(len(TARGET_CLASSES)) if classes is None else classes
+    items = [target_item(c, i, seed, False, stream=1) for c in labels for i in range(n_per_class)]
+    return _pool_from_renders(render_items(items, size, workers))
