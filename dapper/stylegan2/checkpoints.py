@@ -154,6 +154,11 @@ def detect_format(path) -> str:
 def _existing_file(path) -> Path:
     path = Path(path).expanduser()
     if not path.is_file():
+        # save_generator takes a bare stem; accept the same stem when loading
+        for suffix in (".json", ".safetensors"):
+            candidate = path.with_name(path.name + suffix)
+            if candidate.is_file():
+                return candidate
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist (or is not a file)")
     return path
 
@@ -1012,8 +1017,9 @@ def _auto_content_box(st: NetworkState, path: Path):
     if res != 512:
         return None
     hints = [path.name, str(st.metadata.get("dataset", ""))]
-    tsk = st.metadata.get("training_set_kwargs") or {}
-    hints += [str(tsk.get("path", "")), str(tsk.get("class_name", ""))]
+    tsk = st.metadata.get("training_set_kwargs") or {}  # ada: the dataset it was trained on
+    hints.append(str(tsk.get("path", "")))
+    hints.append(str((st.metadata.get("train_args") or {}).get("path", "")))  # rosinality
     if any(_CAR_RE.search(Path(h).name.lower()) for h in hints if h):
         return LSUN_CAR_CONTENT_BOX
     return None
