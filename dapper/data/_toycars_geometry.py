@@ -463,6 +463,17 @@ def _mirror_u(uv):
     return [(-u, v) for u, v in uv][::-1]
 
 
+def _grow(uv, margin):
+    """Outline pushed ``margin`` outwards from its centroid (kept on the face)."""
+    c = np.mean(uv, axis=0)
+    out = []
+    for u, v in uv:
+        du, dv = u - c[0], v - c[1]
+        n = math.hypot(du, dv) + 1e-9
+        out.append((float(np.clip(u + margin * du / n, -1, 1)), float(np.clip(v + 2 * margin * dv / n, 0, 1))))
+    return out
+
+
 def _rect(u0, u1, v0, v1):
     return [(u0, v0), (u1, v0), (u1, v1), (u0, v1)]
 
@@ -607,9 +618,14 @@ def build_geometry(spec: VehicleSpec) -> Geometry:
         def ruv(uv):
             return _strip_uv(ra, rb, hw, hw, [(u, 1 - v) for u, v in uv])
 
-        rear.decals.append((ruv(_rect(-0.7, 0.7, 0.0, 0.18)), TRIM, TRIM_ALBEDO))
+        # Dark-trimmed cars get a full-width black lower bumper at the back too.
+        band = _rect(-1.0, 1.0, 0.0, 0.36) if spec.dark_bumpers else _rect(-0.7, 0.7, 0.0, 0.18)
+        rear.decals.append((ruv(band), TRIM, TRIM_ALBEDO))
         rear.decals.append((ruv(_rect(-0.17, 0.17, 0.3, 0.55)), PLATE, (0.85, 0.85, 0.8)))
         for uv in _taillight_uv(spec.tail_shape, spec.tail_size):
+            # A dark bezel keeps the lamps' shape readable on red paint.
+            rear.decals.append((ruv(_grow(uv, 0.05)), TRIM, (0.1, 0.1, 0.11)))
+            rear.decals.append((ruv(_mirror_u(_grow(uv, 0.05))), TRIM, (0.1, 0.1, 0.11)))
             rear.decals.append((ruv(uv), TAILLIGHT, (0.75, 0.05, 0.04)))
             rear.decals.append((ruv(_mirror_u(uv)), TAILLIGHT, (0.75, 0.05, 0.04)))
     rear_chin = rim_face((xr, zc + bump), (xr + chin, zc))

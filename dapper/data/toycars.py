@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 # Bump whenever a change alters pixels, so cached shards are never mixed across versions.
-RENDER_VERSION = 1
+RENDER_VERSION = 2
 SHARD_SIZE = 5000
 
 
@@ -337,7 +337,10 @@ def source_dataset(
 # Target set: ten look-alike classes in five pairs
 # ---------------------------------------------------------------------------------------------
 
-# Each pair shares a maker's base body; the second member changes a few details only.
+# Each pair shares a maker's base body; the second member changes a few details only, chosen so
+# that every viewpoint shows at least one of them whatever the paint (lights vanish on a red car,
+# dark trim on a black one): proportions and window line from the side, grille and lamps from the
+# front, lamps, bumper trim and spoiler from the rear.
 _SEDAN = dict(
     body="sedan", length=4.70, width=1.82, clearance=0.16, wheel_radius=0.33, front_overhang=0.95,
     rear_overhang=1.08, nose_height=0.66, nose_length=0.18, hood_front_height=0.76, belt_height=0.92,
@@ -381,22 +384,25 @@ _TARGET_DEFS = (
     ("Vela S4 Sedan", _SEDAN, {}),
     ("Vela S5 Sedan", _SEDAN, dict(length=4.95, rear_overhang=1.18, front_overhang=1.0, x_windshield_base=0.76,
                                    x_roof_front=0.02, x_roof_rear=-1.12, x_rear_window_base=-1.63,
-                                   window_splits=(0.48, 0.86), head_shape=0, tail_shape=1, spokes=10)),
+                                   window_splits=(0.48, 0.86), head_shape=0, tail_shape=1, grille_shape=1,
+                                   spokes=10, spoiler=True)),
     ("Borea X3 SUV", _SUV, {}),
     ("Borea X5 SUV", _SUV, dict(length=4.88, width=1.94, rear_overhang=1.05, front_overhang=0.95,
                                 x_windshield_base=0.85, x_roof_front=0.22, x_roof_rear=-2.22,
                                 x_rear_window_base=-2.37, roof_height=1.76, wheel_radius=0.4,
-                                tail_shape=2, head_shape=3, spokes=6)),
+                                tail_shape=2, head_shape=3, spokes=6, dark_bumpers=False)),
     ("Corsa 5-door Hatchback", _HATCH, {}),
     ("Corsa 3-door Hatchback", _HATCH, dict(window_splits=(0.74,), c_pillar=0.3, length=3.92,
-                                            x_roof_rear=-1.58, spokes=0, tail_shape=0)),
+                                            x_roof_rear=-1.58, spokes=0, tail_shape=0, head_shape=2,
+                                            dark_bumpers=True)),
     ("Falco GT Coupe", _SPORTS, {}),
     ("Falco GTS Coupe", _SPORTS, dict(spoiler=True, head_shape=3, rim_colour=1, roof_height=1.16,
                                       tail_shape=1, rim_fraction=0.76)),
     ("Dune Regular Cab Pickup", _PICKUP, {}),
     ("Dune Crew Cab Pickup", _PICKUP, dict(length=5.6, rear_overhang=1.25, x_windshield_base=1.35,
                                            x_roof_front=0.75, x_roof_rear=-0.85, x_rear_window_base=-0.9,
-                                           window_splits=(0.5,))),
+                                           window_splits=(0.5,), grille_shape=3, head_shape=1, tail_shape=0,
+                                           dark_bumpers=True)),
 )
 TARGET_CLASSES = tuple(name for name, _, _ in _TARGET_DEFS)
 """Ten target class names; classes ``2k`` and ``2k + 1`` are look-alikes of one maker."""
