@@ -340,7 +340,7 @@ def source_dataset(
 # Each pair shares a maker's base body; the second member changes a few details only, chosen so
 # that every viewpoint shows at least one of them whatever the paint (lights vanish on a red car,
 # dark trim on a black one): proportions and window line from the side, grille and lamps from the
-# front, lamps, bumper trim and spoiler from the rear.
+# front, lamps, bumper trim and spoiler from the rear, roof colour from above.
 _SEDAN = dict(
     body="sedan", length=4.70, width=1.82, clearance=0.16, wheel_radius=0.33, front_overhang=0.95,
     rear_overhang=1.08, nose_height=0.66, nose_length=0.18, hood_front_height=0.76, belt_height=0.92,
@@ -384,20 +384,20 @@ _TARGET_DEFS = (
     ("Vela S4 Sedan", _SEDAN, {}),
     ("Vela S5 Sedan", _SEDAN, dict(length=4.95, rear_overhang=1.18, front_overhang=1.0, x_windshield_base=0.76,
                                    x_roof_front=0.02, x_roof_rear=-1.12, x_rear_window_base=-1.63,
-                                   window_splits=(0.48, 0.86), head_shape=0, tail_shape=1, grille_shape=1,
-                                   spokes=10, spoiler=True)),
+                                   window_splits=(0.48, 0.86), head_shape=0, head_size=1.25, tail_shape=1,
+                                   grille_shape=1, spokes=10, spoiler=True)),
     ("Borea X3 SUV", _SUV, {}),
     ("Borea X5 SUV", _SUV, dict(length=4.88, width=1.94, rear_overhang=1.05, front_overhang=0.95,
                                 x_windshield_base=0.85, x_roof_front=0.22, x_roof_rear=-2.22,
                                 x_rear_window_base=-2.37, roof_height=1.76, wheel_radius=0.4,
-                                tail_shape=2, head_shape=3, spokes=6, dark_bumpers=False)),
+                                tail_shape=2, head_shape=3, spokes=6, dark_bumpers=False, grille_size=1.35)),
     ("Corsa 5-door Hatchback", _HATCH, {}),
     ("Corsa 3-door Hatchback", _HATCH, dict(window_splits=(0.74,), c_pillar=0.3, length=3.92,
                                             x_roof_rear=-1.58, spokes=0, tail_shape=0, head_shape=2,
                                             dark_bumpers=True)),
     ("Falco GT Coupe", _SPORTS, {}),
     ("Falco GTS Coupe", _SPORTS, dict(spoiler=True, head_shape=3, rim_colour=1, roof_height=1.16,
-                                      tail_shape=1, rim_fraction=0.76)),
+                                      tail_shape=1, rim_fraction=0.76, black_roof=True)),
     ("Dune Regular Cab Pickup", _PICKUP, {}),
     ("Dune Crew Cab Pickup", _PICKUP, dict(length=5.6, rear_overhang=1.25, x_windshield_base=1.35,
                                            x_roof_front=0.75, x_roof_rear=-0.85, x_rear_window_base=-0.9,
