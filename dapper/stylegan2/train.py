@@ -1,0 +1,397 @@
+"""StyleGAN2 training: non-saturating logistic loss, lazy R1, optional path-length regularisation,
+style mixing, EMA generator, mixed precision on CUDA, resumable checkpoints.
+
+The schedule follows stylegan2-ada-pytorch (Adam with betas (0, 0.99), lazy regularisation with the
+learning rate and betas rescaled by interval / (interval + 1), EMA half-life in kimg with a ramp-up),
+written for small models on a CPU.
+
+Run: ``python -m dapper.stylegan2.train --config checkpoints/source_gan.json [--out runs/source_gan]``.
+The run folder holds ``resume.pt`` (weights + optimiser state, rewritten atomically, loaded with
+``weights_only=True``), ``samples-<kimg>.png`` grids, ``log.csv`` and the exported EMA generator.
+A run that is interrupted (Ctrl-C, SIGTERM) saves its state and continues where it stopped when
+started again with the same command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .networks import Discriminator, Generator
+
+__all__ = ["TrainConfig", "train", "ImageStream"]
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a training run; stored beside every checkpoint it makes."""
+
+    resolution: int = 64
+    z_dim: int = 128
+    w_dim: int = 128
+    mapping_layers: int = 4
+    channel_base: int = 4096
+    channel_max: int = 128
+    d_channel_base: int = 4096
+    d_channel_max: int = 128
+    mbstd_group: int = 4
+    batch: int = 32
+    glr: float = 0.0025
+    dlr: float = 0.0025
+    r1_gamma: float = 0.1
+    r1_interval: int = 16
+    pl_weight: float = 0.0
+    pl_interval: int = 4
+    pl_batch_shrink: int = 2
+    pl_decay: float = 0.01
+    style_mixing: float = 0.9
+    ema_kimg: float = 10.0
+    ema_rampup: float = 0.05
+    total_kimg: float = 300.0
+    snapshot_kimg: float = 10.0
+    xflip: bool = True
+    seed: int = 0
+    dataset: str = "toycars-source"
+    dataset_size: int = 50000
+    data_seed: int = 0
+    mixed_precision: bool = True  # CUDA only (bf16 autocast); ignored on the CPU
+    threads: int = 0  # torch CPU threads, 0 = torch default
+
+    @classmethod
+    def from_json(cls, path) -> TrainConfig:
+        data = json.loads(Path(path).read_text())
+        data = data.get("train", data)
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"{path}: unknown training settings {sorted(unknown)}")
+        return cls(**data)
+
+    def generator_kwargs(self) -> dict:
+        return dict(z_dim=self.z_dim, c_dim=0, w_dim=self.w_dim, img_resolution=self.resolution, img_channels=3,
+                    mapping_kwargs=dict(num_layers=self.mapping_layers),
+                    synthesis_kwargs=dict(channel_base=self.channel_base, channel_max=self.channel_max))
+
+    def discriminator_kwargs(self) -> dict:
+        return dict(c_dim=0, img_resolution=self.resolution, img_channels=3, channel_base=self.d_channel_base,
+                    channel_max=self.d_channel_max, epilogue_kwargs=dict(mbstd_group_size=self.mbstd_group))
+
+
+class ImageStream:
+    """Random minibatches from a uint8 array [N, H, W, 3] as float NCHW in [-1, 1]."""
+
+    def __init__(self, images: np.ndarray, batch: int, xflip: bool, seed: int, device: torch.device):
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(f"expected uint8 images [N, H, W, 3], got {images.dtype} {images.shape}")
+        self.images = images
+        self.batch = batch
+        self.xflip = xflip
+        self.rng = np.random.default_rng(seed)
+        self.device = device
+
+    def next(self) -> torch.Tensor:
+        idx = np.sort(self.rng.integers(0, len(self.images), self.batch))
+        x = torch.from_numpy(np.ascontiguousarray(self.images[idx])).to(self.device)
+        x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1)
+        if self.xflip:
+            flip = torch.from_numpy(self.rng.random(self.batch) < 0.5).to(self.device)
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        return x
+
+
+def load_dataset(cfg: TrainConfig, progress: bool = True) -> np.ndarray:
+    if cfg.dataset == "toycars-source":
+        from ..data import toycars
+
+        return toycars.source_dataset(cfg.dataset_size, size=cfg.resolution, seed=cfg.data_seed, progress=progress)
+    path = Path(cfg.dataset)
+    if path.suffix == ".npy" and path.exists():
+        return np.load(path, mmap_mode="r")
+    raise FileNotFoundError(f"dataset {cfg.dataset!r}: expected 'toycars-source' or an existing .npy file of "
+                            "uint8 images [N, H, W, 3]")
+
+
+# --------------------------------------------------------------------------------------------
+# Losses
+
+
+def _mixed_ws(G: Generator, z: torch.Tensor, prob: float) -> torch.Tensor:
+    ws = G.mapping(z, None)
+    if prob > 0 and torch.rand([]) < prob:
+        cutoff = torch.randint(1, ws.shape[1], ())
+        ws2 = G.mapping(torch.randn_like(z), None, skip_w_avg_update=True)
+        ws = ws.clone()
+        ws[:, cutoff:] = ws2[:, cutoff:]
+    return ws
+
+
+def r1_penalty(D: Discriminator, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns (D logits on real, squared gradient norm per sample [N])."""
+    real = real.detach().requires_grad_(True)
+    logits = D(real)
+    (grad,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
+    return logits, grad.square().sum(dim=[1, 2, 3])
+
+
+class Trainer:
+    """Holds networks, optimisers and counters; ``step()`` runs one minibatch of all phases."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        self.cfg = cfg
+        self.device = device
+        torch.manual_seed(cfg.seed)
+        self.G = Generator(**cfg.generator_kwargs()).to(device).train()
+        self.D = Discriminator(**cfg.discriminator_kwargs()).to(device).train()
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        g_ratio = cfg.pl_interval / (cfg.pl_interval + 1) if cfg.pl_weight > 0 else 1.0
+        d_ratio = cfg.r1_interval / (cfg.r1_interval + 1) if cfg.r1_gamma > 0 else 1.0
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.glr * g_ratio, betas=(0.0, 0.99 ** g_ratio), eps=1e-8)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.dlr * d_ratio, betas=(0.0, 0.99 ** d_ratio), eps=1e-8)
+        self.pl_mean = torch.zeros([], device=device)
+        self.nimg = 0
+        self.step_idx = 0
+        self.autocast = device.type == "cuda" and cfg.mixed_precision
+
+    def _amp(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast)
+
+    def step(self, real: torch.Tensor) -> dict:
+        cfg, G, D = self.cfg, self.G, self.D
+        n = real.shape[0]
+        stats = {}
+
+        # Generator: non-saturating logistic loss.
+        G.requires_grad_(True)
+        D.requires_grad_(False)
+        z = torch.randn([n, cfg.z_dim], device=self.device)
+        with self._amp():
+            fake = G.synthesis(_mixed_ws(G, z, cfg.style_mixing))
+            loss_g = F.softplus(-D(fake)).mean()
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_g.backward()
+        stats["loss_g"] = float(loss_g.detach())
+
+        # Path-length regularisation, lazily.
+        if cfg.pl_weight > 0 and self.step_idx % cfg.pl_interval == 0:
+            pl_n = max(n // cfg.pl_batch_shrink, 1)
+            ws = _mixed_ws(G, torch.randn([pl_n, cfg.z_dim], device=self.device), cfg.style_mixing)
+            img = G.synthesis(ws)
+            noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
+            (grad,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
+            lengths = grad.square().sum(2).mean(1).sqrt()
+            self.pl_mean.copy_(self.pl_mean.lerp(lengths.mean().detach(), cfg.pl_decay))
+            loss_pl = (lengths - self.pl_mean).square().mean() * cfg.pl_weight * cfg.pl_interval
+            (loss_pl + img[:, 0, 0, 0].sum() * 0).backward()
+            stats["pl"] = float(lengths.detach().mean())
+        for p in G.parameters():
+            if p.grad is not None:
+                torch.nan_to_num_(p.grad, nan=0, posinf=1e5, neginf=-1e5)
+        self.opt_G.step()
+
+        # Discriminator: logistic loss on fakes and reals, plus lazy R1 on reals.
+        G.requires_grad_(False)
+        D.requires_grad_(True)
+        with torch.no_grad(), self._amp():
+            fake = G.synthesis(_mixed_ws(G, torch.randn([n, cfg.z_dim], device=self.device), cfg.style_mixing))
+        do_r1 = cfg.r1_gamma > 0 and self.step_idx % cfg.r1_interval == 0
+        with self._amp():
+            logits_fake = D(fake.float())
+            if do_r1:
+                logits_real, r1 = r1_penalty(D, real)
+            else:
+                logits_real = D(real)
+            loss_d = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
+            if do_r1:
+                loss_d = loss_d + (r1 * (cfg.r1_gamma / 2)).mean() * cfg.r1_interval
+                stats["r1"] = float(r1.detach().mean())
+        self.opt_D.zero_grad(set_to_none=True)
+        loss_d.backward()
+        for p in D.parameters():
+            if p.grad is not None:
+                torch.nan_to_num_(p.grad, nan=0, posinf=1e5, neginf=-1e5)
+        self.opt_D.step()
+        stats["loss_d"] = float(loss_d.detach())
+        stats["d_real"] = float(logits_real.detach().mean())
+        stats["d_fake"] = float(logits_fake.detach().mean())
+
+        # EMA generator with a ramp-up of the half-life early in training.
+        self.nimg += n
+        self.step_idx += 1
+        ema_nimg = cfg.ema_kimg * 1000
+        if cfg.ema_rampup:
+            ema_nimg = min(ema_nimg, self.nimg * cfg.ema_rampup)
+        beta = 0.5 ** (n / max(ema_nimg, 1e-8))
+        with torch.no_grad():
+            for p_ema, p in zip(self.G_ema.parameters(), G.parameters()):
+                p_ema.copy_(p.detach().lerp(p_ema, beta))
+            for b_ema, b in zip(self.G_ema.buffers(), G.buffers()):
+                b_ema.copy_(b)
+        return stats
+
+    # -- state -------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
+            "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
+            "pl_mean": self.pl_mean, "nimg": self.nimg, "step_idx": self.step_idx,
+            "torch_rng": torch.get_rng_state(), "config": json.dumps(dataclasses.asdict(self.cfg)),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.G_ema.load_state_dict(state["G_ema"])
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        self.pl_mean.copy_(state["pl_mean"])
+        self.nimg = int(state["nimg"])
+        self.step_idx = int(state["step_idx"])
+        torch.set_rng_state(state["torch_rng"])
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
+    """Write images [N, 3, H, W] in [-1, 1] as one PNG grid."""
+    from PIL import Image
+
+    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    n, c, h, w = x.shape
+    rows = math.ceil(n / nrow)
+    grid = torch.zeros([c, rows * h, nrow * w], dtype=torch.uint8)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        grid[:, r * h:(r + 1) * h, col * w:(col + 1) * w] = x[i]
+    tmp = path.with_name(path.name + ".tmp.png")
+    Image.fromarray(grid.permute(1, 2, 0).numpy()).save(tmp)
+    os.replace(tmp, path)
+
+
+def export_generator(trainer: Trainer, path: Path, extra: dict | None = None) -> None:
+    from .checkpoints import save_generator
+
+    meta = {"train_config": dataclasses.asdict(trainer.cfg), "kimg": trainer.nimg / 1000}
+    meta.update(extra or {})
+    save_generator(trainer.G_ema, path, metadata=meta)
+
+
+def train(cfg: TrainConfig, out: Path, device: torch.device | None = None, images: np.ndarray | None = None,
+          max_minutes: float | None = None, progress: bool = True) -> Trainer:
+    """Train (or resume) until ``cfg.total_kimg``; returns the trainer. Stops early, saving, on
+    SIGINT/SIGTERM or after ``max_minutes``."""
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    if images is None:
+        images = load_dataset(cfg, progress=progress)
+    if images.shape[1] != cfg.resolution:
+        raise ValueError(f"images are {images.shape[1]} px but the config trains {cfg.resolution} px")
+    trainer = Trainer(cfg, device)
+    resume = out / "resume.pt"
+    if resume.exists():
+        trainer.load_state_dict(torch.load(resume, map_location=device, weights_only=True))
+        print(f"resumed from {resume} at {trainer.nimg / 1000:.1f} kimg")
+    stream = ImageStream(images, cfg.batch, cfg.xflip, seed=cfg.seed * 1000003 + trainer.step_idx, device=device)
+    grid_z = torch.randn([32, cfg.z_dim], generator=torch.Generator().manual_seed(cfg.seed + 123)).to(device)
+
+    stop = {"flag": False}
+
+    def _request_stop(signum, frame):
+        stop["flag"] = True
+
+    old_handlers = {s: signal.signal(s, _request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    total = int(cfg.total_kimg * 1000)
+    next_snapshot = (trainer.nimg // int(cfg.snapshot_kimg * 1000) + 1) * int(cfg.snapshot_kimg * 1000)
+    log_path = out / "log.csv"
+    if not log_path.exists():
+        log_path.write_text("kimg,seconds,loss_g,loss_d,d_real,d_fake,r1\n")
+    t_start = time.time()
+    seconds_before = 0.0
+    if resume.exists():
+        lines = log_path.read_text().strip().splitlines()
+        if len(lines) > 1:
+            seconds_before = float(lines[-1].split(",")[1])
+    bar = tqdm(total=total, initial=trainer.nimg, unit="img", unit_scale=True, disable=not progress,
+               desc="train StyleGAN2")
+    last = {}
+    try:
+        while trainer.nimg < total and not stop["flag"]:
+            stats = trainer.step(stream.next())
+            last.update(stats)
+            bar.update(cfg.batch)
+            bar.set_postfix(g=f"{stats['loss_g']:.2f}", d=f"{stats['loss_d']:.2f}")
+            if max_minutes is not None and time.time() - t_start > max_minutes * 60:
+                stop["flag"] = True
+            if trainer.nimg >= next_snapshot or trainer.nimg >= total or stop["flag"]:
+                next_snapshot += int(cfg.snapshot_kimg * 1000)
+                _snapshot(trainer, out, grid_z, log_path, last, seconds_before + time.time() - t_start)
+    finally:
+        bar.close()
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+    return trainer
+
+
+def _snapshot(trainer: Trainer, out: Path, grid_z: torch.Tensor, log_path: Path, stats: dict, seconds: float):
+    kimg = trainer.nimg / 1000
+    with torch.no_grad():
+        imgs = trainer.G_ema(grid_z, None, noise_mode="const")
+    save_grid(imgs, out / f"samples-{int(round(kimg)):05d}.png")
+    _atomic_torch_save(trainer.state_dict(), out / "resume.pt")
+    with open(log_path, "a") as fh:
+        fh.write(f"{kimg:.3f},{seconds:.1f},{stats.get('loss_g', float('nan')):.4f},"
+                 f"{stats.get('loss_d', float('nan')):.4f},{stats.get('d_real', float('nan')):.4f},"
+                 f"{stats.get('d_fake', float('nan')):.4f},{stats.get('r1', float('nan')):.4f}\n")
+    try:
+        export_generator(trainer, out / "generator_ema", extra={"seconds": round(seconds, 1)})
+    except ImportError:
+        pass
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="JSON file with training settings (TrainConfig fields)")
+    parser.add_argument("--out", default=None, help="run folder (default runs/<config name>)")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop (saving) after this long; rerun resumes")
+    parser.add_argument("--total-kimg", type=float, default=None, help="override the config's length")
+    parser.add_argument("--export", default=None,
+                        help="when the run is complete, write its EMA generator here (e.g. checkpoints/source_gan)")
+    args = parser.parse_args(argv)
+    cfg = TrainConfig.from_json(args.config)
+    if args.total_kimg is not None:
+        cfg.total_kimg = args.total_kimg
+    out = Path(args.out or Path("runs") / Path(args.config).stem)
+    device = torch.device(args.device) if args.device else None
+    trainer = train(cfg, out, device=device, max_minutes=args.max_minutes)
+    if args.export and trainer.nimg >= cfg.total_kimg * 1000:
+        seconds = float((out / "log.csv").read_text().strip().splitlines()[-1].split(",")[1])
+        export_generator(trainer, Path(args.export),
+                         extra={"command": "python -m dapper.stylegan2.train " + " ".join(argv or sys.argv[1:]),
+                                "seconds": seconds, "device": str(trainer.device)})
+        print(f"exported the EMA generator to {args.export}")
+
+
+if __name__ == "__main__":
+    main()
