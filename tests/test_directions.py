@@ -1,0 +1,208 @@
+"""dapper.directions: editing, the methods' linear algebra, circular yaw and the evaluation measures.
+
+Everything runs on a tiny generator (16 px) and synthetic latents made here; no checkpoint is read.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from dapper import directions as D
+from dapper.stylegan2.networks import Generator
+
+G_KWARGS = dict(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=3,
+                mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=128, channel_max=16))
+
+
+@pytest.fixture(scope="module")
+def G():
+    torch.manual_seed(0)
+    g = Generator(**G_KWARGS)
+    with torch.no_grad():  # non-zero biases so the style layers differ from their defaults
+        for name, t in g.state_dict().items():
+            if name.endswith("bias"):
+                t.add_(0.1 * torch.randn(t.shape))
+    return g.eval().requires_grad_(False)
+
+
+def _samples(w, yaw, accepted=None) -> D.PoseSamples:
+    n = len(w)
+    rng = np.random.default_rng(1)
+    return D.PoseSamples(
+        w=w.astype(np.float32), accepted=np.ones(n, bool) if accepted is None else accepted,
+        score=np.ones(n, np.float32), box=np.tile(np.float32([2, 4, 14, 12]), (n, 1)),
+        yaw=(np.asarray(yaw) % 360).astype(np.float32), elevation=np.zeros(n, np.float32),
+        colour_lab=rng.normal(50, 10, (n, 3)).astype(np.float32), size=rng.uniform(0.3, 0.6, n).astype(np.float32))
+
+
+def test_apply_direction_edits_only_its_rows_and_is_linear(G):
+    ws = torch.randn(3, G.num_ws, G.w_dim)
+    d = D.Direction(np.random.default_rng(0).standard_normal(G.w_dim), (1, 4), "test", scale=0.7)
+    out = D.apply_direction(ws, d, [-2.0, 0.0, 1.0, 3.0])
+    assert out.shape == (3, 4, G.num_ws, G.w_dim)
+    delta = out - ws[:, None]
+    untouched = [r for r in range(G.num_ws) if not 1 <= r < 4]
+    assert delta[:, :, untouched].abs().max() == 0
+    assert torch.allclose(delta[:, 1], torch.zeros_like(delta[:, 1]))
+    step = torch.from_numpy(d.step())
+    for j, c in enumerate([-2.0, 0.0, 1.0, 3.0]):
+        assert torch.allclose(delta[:, j, 1:4], c * step.expand(3, 3, -1), atol=1e-6)
+    assert abs(np.linalg.norm(d.vector) - 1) < 1e-6
+
+
+def test_direction_units_and_roundtrip(tmp_path):
+    d = D.Direction(np.arange(1.0, 5.0), (0, 2), "paper", scale=0.2, units="paper", degrees_per_unit=4.0,
+                    metadata={"paper_scale": 0.2})
+    deg = d.in_degrees()
+    assert deg.units == "degrees" and deg.degrees_per_unit == 1.0
+    assert np.isclose(deg.scale, 0.05)  # 4 deg per 0.2 W -> one degree per 0.05 W
+    back = deg.in_paper_units()
+    assert np.isclose(back.scale, 0.2) and np.isclose(back.degrees_per_unit, 4.0)
+    d2 = D.Direction.load(deg.save(tmp_path / "d.json"))
+    assert d2.layers == (0, 2) and np.allclose(d2.vector, deg.vector) and d2.scale == deg.scale
+    with pytest.raises(ValueError):
+        D.Direction(np.zeros(4), (0, 1), "x")
+    with pytest.raises(ValueError):
+        D.Direction(np.ones(3), (0, 1), "x").in_degrees()
+
+
+def test_style_layers_follow_official_row_order(G):
+    rows = [(r, name) for r, name, _ in D.style_layers(G)]
+    # 16 px: b4.conv1 0, b4.torgb 1, b8.conv0 1, b8.conv1 2, b8.torgb 3, b16.conv0 3, conv1 4, torgb 5
+    assert rows == [(0, "b4.conv1"), (1, "b4.torgb"), (1, "b8.conv0"), (2, "b8.conv1"), (3, "b8.torgb"),
+                    (3, "b16.conv0"), (4, "b16.conv1"), (5, "b16.torgb")]
+    assert G.num_ws == 6
+    assert D.coarse_layers(G) == (0, 3)
+
+
+def test_sefa_vectors_are_orthonormal_eigenvectors(G):
+    vals, vecs = D.sefa_basis(G, (0, 3))
+    assert np.allclose(vecs.T @ vecs, np.eye(G.w_dim), atol=1e-8)
+    assert np.all(np.diff(vals) <= 1e-9)  # descending
+    mats = [aff.weight.detach().double() * aff.weight_gain for r, _, aff in D.style_layers(G) if r < 3]
+    a = torch.cat(mats).numpy()
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    assert np.allclose(a.T @ a @ vecs[:, :3], vecs[:, :3] * vals[:3], atol=1e-8)
+    d = D.sefa_direction(G, _samples(np.random.default_rng(0).standard_normal((200, 16)),
+                                     np.random.default_rng(1).uniform(0, 80, 200)), (0, 3))
+    assert d.layers == (0, 3) and any(abs(abs(d.vector @ vecs[:, j]) - 1) < 1e-6 for j in range(8))
+
+
+def _planted(n=3000, dim=16, ref=40.0, seed=0, sparse=False):
+    rng = np.random.default_rng(seed)
+    u = rng.standard_normal(dim)
+    if sparse:
+        u[dim // 2:] = 0
+    u /= np.linalg.norm(u)
+    w = rng.standard_normal((n, dim))
+    yaw = ref + 40 * (w @ u) + rng.normal(0, 2, n)  # degrees, a linear attribute of W
+    return w, yaw % 360, u
+
+
+@pytest.mark.parametrize("ref", [40.0, 0.0, 350.0])
+def test_ridge_direction_recovers_planted_attribute(ref):
+    # ref 0 and 350: the yaw crosses 360 -> 0, so regressing the raw angle would fail.
+    w, yaw, u = _planted(ref=ref)
+    d = D.paper_pose_direction(samples=_samples(w, yaw), threshold_quantile=0.0, reference_yaw=ref)
+    assert d.vector @ u > 0.97
+    assert d.units == "paper" and d.metadata["paper_scale"] > 0
+    # One paper unit raises the predicted yaw by one degree: the true slope is 40 deg per W unit.
+    assert 20 < 1.0 / d.scale < 60
+    ws, yaw_s, u_s = _planted(sparse=True, seed=3)
+    ds = D.paper_pose_direction(samples=_samples(ws, yaw_s), threshold_quantile=0.5)
+    assert ds.vector @ u_s > 0.97
+    assert np.count_nonzero(ds.vector) == 8  # the thresholded half is exactly zero
+
+
+def test_baselines_find_planted_attribute(G):
+    w, yaw, u = _planted(n=2000, dim=16)
+    s = _samples(w, yaw)
+    ig = D.interfacegan_direction(s, 40.0, (0, 2), conditions=())
+    assert ig.vector @ u > 0.9
+    # Conditional projection leaves the edit orthogonal to the condition normal.
+    s.colour_lab[:, 0] = 50 + 10 * w[:, 0]
+    igc = D.interfacegan_direction(s, 40.0, (0, 2), conditions=("lightness",))
+    n_light = D._svm_normal(w.astype(np.float64), s.colour_lab[:, 0].astype(np.float64), 0.2)
+    assert abs(igc.vector @ n_light) < 1e-6
+    # PCA: make u the top component, then GANSpace picks it.
+    w2 = w + 3 * (w @ u)[:, None] * u[None]
+    gs = D.ganspace_direction(_samples(w2, (40 + 10 * (w2 @ u)) % 360), (0, 2))
+    assert abs(gs.vector @ u) > 0.99 and gs.metadata["component"] == 0
+    r = D.random_direction(16, (0, 2), seed=1, samples=s)
+    assert r.metadata["abs_corr_with_yaw_offset"] < 0.9
+
+
+def test_circular_angles():
+    assert np.isclose(D.wrap_deg(359 - 1), -2) and np.isclose(D.wrap_deg(1 - 359), 2)
+    assert np.isclose(D.circular_mean_deg([359, 1]) % 360, 0, atol=1e-9) or np.isclose(
+        D.circular_mean_deg([359, 1]), 360, atol=1e-9)
+    assert np.isclose(D.circular_mean_deg([80, 100]), 90)
+    m = D.yaw_sequence_metrics([-2, -1, 0, 1, 2], [[350, 355, 0, 5, 10]])
+    assert np.isclose(m["slope"][0], 5) and np.isclose(m["r2"][0], 1) and m["monotone"][0] and m["n_jumps"][0] == 0
+
+
+def test_sequence_metrics_jumps_and_linearity():
+    c = np.arange(-30, 31, 5)
+    smooth = 40 + 1.0 * c
+    jumpy = smooth.copy()
+    jumpy[8:] += 60  # one step of 65 deg where the others are 5
+    flat = np.full_like(smooth, 40.0) + np.random.default_rng(0).normal(0, 1, len(c))
+    back = 40 + 1.0 * np.abs(c)  # turns one way, then back: not monotone
+    m = D.yaw_sequence_metrics(c, np.stack([smooth, jumpy, flat, back]))
+    assert np.allclose(m["slope"][0], 1) and np.isclose(m["r2"][0], 1)
+    assert m["n_jumps"].tolist() == [0, 1, 0, 0]  # the flat one's noise stays under the floor
+    assert m["r2"][1] < 0.95 and m["r2"][2] < 0.5
+    assert m["monotone"].tolist() == [True, True, False, False]
+    # A front/back flip of 180 deg counts as a jump after unwrapping.
+    flip = smooth.copy()
+    flip[10:] += 180
+    assert D.yaw_sequence_metrics(c, flip[None])["n_jumps"][0] == 1
+
+
+class _FakeAnnotator:
+    """Reads 'yaw' from how much redder the left half of the image is than the right."""
+
+    config = {"heldout": "fake"}
+
+    def predict(self, images):
+        x = torch.as_tensor(images).float()
+        return ((40 + 200 * (x[:, 0, :, :8].mean((1, 2)) - x[:, 0, :, 8:].mean((1, 2)))) % 360).numpy()
+
+    def predict_pose(self, images):
+        y = self.predict(images)
+        return y, np.zeros_like(y)
+
+
+class _FakeDetector:
+    threshold = 0.5
+    config = {"heldout": "fake"}
+
+    def predict(self, images):
+        n = len(images)
+        return np.ones(n), np.tile([2.0, 3.0, 14.0, 13.0], (n, 1))
+
+
+def test_fit_calibrate_and_evaluate_end_to_end(G):
+    ann = _FakeAnnotator()
+    s = D.annotate_samples(G, 300, _FakeDetector(), ann, seed=0, progress=False)
+    assert len(s) == 300 and s.accepted.all() and s.w.shape == (300, G.w_dim)
+    s2 = D.annotate_samples(G, 300, _FakeDetector(), ann, seed=0, progress=False)  # from the cache
+    assert np.array_equal(s.w, s2.w)
+    ref = D.circular_mean_deg(s.yaw)
+    dirs = D.fit_directions(G, s, ann, reference_yaw=ref, n_calibration=8, max_shift_factor=2.0, progress=False)
+    assert {"paper/all", "sefa/coarse", "random/all", "paper/all (paper units)"} <= set(dirs)
+    d = dirs["paper/all"]
+    assert d.units == "degrees" and d.metadata["calibration"]["by"] == "annotator"
+    ws = D.calibration_latents(s, 4, ref, num_ws=G.num_ws)
+    # The annotator reads about +-10 degrees at +-10 units when the calibration was not capped.
+    if not d.metadata["calibration"]["capped"]:
+        y = D._annotate_edits(G, ws, d, [-10, 0, 10], ann, 64)
+        assert 4 < np.median(D.yaw_sequence_metrics([-10, 0, 10], y)["slope"]) * 10 < 16
+    summary, per_image = D.evaluate_directions(
+        G, {k: dirs[k] for k in ("paper/all", "random/all")}, ws, coefficients=(-10, 0, 10),
+        yaw_reader=ann.predict, progress=False)
+    assert list(summary.direction) == ["paper/all", "random/all"]
+    assert len(per_image) == 2 * 4 * 3
+    assert summary.identity_kept_at_30.isna().all()  # no identity oracle given
+    winner, reason = D.choose_winner(summary)
+    assert isinstance(reason, str)
