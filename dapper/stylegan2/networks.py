@@ -33,8 +33,8 @@ __all__ = [
 
 def _check_shape(t: torch.Tensor, shape: list, what: str) -> None:
     if t.ndim != len(shape) or any(s is not None and int(a) != s for a, s in zip(t.shape, shape)):
-        want = ["*" if s is None else s for s in shape]
-        raise ValueError(f"{what}: expected shape {want}, got {list(t.shape)}")
+        want = ", ".join("*" if s is None else str(s) for s in shape)
+        raise ValueError(f"{what}: expected shape [{want}], got {list(t.shape)}")
 
 
 class FullyConnectedLayer(torch.nn.Module):
