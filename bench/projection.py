@@ -1,0 +1,152 @@
+"""Projection speed and quality: the official projector's schedule vs dapper's.
+
+    python bench/projection.py                         # short default run (a few minutes on one CPU core)
+    python bench/projection.py --n-official 10 --n-images 50 --json bench_projection.json
+
+Held-out toycars target images (``toycars.target_test_views``, every class, pickups included,
+interleaved so the first images cover different classes) are projected into W of the generator
+(default: the shipped source GAN) two ways, in the same process:
+
+* **official**: :meth:`ProjectionSettings.official` (1000 Adam steps, lr 0.1 with ramps, latent
+  noise, optimised noise maps, mean-w start, perceptual loss only), one image at a time (batch 1),
+  on the first ``--n-official`` images;
+* **dapper**: the default settings (encoder start, pixel + perceptual loss, early stop), all
+  ``--n-images`` images in one batched call.
+
+Both use the same perceptual network (the shipped toycars one unless ``--vgg16``/``--lpips`` are
+given) and no cache. Reported per method: wall seconds per image, images/s, mean steps, PSNR (dB),
+perceptual distance, and identity agreement: the share of reconstructions that the evaluation
+oracle (``dapper.oracles.predict_identity``, never used by the method) assigns to the image's true
+class (the oracle's accuracy on the originals is printed beside it). Quality is compared on the
+images both methods projected; speed ratios are measured in this run, on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dapper.projection import ProjectionSettings, project_images  # noqa: E402
+
+
+def heldout_images(n: int, seed: int, size: int):
+    """First n held-out target views, classes interleaved (0, 1, ..., 9, 0, 1, ...)."""
+    from dapper.data import toycars
+
+    n_classes = len(toycars.TARGET_CLASSES)
+    per_class = -(-n // n_classes)
+    pool = toycars.target_test_views(per_class, seed=seed, size=size)
+    order = np.argsort(np.arange(len(pool)) % per_class, kind="stable")[:n]
+    return pool.images[order], pool.labels[order]
+
+
+def summarise(name: str, proj, labels, oracle, wall: float) -> dict:
+    from dapper.oracles import predict_identity
+
+    pred, _ = predict_identity(proj.reconstructions, oracle)
+    m = proj.metrics
+    n = len(labels)
+    return {
+        "method": name, "n": n, "wall_s": wall, "s_per_image": wall / n, "images_per_s": n / wall,
+        "mean_steps": float(np.mean(m["steps"])), "psnr": float(np.mean(m["psnr"])),
+        "perceptual": float(np.mean(m["perceptual"])), "identity_agreement": float(np.mean(pred == labels)),
+        "failed": int(sum(bool(f) for f in m["failed"])),
+        "per_image": {"psnr": m["psnr"].tolist(), "perceptual": m["perceptual"].tolist(),
+                      "steps": m["steps"].tolist(), "identity_kept": (pred == labels).tolist()},
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--network", type=Path, default=None, help="generator (default: the shipped source GAN)")
+    ap.add_argument("--n-official", type=int, default=2, help="images projected with the official schedule")
+    ap.add_argument("--n-images", type=int, default=20, help="images projected with dapper's settings")
+    ap.add_argument("--official-steps", type=int, default=1000)
+    ap.add_argument("--space", choices=["w", "w+"], default="w", help="dapper's space (official is always w)")
+    ap.add_argument("--seed", type=int, default=0, help="held-out view seed")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--vgg16", default=None)
+    ap.add_argument("--lpips", default=None)
+    ap.add_argument("--json", type=Path, default=None, help="write all numbers here")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from dapper.oracles import load_identity_oracle, predict_identity
+    from dapper.stylegan2 import default_generator_path, load_generator
+
+    network = args.network or default_generator_path()
+    device = torch.device(args.device)
+    G = load_generator(network, device=device)
+    n_all = max(args.n_images, args.n_official)
+    images, labels = heldout_images(n_all, args.seed, G.img_resolution)
+    oracle = load_identity_oracle(device=device)
+    orig_pred, _ = predict_identity(images, oracle)
+    perceptual = dict(vgg16_weights=args.vgg16, lpips_weights=args.lpips)
+    official = ProjectionSettings.official(steps=args.official_steps, **perceptual)
+    ours = ProjectionSettings(space=args.space, **perceptual)
+    print(f"generator {network}; {n_all} held-out target views; device {device}, {args.threads} thread(s)")
+    print(f"oracle accuracy on the originals: {np.mean(orig_pred[:args.n_images] == labels[:args.n_images]):.3f}")
+
+    # Warm-up (w statistics, encoder, perceptual network, allocator) outside the timings.
+    project_images(G, images[:1], settings=ours.replace(steps=2), cache=False, progress=False, device=device)
+    project_images(G, images[:1], settings=official.replace(steps=2), cache=False, progress=False, device=device)
+
+    runs = []
+    if args.n_official:
+        projs, t0 = [], time.perf_counter()
+        for i in range(args.n_official):  # batch 1, as the official projector works
+            projs.append(project_images(G, images[i:i + 1], settings=official, cache=False, progress=False,
+                                        device=device, batch_size=1))
+            print(f"  official image {i + 1}/{args.n_official}: {projs[-1].metrics['seconds'][0]:.1f} s, "
+                  f"PSNR {projs[-1].metrics['psnr'][0]:.2f}", flush=True)
+        wall = time.perf_counter() - t0
+        cat = projs[0]
+        for p in projs[1:]:
+            cat.reconstructions = torch.cat([cat.reconstructions, p.reconstructions])
+            cat.metrics = {k: np.concatenate([cat.metrics[k], p.metrics[k]]) for k in cat.metrics}
+        runs.append(summarise("official (batch 1)", cat, labels[:args.n_official], oracle, wall))
+    t0 = time.perf_counter()
+    mine = project_images(G, images[:args.n_images], settings=ours, cache=False, progress=False, device=device)
+    wall = time.perf_counter() - t0
+    runs.append(summarise(f"dapper (batch {mine.info['batch_size']}, init {mine.info['init']})", mine,
+                          labels[:args.n_images], oracle, wall))
+
+    header = f"{'method':<34}{'n':>4}{'s/img':>8}{'img/s':>8}{'steps':>7}{'PSNR':>7}{'percep':>8}{'ident':>7}"
+    print("\n" + header + "\n" + "-" * len(header))
+    for r in runs:
+        print(f"{r['method']:<34}{r['n']:>4}{r['s_per_image']:>8.2f}{r['images_per_s']:>8.3f}{r['mean_steps']:>7.0f}"
+              f"{r['psnr']:>7.2f}{r['perceptual']:>8.4f}{r['identity_agreement']:>7.2f}")
+    result = {"network": str(network), "device": str(device), "threads": args.threads, "runs": runs,
+              "oracle_accuracy_originals": float(np.mean(orig_pred[:args.n_images] == labels[:args.n_images])),
+              "cpu_count": os.cpu_count(), "torch": torch.__version__}
+    if args.n_official:
+        off = runs[0]
+        k = args.n_official
+        same = {"psnr": float(np.mean(mine.metrics["psnr"][:k])),
+                "perceptual": float(np.mean(mine.metrics["perceptual"][:k])),
+                "identity_agreement": float(np.mean(runs[1]["per_image"]["identity_kept"][:k]))}
+        ratio = runs[1]["images_per_s"] / off["images_per_s"]
+        result["same_images"] = {"n": k, "official": {key: off[key] for key in same}, "dapper": same}
+        result["speedup_images_per_s"] = ratio
+        print(f"\nspeed-up, dapper vs official images/s: {ratio:.1f}x "
+              f"(steps {off['mean_steps']:.0f} -> {runs[1]['mean_steps']:.0f})")
+        print(f"on the {k} images both projected: PSNR {off['psnr']:.2f} -> {same['psnr']:.2f} dB, "
+              f"perceptual {off['perceptual']:.4f} -> {same['perceptual']:.4f}, "
+              f"identity agreement {off['identity_agreement']:.2f} -> {same['identity_agreement']:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

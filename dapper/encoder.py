@@ -1,0 +1,320 @@
+"""Encoder: a first guess of an image's w, so projection starts near the answer.
+
+A small CNN trained for one frozen generator on pairs ``(G.synthesis(w), w)`` of the generator's
+own samples: first on the distance to ``w`` (in units of W's per-dimension spread), then briefly on
+the reconstruction ``G(encoder(x))`` against ``x`` (masked-free pixel MSE plus the perceptual
+distance of :mod:`dapper.perceptual`). Real images are never used, so nothing about the target
+classes leaks in; the optimisation that follows corrects what the guess misses.
+
+    python -m dapper.encoder train --network checkpoints/source_gan.safetensors   # ~10 min, 1 CPU thread
+
+The checkpoint (``checkpoints/encoder_source_gan.safetensors`` + ``.json``) records the sha256 of the
+generator it was trained for; :func:`encoder_for` refuses (with a warning, projection then starts
+from the mean w) to use it with any other generator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "encoder_source_gan.safetensors"
+
+__all__ = ["Encoder", "encoder_for", "load_encoder", "train", "main"]
+
+
+def _conv(cin, cout, stride=1):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, True))
+
+
+class Encoder(nn.Module):
+    """[N, 3, R, R] in [-1, 1] -> w [N, w_dim] (resized to ``input_size`` first).
+
+    The head predicts ``(w - w_avg) / w_scale`` (per-dimension spread of W), so every output is
+    about unit scale whatever the generator; ``w_avg`` and ``w_scale`` are buffers saved with it.
+    """
+
+    def __init__(self, w_dim: int, input_size: int = 64, widths=(16, 32, 64, 128, 192), hidden: int = 512):
+        super().__init__()
+        self.w_dim, self.input_size, self.widths, self.hidden = w_dim, input_size, tuple(widths), hidden
+        layers, cin = [], 3
+        for i, c in enumerate(widths):
+            # Full resolution and the last (4 px) stage get one convolution, the middle stages two.
+            layers += [_conv(cin, c, 1 if i == 0 else 2)]
+            if 0 < i < len(widths) - 1:
+                layers.append(_conv(c, c))
+            cin = c
+        self.features = nn.Sequential(*layers)
+        side = input_size // 2 ** (len(widths) - 1)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(cin * side * side, hidden), nn.LeakyReLU(0.2, True),
+                                  nn.Linear(hidden, w_dim))
+        self.register_buffer("w_avg", torch.zeros(w_dim))
+        self.register_buffer("w_scale", torch.ones(w_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", antialias=True,
+                              align_corners=False)
+        return self.w_avg + self.head(self.features(x)) * self.w_scale
+
+    @property
+    def content_hash(self) -> str:
+        if getattr(self, "_hash", None) is None:
+            from .perceptual import state_hash
+
+            self._hash = state_hash(self)
+        return self._hash
+
+
+def load_encoder(path=None, device="cpu") -> Encoder:
+    """Load an encoder checkpoint (``.safetensors`` + ``.json``); ``config`` attribute holds the JSON."""
+    from safetensors.torch import load_file
+
+    path = Path(path) if path is not None else DEFAULT_CHECKPOINT
+    cfg_path = path.with_suffix(".json")
+    if not path.is_file() or not cfg_path.is_file():
+        raise FileNotFoundError(f"encoder {path} (and its {cfg_path.name}) not found; train one with "
+                                "`python -m dapper.encoder train --network CKPT`")
+    config = json.loads(cfg_path.read_text())
+    arch = config["architecture"]
+    enc = Encoder(arch["w_dim"], arch["input_size"], tuple(arch["widths"]), arch["hidden"])
+    enc.load_state_dict(load_file(str(path)))
+    enc.config = config
+    return enc.to(device).eval().requires_grad_(False)
+
+
+_LOADED: dict = {}
+
+
+def encoder_for(G, g_hash: str | None = None, path=None, device="cpu") -> Encoder | None:
+    """The encoder trained for generator ``G``, or None (with a warning) when there is none or it
+    was trained for another generator (its recorded generator hash differs)."""
+    from .projection import generator_hash
+
+    path = Path(path) if path is not None else DEFAULT_CHECKPOINT
+    g_hash = g_hash or generator_hash(G)
+    key = (str(path), g_hash, str(device))
+    if key in _LOADED:
+        return _LOADED[key]
+    enc = None
+    try:
+        candidate = load_encoder(path, device)
+    except FileNotFoundError as exc:
+        warnings.warn(f"no encoder ({exc}); projection starts from the mean w", stacklevel=3)
+    else:
+        trained_for = candidate.config.get("generator_hash")
+        if trained_for != g_hash:
+            warnings.warn(f"encoder {path} was trained for generator {str(trained_for)[:12]}, not this one "
+                          f"({g_hash[:12]}); projection starts from the mean w", stacklevel=3)
+        elif candidate.w_dim != G.w_dim:
+            warnings.warn(f"encoder {path} predicts w_dim={candidate.w_dim}, generator has {G.w_dim}", stacklevel=3)
+        else:
+            enc = candidate
+    _LOADED[key] = enc
+    return enc
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+
+CONFIG = dict(n_train=12000, n_heldout=500, batch_size=64, lr=2e-3, weight_decay=1e-4, epochs=8,
+              w_budget_s=330, recon_steps=150, recon_batch=8, recon_lr=3e-4, recon_budget_s=150,
+              recon_weight_w=0.5, perceptual_weight=1.0, truncation=(0.6, 1.0), seed=0)
+
+
+@torch.no_grad()
+def _sample_pairs(G, n: int, seed: int, truncation, batch: int = 250) -> tuple[torch.Tensor, torch.Tensor]:
+    """n generated images (float [n, 3, R, R]) and their w [n, w_dim], truncation psi uniform in range."""
+    gen = torch.Generator().manual_seed(seed)
+    ws, imgs = [], []
+    for a in range(0, n, batch):
+        b = min(batch, n - a)
+        z = torch.randn(b, G.z_dim, generator=gen)
+        psi = torch.empty(b, 1).uniform_(*truncation, generator=gen)
+        w = G.mapping(z, None)[:, 0]
+        w = G.mapping.w_avg + psi * (w - G.mapping.w_avg)  # a spread of typical and atypical codes
+        imgs.append(G.synthesis(w[:, None].repeat(1, G.num_ws, 1), noise_mode="random").clamp(-1, 1))
+        ws.append(w)
+    return torch.cat(imgs), torch.cat(ws)
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    # A little blur, contrast and noise: real photos and renders are not quite what G draws.
+    n = x.shape[0]
+    if float(torch.rand((), generator=gen)) < 0.3:
+        x = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1) * 0.5 + x * 0.5
+    contrast = 1 + 0.1 * (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1)
+    x = x * contrast + 0.05 * (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1)
+    x = x + 0.03 * torch.rand(n, 1, 1, 1, generator=gen) * torch.randn(x.shape, generator=gen)
+    return x.clamp(-1, 1)
+
+
+@torch.no_grad()
+def evaluate(enc: Encoder, G, images: torch.Tensor, ws: torch.Tensor, perceptual=None) -> dict:
+    """Held-out scores: normalised w error and the PSNR of G(encoder(x)) against x (no optimisation)."""
+    enc.eval()
+    pred = torch.cat([enc(images[a:a + 100]) for a in range(0, len(images), 100)])
+    err = ((pred - ws) / enc.w_scale).square().mean(1)
+    rec = torch.cat([G.synthesis(pred[a:a + 100, None].repeat(1, G.num_ws, 1), noise_mode="const")
+                     for a in range(0, len(pred), 100)])
+    mse = (rec.clamp(-1, 1) - images).square().mean((1, 2, 3)) / 4
+    out = {"n": int(len(images)), "w_mse_normalised": float(err.mean()),
+           "psnr_encoder_only_db": float((10 * torch.log10(1 / mse.clamp_min(1e-10))).mean())}
+    if perceptual is not None:
+        out["perceptual_encoder_only"] = float(perceptual(rec, images).mean())
+    return out
+
+
+def train(network=None, out=None, scale: float = 1.0, threads: int = 1, seed: int = 0) -> dict:
+    """Train an encoder for the generator at ``network`` (default: the shipped source GAN)."""
+    from .perceptual import budget_lr, load_perceptual
+    from .projection import _masked_mse, generator_hash, w_stats
+    from .stylegan2 import default_generator_path, load_generator
+    from .utils import atomic_save, cache_dir, seed_everything
+
+    torch.set_num_threads(threads)
+    seed_everything(seed)
+    cfg = dict(CONFIG, seed=seed)
+    network = Path(network) if network is not None else Path(default_generator_path())
+    G = load_generator(network, device="cpu")
+    g_hash = generator_hash(G)
+    perceptual = load_perceptual()
+    t0 = time.time()
+    n_train = max(128, int(cfg["n_train"] * scale))
+    n_held = max(32, int(cfg["n_heldout"] * scale))
+    budget_scale = 1.0 if scale >= 1 else max(scale, 0.05)
+    print(f"[encoder] generator {network} ({g_hash[:12]}); sampling {n_train}+{n_held} pairs", flush=True)
+    x_train, w_train = _sample_pairs(G, n_train, seed, cfg["truncation"])
+    x_held, w_held = _sample_pairs(G, n_held, seed + 1_000_003, (1.0, 1.0))
+    t_sample = time.time() - t0
+
+    enc = Encoder(G.w_dim, input_size=min(64, G.img_resolution) if G.img_resolution >= 16 else 16)
+    w_avg, _ = w_stats(G, 10000, g_hash)
+    with torch.no_grad():
+        enc.w_avg.copy_(w_avg)
+        enc.w_scale.copy_((w_train - w_avg).std(0).clamp_min(1e-3))
+    bs = cfg["batch_size"]
+    steps = cfg["epochs"] * (n_train // bs)
+    opt = torch.optim.AdamW(enc.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    w_budget = cfg["w_budget_s"] * budget_scale
+    gen = torch.Generator().manual_seed(seed)
+    print(f"[encoder] {sum(p.numel() for p in enc.parameters())} params; phase 1: w loss, {steps} steps "
+          f"(budget {w_budget:.0f} CPU s)", flush=True)
+    enc.train()
+    step, t1, running = 0, time.process_time(), None
+    done = False
+    for epoch in range(cfg["epochs"]):
+        perm = torch.randperm(n_train, generator=gen)
+        for a in range(0, n_train - bs + 1, bs):
+            idx = perm[a:a + bs]
+            pred = enc(_augment(x_train[idx], gen))
+            loss = ((pred - w_train[idx]) / enc.w_scale).square().mean()
+            for group in opt.param_groups:
+                group["lr"] = budget_lr(cfg["lr"], step, steps, time.process_time() - t1, w_budget)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            running = loss.item() if running is None else 0.97 * running + 0.03 * loss.item()
+            if step % 50 == 0:
+                print(f"  epoch {epoch} step {step}/{steps} w-loss {running:.4f} "
+                      f"({time.process_time() - t1:.0f} CPU s)", flush=True)
+            if time.process_time() - t1 > w_budget:
+                done = True
+                break
+        if done:
+            break
+    w_steps, t_w = step, time.process_time() - t1
+    after_w = evaluate(enc, G, x_held, w_held, perceptual)
+    print(f"[encoder] after w loss: {after_w}", flush=True)
+
+    # Phase 2: what matters downstream is the picture G draws from the guess, not the code itself.
+    # Batch norm statistics stay frozen (eval mode): batches here are small.
+    enc.eval()
+    opt2 = torch.optim.Adam(enc.parameters(), lr=cfg["recon_lr"])
+    t2 = time.process_time()
+    r_steps = 0
+    for r_steps in range(1, cfg["recon_steps"] + 1):
+        idx = torch.randint(0, n_train, (cfg["recon_batch"],), generator=gen)
+        x = x_train[idx]
+        pred = enc(_augment(x, gen))
+        rec = G.synthesis(pred[:, None].repeat(1, G.num_ws, 1), noise_mode="const")
+        ones = torch.ones_like(x[:, :1])
+        loss = (_masked_mse(rec, x, ones) + cfg["perceptual_weight"] * perceptual(rec, x)).mean()
+        loss = loss + cfg["recon_weight_w"] * ((pred - w_train[idx]) / enc.w_scale).square().mean() * 0.1
+        opt2.zero_grad(set_to_none=True)
+        loss.backward()
+        opt2.step()
+        if r_steps % 25 == 0:
+            print(f"  recon step {r_steps}/{cfg['recon_steps']} loss {loss.item():.4f} "
+                  f"({time.process_time() - t2:.0f} CPU s)",
+                  flush=True)
+        if time.process_time() - t2 > cfg["recon_budget_s"] * budget_scale:
+            break
+    t_r = time.process_time() - t2
+    metrics = evaluate(enc, G, x_held, w_held, perceptual)
+    print(f"[encoder] after reconstruction loss: {metrics}", flush=True)
+    if metrics["psnr_encoder_only_db"] < after_w["psnr_encoder_only_db"] - 0.2:
+        logger.warning("reconstruction phase lowered held-out PSNR")
+
+    command = f"python -m dapper.encoder train --network {network}" + ("" if scale == 1.0 else f" --scale {scale:g}")
+    config = {
+        "name": "encoder_source_gan" if out is None and scale == 1.0 else Path(out or "encoder").stem,
+        "about": "First guess of w for projection; trained only on the generator's own samples (G(w), w).",
+        "generator": str(network), "generator_hash": g_hash,
+        "architecture": {"class": "dapper.encoder.Encoder", "w_dim": G.w_dim, "input_size": enc.input_size,
+                         "widths": list(enc.widths), "hidden": enc.hidden,
+                         "params": sum(p.numel() for p in enc.parameters())},
+        "input": "float NCHW in [-1, 1] as letterboxed for the generator; resized to input_size",
+        "output": "w [N, w_dim] (W space; repeat over num_ws for ws)",
+        "training": {"command": command, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
+                     "n_train_pairs": n_train, "w_steps_run": w_steps, "recon_steps_run": r_steps,
+                     "sample_seconds": round(t_sample), "w_cpu_seconds": round(t_w), "recon_cpu_seconds": round(t_r),
+                     "wall_seconds": round(time.time() - t0),
+                     "torch_threads": threads, "torch": torch.__version__},
+        "heldout": {"after_w_loss": after_w, "final": metrics,
+                    "data": f"{n_held} fresh samples of the generator (psi 1, seed {seed + 1_000_003})"},
+    }
+    if out is None:
+        out = DEFAULT_CHECKPOINT if scale == 1.0 else cache_dir("encoder") / "encoder_smoke.safetensors"
+    out = Path(out)
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in enc.state_dict().items()}
+    atomic_save(out, lambda p: save_file(state, str(p), metadata={"config": json.dumps(config)}))
+    atomic_save(out.with_suffix(".json"), lambda p: p.write_text(json.dumps(config, indent=1) + "\n"))
+    _LOADED.clear()
+    print(f"[encoder] saved {out} in {(time.time() - t0) / 60:.1f} min", flush=True)
+    return config
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m dapper.encoder", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="action", required=True)
+    t = sub.add_parser("train", help="train an encoder for one generator")
+    t.add_argument("--network", type=Path, default=None, help="generator checkpoint (default: shipped source GAN)")
+    t.add_argument("--out", type=Path, default=None, help="checkpoint path (default checkpoints/encoder_source_gan)")
+    t.add_argument("--scale", type=float, default=1.0, help="shrink data and time budgets (smoke test)")
+    t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    train(args.network, args.out, args.scale, args.threads, args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
