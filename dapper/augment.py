@@ -1,0 +1,461 @@
+"""Synthetic training images from projected real images: random W perturbation, pose rotation, both.
+
+For each real *training* image, given its projection ``ws`` ``[num_ws, w_dim]`` in the frozen
+generator's latent space, :func:`augment_images` makes ``k`` new images per method:
+
+* ``perturb``: ``w + strength * std * eps`` with ``eps ~ N(0, I)`` drawn per image, ``std`` the
+  per-dimension standard deviation of W estimated from mapping samples (so ``strength`` is in
+  whitened W units: 1.0 moves each coordinate by one W standard deviation). The same offset is
+  added to every ``ws`` row (a move in W), or only to rows ``layers = (start, stop)`` (W+).
+* ``rotate``: the pose direction added with the coefficients of the set (the paper: -30, -20,
+  20, 30; the unedited 0 is the reconstruction itself), in degrees by default through the
+  direction's calibration (``Direction.degrees_per_unit``) or as raw coefficients.
+* ``perturb+rotate``: each perturbed latent also rotated.
+
+Randomness is a pure function of ``(settings.seed, image key, method)``, so an image's synthetic
+set is the same whichever fold or batch it is made in, and is cached per image.
+
+The study's rule: synthetic images for a fold come only from that fold's training images.
+:func:`check_no_leakage` raises :class:`LeakageError` when any source is a test-fold image; every
+entry point that knows the test keys calls it before making or handing out images.
+
+Command line (``python -m dapper augment``): reads projections from an ``.npz`` (``ws``
+``[N, num_ws, w_dim]``, ``keys`` ``[N]``, optional ``labels`` ``[N]`` and ``test_keys``) and
+writes a dataset folder: ``images/<label>/<synthetic_key>.png``, ``images.npy``,
+``manifest.csv`` (source key, fold, method, parameters, generator hash) and ``info.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "METHODS", "AugmentSettings", "LeakageError", "check_no_leakage", "image_key", "image_keys",
+    "generator_hash", "w_statistics", "perturb_ws", "synthetic_latents", "synthesise", "SyntheticSet",
+    "augment_images", "write_dataset", "read_dataset", "main",
+]
+
+METHODS = ("perturb", "rotate", "perturb+rotate")
+MANIFEST_COLUMNS = ["synthetic_key", "source_key", "label", "fold", "method", "index", "strength", "layer_start",
+                    "layer_stop", "coefficient", "degrees", "seed", "generator_hash", "direction_id"]
+
+
+class LeakageError(ValueError):
+    """A synthetic image would derive from a test-fold image."""
+
+
+def check_no_leakage(source_keys: Iterable[str], test_keys: Iterable[str], fold=None) -> None:
+    """Raise :class:`LeakageError` if any source image key is also a test-fold image key."""
+    leaked = sorted(set(map(str, source_keys)) & set(map(str, test_keys)))
+    if leaked:
+        where = "" if fold is None else f" of fold {fold}"
+        shown = ", ".join(leaked[:5]) + (" ..." if len(leaked) > 5 else "")
+        raise LeakageError(f"{len(leaked)} synthetic source image(s) are test images{where}: {shown}; "
+                           "synthetic images may only come from the fold's training images")
+
+
+def image_key(image: np.ndarray) -> str:
+    """Content hash of one uint8 image [H, W, 3]: 16 hex digits (shape included)."""
+    image = np.ascontiguousarray(image)
+    h = hashlib.sha1(repr((image.shape, str(image.dtype))).encode())
+    h.update(image.tobytes())
+    return h.hexdigest()[:16]
+
+
+def image_keys(images: np.ndarray) -> list[str]:
+    """:func:`image_key` of each image in uint8 [N, H, W, 3]."""
+    return [image_key(im) for im in images]
+
+
+def generator_hash(G: torch.nn.Module) -> str:
+    """Hash of the generator's weights and buffers (16 hex digits): what made a synthetic image."""
+    h = hashlib.sha256()
+    for name, t in sorted(G.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def w_statistics(G: torch.nn.Module, n: int = 10000, seed: int = 0,
+                 batch_size: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and per-dimension standard deviation of W = mapping(z), z ~ N(0, I): float [w_dim] each."""
+    gen = torch.Generator().manual_seed(seed)
+    device = next(G.parameters()).device
+    total = torch.zeros(G.w_dim, dtype=torch.float64)
+    total_sq = torch.zeros(G.w_dim, dtype=torch.float64)
+    done = 0
+    while done < n:
+        b = min(batch_size, n - done)
+        z = torch.randn(b, G.z_dim, generator=gen).to(device)
+        c = torch.zeros(b, getattr(G, "c_dim", 0), device=device)
+        w = G.mapping(z, c)[:, 0].double().cpu()
+        total += w.sum(0)
+        total_sq += (w * w).sum(0)
+        done += b
+    mean = total / n
+    var = (total_sq / n - mean * mean).clamp_min(0) * n / max(n - 1, 1)
+    return mean.float(), var.sqrt().float()
+
+
+def perturb_ws(ws: torch.Tensor, std: torch.Tensor, strength: float, eps: torch.Tensor,
+               layers: tuple[int, int] | None = None) -> torch.Tensor:
+    """``ws + strength * std * eps`` on the rows ``layers = (start, stop)`` (all rows when None).
+
+    ws: float [N, num_ws, w_dim]; std: [w_dim]; eps: [N, w_dim] (one offset per image, shared by the
+    rows it touches). Returns a new tensor of the shape of ``ws``.
+    """
+    assert ws.ndim == 3 and eps.shape == (ws.shape[0], ws.shape[2]), (ws.shape, eps.shape)
+    start, stop = (0, ws.shape[1]) if layers is None else layers
+    assert 0 <= start < stop <= ws.shape[1], (layers, ws.shape)
+    out = ws.clone()
+    out[:, start:stop] += (strength * std.to(ws) * eps.to(ws))[:, None, :]
+    return out
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """What :func:`augment_images` makes: ``k`` images per method per real image.
+
+    strength: perturbation size in whitened W units; layers: ``(start, stop)`` rows of ``ws``
+    to perturb (None: all, a move in W); coefficients: rotation amounts, in degrees when
+    ``units == "degrees"`` (converted by the direction's ``degrees_per_unit``) else raw
+    direction coefficients. With ``k`` below the number of coefficients each image gets a
+    random subset; above it, they repeat (with fresh perturbations for ``perturb+rotate``).
+    """
+
+    k: int = 4
+    strength: float = 0.5
+    layers: tuple[int, int] | None = None
+    coefficients: tuple[float, ...] = (-30.0, -20.0, 20.0, 30.0)
+    units: str = "degrees"
+    seed: int = 0
+    w_samples: int = 10000
+    noise_mode: str = "const"
+
+    def __post_init__(self):
+        assert self.units in ("degrees", "coefficient"), self.units
+        assert self.k >= 1 and self.strength >= 0
+
+    def signature(self) -> str:
+        """Hash of everything that changes the images (for cache keys)."""
+        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _method_rng(seed: int, key: str, method: str) -> np.random.Generator:
+    key_bits = int(hashlib.sha1(str(key).encode()).hexdigest()[:15], 16)
+    return np.random.default_rng([int(seed), key_bits, METHODS.index(method)])
+
+
+def _raw_coefficients(settings: AugmentSettings, direction) -> tuple[np.ndarray, float]:
+    per_unit = getattr(direction, "degrees_per_unit", None)
+    per_unit = math.nan if per_unit is None else float(per_unit)
+    values = np.asarray(settings.coefficients, dtype=np.float64)
+    if settings.units == "degrees":
+        if not math.isfinite(per_unit) or per_unit == 0:
+            raise ValueError("rotation in degrees needs a calibrated direction (degrees_per_unit); "
+                             "use units='coefficient' for raw coefficients")
+        return values / per_unit, per_unit
+    return values, per_unit
+
+
+def synthetic_latents(ws: torch.Tensor, keys: Sequence[str], method: str, settings: AugmentSettings,
+                      std: torch.Tensor | None = None, direction=None,
+                      apply_direction: Callable | None = None) -> tuple[torch.Tensor, list[list[dict]]]:
+    """The ``k`` latents of ``method`` for each image: ws [N, num_ws, w_dim] -> [N, k, num_ws, w_dim],
+    with the parameters of each (``params[i][j]``: strength, layers, coefficient, degrees)."""
+    assert method in METHODS, method
+    n, k = len(ws), settings.k
+    perturb = "perturb" in method
+    rotate = "rotate" in method
+    if perturb and std is None:
+        raise ValueError("perturbation needs the W standard deviation (w_statistics)")
+    rngs = [_method_rng(settings.seed, key, method) for key in keys]
+    base = ws[:, None].expand(n, k, *ws.shape[1:]).reshape(n * k, *ws.shape[1:])
+    params = [[{"strength": 0.0, "layer_start": None, "layer_stop": None, "coefficient": 0.0, "degrees": 0.0}
+               for _ in range(k)] for _ in range(n)]
+    if perturb:
+        eps = torch.from_numpy(np.stack([r.standard_normal((k, ws.shape[2])) for r in rngs]).astype(np.float32))
+        base = perturb_ws(base, std, settings.strength, eps.reshape(n * k, -1), settings.layers)
+        start, stop = settings.layers if settings.layers is not None else (0, ws.shape[1])
+        for row in params:
+            for p in row:
+                p.update(strength=settings.strength, layer_start=start, layer_stop=stop)
+    if rotate:
+        if direction is None:
+            raise ValueError("rotation needs a pose direction")
+        if apply_direction is None:
+            from dapper.directions import apply_direction
+        coeffs, per_unit = _raw_coefficients(settings, direction)
+        n_c = len(coeffs)
+        choice = np.stack([np.resize(r.permutation(n_c), k) for r in rngs])  # [N, k]
+        edited = apply_direction(base, direction, [float(c) for c in coeffs])  # [N*k, C, L, D]
+        assert edited.shape[:2] == (n * k, n_c), edited.shape
+        pick = torch.from_numpy(choice.reshape(-1)).long()
+        base = edited[torch.arange(n * k), pick]
+        for i, row in enumerate(params):
+            for j, p in enumerate(row):
+                c = float(coeffs[choice[i, j]])
+                p.update(coefficient=c, degrees=c * per_unit if math.isfinite(per_unit) else math.nan)
+    return base.reshape(n, k, *ws.shape[1:]), params
+
+
+@torch.no_grad()
+def synthesise(G: torch.nn.Module, ws: torch.Tensor, batch_size: int = 64, noise_mode: str = "const") -> np.ndarray:
+    """Images of latents ws [M, num_ws, w_dim]: uint8 [M, H, W, 3]."""
+    device = next(G.parameters()).device
+    out = []
+    for a in range(0, len(ws), batch_size):
+        img = G.synthesis(ws[a:a + batch_size].to(device), noise_mode=noise_mode)
+        out.append((img.clamp(-1, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+    if not out:
+        res = G.img_resolution
+        return np.zeros((0, res, res, 3), np.uint8)
+    return np.concatenate(out)
+
+
+@dataclass
+class SyntheticSet:
+    """Synthetic images with their provenance: images uint8 [M, H, W, 3], labels int64 [M],
+    manifest (pandas DataFrame, one row per image, columns ``MANIFEST_COLUMNS``)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    manifest: object = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def select(self, source_keys: Iterable[str] | None = None, methods: Iterable[str] | None = None,
+               test_keys: Iterable[str] = (), fold=None) -> SyntheticSet:
+        """The images made from ``source_keys`` by ``methods``; raises LeakageError if any of them
+        comes from ``test_keys``."""
+        m = self.manifest
+        keep = np.ones(len(m), bool)
+        if source_keys is not None:
+            keep &= m["source_key"].isin(set(map(str, source_keys))).to_numpy()
+        if methods is not None:
+            keep &= m["method"].isin(list(methods)).to_numpy()
+        check_no_leakage(m.loc[keep, "source_key"], test_keys, fold)
+        idx = np.flatnonzero(keep)
+        return SyntheticSet(self.images[idx], self.labels[idx], m.iloc[idx].reset_index(drop=True))
+
+
+def _empty_set(resolution: int) -> SyntheticSet:
+    import pandas as pd
+
+    return SyntheticSet(np.zeros((0, resolution, resolution, 3), np.uint8), np.zeros(0, np.int64),
+                        pd.DataFrame(columns=MANIFEST_COLUMNS))
+
+
+def _direction_id(direction, apply_direction, ws_shape) -> str:
+    if direction is None:
+        return ""
+    # Whatever the direction's representation, its unit edit of a zero latent identifies it.
+    zero = torch.zeros(1, *ws_shape[1:])
+    delta = apply_direction(zero, direction, [1.0])[0, 0]
+    h = hashlib.sha1(delta.detach().cpu().float().contiguous().numpy().tobytes())
+    h.update(repr(getattr(direction, "degrees_per_unit", None)).encode())
+    return h.hexdigest()[:12]
+
+
+def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], labels: Sequence[int],
+                   methods: Sequence[str] = METHODS, settings: AugmentSettings | None = None, direction=None,
+                   fold=None, test_keys: Iterable[str] = (), apply_direction: Callable | None = None,
+                   w_std: torch.Tensor | None = None, cache: bool = True, batch_size: int = 64,
+                   progress: bool = False) -> SyntheticSet:
+    """Synthetic images from real training images (see the module docstring).
+
+    ws: float [N, num_ws, w_dim] projections of the images whose content keys are ``keys`` [N]
+    (:func:`image_key`) and classes ``labels`` [N]. ``test_keys``: the keys of the fold's test
+    images; any overlap with ``keys`` raises :class:`LeakageError` before anything is made.
+    ``cache``: per-image results are stored under ``cache_dir("synthetic", ...)`` keyed by
+    generator hash, settings and direction, and reused (only uncached images are synthesised).
+    Returns ``len(methods) * k`` images per real image, labelled with its class.
+    """
+    import pandas as pd
+
+    from dapper.utils import atomic_save, cache_dir
+
+    settings = settings or AugmentSettings()
+    keys = [str(k) for k in keys]
+    labels = np.asarray(labels, dtype=np.int64)
+    assert len(ws) == len(keys) == len(labels), (len(ws), len(keys), len(labels))
+    check_no_leakage(keys, test_keys, fold)
+    methods = list(methods)
+    for m in methods:
+        assert m in METHODS, m
+    if not keys or not methods:
+        return _empty_set(G.img_resolution)
+    if any("rotate" in m for m in methods) and apply_direction is None:
+        from dapper.directions import apply_direction
+    ws = torch.as_tensor(ws).float().cpu()
+    g_hash = generator_hash(G)
+    d_id = _direction_id(direction, apply_direction, ws.shape) if any("rotate" in m for m in methods) else ""
+    folder = cache_dir("synthetic", f"{g_hash}-{settings.signature()}-{d_id or 'none'}") if cache else None
+    # The cache holds every method the inputs allow, so that a later call asking for another
+    # method finds it; without a cache only what was asked is made.
+    compute = [m for m in METHODS if direction is not None or "rotate" not in m] if cache else methods
+    compute = sorted(set(compute) | set(methods), key=METHODS.index)
+
+    per_image: dict[str, dict] = {}
+    todo = []
+    for i, key in enumerate(keys):
+        path = folder / f"{key}.npz" if folder is not None else None
+        if path is not None and path.exists():
+            with np.load(path, allow_pickle=False) as f:
+                stored = {m: f[m] for m in f.files if m in METHODS}
+                params = json.loads(str(f["params"]))
+            if all(m in stored for m in methods):
+                per_image[key] = {"images": stored, "params": params}
+                continue
+        todo.append(i)
+    if todo and w_std is None and any("perturb" in m for m in compute):
+        _, w_std = w_statistics(G, settings.w_samples, seed=settings.seed)
+    if todo:
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(todo), desc="synthetic images", unit="img")
+        chunk = max(1, batch_size // (settings.k * len(METHODS)))
+        for a in range(0, len(todo), chunk):
+            idx = todo[a:a + chunk]
+            sub_keys = [keys[i] for i in idx]
+            made = {}
+            made_params = {}
+            for m in compute:
+                lat, params = synthetic_latents(ws[idx], sub_keys, m, settings, w_std, direction, apply_direction)
+                imgs = synthesise(G, lat.reshape(-1, *lat.shape[2:]), batch_size, settings.noise_mode)
+                made[m] = imgs.reshape(len(idx), settings.k, *imgs.shape[1:])
+                made_params[m] = params
+            for j, key in enumerate(sub_keys):
+                entry = {"images": {m: made[m][j] for m in made},
+                         "params": {m: made_params[m][j] for m in made}}
+                per_image[key] = entry
+                if folder is not None:
+                    arrays = dict(entry["images"], params=np.array(json.dumps(entry["params"])))
+                    atomic_save(folder / f"{key}.npz", lambda p, arrays=arrays: np.savez(p, **arrays))
+            if bar is not None:
+                bar.update(len(idx))
+        if bar is not None:
+            bar.close()
+
+    images, out_labels, rows = [], [], []
+    for key, label in zip(keys, labels):
+        entry = per_image[key]
+        for m in methods:
+            for j in range(settings.k):
+                p = entry["params"][m][j]
+                images.append(entry["images"][m][j])
+                out_labels.append(int(label))
+                rows.append({"synthetic_key": f"{key}-{m}-{j}", "source_key": key, "label": int(label),
+                             "fold": fold, "method": m, "index": j, **p, "seed": settings.seed,
+                             "generator_hash": g_hash, "direction_id": d_id})
+    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    return SyntheticSet(np.stack(images), np.asarray(out_labels, np.int64), manifest)
+
+
+def write_dataset(out_dir: str | Path, synthetic: SyntheticSet, class_names: Sequence[str] | None = None,
+                  info: dict | None = None, png: bool = True) -> Path:
+    """Write ``synthetic`` as a dataset folder: ``images.npy`` (uint8 [M, H, W, 3]),
+    ``manifest.csv``, ``info.json`` and, with ``png``, ``images/<class>/<synthetic_key>.png``."""
+    from PIL import Image
+
+    from dapper.utils import atomic_save
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if png:
+        for im, label, key in zip(synthetic.images, synthetic.labels, synthetic.manifest["synthetic_key"]):
+            name = class_names[label] if class_names is not None else f"{int(label):03d}"
+            folder = out / "images" / str(name).replace("/", "_")
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_save(folder / f"{key}.png", lambda p, im=im: Image.fromarray(im).save(p))
+    atomic_save(out / "images.npy", lambda p: np.save(p, synthetic.images))
+    atomic_save(out / "manifest.csv", lambda p: synthetic.manifest.to_csv(p, index=False))
+    record = {"count": len(synthetic), "columns": MANIFEST_COLUMNS,
+              "class_names": list(class_names) if class_names is not None else None, **(info or {})}
+    atomic_save(out / "info.json", lambda p: p.write_text(json.dumps(record, indent=1, default=str) + "\n"))
+    return out
+
+
+def read_dataset(folder: str | Path) -> SyntheticSet:
+    """Read a folder written by :func:`write_dataset`."""
+    import pandas as pd
+
+    folder = Path(folder)
+    manifest = pd.read_csv(folder / "manifest.csv", dtype={"source_key": str, "synthetic_key": str})
+    images = np.load(folder / "images.npy")
+    return SyntheticSet(images, manifest["label"].to_numpy(np.int64), manifest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m dapper augment",
+        description="Write synthetic training images (perturbed / rotated projections) with a manifest.")
+    parser.add_argument("--network", default=None, help="generator checkpoint (default: the shipped source GAN)")
+    parser.add_argument("--projections", required=True,
+                        help=".npz with ws [N, num_ws, w_dim], keys [N] (image content keys), optional labels [N] "
+                             "and test_keys (keys no synthetic image may come from)")
+    parser.add_argument("--out", required=True, help="output dataset folder")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)}")
+    parser.add_argument("--k", type=int, default=AugmentSettings.k, help="images per method per real image")
+    parser.add_argument("--strength", type=float, default=AugmentSettings.strength, help="whitened W units")
+    parser.add_argument("--layers", default=None, help="START:STOP rows of ws to perturb (default: all)")
+    parser.add_argument("--coefficients", default=",".join(f"{c:g}" for c in AugmentSettings.coefficients))
+    parser.add_argument("--units", choices=("degrees", "coefficient"), default=AugmentSettings.units)
+    parser.add_argument("--profile", default="quick", help="profile used to fit the pose direction if needed")
+    parser.add_argument("--fold", default=None, help="fold label recorded in the manifest")
+    parser.add_argument("--test-keys", default=None, help="text file of test image keys (one per line)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--no-png", action="store_true", help="skip the per-image PNG files")
+    args = parser.parse_args(argv)
+
+    from dapper.stylegan2 import default_generator_path, load_generator
+    from dapper.utils import get_device
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        parser.error(f"unknown method(s) {bad}; choose from {METHODS}")
+    layers = tuple(int(v) for v in args.layers.split(":")) if args.layers else None
+    settings = AugmentSettings(k=args.k, strength=args.strength, layers=layers, units=args.units, seed=args.seed,
+                               coefficients=tuple(float(c) for c in args.coefficients.split(",")))
+    device = get_device(args.device)
+    network = args.network or default_generator_path()
+    G = load_generator(network, device=device).eval()
+    with np.load(args.projections, allow_pickle=False) as f:
+        ws = torch.from_numpy(f["ws"]).float()
+        keys = [str(k) for k in f["keys"]]
+        labels = f["labels"] if "labels" in f.files else np.zeros(len(keys), np.int64)
+        test_keys = [str(k) for k in f["test_keys"]] if "test_keys" in f.files else []
+    if args.test_keys:
+        test_keys += [line.strip() for line in Path(args.test_keys).read_text().splitlines() if line.strip()]
+    direction = None
+    if any("rotate" in m for m in methods):
+        from dapper.directions import load_or_fit_pose_direction
+
+        direction = load_or_fit_pose_direction(G, args.profile)
+    synthetic = augment_images(G, ws, keys, labels, methods, settings, direction, fold=args.fold,
+                               test_keys=test_keys, progress=True)
+    info = {"network": str(network), "projections": str(args.projections), "settings": asdict(settings),
+            "methods": methods, "fold": args.fold, "n_test_keys_checked": len(test_keys)}
+    out = write_dataset(args.out, synthetic, info=info, png=not args.no_png)
+    print(f"wrote {len(synthetic)} synthetic images from {len(keys)} real images to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,480 @@
+"""The fine-grained classifier: a timm ResNeXt, pretrained elsewhere, fine-tuned once per run.
+
+Two worlds, one code path (``timm.create_model`` by name, weights from a local file):
+
+* embedded default: ``dapper_resnext_8x4d``, a small ResNeXt (timm's ``ResNet`` with grouped
+  bottlenecks, cardinality 8, base width 4, one block per stage, 64 px input) registered in
+  timm's model registry by this module. Its "ImageNet" is the toycars *source* set: it was
+  pretrained on a proxy task read off the renderer's ground truth (body type, yaw bin, paint
+  colour), never on the target classes and never by the evaluation oracles. Shipped as
+  ``checkpoints/classifier_pretrained.safetensors`` with ``.json`` saying how it was made:
+  ``python -m dapper.classify pretrain`` (about 10 minutes on one CPU core).
+* real mode: ``resnext50_32x4d`` with ImageNet weights from a local file
+  (``weights="/path/resnext50_32x4d.safetensors"``) and timm's own data config for it.
+
+Images enter as uint8 ``[N, H, W, 3]``; :func:`prepare_images` applies timm's eval transform
+(resize/centre crop to the model's input size) once, keeping uint8 ``[N, 3, h, w]`` so the
+affine augmentation (flips, crops, TrivialAugment) can run on it; the model's mean/std
+normalisation happens per batch.
+
+    model = train_classifier(real_x, real_y, num_classes=10, settings=FineTuneSettings(), seed=0)
+    acc = accuracy(model, test_x, test_y)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "EMBEDDED_MODEL", "REAL_MODEL", "PRETRAINED_PATH", "FineTuneSettings", "create_classifier", "data_config",
+    "prepare_images", "normalise", "affine_augment", "fine_tune", "train_classifier", "predict", "accuracy",
+    "pretrain", "main",
+]
+
+EMBEDDED_MODEL = "dapper_resnext_8x4d"
+REAL_MODEL = "resnext50_32x4d"
+PRETRAINED_PATH = Path(__file__).resolve().parent.parent / "checkpoints" / "classifier_pretrained.safetensors"
+
+# Architecture of the embedded model: a ResNeXt in miniature (grouped 3x3 convolutions in
+# bottlenecks), narrow enough to fine-tune hundreds of times on a CPU within the study's budget.
+# The deep 3x3 stem keeps more of a 64 px picture than the 7x7 one made for 224 px photos.
+EMBEDDED_ARCH = dict(layers=(1, 1, 1, 1), cardinality=8, base_width=4, channels=(32, 64, 128, 256),
+                     stem_type="deep", stem_width=16)
+
+# Proxy task of the embedded pretraining: three heads sliced from one linear layer.
+PROXY_YAW_BINS = 8
+
+
+def _proxy_heads() -> dict[str, int]:
+    from dapper.data._toycars_geometry import PAINT_WEIGHTS, SOURCE_BODY_TYPES
+
+    return {"body": len(SOURCE_BODY_TYPES), "yaw_bin": PROXY_YAW_BINS, "colour": len(PAINT_WEIGHTS)}
+
+
+def _register_embedded_model() -> None:
+    """Put ``dapper_resnext_8x4d`` in timm's registry, with the shipped weights as its default."""
+    import timm
+    from timm.models import register_model
+    from timm.models._builder import build_model_with_cfg
+    from timm.models._registry import generate_default_cfgs
+    from timm.models.resnet import Bottleneck, ResNet
+
+    if timm.models.is_model(EMBEDDED_MODEL):
+        return
+    n_proxy = sum(_proxy_heads().values())
+    globals()["default_cfgs"] = generate_default_cfgs({
+        f"{EMBEDDED_MODEL}.toycars_source": dict(
+            file=str(PRETRAINED_PATH), num_classes=n_proxy, input_size=(3, 64, 64), pool_size=(2, 2),
+            crop_pct=1.0, interpolation="bilinear", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+            first_conv="conv1.0", classifier="fc",
+            license="same as dapper", notes=("pretrained on toycars source renders: body type, yaw bin, paint "
+                                             "colour (python -m dapper.classify pretrain)"),
+        ),
+    })
+
+    def dapper_resnext_8x4d(pretrained: bool = False, **kwargs):
+        """Small ResNeXt (1-1-1-1 grouped bottlenecks, 8x4d) for 64 px toycars images."""
+        args = dict(EMBEDDED_ARCH, block=Bottleneck)
+        return build_model_with_cfg(ResNet, EMBEDDED_MODEL, pretrained, **dict(args, **kwargs))
+
+    dapper_resnext_8x4d.__module__ = __name__
+    register_model(dapper_resnext_8x4d)
+
+
+def create_classifier(num_classes: int, model_name: str = EMBEDDED_MODEL, weights: str | Path | None = "default",
+                      **kwargs) -> torch.nn.Module:
+    """A timm model by name with pretrained weights from a local file and a new ``num_classes`` head.
+
+    ``weights="default"``: the shipped file for the embedded model (error for other models: nothing
+    is ever downloaded); a path: that file (``.safetensors`` or a ``.pth`` state dict); ``None``:
+    random initialisation. The classifier layer is re-initialised when the class count differs.
+    """
+    import timm
+
+    _register_embedded_model()
+    if weights == "default":
+        if model_name != EMBEDDED_MODEL:
+            raise FileNotFoundError(
+                f"{model_name} needs pretrained weights from a local file: pass weights='/path/to/"
+                f"{model_name}.safetensors' (e.g. timm's ImageNet weights saved from the Hugging Face hub "
+                "timm/<model> repository); nothing is downloaded at run time")
+        weights = PRETRAINED_PATH
+    if weights is None:
+        return timm.create_model(model_name, pretrained=False, num_classes=num_classes, **kwargs)
+    weights = Path(weights).expanduser()
+    if not weights.is_file():
+        hint = " (python -m dapper.classify pretrain makes it)" if weights == PRETRAINED_PATH else ""
+        raise FileNotFoundError(f"pretrained classifier weights not found: {weights}{hint}")
+    return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=dict(file=str(weights)),
+                             num_classes=num_classes, **kwargs)
+
+
+def data_config(model: torch.nn.Module) -> dict:
+    """timm's data config of ``model``: ``input_size``, ``interpolation``, ``mean``, ``std``, ``crop_pct``..."""
+    from timm.data import resolve_data_config
+
+    return resolve_data_config(model=model)
+
+
+def prepare_images(images: np.ndarray, config: dict) -> torch.Tensor:
+    """uint8 [N, H, W, 3] -> uint8 [N, 3, h, w] at the model's input size, through timm's eval
+    transform (resize + centre crop by ``crop_pct``). Normalisation is left to :func:`normalise`."""
+    from PIL import Image
+    from timm.data import create_transform
+
+    images = np.asarray(images)
+    assert images.ndim == 4 and images.shape[-1] == 3 and images.dtype == np.uint8, images.shape
+    size = tuple(config["input_size"][1:])
+    if images.shape[1:3] == size and config.get("crop_pct", 1.0) >= 1.0:
+        return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
+    # mean 0 / std 1: the transform ends in [0, 1], turned back to uint8 for the augmenters.
+    cfg = {k: config[k] for k in ("input_size", "interpolation", "crop_pct", "crop_mode") if k in config}
+    transform = create_transform(**cfg, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), is_training=False)
+    out = torch.stack([transform(Image.fromarray(im)) for im in images])
+    return (out * 255).round().clamp(0, 255).to(torch.uint8)
+
+
+def normalise(x: torch.Tensor, config: dict) -> torch.Tensor:
+    """uint8 [N, 3, h, w] -> float, normalised by the model's mean/std."""
+    mean = torch.tensor(config["mean"], dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(config["std"], dtype=torch.float32).view(1, 3, 1, 1)
+    return (x.float() / 255.0 - mean) / std
+
+
+def _affine_transform(size: tuple[int, int]):
+    import torchvision.transforms.v2 as T
+
+    # The classic strong baseline: crops, mirror images and one random TrivialAugment op each.
+    return T.Compose([
+        T.RandomResizedCrop(size, scale=(0.6, 1.0), ratio=(0.8, 1.25), antialias=True),
+        T.RandomHorizontalFlip(),
+        T.TrivialAugmentWide(),
+    ])
+
+
+def affine_augment(x: torch.Tensor, transform=None) -> torch.Tensor:
+    """Independent random crop + flip + TrivialAugmentWide per image; uint8 [N, 3, h, w] in and out.
+    Draws from torch's global generator (seeded per run)."""
+    transform = transform or _affine_transform(tuple(x.shape[-2:]))
+    return torch.stack([transform(im) for im in x])
+
+
+@dataclass
+class FineTuneSettings:
+    """How one run fine-tunes. The number of optimiser steps depends only on the number of *real*
+    images (``epochs`` passes over them, clipped to [min_steps, max_steps]), so every condition at a
+    shot level gets the same compute and the same number of updates; synthetic images take
+    ``synthetic_share`` of every batch instead of adding steps."""
+
+    epochs: float = 12.0
+    min_steps: int = 40
+    max_steps: int = 150
+    batch_size: int = 32
+    lr: float = 1e-3
+    head_lr_scale: float = 10.0
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    synthetic_share: float = 0.5
+    affine: bool = False
+
+    def steps(self, n_real: int) -> int:
+        return int(min(self.max_steps, max(self.min_steps, math.ceil(self.epochs * n_real / self.batch_size))))
+
+
+def _param_groups(model: torch.nn.Module, settings: FineTuneSettings) -> list[dict]:
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    head_ids = {id(p) for p in head.parameters()} if head is not None else set()
+    body = [p for p in model.parameters() if id(p) not in head_ids]
+    groups = [{"params": body, "lr": settings.lr}]
+    if head_ids:
+        # The new head starts from scratch; a larger step lets it catch up with the pretrained body.
+        groups.append({"params": list(head.parameters()), "lr": settings.lr * settings.head_lr_scale})
+    return groups
+
+
+def fine_tune(model: torch.nn.Module, real_x: torch.Tensor, real_y: torch.Tensor,
+              synthetic_x: torch.Tensor | None = None, synthetic_y: torch.Tensor | None = None,
+              settings: FineTuneSettings | None = None, seed: int = 0, config: dict | None = None,
+              progress: bool = False) -> torch.nn.Module:
+    """Fine-tune ``model`` in place (CPU or its device) and return it in eval mode.
+
+    real_x, synthetic_x: uint8 [N, 3, h, w] from :func:`prepare_images`; real_y, synthetic_y: int64 [N].
+    Deterministic for a given ``seed`` (batches, augmentation) on one device and thread count.
+    """
+    settings = settings or FineTuneSettings()
+    config = config or data_config(model)
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(int(seed))
+    torch.manual_seed(int(seed))  # torchvision's random transforms draw from the global generator
+    n_real = len(real_x)
+    n_syn = 0 if synthetic_x is None else len(synthetic_x)
+    steps = settings.steps(n_real)
+    b = settings.batch_size
+    b_syn = int(round(b * settings.synthetic_share)) if n_syn else 0
+    b_real = b - b_syn
+    transform = _affine_transform(tuple(real_x.shape[-2:])) if settings.affine else None
+    opt = torch.optim.AdamW(_param_groups(model, settings), weight_decay=settings.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=steps, pct_start=0.1)
+    real_order, syn_order = _Sampler(n_real, gen), _Sampler(n_syn, gen) if n_syn else None
+    model.train()
+    iterator = range(steps)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc="fine-tune", leave=False)
+    for _ in iterator:
+        idx = real_order.take(b_real)
+        x, y = real_x[idx], real_y[idx]
+        if b_syn:
+            sidx = syn_order.take(b_syn)
+            x, y = torch.cat([x, synthetic_x[sidx]]), torch.cat([y, synthetic_y[sidx]])
+        if transform is not None:
+            x = affine_augment(x, transform)
+        logits = model(normalise(x, config).to(device))
+        loss = F.cross_entropy(logits, y.to(device), label_smoothing=settings.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    return model.eval()
+
+
+class _Sampler:
+    """Endless shuffled passes over ``range(n)``: every image is seen once per pass."""
+
+    def __init__(self, n: int, gen: torch.Generator):
+        self.n, self.gen, self.order, self.pos = n, gen, torch.empty(0, dtype=torch.long), 0
+
+    def take(self, k: int) -> torch.Tensor:
+        out = []
+        while k > 0:
+            if self.pos >= len(self.order):
+                self.order, self.pos = torch.randperm(self.n, generator=self.gen), 0
+            part = self.order[self.pos:self.pos + k]
+            self.pos += len(part)
+            k -= len(part)
+            out.append(part)
+        return torch.cat(out)
+
+
+def train_classifier(real_x: torch.Tensor, real_y: torch.Tensor, num_classes: int,
+                     synthetic_x: torch.Tensor | None = None, synthetic_y: torch.Tensor | None = None,
+                     settings: FineTuneSettings | None = None, seed: int = 0, model_name: str = EMBEDDED_MODEL,
+                     weights: str | Path | None = "default", device=None) -> torch.nn.Module:
+    """One run: seed, build the pretrained classifier with a fresh ``num_classes`` head, fine-tune."""
+    from dapper.utils import seed_everything
+
+    seed_everything(seed)  # the new head's initialisation
+    model = create_classifier(num_classes, model_name, weights)
+    if device is not None:
+        model = model.to(device)
+    return fine_tune(model, real_x, real_y, synthetic_x, synthetic_y, settings, seed)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 256, config: dict | None = None) -> torch.Tensor:
+    """Class logits float [N, C] for uint8 [N, 3, h, w] inputs (eval mode)."""
+    config = config or data_config(model)
+    device = next(model.parameters()).device
+    model.eval()
+    out = [model(normalise(x[a:a + batch_size], config).to(device)).float().cpu() for a in range(0, len(x), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, 0)
+
+
+def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
+    """Top-1 accuracy in [0, 1]."""
+    if len(x) == 0:
+        return float("nan")
+    return float((predict(model, x, batch_size).argmax(1) == torch.as_tensor(y)).float().mean())
+
+
+# ---------------------------------------------------------------------------------------------
+# Embedded pretraining on source renders (the stand-in for ImageNet)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PretrainSettings:
+    n_train: int = 20000  # source images 0 .. n_train-1 (the GAN's own training set, seed 0)
+    n_heldout: int = 2000  # source images n_train .. n_train+n_heldout-1
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.05
+    seed: int = 0
+    threads: int = 1
+    source_seed: int = 0
+    loss_weights: dict = field(default_factory=lambda: {"body": 1.0, "yaw_bin": 1.0, "colour": 0.5})
+
+
+def proxy_labels(meta: dict) -> dict[str, np.ndarray]:
+    """Proxy-task labels from :func:`dapper.data.toycars.source_dataset` meta arrays:
+    ``body`` (index into SOURCE_BODY_TYPES), ``yaw_bin`` (45 deg bins centred on 0, 45, ...),
+    ``colour`` (nearest paint of the palette, in PAINT_WEIGHTS order)."""
+    from dapper.data._toycars_geometry import PAINT_PALETTE, PAINT_WEIGHTS
+
+    body = np.asarray(meta["body"], np.int64)
+    yaw = np.asarray(meta["yaw"], np.float64)
+    width = 360.0 / PROXY_YAW_BINS
+    yaw_bin = (np.floor((yaw + width / 2) / width) % PROXY_YAW_BINS).astype(np.int64)
+    palette = np.array([PAINT_PALETTE[n] for n in PAINT_WEIGHTS])
+    colour = np.asarray(meta["colour"], np.float64)
+    nearest = ((colour[:, None, :] - palette[None]) ** 2).sum(-1).argmin(1).astype(np.int64)
+    return {"body": body, "yaw_bin": yaw_bin, "colour": nearest}
+
+
+def _mirror_yaw_bin(yaw_bin: torch.Tensor) -> torch.Tensor:
+    # A mirror image seen from yaw shows the mirrored car from -yaw; bins are centred on multiples
+    # of the bin width, so bin k maps to bin -k.
+    return (-yaw_bin) % PROXY_YAW_BINS
+
+
+def _proxy_loss_and_hits(logits, labels, heads, weights, smoothing):
+    loss, hits, a = 0.0, {}, 0
+    for name, n in heads.items():
+        part = logits[:, a:a + n]
+        a += n
+        loss = loss + weights[name] * F.cross_entropy(part, labels[name], label_smoothing=smoothing)
+        hits[name] = (part.argmax(1) == labels[name]).sum().item()
+    return loss, hits
+
+
+def pretrain(out: str | Path = PRETRAINED_PATH, settings: PretrainSettings | None = None,
+             progress: bool = True) -> dict:
+    """Pretrain the embedded classifier on source renders and save ``out`` (+ ``.json``)."""
+    from safetensors.torch import save_file
+
+    from dapper.data import toycars
+    from dapper.utils import atomic_save, seed_everything
+
+    settings = settings or PretrainSettings()
+    torch.set_num_threads(settings.threads)
+    seed_everything(settings.seed)
+    t0 = time.time()
+    n_all = settings.n_train + settings.n_heldout
+    images, meta = toycars.source_dataset(n_all, seed=settings.source_seed, return_meta=True, progress=progress)
+    labels = {k: torch.from_numpy(v) for k, v in proxy_labels(meta).items()}
+    heads = _proxy_heads()
+    x_all = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).contiguous()
+    t_data = time.time() - t0
+
+    model = create_classifier(sum(heads.values()), EMBEDDED_MODEL, weights=None)
+    config = data_config(model)
+    n = settings.n_train
+    steps_per_epoch = n // settings.batch_size
+    steps = settings.epochs * steps_per_epoch
+    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=steps, pct_start=0.1)
+    gen = torch.Generator().manual_seed(settings.seed)
+    model.train()
+    t1 = time.time()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc="pretrain", unit="step")
+    running = None
+    for _ in range(settings.epochs):
+        perm = torch.randperm(n, generator=gen)
+        for s in range(steps_per_epoch):
+            idx = perm[s * settings.batch_size:(s + 1) * settings.batch_size]
+            x = x_all[idx]
+            y = {k: v[idx].clone() for k, v in labels.items()}
+            # Mirror half the batch (the yaw label follows) and shift by a few pixels.
+            flip = torch.rand(len(idx), generator=gen) < 0.5
+            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+            y["yaw_bin"] = torch.where(flip, _mirror_yaw_bin(y["yaw_bin"]), y["yaw_bin"])
+            dx, dy = torch.randint(-3, 4, (2,), generator=gen).tolist()
+            x = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+            logits = model(normalise(x, config))
+            loss, _ = _proxy_loss_and_hits(logits, y, heads, settings.loss_weights, settings.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{running:.3f}")
+    if bar is not None:
+        bar.close()
+    t_train = time.time() - t1
+    model.eval()
+    heldout = {k: v[n:] for k, v in labels.items()}
+    hits = {k: 0 for k in heads}
+    with torch.no_grad():
+        for a in range(0, settings.n_heldout, 256):
+            xb = x_all[n + a:n + a + 256]
+            yb = {k: v[a:a + 256] for k, v in heldout.items()}
+            _, h = _proxy_loss_and_hits(model(normalise(xb, config)), yb, heads, settings.loss_weights, 0.0)
+            for k in hits:
+                hits[k] += h[k]
+    acc = {k: round(hits[k] / settings.n_heldout, 4) for k in heads}
+    chance = {k: round(float(np.bincount(heldout[k].numpy(), minlength=heads[k]).max() / settings.n_heldout), 4)
+              for k in heads}
+
+    out = Path(out)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    atomic_save(out, lambda p: save_file(state, str(p)))
+    import timm
+
+    record = {
+        "name": "classifier_pretrained",
+        "model": EMBEDDED_MODEL,
+        "architecture": {"timm_class": "timm.models.resnet.ResNet", "block": "Bottleneck", **EMBEDDED_ARCH,
+                         "params": sum(p.numel() for p in model.parameters())},
+        "usage": (f"dapper.classify.create_classifier(num_classes) or timm.create_model('{EMBEDDED_MODEL}', "
+                  "pretrained=True, pretrained_cfg_overlay=dict(file=PATH), num_classes=N) after importing "
+                  "dapper.classify"),
+        "input": "uint8 RGB 64x64 -> float normalised with mean 0.5, std 0.5 (i.e. [-1, 1])",
+        "proxy_task": {"heads": heads, "order_in_fc": list(heads),
+                       "labels": "ground truth of the toycars source renders: body type (7 source types), yaw "
+                                 "in 8 bins of 45 deg centred on 0, 45, ..., nearest palette paint colour",
+                       "never": "target classes, target pools, evaluation oracles"},
+        "training": {"command": "python -m dapper.classify pretrain", **asdict(settings),
+                     "source": f"toycars source_dataset(seed={settings.source_seed}) images 0..{n - 1}, "
+                               f"render version {toycars.RENDER_VERSION}",
+                     "augmentation": "horizontal mirror (yaw bin mirrored) and shifts of up to 3 px",
+                     "data_seconds": round(t_data, 1), "train_seconds": round(t_train, 1),
+                     "torch": torch.__version__, "timm": timm.__version__},
+        "heldout": {"images": f"source images {n}..{n_all - 1}", "accuracy": acc, "majority_class_rate": chance},
+    }
+    json_path = out.with_suffix(".json")
+    atomic_save(json_path, lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dapper.classify", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("pretrain", help="pretrain the embedded ResNeXt on toycars source renders")
+    p.add_argument("--out", default=str(PRETRAINED_PATH))
+    p.add_argument("--epochs", type=int, default=PretrainSettings.epochs)
+    p.add_argument("--n-train", type=int, default=PretrainSettings.n_train)
+    p.add_argument("--n-heldout", type=int, default=PretrainSettings.n_heldout)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.command == "pretrain":
+        settings = PretrainSettings(epochs=args.epochs, n_train=args.n_train, n_heldout=args.n_heldout,
+                                    threads=args.threads, seed=args.seed)
+        record = pretrain(args.out, settings)
+        print(json.dumps(record["heldout"], indent=1))
+        print(f"saved {args.out} ({record['training']['train_seconds']:.0f} s training)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Small stand-ins for the generator, the pose direction and projection, shared by the study tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+
+class FakeGenerator(nn.Module):
+    """Generator-shaped toy: mapping is an affine map whose per-dimension spread is known
+    (``W_SCALE``), synthesis a fixed random linear map of the mean ws row to an image."""
+
+    z_dim = w_dim = 8
+    num_ws = 3
+    c_dim = 0
+    img_channels = 3
+
+    def __init__(self, resolution: int = 8):
+        super().__init__()
+        self.img_resolution = resolution
+        g = torch.Generator().manual_seed(0)
+        self.register_buffer("w_scale", torch.linspace(0.5, 2.0, self.w_dim))
+        self.register_buffer("w_shift", torch.randn(self.w_dim, generator=g))
+        self.out = nn.Linear(self.w_dim, 3 * resolution * resolution)
+        with torch.no_grad():
+            self.out.weight.copy_(torch.randn(self.out.weight.shape, generator=g) * 0.3)
+            self.out.bias.zero_()
+
+    def mapping(self, z, c=None, truncation_psi=1.0):
+        w = z * self.w_scale + self.w_shift
+        return w[:, None, :].repeat(1, self.num_ws, 1)
+
+    def synthesis(self, ws, noise_mode="const"):
+        r = self.img_resolution
+        return torch.tanh(self.out(ws.mean(1))).view(-1, 3, r, r)
+
+    def forward(self, z, c=None, **kwargs):
+        return self.synthesis(self.mapping(z, c))
+
+
+class FakeDirection:
+    """A pose direction of a fixed unit vector on every row, ``degrees_per_unit`` degrees per unit."""
+
+    def __init__(self, w_dim: int = 8, degrees_per_unit: float = 2.0):
+        v = torch.zeros(w_dim)
+        v[0] = 1.0
+        self.vector = v
+        self.degrees_per_unit = degrees_per_unit
+
+
+def fake_apply_direction(ws, direction, coefficients):
+    """ws [N, L, D] -> [N, K, L, D]: ``ws + c * vector`` on every row."""
+    ws = torch.as_tensor(ws, dtype=torch.float32)
+    c = torch.as_tensor(np.asarray(coefficients, np.float32)).view(1, -1, 1, 1)
+    return ws[:, None] + c * direction.vector.view(1, 1, 1, -1)
+
+
+def fake_project(G, images):
+    """Deterministic 'projection': ws from the image's mean colour (same image, same ws)."""
+    x = torch.as_tensor(np.asarray(images)).float().mean((1, 2)) / 255.0  # [N, 3]
+    w = torch.cat([x, x[:, :1] * 0.5, x[:, 1:2] * 2, x.sum(1, keepdim=True), x[:, 2:] - x[:, :1], x[:, :1] ** 2], 1)
+    return w[:, None, :].repeat(1, G.num_ws, 1)

@@ -1,0 +1,130 @@
+"""dapper.augment: leakage guard, whitened perturbation, rotation bookkeeping, manifest, dataset files."""
+
+import numpy as np
+import pytest
+import torch
+from study_fakes import FakeDirection, FakeGenerator, fake_apply_direction
+
+from dapper import augment as A
+
+
+def _inputs(n=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    G = FakeGenerator().eval()
+    ws = G.mapping(torch.randn(n, G.z_dim, generator=g))
+    keys = [f"{i:016x}" for i in range(100, 100 + n)]
+    labels = np.arange(n) % 2
+    return G, ws, keys, labels
+
+
+def _augment(G, ws, keys, labels, **kw):
+    kw.setdefault("settings", A.AugmentSettings(k=3, strength=0.5))
+    return A.augment_images(G, ws, keys, labels, direction=FakeDirection(), apply_direction=fake_apply_direction,
+                            **kw)
+
+
+def test_guard_raises_when_a_source_is_a_test_image():
+    G, ws, keys, labels = _inputs()
+    with pytest.raises(A.LeakageError, match="fold 3"):
+        _augment(G, ws, keys, labels, fold=3, test_keys=["ffff", keys[2]], cache=False)
+    A.check_no_leakage(keys, ["not-a-training-key"])  # disjoint: fine
+    synthetic = _augment(G, ws, keys, labels, fold=0, test_keys=["ffff"], cache=False)
+    with pytest.raises(A.LeakageError):
+        synthetic.select(source_keys=keys[:2], test_keys=[keys[1]])
+    assert len(synthetic.select(source_keys=keys[:2], test_keys=[keys[3]])) == 2 * 3 * 3
+
+
+def test_perturbation_is_in_whitened_w_units():
+    G = FakeGenerator()
+    mean, std = A.w_statistics(G, n=20000, seed=1)
+    # mapping is z * w_scale + w_shift with z ~ N(0, 1): the spread per dimension is w_scale.
+    assert torch.allclose(std, G.w_scale, rtol=0.03)
+    assert torch.allclose(mean, G.w_shift, atol=0.05)
+    ws = G.mapping(torch.randn(5000, G.z_dim))
+    eps = torch.randn(5000, G.w_dim)
+    out = A.perturb_ws(ws, std, 0.7, eps)
+    whitened = (out - ws) / std
+    assert torch.allclose(whitened.std((0,)), torch.full((G.num_ws, G.w_dim), 0.7), rtol=0.05)
+    assert torch.allclose(whitened[:, 0], whitened[:, 2])  # one offset per image: a move in W
+    only_first = A.perturb_ws(ws, std, 0.7, eps, layers=(0, 1))
+    assert torch.equal(only_first[:, 1:], ws[:, 1:]) and not torch.equal(only_first[:, 0], ws[:, 0])
+
+
+def test_rotation_uses_calibrated_coefficients_and_per_image_randomness():
+    G, ws, keys, labels = _inputs(n=3)
+    settings = A.AugmentSettings(k=4, coefficients=(-30.0, -20.0, 20.0, 30.0), units="degrees")
+    lat, params = A.synthetic_latents(ws, keys, "rotate", settings, None, FakeDirection(degrees_per_unit=2.0),
+                                      fake_apply_direction)
+    assert lat.shape == (3, 4, G.num_ws, G.w_dim)
+    for i in range(3):
+        degrees = sorted(p["degrees"] for p in params[i])
+        assert degrees == [-30.0, -20.0, 20.0, 30.0]  # k equals the set: every coefficient once
+        for j, p in enumerate(params[i]):
+            assert p["coefficient"] == pytest.approx(p["degrees"] / 2.0)
+            shift = lat[i, j] - ws[i]
+            assert torch.allclose(shift[:, 0], torch.full((G.num_ws,), p["coefficient"]))
+            assert torch.allclose(shift[:, 1:], torch.zeros(G.num_ws, G.w_dim - 1))
+    # An image's synthetic latents do not depend on which other images share the batch.
+    alone, _ = A.synthetic_latents(ws[1:2], keys[1:2], "perturb+rotate", settings, torch.ones(G.w_dim),
+                                   FakeDirection(), fake_apply_direction)
+    together, _ = A.synthetic_latents(ws, keys, "perturb+rotate", settings, torch.ones(G.w_dim), FakeDirection(),
+                                      fake_apply_direction)
+    assert torch.allclose(alone[0], together[1])
+
+
+def test_manifest_records_provenance_and_cache_reuses_images(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAPPER_CACHE", str(tmp_path / "cache"))
+    G, ws, keys, labels = _inputs()
+    s1 = _augment(G, ws, keys, labels, fold=2, test_keys=["abc"])
+    m = s1.manifest
+    assert list(m.columns) == A.MANIFEST_COLUMNS
+    assert len(s1) == len(keys) * len(A.METHODS) * 3 == len(m) == len(s1.images)
+    assert s1.images.dtype == np.uint8 and s1.images.shape[1:] == (8, 8, 3)
+    assert set(m["source_key"]) == set(keys) and set(m["fold"]) == {2}
+    assert set(m["method"]) == set(A.METHODS)
+    assert (m.groupby(["source_key", "method"]).size() == 3).all()
+    assert set(m["generator_hash"]) == {A.generator_hash(G)}
+    label_of = dict(zip(keys, labels))
+    assert all(label_of[k] == lab for k, lab in zip(m["source_key"], s1.labels))
+    assert (m.loc[m["method"] == "perturb", "strength"] == 0.5).all()
+    assert (m.loc[m["method"] == "rotate", "strength"] == 0.0).all()
+    assert (m.loc[m["method"] == "perturb", "coefficient"] == 0.0).all()
+    assert (m.loc[m["method"] != "perturb", "coefficient"] != 0.0).all()
+    assert m["direction_id"].nunique() == 1 and m["direction_id"].iloc[0]
+    # Second call: every image comes from the cache, identical.
+    s2 = _augment(G, ws[:2], keys[:2], labels[:2], methods=["perturb"], fold=2)
+    assert np.array_equal(s2.images, s1.select(keys[:2], ["perturb"]).images)
+    # Different generator weights: a different cache entry and hash.
+    with torch.no_grad():
+        G.out.bias.add_(0.5)
+    s3 = _augment(G, ws[:1], keys[:1], labels[:1], methods=["perturb"])
+    assert s3.manifest["generator_hash"].iloc[0] != m["generator_hash"].iloc[0]
+
+
+def test_dataset_files_round_trip(tmp_path):
+    G, ws, keys, labels = _inputs(n=2)
+    syn = _augment(G, ws, keys, labels, methods=["perturb"], cache=False)
+    out = A.write_dataset(tmp_path / "ds", syn, class_names=["a", "b"])
+    back = A.read_dataset(out)
+    assert np.array_equal(back.images, syn.images) and np.array_equal(back.labels, syn.labels)
+    assert list(back.manifest["source_key"]) == list(syn.manifest["source_key"])
+    assert len(list((out / "images").rglob("*.png"))) == len(syn)
+
+
+def test_command_line_writes_a_dataset(tmp_path, monkeypatch):
+    import dapper.stylegan2 as sg
+
+    G, ws, keys, labels = _inputs(n=3)
+    monkeypatch.setattr(sg, "load_generator", lambda path, device="cpu": G, raising=False)
+    monkeypatch.setenv("DAPPER_CACHE", str(tmp_path / "cache"))
+    np.savez(tmp_path / "p.npz", ws=ws.numpy(), keys=np.array(keys), labels=labels, test_keys=np.array(["zz"]))
+    from dapper.__main__ import main
+
+    assert main(["augment", "--network", "x", "--projections", str(tmp_path / "p.npz"), "--out", str(tmp_path / "o"),
+                 "--methods", "perturb", "--k", "2", "--no-png"]) == 0
+    back = A.read_dataset(tmp_path / "o")
+    assert len(back) == 6 and set(back.manifest["method"]) == {"perturb"}
+    np.savez(tmp_path / "bad.npz", ws=ws.numpy(), keys=np.array(keys), test_keys=np.array([keys[0]]))
+    with pytest.raises(A.LeakageError):
+        main(["augment", "--network", "x", "--projections", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "o2"),
+              "--methods", "perturb"])
