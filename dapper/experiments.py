@@ -1,0 +1,615 @@
+"""The five-fold study: accuracy against real images per class, with and without augmentation.
+
+Stratified 5-fold cross validation over the target pool. In each fold, for each number of real
+images per class (``shots``), the same real subset (nested: the 2 images of a class are among its
+4, ...) trains the pretrained classifier under every condition:
+
+====================== =====================================================================
+``real``               the real images only
+``real+affine``        the classic strong baseline: random crops, flips and TrivialAugment
+``real+perturb``       plus ``k`` random W perturbations of each real image's projection
+``real+rotate``        plus ``k`` pose-direction rotations of each
+``real+perturb+rotate`` plus ``k`` images both perturbed and rotated
+====================== =====================================================================
+
+Folds, real subsets, seeds and the number of optimiser steps are identical across conditions, so
+conditions are compared pairwise, fold by fold. Synthetic images come only from the fold's
+training images (:func:`dapper.augment.check_no_leakage` runs for every fold and every run).
+
+Scenarios (toycars): ``diverse``: the pool has every pose, colour and background, the held-out
+fold is the test set; ``homogeneous``: the pool is a curated narrow set (front-right
+three-quarter views, three colours) while the test set is full-diversity views of the same classes
+(:func:`dapper.data.toycars.target_test_views`); this is where pose augmentation should help.
+
+Each finished (scenario, condition, shots, fold) row is appended at once to
+``reports_dir("results")/five_fold.csv`` (columns :data:`COLUMNS`; file lock, so parallel
+processes can share it); a rerun of the same study (same ``study_id``: settings, generator,
+pretrained weights) skips rows already there.
+
+    config = study_config("full")
+    rows = five_fold_runs(config)          # resumable, parallel
+    tables = study_tables(rows)            # intervals, paired tests, savings, curve areas
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dapper.augment import AugmentSettings
+from dapper.classify import EMBEDDED_MODEL, FineTuneSettings
+
+__all__ = [
+    "CONDITIONS", "CONDITION_METHOD", "REQUIRED_COLUMNS", "COLUMNS", "StudyConfig", "study_config",
+    "ScenarioData", "load_scenario", "make_folds", "real_subset", "run_seed", "RunSpec", "plan_runs",
+    "results_path", "append_row", "read_results", "finished_runs", "StudyInputs", "prepare_inputs",
+    "run_one", "five_fold_runs", "study_tables", "main",
+]
+
+CONDITIONS = ("real", "real+affine", "real+perturb", "real+rotate", "real+perturb+rotate")
+CONDITION_METHOD = {"real+perturb": "perturb", "real+rotate": "rotate", "real+perturb+rotate": "perturb+rotate"}
+REQUIRED_COLUMNS = ["dataset", "condition", "shots_per_class", "fold", "seed", "accuracy", "n_real", "n_synthetic"]
+EXTRA_COLUMNS = ["scenario", "accuracy_fold", "accuracy_views", "n_test", "n_test_views", "steps", "profile",
+                 "study_id", "generator", "seconds", "finished_at"]
+COLUMNS = REQUIRED_COLUMNS + EXTRA_COLUMNS
+SCENARIOS = ("diverse", "homogeneous")
+
+
+@dataclass
+class StudyConfig:
+    """Everything a five-fold study depends on. ``folds=None`` runs all ``n_folds`` folds; a
+    subset (quick profile) runs those folds of the same split."""
+
+    profile: str = "full"
+    dataset: str = "toycars"
+    scenarios: tuple[str, ...] = SCENARIOS
+    n_per_class: int = 40
+    n_folds: int = 5
+    folds: tuple[int, ...] | None = None
+    shots: tuple[int, ...] = (2, 4, 8, 16, 32)
+    conditions: tuple[str, ...] = CONDITIONS
+    seed: int = 0
+    n_test_views: int = 30
+    image_size: int = 64
+    augment: AugmentSettings = field(default_factory=AugmentSettings)
+    finetune: FineTuneSettings = field(default_factory=FineTuneSettings)
+    projection: dict | None = None  # keyword arguments of dapper.projection.ProjectionSettings
+    classifier: str = EMBEDDED_MODEL
+    classifier_weights: str | None = "default"
+    network: str | None = None
+    data_root: str | None = None
+    workers: int = 2
+    direction_profile: str | None = None  # profile of the pose direction (default: the study's)
+
+    @property
+    def fold_ids(self) -> tuple[int, ...]:
+        return tuple(range(self.n_folds)) if self.folds is None else tuple(self.folds)
+
+    def identity(self) -> dict:
+        """The settings that change a row's result (not which rows are run, nor how many workers)."""
+        d = asdict(self)
+        for k in ("folds", "shots", "conditions", "scenarios", "workers", "profile"):
+            d.pop(k)
+        return d
+
+
+def study_config(profile: str = "full", dataset: str = "toycars", **overrides) -> StudyConfig:
+    """The study's settings for a profile: ``full`` (5 folds, 5 shot levels, both scenarios; about
+    an hour on 2 CPU cores with a cold cache) or ``quick`` (2 of the 5 folds, 2 shot levels, the
+    diverse scenario, shorter fine-tuning: a couple of minutes)."""
+    from dapper.utils import check_params
+
+    check_params(profile, dataset)
+    cfg = StudyConfig(profile=profile, dataset=dataset)
+    if dataset == "stanford_cars":
+        cfg.scenarios = ("diverse",)
+        cfg.shots = (2, 4, 8, 16, 24)
+    if profile == "quick":
+        cfg.scenarios = ("diverse",)
+        cfg.n_per_class = 20
+        cfg.folds = (0, 1)
+        cfg.shots = (2, 4)
+        cfg.n_test_views = 10
+        cfg.augment = dataclasses.replace(cfg.augment, k=2)
+        cfg.finetune = dataclasses.replace(cfg.finetune, min_steps=20, max_steps=40)
+        cfg.projection = {"steps": 60}
+    for k, v in overrides.items():
+        if not hasattr(cfg, k):
+            raise TypeError(f"StudyConfig has no setting {k!r}")
+        setattr(cfg, k, v)
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# Data, folds and subsets
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ScenarioData:
+    """One scenario's images. images: uint8 [N, S, S, 3]; labels: int64 [N]; keys: content keys
+    [N]; views_images/views_labels: an extra fixed full-diversity test set (or empty)."""
+
+    dataset: str
+    scenario: str
+    images: np.ndarray
+    labels: np.ndarray
+    keys: list[str]
+    class_names: list[str]
+    views_images: np.ndarray
+    views_labels: np.ndarray
+
+
+def _cached_arrays(name: str, make) -> dict:
+    from dapper.utils import atomic_save, cache_dir
+
+    path = cache_dir("study", "pools") / f"{name}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    arrays = make()
+    atomic_save(path, lambda p: np.savez(p, **arrays))
+    return arrays
+
+
+def load_scenario(config: StudyConfig, scenario: str, workers: int = 1) -> ScenarioData:
+    """The pool the folds split, and the extra test views, for ``scenario`` (rendered once, cached)."""
+    from dapper.augment import image_keys
+
+    if config.dataset == "toycars":
+        from dapper.data import toycars
+
+        homogeneous = scenario == "homogeneous"
+        tag = f"v{toycars.RENDER_VERSION}-{config.image_size}px-seed{config.seed}"
+
+        def pool():
+            p = toycars.target_pool(config.n_per_class, seed=config.seed, size=config.image_size,
+                                    homogeneous=homogeneous, workers=workers)
+            return {"images": p.images, "labels": p.labels}
+
+        def views():
+            p = toycars.target_test_views(config.n_test_views, seed=config.seed, size=config.image_size,
+                                          workers=workers)
+            return {"images": p.images, "labels": p.labels}
+
+        a = _cached_arrays(f"toycars-{scenario}-{config.n_per_class}-{tag}", pool)
+        v = (_cached_arrays(f"toycars-views-{config.n_test_views}-{tag}", views) if config.n_test_views
+             else {"images": np.zeros((0, config.image_size, config.image_size, 3), np.uint8),
+                   "labels": np.zeros(0, np.int64)})
+        names = list(toycars.TARGET_CLASSES)
+    elif config.dataset == "stanford_cars":
+        if scenario != "diverse":
+            raise ValueError("Stanford Cars has one scenario: the photos as they come ('diverse')")
+        from dapper.data.stanford_cars import load_pool
+
+        p = load_pool(config.data_root, size=config.image_size)
+        a = {"images": p.images, "labels": p.labels}
+        v = {"images": np.zeros((0, *p.images.shape[1:]), np.uint8), "labels": np.zeros(0, np.int64)}
+        names = list(p.class_names)
+    else:
+        raise ValueError(f"unknown dataset {config.dataset!r}")
+    return ScenarioData(config.dataset, scenario, a["images"], a["labels"].astype(np.int64), image_keys(a["images"]),
+                        names, v["images"], v["labels"].astype(np.int64))
+
+
+def make_folds(labels: np.ndarray, n_folds: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified folds: ``[(train_idx, test_idx), ...]``, each class spread evenly; a pure function
+    of (labels, n_folds, seed)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    labels = np.asarray(labels)
+    skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    return [(np.sort(tr), np.sort(te)) for tr, te in skf.split(np.zeros(len(labels)), labels)]
+
+
+def real_subset(labels: np.ndarray, train_idx: np.ndarray, shots: int, fold: int, seed: int = 0) -> np.ndarray:
+    """``shots`` training images per class for a fold: the first ``shots`` of a fixed per-class
+    random order, so subsets are nested across shot levels and identical across conditions."""
+    labels = np.asarray(labels)
+    out = []
+    for c in np.unique(labels[train_idx]):
+        members = train_idx[labels[train_idx] == c]
+        rng = np.random.default_rng([int(seed), int(fold), int(c), 0x5407])
+        order = members[rng.permutation(len(members))]
+        if shots > len(order):
+            raise ValueError(f"class {c} has {len(order)} training images in fold {fold}, fewer than {shots} shots")
+        out.append(order[:shots])
+    return np.sort(np.concatenate(out))
+
+
+def run_seed(seed: int, fold: int, shots: int) -> int:
+    """The seed of every run of (fold, shots): the same for all conditions (paired)."""
+    return int(seed) * 100_000 + int(fold) * 1_000 + int(shots)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    scenario: str
+    condition: str
+    shots: int
+    fold: int
+    seed: int
+
+
+def plan_runs(config: StudyConfig) -> list[RunSpec]:
+    """All runs of a study, cheapest shot levels first within each scenario."""
+    return [RunSpec(sc, cond, s, f, run_seed(config.seed, f, s))
+            for sc in config.scenarios for s in config.shots for f in config.fold_ids for cond in config.conditions]
+
+
+# ---------------------------------------------------------------------------------------------
+# Results file: one row per finished run, appended under a lock
+# ---------------------------------------------------------------------------------------------
+
+
+def results_path() -> Path:
+    from dapper.utils import reports_dir
+
+    return reports_dir("results") / "five_fold.csv"
+
+
+def append_row(path: str | Path, row: dict) -> None:
+    """Append ``row`` to the CSV at ``path`` (header first if the file is new), holding an
+    exclusive lock so that parallel processes never interleave lines."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+", newline="") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            f.seek(0)
+            first = f.readline()
+            header = next(csv.reader([first])) if first.strip() else None
+            columns = header or COLUMNS
+            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+            f.seek(0, os.SEEK_END)
+            if header is None:
+                writer.writeheader()
+            writer.writerow({k: row.get(k, "") for k in columns})
+            f.flush()
+            os.fsync(f.fileno())
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def read_results(path: str | Path | None = None, study_id: str | None = None):
+    """The results file as a data frame (only ``study_id``'s rows when given); empty if missing."""
+    import pandas as pd
+
+    path = Path(path) if path is not None else results_path()
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame(columns=COLUMNS)
+    df = pd.read_csv(path, dtype={"study_id": str, "generator": str})
+    if study_id is not None and "study_id" in df.columns:
+        df = df[df["study_id"] == study_id].reset_index(drop=True)
+    return df
+
+
+def _row_key(scenario, condition, shots, fold) -> tuple:
+    return (str(scenario), str(condition), int(shots), int(fold))
+
+
+def finished_runs(path: str | Path, study_id: str) -> set[tuple]:
+    """Keys ``(scenario, condition, shots, fold)`` of the rows the study already wrote."""
+    import pandas as pd
+
+    df = read_results(path, study_id)
+    # Rows without a scenario come from the plain cross-validation over the pool.
+    scenario = df["scenario"].astype(object) if "scenario" in df.columns else pd.Series("diverse", index=df.index)
+    scenario[scenario.isna()] = "diverse"
+    df = df.assign(scenario=scenario)
+    return {_row_key(r.scenario, r.condition, r.shots_per_class, r.fold) for r in df.itertuples()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs shared by every run: images, folds, projections, synthetic images
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StudyInputs:
+    """What runs need, prepared once (and handed to worker processes)."""
+
+    config: StudyConfig
+    study_id: str
+    generator: str
+    data: dict  # scenario -> ScenarioData
+    folds: dict  # scenario -> list of (train_idx, test_idx)
+    synthetic: dict  # (scenario, fold) -> dapper.augment.SyntheticSet
+    timings: dict = field(default_factory=dict)
+
+
+def _file_hash(path) -> str:
+    if path is None:
+        return "none"
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def _classifier_weights_path(config: StudyConfig):
+    from dapper.classify import PRETRAINED_PATH
+
+    if config.classifier_weights == "default":
+        return PRETRAINED_PATH if config.classifier == EMBEDDED_MODEL else None
+    return config.classifier_weights
+
+
+def _study_id(config: StudyConfig, generator: str, direction_id: str) -> str:
+    ident = config.identity()
+    ident["classifier_weights"] = _file_hash(_classifier_weights_path(config))
+    ident["generator"] = generator
+    ident["direction"] = direction_id
+    return hashlib.sha1(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _projection_settings(config: StudyConfig):
+    from dapper.projection import ProjectionSettings
+
+    return ProjectionSettings(**(config.projection or {}))
+
+
+def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction=None, project=None,
+                   apply_direction=None) -> StudyInputs:
+    """Render/load the pools, split folds, project the training images the generative conditions
+    use (cached by image hash) and make their synthetic images (cached per image), checking for
+    every fold that no synthetic image derives from a test image.
+
+    ``G``, ``direction``, ``project`` (``project(G, images) -> ws``) and ``apply_direction`` stand
+    in for the shipped generator, the fitted pose direction, :func:`dapper.projection.project_images`
+    and :func:`dapper.directions.apply_direction` (tests use small fakes).
+    """
+    import torch
+
+    from dapper.augment import _direction_id, augment_images, generator_hash
+
+    timings: dict[str, float] = {}
+    t = time.time()
+    data = {sc: load_scenario(config, sc, workers=min(2, os.cpu_count() or 1)) for sc in config.scenarios}
+    folds = {sc: make_folds(d.labels, config.n_folds, config.seed) for sc, d in data.items()}
+    timings["data"] = time.time() - t
+
+    methods = [m for m in ("perturb", "rotate", "perturb+rotate")
+               if any(CONDITION_METHOD.get(c) == m for c in config.conditions)]
+    need_rotation = any("rotate" in m for m in methods)
+    t = time.time()
+    if G is None and methods:
+        from dapper.stylegan2 import default_generator_path, load_generator
+
+        G = load_generator(config.network or default_generator_path()).eval()
+    g_hash = generator_hash(G) if G is not None else "none"
+    direction_id = ""
+    if need_rotation:
+        if direction is None:
+            from dapper.directions import load_or_fit_pose_direction
+
+            direction = load_or_fit_pose_direction(G, config.direction_profile or config.profile)
+        if apply_direction is None:
+            from dapper.directions import apply_direction
+        direction_id = _direction_id(direction, apply_direction, (1, G.num_ws, G.w_dim))
+    timings["generator+direction"] = time.time() - t
+    study_id = _study_id(config, g_hash, direction_id)
+
+    synthetic = {}
+    projection_time = augment_time = 0.0
+    if methods:
+        if project is None:
+            from dapper.projection import project_images
+
+            settings = _projection_settings(config)
+
+            def project(G, images):
+                return project_images(G, images, settings=settings, cache=True).ws
+
+        top = max(config.shots)
+        for sc, d in data.items():
+            used = {f: real_subset(d.labels, folds[sc][f][0], top, f, config.seed) for f in config.fold_ids}
+            union = np.unique(np.concatenate(list(used.values())))
+            t = time.time()
+            ws_union = torch.as_tensor(np.asarray(project(G, d.images[union]))).float()
+            projection_time += time.time() - t
+            row_of = {int(i): r for r, i in enumerate(union)}
+            t = time.time()
+            for f in config.fold_ids:
+                idx = used[f]
+                test_idx = folds[sc][f][1]
+                ws = ws_union[[row_of[int(i)] for i in idx]]
+                synthetic[(sc, f)] = augment_images(
+                    G, ws, [d.keys[i] for i in idx], d.labels[idx], methods, config.augment, direction, fold=f,
+                    test_keys=[d.keys[i] for i in test_idx], apply_direction=apply_direction,
+                    progress=progress)
+            augment_time += time.time() - t
+    timings["projection"] = projection_time
+    timings["augment"] = augment_time
+    return StudyInputs(config, study_id, g_hash, data, folds, synthetic, timings)
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs
+# ---------------------------------------------------------------------------------------------
+
+_PREPARED: dict = {}  # per process: (scenario, kind) -> prepared classifier tensors
+
+
+def _prepared(inputs: StudyInputs, scenario: str):
+    import torch
+
+    from dapper.classify import create_classifier, data_config, prepare_images
+
+    key = (inputs.study_id, scenario)
+    if key not in _PREPARED:
+        d = inputs.data[scenario]
+        cfg = data_config(create_classifier(len(d.class_names), inputs.config.classifier,
+                                            _classifier_weights_path(inputs.config)))
+        views = prepare_images(d.views_images, cfg) if len(d.views_images) else None
+        _PREPARED[key] = {"x": prepare_images(d.images, cfg), "y": torch.from_numpy(d.labels), "views": views,
+                          "views_y": torch.from_numpy(d.views_labels), "config": cfg}
+    return _PREPARED[key]
+
+
+def run_one(inputs: StudyInputs, spec: RunSpec, device=None) -> dict:
+    """Fine-tune and test one (scenario, condition, shots, fold); returns the results row."""
+    import dataclasses as dc
+    import datetime
+
+    import torch
+
+    from dapper.classify import accuracy, prepare_images, train_classifier
+
+    t0 = time.time()
+    cfg = inputs.config
+    d = inputs.data[spec.scenario]
+    train_idx, test_idx = inputs.folds[spec.scenario][spec.fold]
+    real_idx = real_subset(d.labels, train_idx, spec.shots, spec.fold, cfg.seed)
+    p = _prepared(inputs, spec.scenario)
+    real_x, real_y = p["x"][real_idx], p["y"][real_idx]
+    syn_x = syn_y = None
+    n_syn = 0
+    method = CONDITION_METHOD.get(spec.condition)
+    if method is not None:
+        pool = inputs.synthetic[(spec.scenario, spec.fold)]
+        syn = pool.select([d.keys[i] for i in real_idx], [method], test_keys=[d.keys[i] for i in test_idx],
+                          fold=spec.fold)
+        syn_x = prepare_images(syn.images, p["config"])
+        syn_y = torch.from_numpy(syn.labels)
+        n_syn = len(syn)
+    settings = dc.replace(cfg.finetune, affine=spec.condition == "real+affine")
+    model = train_classifier(real_x, real_y, len(d.class_names), syn_x, syn_y, settings, seed=spec.seed,
+                             model_name=cfg.classifier, weights=_classifier_weights_path(cfg), device=device)
+    acc_fold = accuracy(model, p["x"][test_idx], p["y"][test_idx])
+    acc_views = accuracy(model, p["views"], p["views_y"]) if p["views"] is not None else math.nan
+    primary = acc_views if spec.scenario == "homogeneous" else acc_fold
+    return {
+        "dataset": cfg.dataset, "condition": spec.condition, "shots_per_class": spec.shots, "fold": spec.fold,
+        "seed": spec.seed, "accuracy": round(primary, 6), "n_real": len(real_idx), "n_synthetic": n_syn,
+        "scenario": spec.scenario, "accuracy_fold": round(acc_fold, 6),
+        "accuracy_views": round(acc_views, 6) if math.isfinite(acc_views) else "",
+        "n_test": len(test_idx), "n_test_views": len(d.views_labels), "steps": settings.steps(len(real_idx)),
+        "profile": cfg.profile, "study_id": inputs.study_id, "generator": inputs.generator,
+        "seconds": round(time.time() - t0, 2),
+        "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+_WORKER: dict = {}
+
+
+def _worker_init(inputs: StudyInputs, path: str, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    _WORKER["inputs"], _WORKER["path"] = inputs, path
+
+
+def _worker_run(spec: RunSpec) -> dict:
+    row = run_one(_WORKER["inputs"], spec)
+    append_row(_WORKER["path"], row)
+    return row
+
+
+def five_fold_runs(config: StudyConfig, inputs: StudyInputs | None = None, path: str | Path | None = None,
+                   workers: int | None = None, progress: bool = True, threads: int = 1):
+    """Run every planned run not yet in the results file; return the study's rows (data frame).
+
+    Each row is appended as soon as its run ends, so an interrupted study resumes where it
+    stopped. ``workers > 1`` runs in that many processes (spawned, ``threads`` torch threads each).
+    """
+    import torch
+
+    inputs = inputs or prepare_inputs(config, progress=progress)
+    path = Path(path) if path is not None else results_path()
+    done = finished_runs(path, inputs.study_id)
+    todo = [s for s in plan_runs(config) if _row_key(s.scenario, s.condition, s.shots, s.fold) not in done]
+    workers = config.workers if workers is None else workers
+    workers = max(1, min(workers, len(todo)))
+    t = time.time()
+    bar = None
+    if progress and todo:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), desc="five-fold runs", unit="run")
+    if workers == 1:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            for spec in todo:
+                append_row(path, run_one(inputs, spec))
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            torch.set_num_threads(previous)
+    elif todo:
+        import multiprocessing as mp
+
+        # Spawned workers (not forked): a fork after torch has used its OpenMP pool can hang.
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(workers, initializer=_worker_init, initargs=(inputs, str(path), threads)) as pool:
+            for _ in pool.imap_unordered(_worker_run, todo):
+                if bar is not None:
+                    bar.update(1)
+    if bar is not None:
+        bar.close()
+    inputs.timings["runs"] = time.time() - t
+    inputs.timings["n_runs"] = len(todo)
+    return read_results(path, inputs.study_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+# ---------------------------------------------------------------------------------------------
+
+
+def study_tables(rows, confidence: float = 0.95) -> dict:
+    """The study's statistics from its rows: ``summary`` (mean and t-interval per condition and
+    shots), ``vs_real`` and ``vs_affine`` (paired tests per shot level), ``savings`` (real data
+    saved at equal accuracy) and ``areas`` (area under the learning curve)."""
+    from dapper import stats
+
+    rows = rows.copy()
+    if "scenario" not in rows.columns:
+        rows["scenario"] = "diverse"
+    tables = {"summary": stats.summarise(rows, confidence),
+              "vs_real": stats.compare_conditions(rows, "real", confidence),
+              "savings": stats.savings_table(rows, "real", confidence),
+              "areas": stats.curve_areas(rows, confidence)}
+    if "real+affine" in set(rows["condition"]):
+        tables["vs_affine"] = stats.compare_conditions(rows[rows["condition"] != "real"], "real+affine", confidence)
+    return tables
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dapper.experiments", description="Run the five-fold study.")
+    parser.add_argument("--profile", default="quick", choices=("quick", "full"))
+    parser.add_argument("--dataset", default="toycars")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--network", default=None)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", default=None, help="results CSV (default: reports_dir('results')/five_fold.csv)")
+    args = parser.parse_args(argv)
+    config = study_config(args.profile, args.dataset, data_root=args.data_root, network=args.network,
+                          workers=args.workers)
+    rows = five_fold_runs(config, path=args.out)
+    tables = study_tables(rows)
+    import pandas as pd
+
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(tables["summary"].to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""dapper.experiments and dapper.stats: folds, paired subsets, resumable results, statistics."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from study_fakes import FakeDirection, FakeGenerator, fake_apply_direction, fake_project
+
+from dapper import experiments as E
+from dapper import stats as S
+
+# ---------------------------------------------------------------------------------------------
+# Folds and subsets
+
+
+def test_folds_are_stratified_disjoint_and_reproducible():
+    labels = np.repeat(np.arange(10), 40)
+    folds = E.make_folds(labels, 5, seed=0)
+    assert len(folds) == 5
+    seen = np.concatenate([te for _, te in folds])
+    assert sorted(seen.tolist()) == list(range(len(labels)))
+    for tr, te in folds:
+        assert not set(tr) & set(te)
+        assert (np.bincount(labels[te], minlength=10) == 8).all()
+        assert (np.bincount(labels[tr], minlength=10) == 32).all()
+    again = E.make_folds(labels, 5, seed=0)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds, again))
+
+
+def test_real_subsets_are_nested_balanced_and_the_same_for_every_condition():
+    labels = np.repeat(np.arange(4), 10)
+    tr, te = E.make_folds(labels, 5, seed=1)[2]
+    subsets = {s: E.real_subset(labels, tr, s, fold=2, seed=1) for s in (1, 2, 4, 8)}
+    for s, idx in subsets.items():
+        assert (np.bincount(labels[idx], minlength=4) == s).all()
+        assert set(idx) <= set(tr) and not set(idx) & set(te)
+    assert set(subsets[1]) <= set(subsets[2]) <= set(subsets[4]) <= set(subsets[8])
+    assert np.array_equal(subsets[4], E.real_subset(labels, tr, 4, fold=2, seed=1))
+    with pytest.raises(ValueError, match="fewer than"):
+        E.real_subset(labels, tr, 9, fold=2, seed=1)
+    cfg = E.study_config("full")
+    runs = E.plan_runs(cfg)
+    by_pair = {}
+    for r in runs:
+        by_pair.setdefault((r.scenario, r.shots, r.fold), set()).add(r.seed)
+    assert all(len(seeds) == 1 for seeds in by_pair.values())  # one seed per (fold, shots): paired
+    assert len(runs) == 2 * 5 * 5 * 5
+
+
+def test_profiles():
+    full, quick = E.study_config("full"), E.study_config("quick")
+    assert full.n_folds == quick.n_folds == 5 and len(full.fold_ids) == 5 and len(full.shots) >= 5
+    assert max(full.shots) <= full.n_per_class * (full.n_folds - 1) // full.n_folds
+    assert set(full.conditions) == set(E.CONDITIONS) and "homogeneous" in full.scenarios
+    assert len(E.plan_runs(quick)) < len(E.plan_runs(full)) / 5
+    with pytest.raises(TypeError):
+        E.study_config("quick", no_such_setting=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Results file and resuming
+
+
+def test_append_row_writes_required_columns_first(tmp_path):
+    path = tmp_path / "r.csv"
+    E.append_row(path, {"dataset": "toycars", "condition": "real", "shots_per_class": 2, "fold": 0, "seed": 1,
+                        "accuracy": 0.5, "n_real": 20, "n_synthetic": 0, "study_id": "abc"})
+    E.append_row(path, {"dataset": "toycars", "condition": "real+affine", "shots_per_class": 2, "fold": 0})
+    df = pd.read_csv(path)
+    assert list(df.columns[:8]) == E.REQUIRED_COLUMNS and len(df) == 2
+    assert E.finished_runs(path, "abc") == {("diverse", "real", 2, 0)}
+
+
+def test_study_runs_resume_and_never_leak(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAPPER_CACHE", str(tmp_path / "cache"))
+    from dapper.classify import FineTuneSettings
+
+    cfg = E.study_config("quick", n_per_class=5, image_size=32, folds=(0, 1), shots=(1, 2), n_test_views=1,
+                         conditions=("real", "real+affine", "real+perturb", "real+perturb+rotate"),
+                         classifier_weights=None, workers=1,
+                         finetune=FineTuneSettings(min_steps=2, max_steps=2, batch_size=8))
+    G = FakeGenerator(resolution=32)
+    inputs = E.prepare_inputs(cfg, progress=False, G=G, direction=FakeDirection(), project=fake_project,
+                              apply_direction=fake_apply_direction)
+    for (scenario, fold), syn in inputs.synthetic.items():
+        test_keys = {inputs.data[scenario].keys[i] for i in inputs.folds[scenario][fold][1]}
+        assert not set(syn.manifest["source_key"]) & test_keys
+        assert set(syn.manifest["fold"]) == {fold}
+    path = tmp_path / "five_fold.csv"
+    rows = E.five_fold_runs(cfg, inputs, path=path, progress=False)
+    assert len(rows) == 4 * 2 * 2
+    assert list(pd.read_csv(path).columns[:8]) == E.REQUIRED_COLUMNS
+    assert (rows.loc[rows.condition.isin(["real", "real+affine"]), "n_synthetic"] == 0).all()
+    gen = rows[rows.condition == "real+perturb"]
+    assert (gen["n_synthetic"] == gen["n_real"] * cfg.augment.k).all()
+    assert (rows.groupby(["shots_per_class", "fold"])["seed"].nunique() == 1).all()
+    # A rerun finds every row and runs nothing; a lost row is redone.
+    monkeypatch.setattr(E, "run_one", lambda *a, **k: pytest.fail("a finished run was repeated"))
+    assert len(E.five_fold_runs(cfg, inputs, path=path, progress=False)) == len(rows)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n")
+    calls = []
+    monkeypatch.setattr(E, "run_one", lambda inp, spec, **k: calls.append(spec) or {
+        "scenario": spec.scenario, "condition": spec.condition, "shots_per_class": spec.shots, "fold": spec.fold,
+        "study_id": inp.study_id, "accuracy": 0.5})
+    E.five_fold_runs(cfg, inputs, path=path, progress=False)
+    assert len(calls) == 1
+
+
+def test_run_one_refuses_synthetic_images_from_test_images(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAPPER_CACHE", str(tmp_path / "cache"))
+    from dapper.augment import LeakageError
+    from dapper.classify import FineTuneSettings
+
+    cfg = E.study_config("quick", n_per_class=5, image_size=32, folds=(0,), shots=(1,), n_test_views=0,
+                         conditions=("real+perturb",), classifier_weights=None, workers=1,
+                         finetune=FineTuneSettings(min_steps=1, max_steps=1, batch_size=4))
+    inputs = E.prepare_inputs(cfg, progress=False, G=FakeGenerator(32), project=fake_project)
+    spec = E.plan_runs(cfg)[0]
+    E.run_one(inputs, spec)  # consistent split: fine
+    # A split that no longer matches the synthetic set (a real image now in the test fold) is refused.
+    train, test = inputs.folds["diverse"][0]
+    sub = E.real_subset(inputs.data["diverse"].labels, train, 1, 0, cfg.seed)
+    inputs.folds["diverse"][0] = (train, np.append(test, sub[0]))
+    with pytest.raises(LeakageError):
+        E.run_one(inputs, spec)
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics
+
+
+def test_t_interval_covers_the_mean_about_95_percent_of_the_time():
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(2000):
+        iv = S.mean_interval(rng.normal(0.7, 0.05, 5))
+        hits += iv.low <= 0.7 <= iv.high
+    assert 0.93 <= hits / 2000 <= 0.97
+    assert math.isnan(S.mean_interval([0.5]).low) and S.mean_interval([]).n == 0
+
+
+def test_saving_is_exact_on_a_planted_learning_curve():
+    shots = [2, 4, 8, 16, 32]
+    real = [0.3 + 0.1 * math.log2(s) for s in shots]  # linear in log-shots
+    target = 0.3 + 0.1 * math.log2(12)
+    assert S.shots_needed(shots, real, target) == pytest.approx(12)
+    assert S.real_data_saving(8, target, shots, real) == pytest.approx(1 - 8 / 12)
+    assert S.real_data_saving(8, real[2], shots, real) == pytest.approx(0)
+    assert S.real_data_saving(16, real[2], shots, real) == pytest.approx(-1)  # needed twice the data
+    assert math.isnan(S.real_data_saving(8, 0.99, shots, real))  # beyond the curve: no extrapolation
+    assert math.isnan(S.real_data_saving(2, 0.1, shots, real))  # below its first point
+    dip = [0.4, 0.35, 0.5, 0.6, 0.7]  # a dip never makes a second crossing
+    assert S.shots_needed([2, 4, 8, 16, 32], dip, 0.45) == pytest.approx(2 * 2 ** 1.5)
+
+
+def test_learning_curve_area_and_paired_test():
+    assert S.learning_curve_area([2, 4, 8], [0.5, 0.5, 0.5]) == pytest.approx(0.5)
+    assert S.learning_curve_area([2, 4, 8, 16], [0.2, 0.3, 0.4, 0.5]) == pytest.approx(0.35)
+    a = np.array([0.50, 0.55, 0.60, 0.52, 0.58])
+    t = S.paired_test(a, a + np.array([0.05, 0.07, 0.04, 0.06, 0.05]))
+    assert t.diff.mean == pytest.approx(0.054) and t.diff.low > 0 and t.wins == 5
+    assert t.p_t < 0.01 and t.p_wilcoxon == pytest.approx(0.0625)  # the floor with five pairs
+    same = S.paired_test(a, a)
+    assert same.p_wilcoxon == 1.0 and same.diff.mean == 0
+
+
+def test_study_tables_on_synthetic_rows():
+    rng = np.random.default_rng(1)
+    rows = []
+    for cond, gain in (("real", 0.0), ("real+affine", 0.02), ("real+perturb", 0.06)):
+        for s in (2, 4, 8, 16):
+            for f in range(5):
+                acc = 0.3 + 0.1 * math.log2(s) + gain + rng.normal(0, 0.01)
+                rows.append(dict(dataset="toycars", scenario="diverse", condition=cond, shots_per_class=s, fold=f,
+                                 seed=f, accuracy=acc, n_real=10 * s, n_synthetic=0))
+    tables = E.study_tables(pd.DataFrame(rows))
+    summ = tables["summary"]
+    assert len(summ) == 12 and (summ["ci_low"] < summ["mean"]).all() and (summ["n_folds"] == 5).all()
+    vs = tables["vs_real"].set_index(["condition", "shots_per_class"])
+    assert vs.loc[("real+perturb", 2), "diff"] == pytest.approx(0.06, abs=0.02)
+    sav = tables["savings"].set_index(["condition", "shots_per_class"])
+    # +0.06 on a curve rising 0.1 per doubling: 2 ** 0.6 times the data, i.e. about 34% saved.
+    assert sav.loc[("real+perturb", 4), "saving"] == pytest.approx(1 - 2 ** -0.6, abs=0.1)
+    areas = tables["areas"].set_index("condition")
+    assert areas.loc["real+perturb", "aulc"] > areas.loc["real", "aulc"]
+    assert set(tables["vs_affine"]["condition"]) == {"real+perturb"}
