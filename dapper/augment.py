@@ -236,6 +236,15 @@ class SyntheticSet:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @staticmethod
+    def concat(parts: Sequence[SyntheticSet]) -> SyntheticSet:
+        """One set holding every part's images, in order."""
+        import pandas as pd
+
+        parts = list(parts)
+        return SyntheticSet(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]),
+                            pd.concat([p.manifest for p in parts], ignore_index=True))
+
     def select(self, source_keys: Iterable[str] | None = None, methods: Iterable[str] | None = None,
                test_keys: Iterable[str] = (), fold=None) -> SyntheticSet:
         """The images made from ``source_keys`` by ``methods``; raises LeakageError if any of them

@@ -54,7 +54,7 @@ __all__ = [
     "CONDITIONS", "CONDITION_METHOD", "REQUIRED_COLUMNS", "COLUMNS", "StudyConfig", "study_config",
     "ScenarioData", "load_scenario", "make_folds", "real_subset", "run_seed", "RunSpec", "plan_runs",
     "results_path", "append_row", "read_results", "finished_runs", "StudyInputs", "prepare_inputs",
-    "run_one", "five_fold_runs", "study_tables", "main",
+    "run_one", "five_fold_runs", "study_tables", "study_statements", "main",
 ]
 
 CONDITIONS = ("real", "real+affine", "real+perturb", "real+rotate", "real+perturb+rotate")
@@ -327,7 +327,9 @@ class StudyInputs:
     generator: str
     data: dict  # scenario -> ScenarioData
     folds: dict  # scenario -> list of (train_idx, test_idx)
-    synthetic: dict  # (scenario, fold) -> dapper.augment.SyntheticSet
+    # scenario -> dapper.augment.SyntheticSet of every training image any run uses (one copy per
+    # image; each run selects its real subset's images and checks them against its test fold)
+    synthetic: dict
     timings: dict = field(default_factory=dict)
 
 
@@ -375,7 +377,7 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
     """
     import torch
 
-    from dapper.augment import _direction_id, augment_images, generator_hash
+    from dapper.augment import SyntheticSet, _direction_id, augment_images, check_no_leakage, generator_hash
 
     timings: dict[str, float] = {}
     t = time.time()
@@ -424,14 +426,22 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
             projection_time += time.time() - t
             row_of = {int(i): r for r, i in enumerate(union)}
             t = time.time()
+            parts, made = [], set()
             for f in config.fold_ids:
                 idx = used[f]
-                test_idx = folds[sc][f][1]
-                ws = ws_union[[row_of[int(i)] for i in idx]]
-                synthetic[(sc, f)] = augment_images(
-                    G, ws, [d.keys[i] for i in idx], d.labels[idx], methods, config.augment, direction, fold=f,
-                    test_keys=[d.keys[i] for i in test_idx], apply_direction=apply_direction,
-                    progress=progress)
+                test_keys = [d.keys[i] for i in folds[sc][f][1]]
+                check_no_leakage([d.keys[i] for i in idx], test_keys, fold=f)
+                # An image's synthetic set does not depend on the fold: make it once, in the
+                # first fold that trains on it (its test fold is checked here too).
+                new = [i for i in idx if d.keys[i] not in made]
+                if not new:
+                    continue
+                ws = ws_union[[row_of[int(i)] for i in new]]
+                parts.append(augment_images(
+                    G, ws, [d.keys[i] for i in new], d.labels[new], methods, config.augment, direction,
+                    test_keys=test_keys, apply_direction=apply_direction, progress=progress))
+                made.update(d.keys[i] for i in new)
+            synthetic[sc] = SyntheticSet.concat(parts)
             augment_time += time.time() - t
     timings["projection"] = projection_time
     timings["augment"] = augment_time
@@ -481,7 +491,7 @@ def run_one(inputs: StudyInputs, spec: RunSpec, device=None) -> dict:
     n_syn = 0
     method = CONDITION_METHOD.get(spec.condition)
     if method is not None:
-        pool = inputs.synthetic[(spec.scenario, spec.fold)]
+        pool = inputs.synthetic[spec.scenario]
         syn = pool.select([d.keys[i] for i in real_idx], [method], test_keys=[d.keys[i] for i in test_idx],
                           fold=spec.fold)
         syn_x = prepare_images(syn.images, p["config"])
@@ -589,6 +599,82 @@ def study_tables(rows, confidence: float = 0.95) -> dict:
     if "real+affine" in set(rows["condition"]):
         tables["vs_affine"] = stats.compare_conditions(rows[rows["condition"] != "real"], "real+affine", confidence)
     return tables
+
+
+def _pts(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{100 * x:+.1f}"
+
+
+def _pct(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{100 * x:.1f}%"
+
+
+def study_statements(tables: dict, gain_goal: float = 0.06, saving_goal: float = 0.30) -> str:
+    """Markdown sentences stating the study's outcome from its tables, every number with its
+    95% interval; nothing is written here that the tables do not hold. Goals (the paper's claims):
+    ``gain_goal`` accuracy over real-only at the fewest shots, ``saving_goal`` real data saved."""
+    summ, vs, sav, areas = tables["summary"], tables["vs_real"], tables["savings"], tables["areas"]
+    vs_aff = tables.get("vs_affine")
+    lines = []
+    for sc in dict.fromkeys(summ["scenario"]):
+        s = summ[summ["scenario"] == sc]
+        real = s[s["condition"] == "real"].sort_values("shots_per_class")
+        if real.empty:
+            continue
+        few, most = real.iloc[0], real.iloc[-1]
+        lo_shots, hi_shots = int(few["shots_per_class"]), int(most["shots_per_class"])
+        gap = most["mean"] - few["mean"]
+        lines.append(f"**{sc}** ({int(few['n_folds'])} folds). Real-only accuracy rises from "
+                     f"{_pct(few['mean'])} [{_pct(few['ci_low'])}, {_pct(few['ci_high'])}] at {lo_shots} images per "
+                     f"class to {_pct(most['mean'])} [{_pct(most['ci_low'])}, {_pct(most['ci_high'])}] at {hi_shots} "
+                     f"({_pts(gap)} points; the task {'is' if gap >= 0.2 else 'is not'} hard enough by the study's "
+                     f"20-point rule).")
+        v = vs[(vs["scenario"] == sc) & (vs["shots_per_class"] == lo_shots)]
+        for r in v.itertuples():
+            lines.append(f"- {r.condition} at {lo_shots} shots: {_pts(r.diff)} points over real-only "
+                         f"[{_pts(r.diff_low)}, {_pts(r.diff_high)}], paired t p={r.p_ttest:.3g}, Wilcoxon "
+                         f"p={r.p_wilcoxon:.3g}, better in {r.wins} of {r.n_pairs} folds.")
+        for cond in [c for c in dict.fromkeys(vs[vs["scenario"] == sc]["condition"]) if c != "real+affine"]:
+            rows = vs[(vs["scenario"] == sc) & (vs["condition"] == cond)]
+            best = rows.loc[rows["diff"].idxmax()] if len(rows) else None
+            sv = sav[(sav["scenario"] == sc) & (sav["condition"] == cond)]
+            sv_def = sv[sv["saving"].notna()]
+            parts = []
+            if best is not None:
+                parts.append(f"largest gain {_pts(best['diff'])} points [{_pts(best['diff_low'])}, "
+                             f"{_pts(best['diff_high'])}] at {int(best['shots_per_class'])} shots")
+            if len(sv_def):
+                b = sv_def.loc[sv_def["saving"].idxmax()]
+                parts.append(f"largest real-data saving {_pct(b['saving'])} at {int(b['shots_per_class'])} shots "
+                             f"(real-only needs {b['shots_needed']:.1f} per class for the same accuracy; per-fold "
+                             f"interval [{_pct(b['saving_low'])}, {_pct(b['saving_high'])}], {int(b['n_defined'])} "
+                             f"folds defined)")
+            else:
+                parts.append("no shot level where a saving is defined (its accuracy is below real-only's first "
+                             "point or beyond its last)")
+            if vs_aff is not None and len(vs_aff):
+                a = vs_aff[(vs_aff["scenario"] == sc) & (vs_aff["condition"] == cond)
+                           & (vs_aff["shots_per_class"] == lo_shots)]
+                if len(a):
+                    a = a.iloc[0]
+                    parts.append(f"vs real+affine at {lo_shots} shots {_pts(a['diff'])} points "
+                                 f"[{_pts(a['diff_low'])}, {_pts(a['diff_high'])}]")
+            ar = areas[(areas["scenario"] == sc) & (areas["condition"] == cond)]
+            ar_real = areas[(areas["scenario"] == sc) & (areas["condition"] == "real")]
+            if len(ar) and len(ar_real):
+                parts.append(f"area under the learning curve {_pct(ar.iloc[0]['aulc'])} "
+                             f"[{_pct(ar.iloc[0]['aulc_low'])}, {_pct(ar.iloc[0]['aulc_high'])}] vs real-only "
+                             f"{_pct(ar_real.iloc[0]['aulc'])}")
+            low = rows[rows["shots_per_class"] == lo_shots]
+            gain_ok = bool(len(low)) and low.iloc[0]["diff_low"] >= gain_goal
+            gain_point = bool(len(low)) and low.iloc[0]["diff"] >= gain_goal
+            save_ok = bool(len(sv_def)) and sv_def["saving"].max() >= saving_goal
+            verdict = ("meets" if gain_ok else "reaches in its mean only" if gain_point else "does not reach")
+            lines.append(f"- {cond}: " + "; ".join(parts) + f". It {verdict} the goal of {_pts(gain_goal)} points "
+                         f"at the fewest shots, and {'reaches' if save_ok else 'does not reach'} "
+                         f"{_pct(saving_goal)} real data saved.")
+        lines.append("")
+    return "\n".join(lines).strip()
 
 
 def main(argv: list[str] | None = None) -> int:

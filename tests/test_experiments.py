@@ -83,10 +83,15 @@ def test_study_runs_resume_and_never_leak(tmp_path, monkeypatch):
     G = FakeGenerator(resolution=32)
     inputs = E.prepare_inputs(cfg, progress=False, G=G, direction=FakeDirection(), project=fake_project,
                               apply_direction=fake_apply_direction)
-    for (scenario, fold), syn in inputs.synthetic.items():
-        test_keys = {inputs.data[scenario].keys[i] for i in inputs.folds[scenario][fold][1]}
-        assert not set(syn.manifest["source_key"]) & test_keys
-        assert set(syn.manifest["fold"]) == {fold}
+    syn = inputs.synthetic["diverse"]
+    d = inputs.data["diverse"]
+    for fold in cfg.fold_ids:  # every source is a training image of a fold that uses it
+        train, test = inputs.folds["diverse"][fold]
+        used = {d.keys[i] for i in E.real_subset(d.labels, train, 2, fold, cfg.seed)}
+        assert used <= set(syn.manifest["source_key"])
+    assert syn.manifest["source_key"].is_unique is False and len(syn) == len(syn.manifest)
+    sources = set(syn.manifest["source_key"])
+    assert len(sources) * 2 * 2 == len(syn)  # two methods, k=2, one copy per source image
     path = tmp_path / "five_fold.csv"
     rows = E.five_fold_runs(cfg, inputs, path=path, progress=False)
     assert len(rows) == 4 * 2 * 2
@@ -186,3 +191,5 @@ def test_study_tables_on_synthetic_rows():
     areas = tables["areas"].set_index("condition")
     assert areas.loc["real+perturb", "aulc"] > areas.loc["real", "aulc"]
     assert set(tables["vs_affine"]["condition"]) == {"real+perturb"}
+    text = E.study_statements(tables)
+    assert "**diverse**" in text and "- real+perturb:" in text and "[" in text
