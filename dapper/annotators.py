@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -404,7 +405,7 @@ def train(kind: str, out_dir: Path | None = None, scale: float = 1.0, threads: i
     n_params = sum(p.numel() for p in model.parameters())
     print(f"[{kind}] training {n_params} params, {steps} steps of {bs}", flush=True)
     model.train()
-    t_train, running = time.time(), None
+    t_train, cpu_train, running = time.time(), time.process_time(), None
     for step in range(steps):
         idx = torch.randint(0, n, (bs,), generator=gen)
         x, boxes, yaw = images[idx], boxes_all[idx], yaw_all[idx]
@@ -433,7 +434,7 @@ def train(kind: str, out_dir: Path | None = None, scale: float = 1.0, threads: i
         if (step + 1) % 250 == 0:
             print(f"  step {step + 1}/{steps} loss {running:.4f} ({time.time() - t_train:.0f} s)", flush=True)
     model.eval()
-    t_fit = time.time() - t_train
+    t_fit, cpu_fit = time.time() - t_train, time.process_time() - cpu_train
     metrics = evaluate(kind, model, scale)
     command = f"python -m dapper.annotators train {kind}" + ("" if scale == 1.0 else f" --scale {scale:g}")
     config = {
@@ -446,7 +447,9 @@ def train(kind: str, out_dir: Path | None = None, scale: float = 1.0, threads: i
         "training": {"command": command, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
                      "n_train_images": int(n), "n_backgrounds": int(n_bg), "steps_run": steps,
                      "train_seed_stream": TRAIN_SEED, "torch_threads": threads, "render_seconds": round(t_render),
-                     "train_seconds": round(t_fit), "render_version": toycars.RENDER_VERSION,
+                     "train_seconds": round(t_fit), "train_cpu_seconds": round(cpu_fit),
+                     "load_average_at_end": [round(x, 1) for x in os.getloadavg()],
+                     "render_version": toycars.RENDER_VERSION,
                      "torch": torch.__version__,
                      "data": "annotator_items(): every body type incl. pickups, no target classes; own seeds"},
         "heldout": metrics,

@@ -59,8 +59,8 @@ EVAL_SEED = 808
 
 PROFILES = {
     # quick: about a minute on 2 CPU cores; full: the paper's 25,000 samples.
-    "quick": dict(n_samples=1500, n_calibration=24, n_eval_per_class=1, sample_seed=0),
-    "full": dict(n_samples=25000, n_calibration=128, n_eval_per_class=10, sample_seed=0),
+    "quick": dict(n_samples=1500, n_calibration=16, calibration_rounds=1, n_eval_per_class=1, sample_seed=0),
+    "full": dict(n_samples=25000, n_calibration=128, calibration_rounds=2, n_eval_per_class=10, sample_seed=0),
 }
 
 
@@ -391,13 +391,24 @@ def annotate_samples(G, n: int, detector, annotator, seed: int = 0, truncation_p
 
 
 def fit_ridge(x: np.ndarray, y: np.ndarray, alphas=(0.1, 1.0, 10.0, 100.0, 1000.0)) -> tuple:
-    """Ridge regression with the penalty chosen by leave-one-out error: x [N, D], y [N, T] ->
-    (weights [D, T], intercept [T], alpha)."""
-    from sklearn.linear_model import RidgeCV
-
-    model = RidgeCV(alphas=alphas).fit(x, y)
-    coef = np.asarray(model.coef_, np.float64).reshape(y.shape[1], -1).T
-    return coef, np.asarray(model.intercept_, np.float64), float(model.alpha_)
+    """Ridge regression with the penalty chosen by exact leave-one-out error (all targets
+    together): x [N, D], y [N, T] -> (weights [D, T], intercept [T], alpha)."""
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64).reshape(len(x), -1)
+    xm, ym = x.mean(0), y.mean(0)
+    u, sv, vt = np.linalg.svd(x - xm, full_matrices=False)
+    uty = u.T @ (y - ym)
+    best = None
+    for alpha in alphas:
+        shrink = sv**2 / (sv**2 + alpha)
+        resid = (y - ym) - u @ (shrink[:, None] * uty)
+        hat = (u**2) @ shrink + 1.0 / len(x)  # leverage, the intercept included
+        loo = float(((resid / (1 - hat)[:, None]) ** 2).mean())
+        if best is None or loo < best[0]:
+            best = (loo, alpha)
+    alpha = best[1]
+    coef = vt.T @ ((sv / (sv**2 + alpha))[:, None] * uty)
+    return coef, ym - xm @ coef, float(alpha)
 
 
 def threshold_weights(v: np.ndarray, quantile: float) -> np.ndarray:
@@ -602,12 +613,12 @@ def _median_slope(coefficients, yaw: np.ndarray) -> float:
 
 def calibrate_direction(G, direction: Direction, annotator, ws, target_degrees: float = 30.0,
                         max_shift: float | None = None, probe_shift: float = 1.0, n_coefficients: int = 5,
-                        batch_size: int = 64) -> Direction:
+                        rounds: int = 2, batch_size: int = 64) -> Direction:
     """Measure how many degrees of yaw (read by the annotator) one coefficient unit turns the
     vehicles ``ws`` [M, num_ws, w_dim] and return the direction in degrees.
 
-    Round one probes coefficients up to a W shift of ``probe_shift``; round two repeats at the
-    coefficient expected to turn ``target_degrees`` (never beyond a W shift of ``max_shift``) and
+    A first pass probes coefficients up to a W shift of ``probe_shift``; ``rounds`` more repeat at
+    the coefficient expected to turn ``target_degrees`` (never beyond a W shift of ``max_shift``) and
     its median per-image slope sets the unit. When ``max_shift`` stops a direction from reaching
     ``target_degrees`` it is scaled to ``max_shift`` at ``target_degrees`` units instead and
     ``metadata['calibration']['capped']`` is True (its degrees are then fewer than nominal).
@@ -616,7 +627,7 @@ def calibrate_direction(G, direction: Direction, annotator, ws, target_degrees: 
     coeffs = np.linspace(-probe, probe, n_coefficients)
     dpu = _median_slope(coeffs, _annotate_edits(G, ws, direction, coeffs, annotator, batch_size))
     limit = np.inf if max_shift is None else max_shift / abs(direction.scale)  # in the direction's units
-    for _ in range(2):  # refine at the size of the real edit (yaw is not linear in W far out)
+    for _ in range(rounds):  # refine at the size of the real edit (yaw is not linear in W far out)
         reach = min(target_degrees / max(abs(dpu), 1e-9), limit)
         coeffs = np.linspace(-reach, reach, n_coefficients)
         dpu_new = _median_slope(coeffs, _annotate_edits(G, ws, direction, coeffs, annotator, batch_size))
@@ -649,7 +660,8 @@ def _annotate_edits(G, ws, direction, coeffs, annotator, batch_size) -> np.ndarr
 
 def fit_directions(G, samples: PoseSamples, annotator, reference_yaw: float = DEFAULT_REFERENCE_YAW,
                    layer_ranges: dict | None = None, n_calibration: int = 24, threshold_quantile: float = 0.5,
-                   max_shift_factor: float = 1.0, progress: bool = True) -> dict[str, Direction]:
+                   max_shift_factor: float = 1.0, calibration_rounds: int = 2,
+                   progress: bool = True) -> dict[str, Direction]:
     """Every method on the same samples, for every layer range, calibrated in annotator degrees.
 
     ``layer_ranges``: name -> (start, stop); default ``{"all": (0, num_ws), "coarse":
@@ -675,7 +687,7 @@ def fit_directions(G, samples: PoseSamples, annotator, reference_yaw: float = DE
 
         items = tqdm(list(items), desc="calibrate", unit="dir")
     for key, d in items:
-        out[key] = calibrate_direction(G, d, annotator, ws, max_shift=max_shift)
+        out[key] = calibrate_direction(G, d, annotator, ws, max_shift=max_shift, rounds=calibration_rounds)
     paper_all = f"paper/{next(iter(layer_ranges))}"
     out[f"{paper_all} (paper units)"] = out[paper_all].in_paper_units()
     return out
@@ -745,7 +757,7 @@ def _to_uint8(images: torch.Tensor) -> np.ndarray:
 
 def evaluate_directions(G, directions: dict[str, Direction], ws, coefficients=EVAL_COEFFICIENTS,
                         metas: list | None = None, labels=None, masks=None, pose_oracle=None, identity_oracle=None,
-                        yaw_reader=None, batch_size: int = 64, progress: bool = True):
+                        yaw_reader=None, measured_by: str | None = None, batch_size: int = 64, progress: bool = True):
     """Edit held-out latents ``ws`` [N, num_ws, w_dim] along every direction at ``coefficients``
     (each in its direction's units) and measure the edits with the oracles.
 
@@ -753,8 +765,9 @@ def evaluate_directions(G, directions: dict[str, Direction], ws, coefficients=EV
     re-render at the reached yaw and fidelity); ``labels``: true classes; ``masks``: bool
     [N, R, R] vehicle masks of the unedited images when no metas exist (else a saliency mask,
     :func:`foreground_mask`). ``yaw_reader(images) -> degrees`` replaces the pose oracle (real
-    mode, where no independent oracle exists: then say so); identity is then measured only if
-    ``identity_oracle`` is given. Returns ``(summary, per_image)``:
+    mode, where no independent oracle exists; ``measured_by`` names it in the table); identity is
+    then measured only if ``identity_oracle`` is given. Columns named ``oracle_*`` hold whatever
+    read the yaw. Returns ``(summary, per_image)``:
     two pandas DataFrames; ``per_image`` has one row per (direction, image, coefficient) with
     the measured yaw and class, for figures.
     """
@@ -765,6 +778,7 @@ def evaluate_directions(G, directions: dict[str, Direction], ws, coefficients=EV
     coeffs = np.asarray(coefficients, dtype=np.float64)
     k0 = int(np.argmin(np.abs(coeffs)))
     ws = torch.as_tensor(ws, dtype=torch.float32)
+    measured_by = measured_by or ("oracles" if yaw_reader is None else "yaw_reader (not an independent oracle)")
     if yaw_reader is None:  # the toycars world: both independent oracles measure
         pose_oracle = pose_oracle or oracles.load_pose_oracle()
         identity_oracle = identity_oracle or oracles.load_identity_oracle()
@@ -811,6 +825,7 @@ def evaluate_directions(G, directions: dict[str, Direction], ws, coefficients=EV
         kept = (cls == cls[:, k0:k0 + 1]) if cls is not None else None
         row = {
             "direction": name, "method": d.method, "layers": f"{d.layers[0]}-{d.layers[1]}", "units": d.units,
+            "measured_by": measured_by,
             "w_shift_at_30": float(abs(d.scale) * 30),
             "capped": bool(d.metadata.get("calibration", {}).get("capped", False)),
             "annotator_deg_per_unit": d.degrees_per_unit,
@@ -925,6 +940,135 @@ def load_or_fit_pose_direction(G, profile: str = "quick", method: str = "chosen"
     else:
         raise ValueError(f"unknown method {method!r}")
     ws = calibration_latents(samples, cfg["n_calibration"], reference_yaw, num_ws=G.num_ws)
-    d = calibrate_direction(G, d, annotator, ws, max_shift=w_spread(samples))
+    d = calibrate_direction(G, d, annotator, ws, max_shift=w_spread(samples), rounds=cfg["calibration_rounds"])
     d.save(path)
     return d
+
+
+# ---------------------------------------------------------------------------------------------
+# Held-out images to edit, and Figure 5
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class HeldoutTargets:
+    """Latents of held-out target images and what is known about them.
+
+    ws: float32 [N, num_ws, w_dim]; images: uint8 [N, R, R, 3] (the real images, or the generated
+    ones when nothing was projected); labels: int64 [N] or None; metas: toycars meta dicts (for
+    true re-renders) or None; masks: bool [N, R, R] vehicle masks or None; source: in words.
+    """
+
+    ws: torch.Tensor
+    images: np.ndarray
+    labels: np.ndarray | None
+    metas: list | None
+    masks: np.ndarray | None
+    source: str
+
+
+def heldout_targets(G, dataset: str = "toycars", n_per_class: int = 1, data_root=None,
+                    reference_yaw: float = DEFAULT_REFERENCE_YAW, detector=None, annotator=None,
+                    projection_settings=None, project: bool = True, progress: bool = True) -> HeldoutTargets:
+    """Held-out target images projected into W (``dapper.projection.project_images``).
+
+    toycars: ``n_per_class`` front-right three-quarter views per class (the kind of image the
+    study augments), from a render stream (``EVAL_SEED``) that no notebook trains on.
+    stanford_cars: the first ``n_per_class`` images per class of ``data_root``. When the
+    projection module is missing (or ``project=False``), generated images near ``reference_yaw``
+    stand in (and ``source`` says so): then there is no true class, mask or re-render.
+    """
+    if dataset == "toycars":
+        from dapper.data import toycars
+
+        pool = toycars.target_pool(n_per_class, seed=EVAL_SEED, size=G.img_resolution, homogeneous=True)
+        images, labels, metas, masks = pool.images, pool.labels, pool.metas, pool.masks
+        what = f"{len(images)} held-out toycars target views (seed {EVAL_SEED}, front-right three-quarter)"
+    elif dataset == "stanford_cars":
+        from dapper.data import stanford_cars
+
+        pool = stanford_cars.load_pool(data_root, size=G.img_resolution, progress=progress)
+        keep = np.concatenate([np.flatnonzero(pool.labels == c)[:n_per_class] for c in np.unique(pool.labels)])
+        images, labels, metas, masks = pool.images[keep], pool.labels[keep], None, pool.bbox_masks[keep]
+        what = f"{len(images)} Stanford Cars images ({n_per_class} per class)"
+    else:
+        raise ValueError(f"unknown dataset {dataset!r}")
+    try:
+        from dapper.projection import project_images
+    except ImportError:
+        project_images = None
+    if project and project_images is not None:
+        proj = project_images(G, images, settings=projection_settings)
+        return HeldoutTargets(torch.as_tensor(proj.ws, dtype=torch.float32).cpu(), images, labels, metas, masks,
+                              f"projections of {what}")
+    # Stand-in until the projection lands: fresh generated vehicles near the reference view.
+    from dapper.annotators import load_pose_annotator, load_vehicle_detector
+
+    device = next(G.parameters()).device
+    detector = detector or load_vehicle_detector(device=device)
+    s = annotate_samples(G, 40 * len(images), detector, annotator or load_pose_annotator(device=device),
+                         seed=EVAL_SEED, progress=progress)
+    ws = calibration_latents(s, len(images), reference_yaw, window=20.0, num_ws=G.num_ws)
+    gen_images = _to_uint8(synthesize(G, ws))
+    return HeldoutTargets(ws, gen_images, None, None, None,
+                          f"{len(images)} generated vehicles near yaw {reference_yaw:g} (dapper.projection not "
+                          "available yet: no true class, mask or re-render)")
+
+
+def rotation_table(G, ws, directions: dict, coefficients=PAPER_COEFFICIENTS, yaw_reader=None):
+    """Edited images and their measured yaw for Figure 5.
+
+    ws [R, num_ws, w_dim]; ``directions``: panel title -> Direction. Returns (images uint8
+    [P, R, K, H, W, 3] for P panels, DataFrame with panel, row, coefficient, units, yaw).
+    """
+    import pandas as pd
+
+    if yaw_reader is None:
+        from dapper import oracles
+
+        oracle = oracles.load_pose_oracle()
+        yaw_reader = lambda x: oracles.predict_yaw(x, oracle)  # noqa: E731
+    panels, rows = [], []
+    for title, d in directions.items():
+        images = edit_images(G, ws, d, coefficients)
+        n, k = images.shape[:2]
+        flat = images.reshape(n * k, *images.shape[2:])
+        yaw = np.asarray(yaw_reader(flat)).reshape(n, k)
+        u8 = _to_uint8(flat)
+        panels.append(u8.reshape(n, k, *u8.shape[1:]))
+        for i in range(n):
+            for j, c in enumerate(coefficients):
+                rows.append({"panel": title, "direction": d.method, "layers": f"{d.layers[0]}-{d.layers[1]}",
+                             "units": d.units, "row": i, "coefficient": float(c), "yaw": float(yaw[i, j])})
+    return np.stack(panels), pd.DataFrame(rows)
+
+
+def plot_rotation(images: np.ndarray, table, coefficients=PAPER_COEFFICIENTS, titles=None, yaw_label="oracle yaw"):
+    """Figure 5: per panel, rows of vehicles at the coefficients, measured yaw under each image.
+    images uint8 [P, R, K, H, W, 3] and the table from :func:`rotation_table`."""
+    import matplotlib.pyplot as plt
+
+    p, r, k = images.shape[:3]
+    titles = titles or list(dict.fromkeys(table.panel))
+    ratios = ([1] * k + [0.25]) * p
+    fig, axes = plt.subplots(r, p * k + (p - 1), figsize=(1.2 * (p * k + 0.25 * (p - 1)), 1.35 * r + 0.9),
+                             squeeze=False, gridspec_kw={"width_ratios": ratios[:-1], "wspace": 0.05, "hspace": 0.35})
+    for ax in axes.ravel():
+        ax.axis("off")
+    for pi, title in enumerate(titles):
+        sub = table[table.panel == title]
+        units = {"paper": "paper units", "w": "W distance"}.get(sub.units.iloc[0], sub.units.iloc[0])
+        for ri in range(r):
+            for j, c in enumerate(coefficients):
+                ax = axes[ri, pi * (k + 1) + j]
+                ax.imshow(images[pi, ri, j], interpolation="nearest")
+                yaw = sub[(sub.row == ri) & (sub.coefficient == float(c))].yaw.iloc[0]
+                ax.set_title(f"{yaw:.0f}°", fontsize=8, y=-0.2)
+                if ri == 0:
+                    ax.text(0.5, 1.08, f"{c:+g}" if c else "0", transform=ax.transAxes, ha="center", fontsize=9)
+        axes[0, pi * (k + 1) + k // 2].text(0.5, 1.3, f"{title}\n(coefficients in {units})",
+                                           transform=axes[0, pi * (k + 1) + k // 2].transAxes,
+                                           ha="center", va="bottom", fontsize=9)
+    fig.suptitle(f"Rotation along pose directions; under each image: {yaw_label} (deg)", fontsize=10, y=1.0)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.04, top=1 - 1.0 / (1.35 * r + 0.9))
+    return fig

@@ -88,7 +88,7 @@ def test_sefa_vectors_are_orthonormal_eigenvectors(G):
     assert d.layers == (0, 3) and any(abs(abs(d.vector @ vecs[:, j]) - 1) < 1e-6 for j in range(8))
 
 
-def _planted(n=3000, dim=16, ref=40.0, seed=0, sparse=False):
+def _planted(n=1500, dim=16, ref=40.0, seed=0, sparse=False):
     rng = np.random.default_rng(seed)
     u = rng.standard_normal(dim)
     if sparse:
@@ -206,3 +206,46 @@ def test_fit_calibrate_and_evaluate_end_to_end(G):
     assert summary.identity_kept_at_30.isna().all()  # no identity oracle given
     winner, reason = D.choose_winner(summary)
     assert isinstance(reason, str)
+
+
+# ---------------------------------------------------------------------------------------------
+# The method's labelling models (dapper.annotators): interface and training-data plumbing
+# ---------------------------------------------------------------------------------------------
+
+
+def test_annotator_interfaces_take_both_image_layouts():
+    from dapper import annotators as A
+
+    torch.manual_seed(0)
+    pose = A.PoseAnnotator(A.AnnotatorNet(A.POSE_OUTPUTS, (4, 8, 8, 8), 8).eval())
+    det = A.VehicleDetector(A.AnnotatorNet(A.DETECTOR_OUTPUTS, (4, 8, 8, 8), 8).eval())
+    u8 = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    f = torch.from_numpy(u8).permute(0, 3, 1, 2).float() / 127.5 - 1
+    assert np.allclose(pose.predict(u8), pose.predict(f), atol=1e-4)
+    yaw, elev = pose.predict_pose(f)
+    assert yaw.shape == (3,) and ((0 <= yaw) & (yaw < 360)).all() and elev.shape == (3,)
+    score, box = det.predict(u8)
+    assert score.shape == (3,) and box.shape == (3, 4) and ((0 <= score) & (score <= 1)).all()
+    assert (box >= 0).all() and (box <= 32).all()  # pixels of the 32 px input
+    assert det.accepts(f, threshold=0.0).all()
+
+
+def test_annotator_augmentation_moves_boxes_and_yaw_with_the_image():
+    from dapper import annotators as A
+
+    x = -torch.ones(64, 3, 64, 64)
+    x[:, :, 20:30, 5:25] = 1.0  # a bright box at (5, 20, 25, 30)
+    boxes = torch.tensor([[5.0, 20.0, 25.0, 30.0]]).repeat(64, 1)
+    yaw = torch.full((64,), 30.0)
+    out, b, y = A._augment(x, boxes, yaw, torch.Generator().manual_seed(0))
+    flipped = y != 30.0
+    assert flipped.any() and (~flipped).any()
+    assert torch.allclose(y[flipped], torch.tensor(330.0))  # a mirror turns yaw into 360 - yaw
+    for i in range(64):
+        x0, y0, x1, y1 = (int(v) for v in b[i])
+        inside = out[i, 0, y0 + 1:y1 - 1, x0 + 1:x1 - 1].mean()
+        assert inside > 0.5, (i, b[i])
+    neg = A.make_negatives(x[:10], x[:2], torch.Generator().manual_seed(1))
+    assert neg.shape == (10, 3, 64, 64) and neg.abs().max() <= 1.0 + 1e-6
+    bg = A.background_only(3, 12.0, 32)
+    assert bg.shape == (32, 32, 3) and bg.dtype == np.uint8 and np.array_equal(bg, A.background_only(3, 12.0, 32))
