@@ -130,3 +130,120 @@ def accuracy_vs_shots(summary, path=None,
     fig.tight_layout()
     _save(fig, path)
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Figure 7 and the saliency measures (saliency helper; dapper.saliency computes what they draw)
+
+__all__ += ["plot_gradcam_grid", "plot_saliency_differences"]
+
+
+def plot_gradcam_grid(images: np.ndarray, cams: Mapping[str, np.ndarray], masks: np.ndarray | None = None,
+                      row_labels: Sequence[str] | None = None, notes: Mapping[str, Sequence[str]] | None = None,
+                      groups_per_row: int = 2, alpha: float = 0.45, path=None, title: str | None = None,
+                      caption: str | None = None):
+    """Figure 7: each test image beside its class activation maps, one map per classifier.
+
+    images: uint8 [N, H, W, 3]; cams: classifier name -> float [N, h, w] in [0, 1] (drawn over
+    the image, stretched to its size, jet colour map); masks: bool [N, H, W] object masks, drawn
+    as a white outline; row_labels: N strings above each image; notes: name -> N strings under
+    each map (e.g. its energy share and prediction). ``groups_per_row`` images share a figure row.
+    """
+    import matplotlib.pyplot as plt
+
+    use_style()
+    n = len(images)
+    names = list(cams)
+    per = 1 + len(names)
+    n_rows = max(1, -(-n // groups_per_row))
+    n_cols = per * groups_per_row
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.3 * n_cols, 1.6 * n_rows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    h, w = images.shape[1:3]
+    extent = (-0.5, w - 0.5, h - 0.5, -0.5)
+    for i in range(n):
+        r, g = divmod(i, groups_per_row)
+        ax0 = axes[r, g * per]
+        ax0.imshow(images[i], extent=extent)
+        if masks is not None:
+            ax0.contour(masks[i].astype(float), levels=[0.5], colors="white", linewidths=0.6)
+        ax0.set_title(row_labels[i] if row_labels is not None else "image", fontsize=7)
+        for j, name in enumerate(names):
+            ax = axes[r, g * per + 1 + j]
+            ax.imshow(images[i], extent=extent)
+            ax.imshow(cams[name][i], cmap="jet", alpha=alpha, vmin=0, vmax=1, extent=extent, interpolation="bilinear")
+            if masks is not None:
+                ax.contour(masks[i].astype(float), levels=[0.5], colors="white", linewidths=0.6)
+            ax.set_title(name, fontsize=7)
+            if notes is not None and name in notes:
+                ax.text(0.5, -0.04, notes[name][i], transform=ax.transAxes, ha="center", va="top", fontsize=6)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.95 if title else 0.97, wspace=0.05, hspace=0.4)
+    if caption:
+        import textwrap
+
+        fig.text(0.01, 0.0, textwrap.fill(caption, width=int(18 * n_cols)), ha="left", va="top", fontsize=7)
+    _save(fig, path)
+    return fig
+
+
+def plot_saliency_differences(summary, names: Sequence[str] = ("real", "augmented"), path=None,
+                              measure_labels: Mapping[str, str] | None = None):
+    """Paired differences ``names[1] - names[0]`` of each saliency measure with 95% intervals
+    (one marker per scenario), next to each classifier's mean.
+
+    summary: data frame from :func:`dapper.saliency.saliency_summary` (columns ``measure``,
+    ``diff``, ``diff_ci_low``, ``diff_ci_high``, ``mean_<name>``, ``ci_low_<name>``,
+    ``ci_high_<name>``, ``significant``, optionally ``scenario``).
+    """
+    import matplotlib.pyplot as plt
+
+    use_style()
+    s = summary.copy()
+    if "scenario" not in s.columns:
+        s["scenario"] = "all"
+    measures = list(dict.fromkeys(s["measure"]))
+    scenarios = list(dict.fromkeys(s["scenario"]))
+    short = {"energy": "energy in object", "pointing": "pointing game", "road_morf": "ROAD MoRF (lower better)",
+             "road_lerf": "ROAD LeRF (higher better)", "road": "ROAD (higher better)"}
+    labels = [(measure_labels or short).get(m, m) for m in measures]
+    fig, (ax_m, ax_d) = plt.subplots(1, 2, figsize=(9.5, 0.55 * len(measures) * len(scenarios) + 1.4), sharey=True)
+    step = 0.8 / max(1, len(scenarios) * len(names))
+    for k, sc in enumerate(scenarios):
+        part = s[s["scenario"] == sc].set_index("measure")
+        for j, name in enumerate(names):
+            y = np.arange(len(measures)) + (k * len(names) + j) * step - 0.4 + step / 2
+            m = part.reindex(measures)
+            lo = (m[f"mean_{name}"] - m[f"ci_low_{name}"]).to_numpy(float)
+            hi = (m[f"ci_high_{name}"] - m[f"mean_{name}"]).to_numpy(float)
+            ax_m.errorbar(m[f"mean_{name}"], y, xerr=np.vstack([np.nan_to_num(lo), np.nan_to_num(hi)]), fmt="o",
+                          ms=4, capsize=2, color=CONDITION_COLOURS.get("real" if j == 0 else "real+perturb+rotate"),
+                          label=f"{name} ({sc})" if len(scenarios) > 1 else name)
+        y = np.arange(len(measures)) + k * step * len(names) - 0.4 + step
+        m = part.reindex(measures)
+        if "chance" in m.columns:
+            ax_m.scatter(m["chance"], y, marker="|", s=120, color="#888888", zorder=3,
+                         label="uniform map (chance)" if k == 0 else None)
+        err = np.vstack([np.nan_to_num((m["diff"] - m["diff_ci_low"]).to_numpy(float)),
+                         np.nan_to_num((m["diff_ci_high"] - m["diff"]).to_numpy(float))])
+        sig = m["significant"].fillna(False).to_numpy(bool)
+        ax_d.errorbar(m["diff"], y, xerr=err, fmt="none", ecolor="#555555", capsize=2)
+        ax_d.scatter(m["diff"][sig], y[sig], marker="o", color="#d62728", zorder=3,
+                     label="significant (Holm, t and Wilcoxon)" if k == 0 else None)
+        ax_d.scatter(m["diff"][~sig], y[~sig], marker="o", facecolors="white", edgecolors="#555555", zorder=3,
+                     label="not significant" if k == 0 else None)
+        if len(scenarios) > 1:
+            for yy in y:
+                ax_d.text(1.01, yy, sc, transform=ax_d.get_yaxis_transform(), fontsize=6, va="center")
+    ax_d.axvline(0, color="black", lw=0.8)
+    ax_m.set_yticks(np.arange(len(measures)), labels)
+    ax_m.invert_yaxis()
+    ax_m.set_xlabel("mean over test images, 95% interval")
+    ax_d.set_xlabel(f"{names[1]} - {names[0]}, paired, 95% interval")
+    ax_m.legend(fontsize=7, loc="best")
+    ax_d.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
