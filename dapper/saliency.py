@@ -396,9 +396,27 @@ def _holm(p: Sequence[float]) -> np.ndarray:
     return out
 
 
+def _mean_interval(values: np.ndarray, confidence: float):
+    """Student-t interval of the mean; Wilson's score interval for 0/1 values (a hit rate),
+    which stays inside [0, 1] and does not collapse at 0 or 1 hits."""
+    from dapper.stats import Interval, mean_interval
+
+    v = np.asarray(values, np.float64)
+    if len(v) == 0 or not np.isin(v, (0.0, 1.0)).all():
+        return mean_interval(v, confidence)
+    from scipy.stats import norm
+
+    n, p = len(v), float(v.mean())
+    z = float(norm.ppf(0.5 + confidence / 2))
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return Interval(p, centre - half, centre + half, n)
+
+
 def saliency_summary(per_image, names: tuple[str, str] = ("real", "augmented"), confidence: float = 0.95,
                      alpha: float = 0.05, metrics: Sequence[str] = METRICS, by: Sequence[str] = ("scenario",)):
-    """One row per (group, measure): both classifiers' means with t-intervals, the paired
+    """One row per (group, measure): both classifiers' means with 95% intervals (Student t;
+    Wilson for the pointing game's 0/1 hits), the paired
     difference ``augmented - real`` with its interval, paired t and Wilcoxon signed-rank p-values,
     and whether the difference is significant.
 
@@ -414,7 +432,7 @@ def saliency_summary(per_image, names: tuple[str, str] = ("real", "augmented"), 
     """
     import pandas as pd
 
-    from dapper.stats import mean_interval, paired_test
+    from dapper.stats import paired_test
 
     a, b = names
     df = per_image.copy()
@@ -432,7 +450,7 @@ def saliency_summary(per_image, names: tuple[str, str] = ("real", "augmented"), 
             fa, fb = np.isfinite(unit[ca].to_numpy(float)), np.isfinite(unit[cb].to_numpy(float))
             keep = fa & fb
             va, vb = unit[ca].to_numpy(float)[keep], unit[cb].to_numpy(float)[keep]
-            ia, ib = mean_interval(va, confidence), mean_interval(vb, confidence)
+            ia, ib = _mean_interval(va, confidence), _mean_interval(vb, confidence)
             t = paired_test(va, vb, confidence)
             row = dict(zip(by, key))
             row.update({
@@ -484,9 +502,12 @@ def describe_summary(summary, names: tuple[str, str] = ("real", "augmented"),
         for r in g.itertuples(index=False):
             r = r._asdict()
             verdict = "significant" if r["significant"] else "not significant"
-            chance = f"; a uniform map would score {r['chance']:.3f}" if np.isfinite(r.get("chance", np.nan)) else ""
+            chance = ""
+            if np.isfinite(r.get("chance", np.nan)):
+                what = "a uniform map would score" if r["measure"] == "energy" else "a peak put at random would hit"
+                chance = f"; {what} {r['chance']:.3f}"
             fold = ""
-            if "p_wilcoxon_folds" in r and np.isfinite(r.get("diff_folds", np.nan)):
+            if "p_wilcoxon_folds" in r and r.get("n_folds", 0) >= 2:
                 fold = (f"; over {r['n_folds']} folds the mean difference is {r['diff_folds']:+.3f} "
                         f"(Wilcoxon p = {r['p_wilcoxon_folds']:.3g})")
             lines.append(

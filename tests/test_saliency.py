@@ -188,6 +188,8 @@ def test_paired_comparison_detects_a_planted_difference_and_not_a_null_one():
     assert row["significant"] and row["diff_ci_low"] < 0.1 < row["diff_ci_high"]
     assert row["n_images"] == 60 and row["n_folds"] == 3 and row["chance"] == pytest.approx(0.3)
     assert row["p_t_holm"] >= row["p_t"]
+    hits = planted_df.set_index("measure").loc["pointing"]  # 0/1 hits: Wilson interval inside [0, 1]
+    assert 0 <= hits["ci_low_real"] < hits["mean_real"] < hits["ci_high_real"] <= 1
     null = S.saliency_summary(synthetic_per_image(0.0, seed=1), metrics=("energy", "pointing", "road"))
     assert not null["significant"].any()
     text = S.describe_summary(null)
