@@ -32,6 +32,10 @@ setup:
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e ".[notebooks,dev]"
 	$(PY) -m ipykernel install --sys-prefix --name dapper --display-name "Python 3 (dapper)"
+# The browser test (tests/test_browser_e2e.py) drives Debian's Chromium with Playwright (the dev
+# extra); Playwright's own browser download is not used. Without apt (or root) the test is skipped.
+	command -v chromium >/dev/null 2>&1 || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) \
+		|| echo "Chromium not installed: tests/test_browser_e2e.py will be skipped"
 
 test:
 	$(PY) -m pytest tests
