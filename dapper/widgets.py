@@ -133,7 +133,7 @@ class LatentExplorer:
     and w_avg when ``G.mapping`` tracks none. save_dir: where :meth:`save` writes (default
     ``reports_dir("explorer")``). display_scale: the widget shows images enlarged this many
     times (nearest neighbour, so 64 px stay crisp). pose_range: the pose slider's +- bound
-    (default 45 degrees, or the spread of W in the direction's units when uncalibrated).
+    (default 45 degrees, or 3x the RMS spread of W in the direction's units when uncalibrated).
     """
 
     def __init__(self, G, ws=None, originals=None, names=None, pose_direction=None, n_components: int = 3,
