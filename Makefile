@@ -49,7 +49,7 @@ lint:
 
 # Resumable: interrupt and run again to continue; the finished run is exported to checkpoints/.
 source-gan:
-	$(PY) -m dapper.stylegan2.train --config checkpoints/source_gan.json --out runs/source_gan --export checkpoints/source_gan
+	$(PY) -m dapper.stylegan2.train --config checkpoints/source_gan_train.json --out runs/source_gan --export checkpoints/source_gan
 
 clean:
 	rm -rf build *.egg-info .pytest_cache .ruff_cache reports/notebooks $(TEST_REPORTS)

@@ -65,5 +65,15 @@ def test_config_rejects_unknown_settings(tmp_path):
 def test_shipped_config_parses():
     from dapper.utils import repo_root
 
-    cfg = TrainConfig.from_json(repo_root() / "checkpoints" / "source_gan.json")
+    cfg = TrainConfig.from_json(repo_root() / "checkpoints" / "source_gan_train.json")
     assert cfg.resolution == 64 and cfg.dataset == "toycars-source"
+
+
+def test_shipped_generator_records_its_training_run():
+    from dapper.utils import repo_root
+
+    ckpt = repo_root() / "checkpoints" / "source_gan.json"
+    cfg = TrainConfig.from_json(ckpt)
+    assert cfg == TrainConfig.from_json(repo_root() / "checkpoints" / "source_gan_train.json")
+    meta = json.loads(ckpt.read_text())["metadata"]
+    assert meta["kimg"] == cfg.total_kimg and "source_gan_train.json" in meta["command"]

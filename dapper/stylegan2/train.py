@@ -5,7 +5,9 @@ The schedule follows stylegan2-ada-pytorch (Adam with betas (0, 0.99), lazy regu
 learning rate and betas rescaled by interval / (interval + 1), EMA half-life in kimg with a ramp-up),
 written for small models on a CPU.
 
-Run: ``python -m dapper.stylegan2.train --config checkpoints/source_gan.json [--out runs/source_gan]``.
+Run: ``python -m dapper.stylegan2.train --config checkpoints/source_gan_train.json [--out runs/source_gan]``
+(``make source-gan``). A dapper generator checkpoint JSON also works as ``--config``: its
+``metadata.train_config`` is the run that made it.
 The run folder holds ``resume.pt`` (weights + optimiser state, rewritten atomically, loaded with
 ``weights_only=True``), ``samples-<kimg>.png`` grids, ``log.csv`` and the exported EMA generator.
 A run that is interrupted (Ctrl-C, SIGTERM) saves its state and continues where it stopped when
@@ -72,7 +74,7 @@ class TrainConfig:
     @classmethod
     def from_json(cls, path) -> TrainConfig:
         data = json.loads(Path(path).read_text())
-        data = data.get("train", data)
+        data = data.get("train", data.get("metadata", {}).get("train_config", data))
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"{path}: unknown training settings {sorted(unknown)}")
