@@ -10,6 +10,8 @@ to pose, thresholds its weights and moves projected images along them with coeff
 * :func:`paper_pose_direction`: ridge regression from W to ``(sin yaw, cos yaw)`` (yaw is
   circular: 359 and 1 degrees are neighbours), whose angle gradient at a *reference yaw* (the view
   the edited images show) is thresholded and used as the direction;
+* beyond the paper, ``ridge-local``: the same ridge fit only on samples near the reference view,
+  unthresholded;
 * baselines on the same samples: :func:`interfacegan_direction` (linear SVM on the extremes of the
   yaw offset, colour and size projected out), :func:`sefa_direction` (closed form from the style
   affine weights), :func:`ganspace_direction` (PCA on W), :func:`random_direction`;
@@ -59,7 +61,7 @@ EVAL_SEED = 808
 
 PROFILES = {
     # quick: about a minute on 2 CPU cores; full: the paper's 25,000 samples.
-    "quick": dict(n_samples=1500, n_calibration=16, calibration_rounds=1, n_eval_per_class=1, sample_seed=0),
+    "quick": dict(n_samples=1500, n_calibration=24, calibration_rounds=1, n_eval_per_class=1, sample_seed=0),
     "full": dict(n_samples=25000, n_calibration=128, calibration_rounds=2, n_eval_per_class=10, sample_seed=0),
 }
 
@@ -427,7 +429,8 @@ def threshold_weights(v: np.ndarray, quantile: float) -> np.ndarray:
 def paper_pose_direction(G=None, n_samples: int = 25000, detector=None, annotator=None,
                          threshold_quantile: float = 0.5, reference_yaw: float = DEFAULT_REFERENCE_YAW,
                          layers: tuple[int, int] | None = None, samples: PoseSamples | None = None, seed: int = 0,
-                         truncation_psi: float = 1.0, progress: bool = True) -> Direction:
+                         truncation_psi: float = 1.0, window: float | None = None, method: str = "paper",
+                         progress: bool = True) -> Direction:
     """The paper's supervised pose direction.
 
     Sample ``n_samples`` images (or use ``samples``), keep those the detector accepts, annotate
@@ -437,10 +440,13 @@ def paper_pose_direction(G=None, n_samples: int = 25000, detector=None, annotato
     whole circle, so it is made for the views that get edited). Entries of ``g`` below
     ``threshold_quantile`` of ``|g|`` are zeroed, as in the paper. ``scale`` is set to the paper's
     unit: one unit raises the predicted yaw of images near psi by one degree.
+
+    ``window`` (beyond the paper, with ``method="ridge-local"``): fit only on accepted samples
+    annotated within ``window`` degrees of psi, where a linear model of yaw can hold.
     """
     if samples is None:
         samples = annotate_samples(G, n_samples, detector, annotator, seed, truncation_psi, progress=progress)
-    keep = samples.accepted
+    keep = samples.accepted if window is None else samples.near(reference_yaw, window)
     if keep.sum() < 20:
         raise ValueError(f"only {int(keep.sum())} of {len(samples)} samples passed the vehicle detector")
     w = samples.w[keep].astype(np.float64)
@@ -462,10 +468,10 @@ def paper_pose_direction(G=None, n_samples: int = 25000, detector=None, annotato
     r2 = 1 - ((pred - np.stack([np.sin(rad), np.cos(rad)], 1)) ** 2).sum() / (
         (np.stack([np.sin(rad), np.cos(rad)], 1) - [np.sin(rad).mean(), np.cos(rad).mean()]) ** 2).sum()
     layers = layers or (0, G.num_ws if G is not None else 1)
-    return Direction(v, layers, "paper", paper_scale, "paper", None, {
+    return Direction(v, layers, method, paper_scale, "paper", None, {
         "paper_scale": paper_scale, "reference_yaw": reference_yaw, "threshold_quantile": threshold_quantile,
         "ridge_alpha": alpha, "ridge_r2_sincos": float(r2), "predicted_radius": r,
-        "n_samples": int(len(samples)), "n_accepted": int(keep.sum()),
+        "n_samples": int(len(samples)), "n_fit": int(keep.sum()), "window": window,
         "about": "ridge W -> (sin, cos) yaw; angle gradient at reference_yaw; weights thresholded"})
 
 
@@ -676,6 +682,9 @@ def fit_directions(G, samples: PoseSamples, annotator, reference_yaw: float = DE
     for name, lr in layer_ranges.items():
         raw[f"paper/{name}"] = paper_pose_direction(G, samples=samples, threshold_quantile=threshold_quantile,
                                                     reference_yaw=reference_yaw, layers=lr)
+        raw[f"ridge-local/{name}"] = paper_pose_direction(G, samples=samples, threshold_quantile=0.0,
+                                                          reference_yaw=reference_yaw, layers=lr, window=60.0,
+                                                          method="ridge-local")
         raw[f"interfacegan/{name}"] = interfacegan_direction(samples, reference_yaw, lr)
         raw[f"sefa/{name}"] = sefa_direction(G, samples, lr, reference_yaw)
         raw[f"ganspace/{name}"] = ganspace_direction(samples, lr, reference_yaw)
@@ -780,8 +789,8 @@ def evaluate_directions(G, directions: dict[str, Direction], ws, coefficients=EV
     ws = torch.as_tensor(ws, dtype=torch.float32)
     measured_by = measured_by or ("oracles" if yaw_reader is None else "yaw_reader (not an independent oracle)")
     if yaw_reader is None:  # the toycars world: both independent oracles measure
-        pose_oracle = pose_oracle or oracles.load_pose_oracle()
-        identity_oracle = identity_oracle or oracles.load_identity_oracle()
+        pose_oracle = oracles.load_pose_oracle() if pose_oracle is None else pose_oracle
+        identity_oracle = oracles.load_identity_oracle() if identity_oracle is None else identity_oracle
         yaw_reader = lambda x: oracles.predict_yaw(x, pose_oracle)  # noqa: E731
     rows, per_image = [], []
     items = directions.items()
@@ -922,13 +931,16 @@ def load_or_fit_pose_direction(G, profile: str = "quick", method: str = "chosen"
     from dapper.annotators import load_pose_annotator, load_vehicle_detector
 
     cfg = PROFILES[profile]
-    detector = detector or load_vehicle_detector(device=next(G.parameters()).device)
-    annotator = annotator or load_pose_annotator(device=next(G.parameters()).device)
+    detector = load_vehicle_detector(device=next(G.parameters()).device) if detector is None else detector
+    annotator = load_pose_annotator(device=next(G.parameters()).device) if annotator is None else annotator
     samples = annotate_samples(G, cfg["n_samples"], detector, annotator, cfg["sample_seed"], progress=progress)
     kind, rng = method.split("/")
     lr = {"all": (0, G.num_ws), "coarse": coarse_layers(G)}[rng]
     if kind == "paper":
         d = paper_pose_direction(G, samples=samples, reference_yaw=reference_yaw, layers=lr)
+    elif kind == "ridge-local":
+        d = paper_pose_direction(G, samples=samples, threshold_quantile=0.0, reference_yaw=reference_yaw, layers=lr,
+                                 window=60.0, method="ridge-local")
     elif kind == "interfacegan":
         d = interfacegan_direction(samples, reference_yaw, lr)
     elif kind == "sefa":
@@ -1005,8 +1017,9 @@ def heldout_targets(G, dataset: str = "toycars", n_per_class: int = 1, data_root
     from dapper.annotators import load_pose_annotator, load_vehicle_detector
 
     device = next(G.parameters()).device
-    detector = detector or load_vehicle_detector(device=device)
-    s = annotate_samples(G, 40 * len(images), detector, annotator or load_pose_annotator(device=device),
+    detector = load_vehicle_detector(device=device) if detector is None else detector
+    annotator = load_pose_annotator(device=device) if annotator is None else annotator
+    s = annotate_samples(G, 40 * len(images), detector, annotator,
                          seed=EVAL_SEED, progress=progress)
     ws = calibration_latents(s, len(images), reference_yaw, window=20.0, num_ws=G.num_ws)
     gen_images = _to_uint8(synthesize(G, ws))

@@ -108,6 +108,9 @@ def test_ridge_direction_recovers_planted_attribute(ref):
     assert d.units == "paper" and d.metadata["paper_scale"] > 0
     # One paper unit raises the predicted yaw by one degree: the true slope is 40 deg per W unit.
     assert 20 < 1.0 / d.scale < 60
+    local = D.paper_pose_direction(samples=_samples(w, yaw), threshold_quantile=0.0, reference_yaw=ref, window=60,
+                                   method="ridge-local")
+    assert local.vector @ u > 0.97 and local.method == "ridge-local" and local.metadata["n_fit"] < len(w)
     ws, yaw_s, u_s = _planted(sparse=True, seed=3)
     ds = D.paper_pose_direction(samples=_samples(ws, yaw_s), threshold_quantile=0.5)
     assert ds.vector @ u_s > 0.97
