@@ -138,8 +138,10 @@ class FeatureNet(PerceptualDistance):
         self.pool = nn.AdaptiveAvgPool2d(2)  # a 2x2 grid keeps where things are (pose needs it)
         self.head = nn.Linear(w4 * 4, n_body + yaw_bins + 3 + 1)
         self.n_body, self.yaw_bins = n_body, yaw_bins
+        # Part of the distance's definition, not learned: every channel counts alike and the four
+        # stages are averaged, so distances fall in [0, 4] like LPIPS's (typically 0.1-1).
         for i, c in enumerate(widths):
-            self.register_buffer(f"channel_weight{i}", torch.ones(c) / c)
+            self.register_buffer(f"channel_weight{i}", torch.ones(c), persistent=False)
         self.layer_weights = [1.0 / len(widths)] * len(widths)
 
     @property
@@ -283,7 +285,8 @@ def load_feature_net(path=None, device="cpu") -> FeatureNet:
     config = json.loads(cfg_path.read_text())
     arch = config["architecture"]
     net = FeatureNet(tuple(arch["widths"]), arch["n_body"], arch["yaw_bins"])
-    net.load_state_dict(load_file(str(path)))
+    # Early files also stored the (fixed) channel weights; the definition in the code rules.
+    net.load_state_dict({k: v for k, v in load_file(str(path)).items() if not k.startswith("channel_weight")})
     net.config = config
     return net.to(device).eval().requires_grad_(False)
 
@@ -441,9 +444,10 @@ def train(out: Path | None = None, scale: float = 1.0, threads: int = 1, seed: i
     command = "python -m dapper.perceptual train" + ("" if scale == 1.0 else f" --scale {scale:g}")
     config = {
         "name": "perceptual_toycars",
-        "about": ("LPIPS-style perceptual distance for projection: unit-normalised features of 4 stages, "
-                  "uniform channel and layer weights. Trained on toycars SOURCE renders only (no target "
-                  "classes, no pickups, not the oracles' data) with proxy tasks from the renderer's ground truth."),
+        "about": ("LPIPS-style perceptual distance for projection: channel-unit-normalised features of 4 "
+                  "stages, every channel weighted 1, stages averaged (distances in [0, 4], typically 0.1-1 like "
+                  "LPIPS). Trained on toycars SOURCE renders only (no target classes, no pickups, not the "
+                  "oracles' data) with proxy tasks from the renderer's ground truth."),
         "architecture": {"class": "dapper.perceptual.FeatureNet", "widths": list(cfg["widths"]),
                          "n_body": len(toycars.BODY_TYPES), "yaw_bins": YAW_BINS,
                          "params": sum(p.numel() for p in net.parameters())},
