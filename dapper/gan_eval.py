@@ -37,8 +37,8 @@ def frechet_distance(feat_a: np.ndarray, feat_b: np.ndarray) -> float:
     mu_a, mu_b = feat_a.mean(0), feat_b.mean(0)
     cov_a = np.cov(feat_a, rowvar=False)
     cov_b = np.cov(feat_b, rowvar=False)
-    covmean, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
-    covmean = np.real(covmean)
+    covmean = linalg.sqrtm(cov_a @ cov_b)
+    covmean = np.real(covmean[0] if isinstance(covmean, tuple) else covmean)
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(covmean))
 
 
