@@ -108,7 +108,7 @@ def test_study_runs_resume_and_never_leak(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(E, "run_one", lambda inp, spec, **k: calls.append(spec) or {
         "scenario": spec.scenario, "condition": spec.condition, "shots_per_class": spec.shots, "fold": spec.fold,
-        "study_id": inp.study_id, "accuracy": 0.5})
+        "study_id": inp.ids[spec.condition], "accuracy": 0.5})
     E.five_fold_runs(cfg, inputs, path=path, progress=False)
     assert len(calls) == 1
 
@@ -130,6 +130,18 @@ def test_run_one_refuses_synthetic_images_from_test_images(tmp_path, monkeypatch
     inputs.folds["diverse"][0] = (train, np.append(test, sub[0]))
     with pytest.raises(LeakageError):
         E.run_one(inputs, spec)
+
+
+def test_a_new_generator_or_direction_reruns_only_the_rows_it_changes():
+    cfg = E.study_config("quick", classifier_weights=None)
+    a = E.condition_ids(cfg, "gen-a", "dir-a")
+    b = E.condition_ids(cfg, "gen-b", "dir-a")
+    c = E.condition_ids(cfg, "gen-a", "dir-b")
+    assert a["real"] == a["real+affine"] == b["real"] == b["real+affine"]
+    assert all(a[k] != b[k] for k in ("real+perturb", "real+rotate", "real+perturb+rotate"))
+    assert a["real+perturb"] == c["real+perturb"] and a["real+rotate"] != c["real+rotate"]
+    d = E.condition_ids(E.study_config("quick", classifier_weights=None, seed=1), "gen-a", "dir-a")
+    assert all(a[k] != d[k] for k in a)
 
 
 # ---------------------------------------------------------------------------------------------
