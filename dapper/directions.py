@@ -100,9 +100,10 @@ class Direction:
     W+ rows ``layers = (start, stop)``.
 
     ``units``: what one coefficient unit is (``"w"``, ``"paper"`` or ``"degrees"``, see the module
-    docstring). ``degrees_per_unit``: yaw change per unit measured by the annotator on generated
-    samples (1.0 once calibrated; None if never measured). ``metadata``: how it was made (method
-    settings, sample counts, calibration, other scales such as ``paper_scale``).
+    docstring; ``"uncalibrated"`` after moving a calibrated step to other rows).
+    ``degrees_per_unit``: yaw change per unit measured by the annotator on generated samples (1.0
+    once calibrated; None if never measured). ``metadata``: how it was made (method settings,
+    sample counts, calibration, other scales such as ``paper_scale``).
     """
 
     vector: np.ndarray
@@ -135,9 +136,10 @@ class Direction:
         return dataclasses.replace(self, metadata=dict(self.metadata), **changes)
 
     def with_layers(self, start: int, stop: int) -> Direction:
-        """The same vector applied to other W+ rows (units stay nominal: recalibrate)."""
-        return self.replace(layers=(start, stop), degrees_per_unit=None,
-                            units=self.units if self.units != "degrees" else "w (was degrees)")
+        """The same step applied to other W+ rows. Degrees do not carry over (fewer rows turn the
+        car less), so the result is ``"uncalibrated"``: run :func:`calibrate_direction` again."""
+        units = self.units if self.units in ("w", "paper") else "uncalibrated"
+        return self.replace(layers=(start, stop), degrees_per_unit=None, units=units)
 
     def in_degrees(self) -> Direction:
         """Rescaled so one unit is one annotator degree (needs ``degrees_per_unit``)."""

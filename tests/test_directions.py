@@ -58,6 +58,8 @@ def test_direction_units_and_roundtrip(tmp_path):
     assert np.isclose(deg.scale, 0.05)  # 4 deg per 0.2 W -> one degree per 0.05 W
     back = deg.in_paper_units()
     assert np.isclose(back.scale, 0.2) and np.isclose(back.degrees_per_unit, 4.0)
+    moved = deg.with_layers(0, 1)
+    assert moved.units == "uncalibrated" and moved.degrees_per_unit is None and moved.scale == deg.scale
     d2 = D.Direction.load(deg.save(tmp_path / "d.json"))
     assert d2.layers == (0, 2) and np.allclose(d2.vector, deg.vector) and d2.scale == deg.scale
     with pytest.raises(ValueError):
