@@ -12,6 +12,11 @@ generator's latent space, :func:`augment_images` makes ``k`` new images per meth
   direction's calibration (``Direction.degrees_per_unit``) or as raw coefficients.
 * ``perturb+rotate``: each perturbed latent also rotated.
 
+Each synthetic image is either the generator's image of the edited latent (``compose=
+"generated"``, the paper) or the real image plus the change the edit makes to the generator's
+reconstruction, ``clip(x + G(w') - G(w))`` (``compose="residual"``): when the generator cannot
+redraw a class's fine details, the residual keeps the real ones and adds only what the edit changed.
+
 Randomness is a pure function of ``(settings.seed, image key, method)``, so an image's synthetic
 set is the same whichever fold or batch it is made in, and is cached per image.
 
@@ -46,8 +51,9 @@ __all__ = [
 ]
 
 METHODS = ("perturb", "rotate", "perturb+rotate")
+COMPOSITIONS = ("generated", "residual")
 MANIFEST_COLUMNS = ["synthetic_key", "source_key", "label", "fold", "method", "index", "strength", "layer_start",
-                    "layer_stop", "coefficient", "degrees", "seed", "generator_hash", "direction_id"]
+                    "layer_stop", "coefficient", "degrees", "seed", "generator_hash", "direction_id", "compose"]
 
 
 class LeakageError(ValueError):
@@ -148,7 +154,7 @@ class AugmentSettings:
         assert self.k >= 1 and self.strength >= 0
 
     def signature(self) -> str:
-        """Hash of everything that changes the images (for cache keys)."""
+        """Hash of everything that changes the generated images (for cache keys)."""
         return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -246,15 +252,17 @@ class SyntheticSet:
                             pd.concat([p.manifest for p in parts], ignore_index=True))
 
     def select(self, source_keys: Iterable[str] | None = None, methods: Iterable[str] | None = None,
-               test_keys: Iterable[str] = (), fold=None) -> SyntheticSet:
-        """The images made from ``source_keys`` by ``methods``; raises LeakageError if any of them
-        comes from ``test_keys``."""
+               test_keys: Iterable[str] = (), fold=None, compose: str | None = None) -> SyntheticSet:
+        """The images made from ``source_keys`` by ``methods`` (and ``compose``); raises
+        LeakageError if any of them comes from ``test_keys``."""
         m = self.manifest
         keep = np.ones(len(m), bool)
         if source_keys is not None:
             keep &= m["source_key"].isin(set(map(str, source_keys))).to_numpy()
         if methods is not None:
             keep &= m["method"].isin(list(methods)).to_numpy()
+        if compose is not None:
+            keep &= (m["compose"] == compose).to_numpy()
         check_no_leakage(m.loc[keep, "source_key"], test_keys, fold)
         idx = np.flatnonzero(keep)
         return SyntheticSet(self.images[idx], self.labels[idx], m.iloc[idx].reset_index(drop=True))
@@ -282,7 +290,8 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
                    methods: Sequence[str] = METHODS, settings: AugmentSettings | None = None, direction=None,
                    fold=None, test_keys: Iterable[str] = (), apply_direction: Callable | None = None,
                    w_std: torch.Tensor | None = None, cache: bool = True, batch_size: int = 64,
-                   progress: bool = False) -> SyntheticSet:
+                   progress: bool = False, compose: str | Sequence[str] = "generated",
+                   images: np.ndarray | None = None) -> SyntheticSet:
     """Synthetic images from real training images (see the module docstring).
 
     ws: float [N, num_ws, w_dim] projections of the images whose content keys are ``keys`` [N]
@@ -290,7 +299,9 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
     images; any overlap with ``keys`` raises :class:`LeakageError` before anything is made.
     ``cache``: per-image results are stored under ``cache_dir("synthetic", ...)`` keyed by
     generator hash, settings and direction, and reused (only uncached images are synthesised).
-    Returns ``len(methods) * k`` images per real image, labelled with its class.
+    ``compose``: ``"generated"``, ``"residual"`` or both (a list); residual needs the real
+    ``images`` (uint8 [N, R, R, 3] at the generator's resolution).
+    Returns ``len(compose) * len(methods) * k`` images per real image, labelled with its class.
     """
     import pandas as pd
 
@@ -304,6 +315,14 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
     methods = list(methods)
     for m in methods:
         assert m in METHODS, m
+    composes = [compose] if isinstance(compose, str) else list(compose)
+    for c in composes:
+        assert c in COMPOSITIONS, c
+    if "residual" in composes:
+        if images is None:
+            raise ValueError("compose='residual' needs the real images")
+        images = np.asarray(images)
+        assert images.shape == (len(keys), G.img_resolution, G.img_resolution, 3), images.shape
     if not keys or not methods:
         return _empty_set(G.img_resolution)
     if any("rotate" in m for m in methods) and apply_direction is None:
@@ -325,8 +344,9 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
             with np.load(path, allow_pickle=False) as f:
                 stored = {m: f[m] for m in f.files if m in METHODS}
                 params = json.loads(str(f["params"]))
-            if all(m in stored for m in methods):
-                per_image[key] = {"images": stored, "params": params}
+                recon = f["reconstruction"] if "reconstruction" in f.files else None
+            if all(m in stored for m in methods) and (recon is not None or "residual" not in composes):
+                per_image[key] = {"images": stored, "params": params, "reconstruction": recon}
                 continue
         todo.append(i)
     if todo and w_std is None and any("perturb" in m for m in compute):
@@ -343,6 +363,7 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
             sub_keys = [keys[i] for i in idx]
             made = {}
             made_params = {}
+            recon = synthesise(G, ws[idx], batch_size, settings.noise_mode)
             for m in compute:
                 lat, params = synthetic_latents(ws[idx], sub_keys, m, settings, w_std, direction, apply_direction)
                 imgs = synthesise(G, lat.reshape(-1, *lat.shape[2:]), batch_size, settings.noise_mode)
@@ -350,29 +371,36 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
                 made_params[m] = params
             for j, key in enumerate(sub_keys):
                 entry = {"images": {m: made[m][j] for m in made},
-                         "params": {m: made_params[m][j] for m in made}}
+                         "params": {m: made_params[m][j] for m in made}, "reconstruction": recon[j]}
                 per_image[key] = entry
                 if folder is not None:
-                    arrays = dict(entry["images"], params=np.array(json.dumps(entry["params"])))
+                    arrays = dict(entry["images"], params=np.array(json.dumps(entry["params"])),
+                                  reconstruction=recon[j])
                     atomic_save(folder / f"{key}.npz", lambda p, arrays=arrays: np.savez(p, **arrays))
             if bar is not None:
                 bar.update(len(idx))
         if bar is not None:
             bar.close()
 
-    images, out_labels, rows = [], [], []
-    for key, label in zip(keys, labels):
+    out_images, out_labels, rows = [], [], []
+    for i, (key, label) in enumerate(zip(keys, labels)):
         entry = per_image[key]
-        for m in methods:
-            for j in range(settings.k):
-                p = entry["params"][m][j]
-                images.append(entry["images"][m][j])
-                out_labels.append(int(label))
-                rows.append({"synthetic_key": f"{key}-{m}-{j}", "source_key": key, "label": int(label),
-                             "fold": fold, "method": m, "index": j, **p, "seed": settings.seed,
-                             "generator_hash": g_hash, "direction_id": d_id})
+        for c in composes:
+            for m in methods:
+                generated = entry["images"][m]
+                if c == "residual":
+                    change = generated.astype(np.int16) - entry["reconstruction"].astype(np.int16)
+                    generated = np.clip(images[i].astype(np.int16)[None] + change, 0, 255).astype(np.uint8)
+                for j in range(settings.k):
+                    p = entry["params"][m][j]
+                    out_images.append(generated[j])
+                    out_labels.append(int(label))
+                    suffix = "" if c == "generated" else f"-{c}"
+                    rows.append({"synthetic_key": f"{key}-{m}-{j}{suffix}", "source_key": key, "label": int(label),
+                                 "fold": fold, "method": m, "index": j, **p, "seed": settings.seed,
+                                 "generator_hash": g_hash, "direction_id": d_id, "compose": c})
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    return SyntheticSet(np.stack(images), np.asarray(out_labels, np.int64), manifest)
+    return SyntheticSet(np.stack(out_images), np.asarray(out_labels, np.int64), manifest)
 
 
 def write_dataset(out_dir: str | Path, synthetic: SyntheticSet, class_names: Sequence[str] | None = None,
@@ -424,6 +452,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", default=None, help="START:STOP rows of ws to perturb (default: all)")
     parser.add_argument("--coefficients", default=",".join(f"{c:g}" for c in AugmentSettings.coefficients))
     parser.add_argument("--units", choices=("degrees", "coefficient"), default=AugmentSettings.units)
+    parser.add_argument("--compose", choices=COMPOSITIONS, default="generated",
+                        help="generated: G(w'); residual: real + G(w') - G(w) (needs --images)")
+    parser.add_argument("--images", default=None,
+                        help=".npy of the real images, uint8 [N, R, R, 3] in the order of the projections")
     parser.add_argument("--profile", default="quick", help="profile used to fit the pose direction if needed")
     parser.add_argument("--fold", default=None, help="fold label recorded in the manifest")
     parser.add_argument("--test-keys", default=None, help="text file of test image keys (one per line)")
@@ -457,10 +489,11 @@ def main(argv: list[str] | None = None) -> int:
         from dapper.directions import load_or_fit_pose_direction
 
         direction = load_or_fit_pose_direction(G, args.profile)
+    images = np.load(args.images) if args.images else None
     synthetic = augment_images(G, ws, keys, labels, methods, settings, direction, fold=args.fold,
-                               test_keys=test_keys, progress=True)
+                               test_keys=test_keys, progress=True, compose=args.compose, images=images)
     info = {"network": str(network), "projections": str(args.projections), "settings": asdict(settings),
-            "methods": methods, "fold": args.fold, "n_test_keys_checked": len(test_keys)}
+            "methods": methods, "compose": args.compose, "fold": args.fold, "n_test_keys_checked": len(test_keys)}
     out = write_dataset(args.out, synthetic, info=info, png=not args.no_png)
     print(f"wrote {len(synthetic)} synthetic images from {len(keys)} real images to {out}")
     return 0

@@ -10,6 +10,7 @@ images per class (``shots``), the same real subset (nested: the 2 images of a cl
 ``real+perturb``       plus ``k`` random W perturbations of each real image's projection
 ``real+rotate``        plus ``k`` pose-direction rotations of each
 ``real+perturb+rotate`` plus ``k`` images both perturbed and rotated
+``...(residual)``      the same edits added to the real image as a difference (beyond the paper)
 ====================== =====================================================================
 
 Folds, real subsets, seeds and the number of optimiser steps are identical across conditions, so
@@ -53,14 +54,25 @@ from dapper.augment import AugmentSettings
 from dapper.classify import EMBEDDED_MODEL, FineTuneSettings
 
 __all__ = [
-    "CONDITIONS", "CONDITION_METHOD", "REQUIRED_COLUMNS", "COLUMNS", "StudyConfig", "study_config",
-    "ScenarioData", "load_scenario", "condition_ids", "make_folds", "real_subset", "run_seed", "RunSpec", "plan_runs",
-    "results_path", "append_row", "read_results", "finished_runs", "StudyInputs", "prepare_inputs",
-    "run_one", "five_fold_runs", "study_tables", "study_statements", "main",
+    "CONDITIONS", "RESIDUAL_CONDITIONS", "CONDITION_METHOD", "condition_compose", "REQUIRED_COLUMNS", "COLUMNS",
+    "StudyConfig", "study_config", "ScenarioData", "load_scenario", "condition_ids", "make_folds", "real_subset",
+    "run_seed", "RunSpec", "plan_runs", "results_path", "append_row", "read_results", "finished_runs", "StudyInputs",
+    "prepare_inputs", "run_one", "five_fold_runs", "study_tables", "study_statements", "main",
 ]
 
 CONDITIONS = ("real", "real+affine", "real+perturb", "real+rotate", "real+perturb+rotate")
-CONDITION_METHOD = {"real+perturb": "perturb", "real+rotate": "rotate", "real+perturb+rotate": "perturb+rotate"}
+# Beyond the paper: the same edits applied to the real image as a residual (see dapper.augment).
+RESIDUAL_CONDITIONS = ("real+perturb(residual)", "real+rotate(residual)", "real+perturb+rotate(residual)")
+CONDITION_METHOD = {"real+perturb": "perturb", "real+rotate": "rotate", "real+perturb+rotate": "perturb+rotate",
+                    "real+perturb(residual)": "perturb", "real+rotate(residual)": "rotate",
+                    "real+perturb+rotate(residual)": "perturb+rotate"}
+
+
+def condition_compose(condition: str) -> str:
+    """How a generative condition composes its synthetic images: "generated" or "residual"."""
+    return "residual" if condition.endswith("(residual)") else "generated"
+
+
 REQUIRED_COLUMNS = ["dataset", "condition", "shots_per_class", "fold", "seed", "accuracy", "n_real", "n_synthetic"]
 EXTRA_COLUMNS = ["scenario", "accuracy_fold", "accuracy_views", "n_test", "n_test_views", "steps", "profile",
                  "study_id", "generator", "seconds", "finished_at"]
@@ -371,7 +383,7 @@ def condition_ids(config: StudyConfig, generator: str, direction_id: str) -> dic
     ident["classifier_weights"] = _file_hash(_classifier_weights_path(config))
     generative = {k: ident.pop(k) for k in ("augment", "projection", "network")}
     ids = {}
-    for cond in CONDITIONS:
+    for cond in CONDITIONS + RESIDUAL_CONDITIONS:
         d = dict(ident)
         if cond in CONDITION_METHOD:
             d.update(generative, generator=generator)
@@ -409,6 +421,7 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
 
     methods = [m for m in ("perturb", "rotate", "perturb+rotate")
                if any(CONDITION_METHOD.get(c) == m for c in config.conditions)]
+    composes = sorted({condition_compose(c) for c in config.conditions if c in CONDITION_METHOD})
     need_rotation = any("rotate" in m for m in methods)
     t = time.time()
     if G is None and methods:
@@ -467,7 +480,8 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
                 ws = ws_union[[row_of[int(i)] for i in new]]
                 parts.append(augment_images(
                     G, ws, [d.keys[i] for i in new], d.labels[new], methods, config.augment, direction,
-                    test_keys=test_keys, apply_direction=apply_direction, progress=progress))
+                    test_keys=test_keys, apply_direction=apply_direction, progress=progress, compose=composes,
+                    images=d.images[new] if "residual" in composes else None))
                 made.update(d.keys[i] for i in new)
             synthetic[sc] = SyntheticSet.concat(parts)
             augment_time += time.time() - t
@@ -521,7 +535,7 @@ def run_one(inputs: StudyInputs, spec: RunSpec, device=None) -> dict:
     if method is not None:
         pool = inputs.synthetic[spec.scenario]
         syn = pool.select([d.keys[i] for i in real_idx], [method], test_keys=[d.keys[i] for i in test_idx],
-                          fold=spec.fold)
+                          fold=spec.fold, compose=condition_compose(spec.condition))
         syn_x = prepare_images(syn.images, p["config"])
         syn_y = torch.from_numpy(syn.labels)
         n_syn = len(syn)

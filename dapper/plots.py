@@ -117,8 +117,9 @@ def accuracy_vs_shots(summary, path=None,
             lo = 100 * c["ci_low"].to_numpy(float)
             hi = 100 * c["ci_high"].to_numpy(float)
             err = np.vstack([np.nan_to_num(y - lo), np.nan_to_num(hi - y)])
-            ax.errorbar(x, y, yerr=err, marker="o", ms=4, capsize=3, lw=1.6, label=cond,
-                        color=CONDITION_COLOURS.get(cond))
+            base = cond.replace("(residual)", "")
+            ax.errorbar(x, y, yerr=err, marker="o" if base == cond else "s", ms=4, capsize=3, lw=1.6, label=cond,
+                        color=CONDITION_COLOURS.get(base), ls="-" if base == cond else "--")
         ax.set_xscale("log", base=2)
         ticks = sorted(part["shots_per_class"].unique())
         ax.set_xticks(ticks, [str(int(t)) for t in ticks])

@@ -128,3 +128,23 @@ def test_command_line_writes_a_dataset(tmp_path, monkeypatch):
     with pytest.raises(A.LeakageError):
         main(["augment", "--network", "x", "--projections", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "o2"),
               "--methods", "perturb"])
+
+
+def test_residual_composition_adds_the_edit_to_the_real_image():
+    G, ws, keys, labels = _inputs(n=3)
+    recon = A.synthesise(G, ws)
+    both = _augment(G, ws, keys, labels, methods=["perturb"], cache=False, compose=["generated", "residual"],
+                    images=recon)
+    gen = both.select(compose="generated")
+    res = both.select(compose="residual")
+    assert len(gen) == len(res) == 3 * 3
+    # When the real image is the reconstruction itself, the residual is the generated image
+    # (up to the uint8 rounding of the difference).
+    assert np.abs(gen.images.astype(int) - res.images.astype(int)).max() <= 1
+    real = np.full_like(recon, 100)
+    res2 = _augment(G, ws, keys, labels, methods=["perturb"], cache=False, compose="residual", images=real)
+    change = gen.images.astype(int) - np.repeat(recon, 3, axis=0).astype(int)
+    assert np.array_equal(res2.images, np.clip(100 + change, 0, 255).astype(np.uint8))
+    assert set(res2.manifest["compose"]) == {"residual"}
+    with pytest.raises(ValueError, match="real images"):
+        _augment(G, ws, keys, labels, methods=["perturb"], cache=False, compose="residual")

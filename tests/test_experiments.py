@@ -77,7 +77,7 @@ def test_study_runs_resume_and_never_leak(tmp_path, monkeypatch):
     from dapper.classify import FineTuneSettings
 
     cfg = E.study_config("quick", n_per_class=5, image_size=32, folds=(0, 1), shots=(1, 2), n_test_views=1,
-                         conditions=("real", "real+affine", "real+perturb", "real+perturb+rotate"),
+                         conditions=("real", "real+affine", "real+perturb(residual)", "real+perturb+rotate"),
                          classifier_weights=None, workers=1,
                          finetune=FineTuneSettings(min_steps=2, max_steps=2, batch_size=8))
     G = FakeGenerator(resolution=32)
@@ -91,13 +91,15 @@ def test_study_runs_resume_and_never_leak(tmp_path, monkeypatch):
         assert used <= set(syn.manifest["source_key"])
     assert syn.manifest["source_key"].is_unique is False and len(syn) == len(syn.manifest)
     sources = set(syn.manifest["source_key"])
-    assert len(sources) * 2 * 2 == len(syn)  # two methods, k=2, one copy per source image
+    # two methods, two compositions (residual for one condition, generated for the other), k=2,
+    # one copy per source image
+    assert len(sources) * 2 * 2 * 2 == len(syn)
     path = tmp_path / "five_fold.csv"
     rows = E.five_fold_runs(cfg, inputs, path=path, progress=False)
     assert len(rows) == 4 * 2 * 2
     assert list(pd.read_csv(path).columns[:8]) == E.REQUIRED_COLUMNS
     assert (rows.loc[rows.condition.isin(["real", "real+affine"]), "n_synthetic"] == 0).all()
-    gen = rows[rows.condition == "real+perturb"]
+    gen = rows[rows.condition == "real+perturb(residual)"]
     assert (gen["n_synthetic"] == gen["n_real"] * cfg.augment.k).all()
     assert (rows.groupby(["shots_per_class", "fold"])["seed"].nunique() == 1).all()
     # A rerun finds every row and runs nothing; a lost row is redone.
