@@ -449,6 +449,8 @@ def saliency_summary(per_image, names: tuple[str, str] = ("real", "augmented"), 
                 continue
             fa, fb = np.isfinite(unit[ca].to_numpy(float)), np.isfinite(unit[cb].to_numpy(float))
             keep = fa & fb
+            if not keep.any():
+                continue  # not measured in this group (e.g. ROAD at a secondary layer)
             va, vb = unit[ca].to_numpy(float)[keep], unit[cb].to_numpy(float)[keep]
             ia, ib = _mean_interval(va, confidence), _mean_interval(vb, confidence)
             t = paired_test(va, vb, confidence)
@@ -519,9 +521,16 @@ def describe_summary(summary, names: tuple[str, str] = ("real", "augmented"),
         where = g[g["measure"].isin(["energy", "pointing"])]
         moved = where[where["significant"]]
         if len(where) and moved.empty:
+            bound = ""
+            energy = where[where["measure"] == "energy"]
+            if len(energy) and np.isfinite(energy["diff_ci_low"].iloc[0]):
+                e = energy.iloc[0]
+                bound = (f" The 95% interval of the energy difference, [{e['diff_ci_low']:+.3f}, "
+                         f"{e['diff_ci_high']:+.3f}], leaves room only for shifts of at most "
+                         f"{max(abs(e['diff_ci_low']), abs(e['diff_ci_high'])):.3f} of the map's mass.")
             lines.append(f"\n*Augmentation does not measurably move attention here:* neither the energy inside the "
                          f"vehicle nor the pointing game differs significantly between the {labels[0]} and the "
-                         f"{labels[1]} classifier.")
+                         f"{labels[1]} classifier.{bound}")
         elif len(moved):
             parts = [f"{_MEASURE_WORDS[r.measure]} {'rises' if r.diff > 0 else 'falls'} by {abs(r.diff):.3f}"
                      for r in moved.itertuples()]
