@@ -262,7 +262,9 @@ class SyntheticSet:
         if methods is not None:
             keep &= m["method"].isin(list(methods)).to_numpy()
         if compose is not None:
-            keep &= (m["compose"] == compose).to_numpy()
+            # Sets made before compositions existed hold generated images only.
+            made = m["compose"].to_numpy() if "compose" in m.columns else np.full(len(m), "generated")
+            keep &= made == compose
         check_no_leakage(m.loc[keep, "source_key"], test_keys, fold)
         idx = np.flatnonzero(keep)
         return SyntheticSet(self.images[idx], self.labels[idx], m.iloc[idx].reset_index(drop=True))
