@@ -131,7 +131,7 @@ def encoder_for(G, g_hash: str | None = None, path=None, device="cpu") -> Encode
 # ---------------------------------------------------------------------------------------------
 
 CONFIG = dict(n_train=12000, n_heldout=500, batch_size=64, lr=2e-3, weight_decay=1e-4, epochs=8,
-              w_budget_s=330, recon_steps=150, recon_batch=8, recon_lr=3e-4, recon_budget_s=150,
+              w_budget_s=330, recon_steps=400, recon_batch=8, recon_lr=3e-4, recon_budget_s=150,
               recon_weight_w=0.5, perceptual_weight=1.0, truncation=(0.6, 1.0), seed=0)
 
 
