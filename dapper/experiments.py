@@ -139,7 +139,7 @@ def study_config(profile: str = "full", dataset: str = "toycars", **overrides) -
         cfg.n_test_views = 10
         cfg.augment = dataclasses.replace(cfg.augment, k=2)
         cfg.finetune = dataclasses.replace(cfg.finetune, min_steps=20, max_steps=40)
-        cfg.projection = {"steps": 40}
+        cfg.projection = {"steps": 10}  # the encoder's guess, briefly refined: a smoke test
     for k, v in overrides.items():
         if not hasattr(cfg, k):
             raise TypeError(f"StudyConfig has no setting {k!r}")
