@@ -701,7 +701,7 @@ def study_statements(tables: dict, gain_goal: float = 0.06, saving_goal: float =
             sv_def = sv[sv["saving"].notna()]
             parts = []
             if best is not None:
-                parts.append(f"largest gain {_pts(best['diff'])} points [{_pts(best['diff_low'])}, "
+                parts.append(f"best difference {_pts(best['diff'])} points [{_pts(best['diff_low'])}, "
                              f"{_pts(best['diff_high'])}] at {int(best['shots_per_class'])} shots")
             if len(sv_def):
                 b = sv_def.loc[sv_def["saving"].idxmax()]
