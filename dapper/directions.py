@@ -46,7 +46,8 @@ import torch
 __all__ = [
     "Direction", "PoseSamples", "apply_direction", "edit_images", "annotate_samples", "paper_pose_direction",
     "interfacegan_direction", "sefa_direction", "ganspace_direction", "random_direction", "calibrate_direction",
-    "fit_directions", "evaluate_directions", "yaw_sequence_metrics", "choose_winner", "load_or_fit_pose_direction",
+    "fit_directions", "evaluate_directions", "per_coefficient_table", "yaw_sequence_metrics",
+    "choose_winner", "load_or_fit_pose_direction",
     "save_chosen_direction", "generator_hash", "style_layers", "coarse_layers", "wrap_deg", "circular_mean_deg",
     "PAPER_COEFFICIENTS", "DEFAULT_REFERENCE_YAW", "PROFILES",
 ]
@@ -770,7 +771,8 @@ def _to_uint8(images: torch.Tensor) -> np.ndarray:
 
 def evaluate_directions(G, directions: dict[str, Direction], ws, coefficients=EVAL_COEFFICIENTS,
                         metas: list | None = None, labels=None, masks=None, pose_oracle=None, identity_oracle=None,
-                        yaw_reader=None, measured_by: str | None = None, batch_size: int = 64, progress: bool = True):
+                        yaw_reader=None, measured_by: str | None = None, perceptual=None, batch_size: int = 64,
+                        progress: bool = True):
     """Edit held-out latents ``ws`` [N, num_ws, w_dim] along every direction at ``coefficients``
     (each in its direction's units) and measure the edits with the oracles.
 
@@ -780,9 +782,11 @@ def evaluate_directions(G, directions: dict[str, Direction], ws, coefficients=EV
     :func:`foreground_mask`). ``yaw_reader(images) -> degrees`` replaces the pose oracle (real
     mode, where no independent oracle exists; ``measured_by`` names it in the table); identity is
     then measured only if ``identity_oracle`` is given. Columns named ``oracle_*`` hold whatever
-    read the yaw. Returns ``(summary, per_image)``:
-    two pandas DataFrames; ``per_image`` has one row per (direction, image, coefficient) with
-    the measured yaw and class, for figures.
+    read the yaw. ``perceptual``: a :class:`dapper.perceptual.PerceptualDistance` (None: the
+    shipped one if present) adds an LPIPS-style distance to the true re-render (toycars only).
+    Returns ``(summary, per_image)``: two pandas DataFrames; ``per_image`` has one row per
+    (direction, image, coefficient) with the measured yaw and class (see
+    :func:`per_coefficient_table`).
     """
     import pandas as pd
 
@@ -796,6 +800,13 @@ def evaluate_directions(G, directions: dict[str, Direction], ws, coefficients=EV
         pose_oracle = oracles.load_pose_oracle() if pose_oracle is None else pose_oracle
         identity_oracle = oracles.load_identity_oracle() if identity_oracle is None else identity_oracle
         yaw_reader = lambda x: oracles.predict_yaw(x, pose_oracle)  # noqa: E731
+    if metas is not None and perceptual is None:
+        try:
+            from dapper.perceptual import load_perceptual
+
+            perceptual = load_perceptual(device=next(G.parameters()).device)
+        except (ImportError, FileNotFoundError):
+            perceptual = None
     rows, per_image = [], []
     items = directions.items()
     if progress:
@@ -815,7 +826,7 @@ def evaluate_directions(G, directions: dict[str, Direction], ws, coefficients=EV
             cls = oracles.predict_identity(flat, identity_oracle)[0].reshape(n, k)
         u8 = _to_uint8(flat)
         u8 = u8.reshape(n, k, *u8.shape[1:])
-        drift, psnr = np.full((n, k), np.nan), np.full((n, k), np.nan)
+        drift, psnr, lpips = np.full((n, k), np.nan), np.full((n, k), np.nan), np.full((n, k), np.nan)
         if metas is not None:
             from dapper.data import toycars
 
@@ -829,6 +840,11 @@ def evaluate_directions(G, directions: dict[str, Direction], ws, coefficients=EV
                 lab0 = _masked_mean_lab(u8[i, k0:k0 + 1], ref_mask[None])[0]
                 drift[i] = np.linalg.norm(lab - lab0, axis=1)
                 psnr[i] = _psnr(u8[i], gt_img)
+                if perceptual is not None:
+                    dev = next(perceptual.parameters()).device
+                    gt_t = torch.from_numpy(gt_img).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+                    with torch.no_grad():
+                        lpips[i] = perceptual(images[i].to(dev), gt_t.to(dev)).cpu().numpy()
         else:
             base_masks = masks if masks is not None else foreground_mask(u8[:, k0])
             for i in range(n):
@@ -857,6 +873,8 @@ def evaluate_directions(G, directions: dict[str, Direction], ws, coefficients=EV
             "colour_drift_at_30": float(np.nanmean(drift[:, ends])),
             "fidelity_psnr_at_0": float(np.nanmean(psnr[:, k0])) if metas is not None else np.nan,
             "fidelity_psnr_at_30": float(np.nanmean(psnr[:, ends])) if metas is not None else np.nan,
+            "fidelity_perceptual_at_0": float(np.nanmean(lpips[:, k0])) if perceptual is not None else np.nan,
+            "fidelity_perceptual_at_30": float(np.nanmean(lpips[:, ends])) if perceptual is not None else np.nan,
             "n_images": int(n),
         }
         rows.append(row)
@@ -864,8 +882,36 @@ def evaluate_directions(G, directions: dict[str, Direction], ws, coefficients=EV
             for j in range(k):
                 per_image.append({"direction": name, "image": i, "coefficient": float(coeffs[j]),
                                   "yaw": float(yaw[i, j]), "class": int(cls[i, j]) if cls is not None else -1,
-                                  "colour_drift": float(drift[i, j]), "psnr": float(psnr[i, j])})
+                                  "colour_drift": float(drift[i, j]), "psnr": float(psnr[i, j]),
+                                  "perceptual": float(lpips[i, j])})
     return pd.DataFrame(rows), pd.DataFrame(per_image)
+
+
+def per_coefficient_table(per_image):
+    """Per (direction, coefficient): identity kept (share of images whose oracle class equals
+    their class at coefficient 0), median yaw change from coefficient 0 (unwrapped), mean colour
+    drift, PSNR and perceptual distance to the true re-render. From :func:`evaluate_directions`."""
+    import pandas as pd
+
+    rows = []
+    for name, df in per_image.groupby("direction", sort=False):
+        piv = df.pivot(index="image", columns="coefficient")
+        coeffs = np.asarray(piv["yaw"].columns, dtype=np.float64)
+        k0 = int(np.argmin(np.abs(coeffs)))
+        yaw = unwrap_deg(piv["yaw"].to_numpy())
+        cls = piv["class"].to_numpy()
+
+        def mean_at(col, j, piv=piv):
+            v = piv[col].to_numpy()[:, j]
+            return float(np.nanmean(v)) if np.isfinite(v).any() else np.nan
+
+        for j, c in enumerate(coeffs):
+            rows.append({"direction": name, "coefficient": c,
+                         "identity_kept": float((cls[:, j] == cls[:, k0]).mean()) if (cls >= 0).all() else np.nan,
+                         "yaw_change_median": float(np.median(yaw[:, j] - yaw[:, k0])),
+                         "colour_drift": mean_at("colour_drift", j), "psnr": mean_at("psnr", j),
+                         "perceptual": mean_at("perceptual", j)})
+    return pd.DataFrame(rows)
 
 
 def choose_winner(summary, min_rotation: float = 0.5) -> tuple[str, str]:

@@ -209,6 +209,9 @@ def test_fit_calibrate_and_evaluate_end_to_end(G):
     assert list(summary.direction) == ["paper/all", "random/all"]
     assert len(per_image) == 2 * 4 * 3
     assert summary.identity_kept_at_30.isna().all()  # no identity oracle given
+    table = D.per_coefficient_table(per_image)
+    assert len(table) == 2 * 3 and table.identity_kept.isna().all()
+    assert (table[table.coefficient == 0].yaw_change_median == 0).all()
     winner, reason = D.choose_winner(summary)
     assert isinstance(reason, str)
 
@@ -254,3 +257,34 @@ def test_annotator_augmentation_moves_boxes_and_yaw_with_the_image():
     assert neg.shape == (10, 3, 64, 64) and neg.abs().max() <= 1.0 + 1e-6
     bg = A.background_only(3, 12.0, 32)
     assert bg.shape == (32, 32, 3) and bg.dtype == np.uint8 and np.array_equal(bg, A.background_only(3, 12.0, 32))
+
+
+class _PixelDistance(torch.nn.Module):
+    """Stands in for dapper.perceptual: mean squared difference per pair."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, y):
+        return (x - y).square().flatten(1).mean(1)
+
+
+def test_evaluation_with_true_rerenders(G):
+    from dapper import oracles
+    from dapper.data import toycars
+
+    pool = toycars.target_pool(1, seed=3, size=16, homogeneous=True, classes=[0, 1])
+    torch.manual_seed(0)
+    identity = oracles.OracleNet(10, width=8).eval()
+    d = D.Direction(np.random.default_rng(0).standard_normal(G.w_dim), (0, 3), "test", scale=0.05, units="degrees")
+    ws = G.mapping(torch.randn(2, G.z_dim), None)
+    summary, per_image = D.evaluate_directions(
+        G, {"d": d}, ws, coefficients=(-20, 0, 20), metas=pool.metas, labels=pool.labels,
+        yaw_reader=_FakeAnnotator().predict, identity_oracle=identity, perceptual=_PixelDistance(), progress=False)
+    row = summary.iloc[0]
+    assert 0 <= row.identity_kept_at_30 <= 1 and 0 <= row.true_class_at_0 <= 1
+    assert np.isfinite([row.colour_drift_at_30, row.fidelity_psnr_at_30, row.fidelity_perceptual_at_30]).all()
+    table = D.per_coefficient_table(per_image)
+    assert np.allclose(table[table.coefficient == 0].identity_kept, 1.0)
+    assert np.isfinite(table.psnr).all() and np.isfinite(table.perceptual).all()
