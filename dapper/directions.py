@@ -783,7 +783,8 @@ def evaluate_directions(G, directions: dict[str, Direction], ws, coefficients=EV
     mode, where no independent oracle exists; ``measured_by`` names it in the table); identity is
     then measured only if ``identity_oracle`` is given. Columns named ``oracle_*`` hold whatever
     read the yaw. ``perceptual``: a :class:`dapper.perceptual.PerceptualDistance` (None: the
-    shipped one if present) adds an LPIPS-style distance to the true re-render (toycars only).
+    shipped one if present) adds an LPIPS-style distance to the true re-render (toycars only; at
+    coefficient 0 and the two ends).
     Returns ``(summary, per_image)``: two pandas DataFrames; ``per_image`` has one row per
     (direction, image, coefficient) with the measured yaw and class (see
     :func:`per_coefficient_table`).
@@ -840,11 +841,12 @@ def evaluate_directions(G, directions: dict[str, Direction], ws, coefficients=EV
                 lab0 = _masked_mean_lab(u8[i, k0:k0 + 1], ref_mask[None])[0]
                 drift[i] = np.linalg.norm(lab - lab0, axis=1)
                 psnr[i] = _psnr(u8[i], gt_img)
-                if perceptual is not None:
+                if perceptual is not None:  # the costliest measure: only where the summary reports it
                     dev = next(perceptual.parameters()).device
-                    gt_t = torch.from_numpy(gt_img).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+                    sel = [k0] + ends
+                    gt_t = torch.from_numpy(gt_img[sel]).permute(0, 3, 1, 2).float().div(127.5).sub(1)
                     with torch.no_grad():
-                        lpips[i] = perceptual(images[i].to(dev), gt_t.to(dev)).cpu().numpy()
+                        lpips[i, sel] = perceptual(images[i, sel].to(dev), gt_t.to(dev)).cpu().numpy()
         else:
             base_masks = masks if masks is not None else foreground_mask(u8[:, k0])
             for i in range(n):

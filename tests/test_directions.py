@@ -287,4 +287,4 @@ def test_evaluation_with_true_rerenders(G):
     assert np.isfinite([row.colour_drift_at_30, row.fidelity_psnr_at_30, row.fidelity_perceptual_at_30]).all()
     table = D.per_coefficient_table(per_image)
     assert np.allclose(table[table.coefficient == 0].identity_kept, 1.0)
-    assert np.isfinite(table.psnr).all() and np.isfinite(table.perceptual).all()
+    assert np.isfinite(table.psnr).all() and np.isfinite(table.perceptual).all()  # 0 and both ends
