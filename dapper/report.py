@@ -38,11 +38,14 @@ TABLE_MAX_ROWS = 20
 # figure (``<figure stem>*.csv``) are attached without being listed here; a ``<figure stem>.md``
 # file in reports/results is shown as the figure's caption.
 FIGURE_RESULTS: dict[str, list[str]] = {
-    "fig1_reconstructions": ["reconstruction.csv"],
-    "fig5_rotation": ["rotation.csv"],
+    "fig1_reconstructions": ["projection.csv"],
+    "fig5_rotation": ["rotation.csv", "directions.csv", "directions_by_coefficient.csv"],
     "fig6_accuracy_vs_shots": ["five_fold_summary.csv", "five_fold.csv"],
-    "fig7_gradcam": ["gradcam.csv"],
+    "fig7_gradcam": ["saliency.csv"],
 }
+# Which profile, dataset and time produced each notebook's current outputs: ``make report ONLY=..``
+# reruns one notebook, so reports/ can mix runs, and the index must say which is which.
+RUNS_FILE = "notebook_runs.json"
 
 
 class ReportError(Exception):
@@ -281,8 +284,25 @@ def run_report(
     run_info = {"profile": profile, "dataset": dataset, **(extras or {})}
     if only is not None:
         run_info["only"] = only
+    record_runs(reports_dir, run_info, timings)
     write_index(reports_dir, run_info, timings)
     return timings
+
+
+def record_runs(reports_dir: Path, run_info: dict[str, object], timings: list[tuple[str, float]]) -> dict:
+    """Merge this run's notebooks into ``reports/notebook_runs.json`` (name -> profile, dataset,
+    other parameters, finish time, wall seconds); entries of notebooks not rerun are kept."""
+    path = Path(reports_dir) / RUNS_FILE
+    try:
+        runs = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        runs = {}  # an unreadable record is rebuilt from this run rather than stopping the report
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    params = {k: v for k, v in run_info.items() if k != "only"}
+    for name, seconds in timings:
+        runs[name] = {**params, "finished": stamp, "seconds": round(seconds, 1)}
+    atomic_write_bytes(path, (json.dumps(runs, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+    return runs
 
 
 def _fmt_seconds(seconds: float) -> str:
@@ -364,6 +384,7 @@ def render_index(
         per = ", ".join(f"{name} {_fmt_seconds(s)}" for name, s in timings)
         lines.append(f"Wall time: {total} ({per}).")
     lines.append("")
+    lines += _runs_table(reports_dir)
 
     used: set[Path] = set()
     if not figures:
@@ -385,6 +406,29 @@ def render_index(
         for table in others:
             lines += [f"### {table.name}", "", csv_to_markdown(table), ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _runs_table(reports_dir: Path) -> list[str]:
+    """Markdown lines: which run made each notebook's current outputs (empty if none recorded)."""
+    path = Path(reports_dir) / RUNS_FILE
+    try:
+        runs = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        return []
+    if not runs:
+        return []
+    keys = sorted({k for r in runs.values() for k in r} - {"finished", "seconds"})
+    lines = ["Outputs on this page, by the notebook run that wrote them:", "",
+             "| notebook | " + " | ".join(keys) + " | finished | wall |", "|---" * (len(keys) + 3) + "|"]
+    for name in sorted(runs):
+        r = runs[name]
+        cells = [str(r.get(k, "")) for k in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {r.get('finished', '')} | "
+                     f"{_fmt_seconds(float(r.get('seconds', 0)))} |")
+    mixed = {r.get("profile") for r in runs.values()}
+    if len(mixed) > 1:
+        lines += ["", "*The notebooks above ran under different profiles: compare numbers only within one.*"]
+    return lines + [""]
 
 
 def write_index(

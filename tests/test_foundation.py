@@ -258,7 +258,7 @@ def test_index_shows_each_figure_with_its_caption_and_tables(tmp_path):
     results.mkdir()
     (figures / "fig1_reconstructions.png").write_bytes(b"png")
     (figures / "fig9_new.png").write_bytes(b"png")
-    (results / "reconstruction.csv").write_text("image,mse\na,0.5\n")
+    (results / "projection.csv").write_text("image,mse\na,0.5\n")
     (results / "fig9_new_numbers.csv").write_text("k,v\nx,1\n")
     (results / "fig9_new.md").write_text("Caption for figure nine.\n")
     (results / "unrelated.csv").write_text("col\n" + "".join(f"{i}\n" for i in range(30)))
@@ -270,6 +270,22 @@ def test_index_shows_each_figure_with_its_caption_and_tables(tmp_path):
     assert others < index.index("### unrelated.csv")
     assert "First 20 of 30 rows; all in `results/unrelated.csv`." in index
     assert not list(tmp_path.glob(".index*")), "temp file left behind"
+
+
+def test_index_says_which_run_made_each_notebooks_outputs(tmp_path):
+    report.record_runs(tmp_path, {"profile": "full", "dataset": "toycars"}, [("04_study.ipynb", 3600.0)])
+    report.record_runs(tmp_path, {"profile": "quick", "dataset": "toycars", "only": "05"}, [("05_sal.ipynb", 61.0)])
+    runs = json.loads((tmp_path / report.RUNS_FILE).read_text())
+    assert runs["04_study.ipynb"]["profile"] == "full" and runs["05_sal.ipynb"]["profile"] == "quick"
+    assert "only" not in runs["05_sal.ipynb"]
+    index = report.render_index(tmp_path)
+    assert "| 04_study.ipynb | toycars | full |" in index and "| 60 min 00.0 s |" in index
+    assert "| 05_sal.ipynb | toycars | quick |" in index
+    assert "different profiles" in index
+    (tmp_path / report.RUNS_FILE).write_text("{broken")  # a damaged record never stops the report
+    assert "different profiles" not in report.render_index(tmp_path)
+    report.record_runs(tmp_path, {"profile": "quick", "dataset": "toycars"}, [("00_a.ipynb", 1.0)])
+    assert list(json.loads((tmp_path / report.RUNS_FILE).read_text())) == ["00_a.ipynb"]
 
 
 def test_index_without_figures_says_so(tmp_path):
