@@ -75,6 +75,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n-images", type=int, default=20, help="images projected with dapper's settings")
     ap.add_argument("--official-steps", type=int, default=1000)
     ap.add_argument("--space", choices=["w", "w+"], default="w", help="dapper's space (official is always w)")
+    ap.add_argument("--pixel-weight", type=float, default=None,
+                    help="dapper's pixel-loss weight (default: ProjectionSettings'); lower trades PSNR for perceptual")
     ap.add_argument("--seed", type=int, default=0, help="held-out view seed")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
@@ -97,6 +99,8 @@ def main(argv=None) -> int:
     perceptual = dict(vgg16_weights=args.vgg16, lpips_weights=args.lpips)
     official = ProjectionSettings.official(steps=args.official_steps, **perceptual)
     ours = ProjectionSettings(space=args.space, **perceptual)
+    if args.pixel_weight is not None:
+        ours = ours.replace(pixel_weight=args.pixel_weight)
     print(f"generator {network}; {n_all} held-out target views; device {device}, {args.threads} thread(s)")
     print(f"oracle accuracy on the originals: {np.mean(orig_pred[:args.n_images] == labels[:args.n_images]):.3f}")
 
@@ -131,7 +135,8 @@ def main(argv=None) -> int:
         print(f"{r['method']:<34}{r['n']:>4}{r['cpu_s_per_image']:>10.2f}{r['images_per_cpu_s']:>10.3f}"
               f"{r['wall_s_per_image']:>11.2f}{r['mean_steps']:>7.0f}{r['psnr']:>7.2f}{r['perceptual']:>8.4f}"
               f"{r['identity_agreement']:>7.2f}")
-    result = {"network": str(network), "device": str(device), "threads": args.threads, "runs": runs,
+    result = {"network": str(network), "dapper_settings": ours.to_dict(), "official_settings": official.to_dict(),
+              "device": str(device), "threads": args.threads, "runs": runs,
               "oracle_accuracy_originals": float(np.mean(orig_pred[:args.n_images] == labels[:args.n_images])),
               "cpu_count": os.cpu_count(), "torch": torch.__version__}
     if args.n_official:
