@@ -673,7 +673,24 @@ def study_tables(rows, confidence: float = 0.95) -> dict:
               "areas": stats.curve_areas(rows, confidence)}
     if "real+affine" in set(rows["condition"]):
         tables["vs_affine"] = stats.compare_conditions(rows[rows["condition"] != "real"], "real+affine", confidence)
+    for key in ("vs_real", "vs_affine"):
+        if key in tables:
+            tables[key] = _with_holm(tables[key])
     return tables
+
+
+def _with_holm(table):
+    """Add ``p_ttest_holm``/``p_wilcoxon_holm``: Holm-adjusted over every comparison of a scenario
+    (all conditions and shot levels against the same baseline form one family), so a single
+    small p among many tests is not read as a finding."""
+    from dapper import stats
+
+    table = table.copy()
+    for col in ("p_ttest", "p_wilcoxon"):
+        table[f"{col}_holm"] = float("nan")
+        for _, idx in table.groupby("scenario").groups.items():
+            table.loc[idx, f"{col}_holm"] = stats.holm(table.loc[idx, col].to_numpy(float))
+    return table
 
 
 def _pts(x: float) -> str:
@@ -708,9 +725,12 @@ def study_statements(tables: dict, gain_goal: float = 0.06, saving_goal: float =
                      f"({_pts(gap)} points" + (f"; the task {'is' if gap >= 0.2 else 'is not'} hard enough by the "
                                                "study's 20-point rule)." if hardness_rule else ")."))
         v = vs[(vs["scenario"] == sc) & (vs["shots_per_class"] == lo_shots)]
+        family = int((vs["scenario"] == sc).sum())
         for r in v.itertuples():
+            holm = (f" (Holm-adjusted over the scenario's {family} comparisons: p={r.p_ttest_holm:.3g})"
+                    if hasattr(r, "p_ttest_holm") and family > 1 else "")
             lines.append(f"- {r.condition} at {lo_shots} shots: {_pts(r.diff)} points over real-only "
-                         f"[{_pts(r.diff_low)}, {_pts(r.diff_high)}], paired t p={r.p_ttest:.3g}, Wilcoxon "
+                         f"[{_pts(r.diff_low)}, {_pts(r.diff_high)}], paired t p={r.p_ttest:.3g}{holm}, Wilcoxon "
                          f"p={r.p_wilcoxon:.3g}, better in {r.wins} of {r.n_pairs} folds.")
         for cond in [c for c in dict.fromkeys(vs[vs["scenario"] == sc]["condition"]) if c != "real+affine"]:
             rows = vs[(vs["scenario"] == sc) & (vs["condition"] == cond)]

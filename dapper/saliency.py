@@ -381,19 +381,9 @@ def compare_classifiers(model_real: torch.nn.Module, model_aug: torch.nn.Module,
 
 
 def _holm(p: Sequence[float]) -> np.ndarray:
-    """Holm-Bonferroni adjusted p-values (NaNs left out and kept NaN)."""
-    p = np.asarray(p, np.float64)
-    out = np.full(len(p), np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    if not len(ok):
-        return out
-    order = ok[np.argsort(p[ok])]
-    m = len(order)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        out[i] = running
-    return out
+    from dapper.stats import holm
+
+    return holm(p)
 
 
 def _mean_interval(values: np.ndarray, confidence: float):

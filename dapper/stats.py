@@ -77,6 +77,19 @@ def paired_test(a: Sequence[float], b: Sequence[float], confidence: float = 0.95
     return PairedTest(mean_interval(d, confidence), p_t, p_w, int((d > 0).sum()), n)
 
 
+def holm(p: Sequence[float]) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values for one family of tests (NaNs are left out of the family
+    and stay NaN). Controls the chance of any false positive in the family at the nominal level."""
+    p = np.asarray(p, np.float64)
+    out = np.full(len(p), np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    running = 0.0
+    for rank, i in enumerate(ok[np.argsort(p[ok])]):
+        running = max(running, min(1.0, (len(ok) - rank) * p[i]))
+        out[i] = running
+    return out
+
+
 def shots_needed(shots: Sequence[float], accuracy: Sequence[float], target: float) -> float:
     """Real images per class the learning curve needs to reach ``target`` accuracy.
 

@@ -205,5 +205,18 @@ def test_study_tables_on_synthetic_rows():
     areas = tables["areas"].set_index("condition")
     assert areas.loc["real+perturb", "aulc"] > areas.loc["real", "aulc"]
     assert set(tables["vs_affine"]["condition"]) == {"real+perturb"}
+    # Holm: one family per scenario (2 conditions x 4 shot levels against real-only)
+    vs = tables["vs_real"]
+    assert (vs["p_ttest_holm"] >= vs["p_ttest"] - 1e-12).all() and (vs["p_ttest_holm"] <= 1).all()
+    smallest = vs["p_ttest"].idxmin()
+    assert vs.loc[smallest, "p_ttest_holm"] == pytest.approx(min(1.0, len(vs) * vs.loc[smallest, "p_ttest"]))
     text = E.study_statements(tables)
     assert "**diverse**" in text and "- real+perturb:" in text and "[" in text
+    assert "Holm-adjusted over the scenario's 8 comparisons" in text
+
+
+def test_holm_adjusts_one_family_and_keeps_nans_out():
+    adj = S.holm([0.01, 0.04, float("nan"), 0.03])
+    assert adj[0] == pytest.approx(0.03) and adj[3] == pytest.approx(0.06) and adj[1] == pytest.approx(0.06)
+    assert math.isnan(adj[2])
+    assert S.holm([]).shape == (0,) and S.holm([0.5, 0.9]).tolist() == [1.0, 1.0]
