@@ -13,23 +13,12 @@ import torch
 from PIL import Image
 
 from dapper.directions import Direction, apply_direction
-from dapper.stylegan2.networks import Generator
 from dapper.widgets import ExplorerState, LatentExplorer
-
-G_KWARGS = dict(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=3,
-                mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=128, channel_max=16))
 
 
 @pytest.fixture(scope="module")
-def G():
-    torch.manual_seed(0)
-    g = Generator(**G_KWARGS)
-    with torch.no_grad():  # non-zero biases and a tracked w_avg, as in a trained generator
-        for name, t in g.state_dict().items():
-            if name.endswith("bias"):
-                t.add_(0.1 * torch.randn(t.shape))
-        g.mapping.w_avg.copy_(g.mapping(torch.randn(256, 16), None)[:, 0].mean(0))
-    return g.eval().requires_grad_(False)
+def G(tiny_generator):
+    return tiny_generator(track_w_avg=True)  # a tracked w_avg, as in a trained generator
 
 
 def pose_direction(G, degrees_per_unit=1.0, units="degrees"):
