@@ -289,19 +289,26 @@ def run_report(
     return timings
 
 
+def read_runs(reports_dir: Path) -> dict:
+    """``reports/notebook_runs.json`` as a dict; empty when missing or unreadable (a damaged record
+    is rebuilt by the next run rather than stopping the report)."""
+    path = Path(reports_dir) / RUNS_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
 def record_runs(reports_dir: Path, run_info: dict[str, object], timings: list[tuple[str, float]]) -> dict:
     """Merge this run's notebooks into ``reports/notebook_runs.json`` (name -> profile, dataset,
     other parameters, finish time, wall seconds); entries of notebooks not rerun are kept."""
-    path = Path(reports_dir) / RUNS_FILE
-    try:
-        runs = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (OSError, ValueError):
-        runs = {}  # an unreadable record is rebuilt from this run rather than stopping the report
+    runs = read_runs(reports_dir)
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     params = {k: v for k, v in run_info.items() if k != "only"}
     for name, seconds in timings:
         runs[name] = {**params, "finished": stamp, "seconds": round(seconds, 1)}
-    atomic_write_bytes(path, (json.dumps(runs, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+    text = json.dumps(runs, indent=1, sort_keys=True) + "\n"
+    atomic_write_bytes(Path(reports_dir) / RUNS_FILE, text.encode("utf-8"))
     return runs
 
 
@@ -410,11 +417,7 @@ def render_index(
 
 def _runs_table(reports_dir: Path) -> list[str]:
     """Markdown lines: which run made each notebook's current outputs (empty if none recorded)."""
-    path = Path(reports_dir) / RUNS_FILE
-    try:
-        runs = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (OSError, ValueError):
-        return []
+    runs = read_runs(reports_dir)
     if not runs:
         return []
     keys = sorted({k for r in runs.values() for k in r} - {"finished", "seconds"})

@@ -380,12 +380,6 @@ def compare_classifiers(model_real: torch.nn.Module, model_aug: torch.nn.Module,
 # ---------------------------------------------------------------------------------------------
 
 
-def _holm(p: Sequence[float]) -> np.ndarray:
-    from dapper.stats import holm
-
-    return holm(p)
-
-
 def _mean_interval(values: np.ndarray, confidence: float):
     """Student-t interval of the mean; Wilson's score interval for 0/1 values (a hit rate),
     which stays inside [0, 1] and does not collapse at 0 or 1 hits."""
@@ -422,7 +416,7 @@ def saliency_summary(per_image, names: tuple[str, str] = ("real", "augmented"), 
     """
     import pandas as pd
 
-    from dapper.stats import paired_test
+    from dapper.stats import holm, paired_test
 
     a, b = names
     df = per_image.copy()
@@ -463,8 +457,8 @@ def saliency_summary(per_image, names: tuple[str, str] = ("real", "augmented"), 
                             "p_wilcoxon_folds": tf.p_wilcoxon})
             part.append(row)
         if part:
-            p_t = _holm([r["p_t"] for r in part])
-            p_w = _holm([r["p_wilcoxon"] for r in part])
+            p_t = holm([r["p_t"] for r in part])
+            p_w = holm([r["p_wilcoxon"] for r in part])
             for r, pt, pw in zip(part, p_t, p_w):
                 r["p_t_holm"], r["p_wilcoxon_holm"] = pt, pw
                 r["significant"] = bool(np.isfinite(pt) and np.isfinite(pw) and pt < alpha and pw < alpha)
