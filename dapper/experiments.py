@@ -725,7 +725,7 @@ def study_statements(tables: dict, gain_goal: float = 0.06, saving_goal: float =
                      f"({_pts(gap)} points" + (f"; the task {'is' if gap >= 0.2 else 'is not'} hard enough by the "
                                                "study's 20-point rule)." if hardness_rule else ")."))
         v = vs[(vs["scenario"] == sc) & (vs["shots_per_class"] == lo_shots)]
-        family = int((vs["scenario"] == sc).sum())
+        family = int(vs.loc[vs["scenario"] == sc, "p_ttest"].notna().sum())  # holm leaves NaN p out
         for r in v.itertuples():
             holm = (f" (Holm-adjusted over the scenario's {family} comparisons: p={r.p_ttest_holm:.3g})"
                     if hasattr(r, "p_ttest_holm") and family > 1 else "")
