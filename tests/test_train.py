@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from dapper.stylegan2.checkpoints import load_generator
@@ -74,7 +75,42 @@ def test_shipped_generator_records_its_training_run():
 
     ckpt = repo_root() / "checkpoints" / "source_gan.json"
     cfg = TrainConfig.from_json(ckpt)
-    assert cfg == TrainConfig.from_json(repo_root() / "checkpoints" / "source_gan_train.json")
     meta = json.loads(ckpt.read_text())["metadata"]
+    # the generator names the config it was trained with; the shipped copy of that config matches
+    config = meta["command"].split("--config ")[1].split()[0]
+    assert config in ("checkpoints/source_gan_train.json", "checkpoints/source_gan_gpu_train.json")
+    assert cfg == TrainConfig.from_json(repo_root() / config)
     # a run stopped by a signal just after the target exports the step it reached
-    assert cfg.total_kimg <= meta["kimg"] < cfg.total_kimg + 1 and "source_gan_train.json" in meta["command"]
+    assert cfg.total_kimg <= meta["kimg"] < cfg.total_kimg + 1
+    if "gpu" in config:  # the GPU leg goes on from where the CPU leg ends, on the same network and data
+        cpu = TrainConfig.from_json(repo_root() / "checkpoints" / "source_gan_train.json")
+        assert cfg.total_kimg > cpu.total_kimg and "--init" in meta["command"]
+        same = ("batch", "ema_kimg", "total_kimg", "snapshot_kimg", "mixed_precision", "threads")
+        assert {k: v for k, v in vars(cfg).items() if k not in same} == \
+            {k: v for k, v in vars(cpu).items() if k not in same}
+
+
+def test_init_starts_from_another_run_with_fresh_optimisers(tmp_path):
+    images = _images()
+    first = train(TrainConfig(**{**TINY, "total_kimg": 0.016}), tmp_path / "a", images=images, progress=False)
+    state = torch.load(tmp_path / "a" / "resume.pt", weights_only=True)
+    slim = {k: v for k, v in state.items() if not k.startswith("opt_")}  # as --init may be given it
+    torch.save(slim, tmp_path / "slim.pt")
+    cfg = TrainConfig(**{**TINY, "batch": 4, "total_kimg": 0.024})
+    tr = Trainer(cfg, torch.device("cpu"))
+    tr.load_state_dict(slim, weights_only=True)
+    assert tr.nimg == first.nimg and not tr.opt_G.state  # counters taken, optimiser fresh
+    for k, v in first.G_ema.state_dict().items():
+        assert torch.equal(v, tr.G_ema.state_dict()[k])
+    with pytest.raises(KeyError):
+        tr.load_state_dict(slim)  # a resume needs the optimiser states
+    tr2 = train(cfg, tmp_path / "b", images=images, progress=False, init=tmp_path / "slim.pt")
+    assert tr2.nimg == 24 and tr2.opt_G.state  # went on from 16 to 24 images, at batch 4
+    tr3 = train(cfg, tmp_path / "b", images=images, progress=False, init=tmp_path / "missing.pt")
+    assert tr3.nimg == 24  # the run folder's own resume.pt wins over --init
+
+
+def test_step_without_sync_returns_device_tensors():
+    tr = Trainer(TrainConfig(**TINY), torch.device("cpu"))
+    stats = tr.step(torch.rand(8, 3, 16, 16) * 2 - 1, sync=False)
+    assert all(isinstance(v, torch.Tensor) and v.ndim == 0 for v in stats.values())

@@ -290,11 +290,13 @@ def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, dim: int = 1, act: 
     _, def_alpha, def_gain = ACTIVATIONS[act]
     alpha = float(def_alpha if alpha is None else alpha)
     gain = float(def_gain if gain is None else gain)
-    if x.is_cuda and _compile_ok():
-        return _compiled_bias_act()(x, b, dim, act, alpha, gain, clamp)
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad))
     if needs_grad:
+        # Autograd through the reference ops: training needs double backward (R1, path length),
+        # which compiled functions do not support.
         return _bias_act_ref(x, b, dim, act, alpha, gain, clamp)
+    if x.is_cuda and _compile_ok():
+        return _compiled_bias_act()(x, b, dim, act, alpha, gain, clamp)
     return _bias_act_inplace(x, b, dim, act, alpha, gain, clamp)
 
 

@@ -168,7 +168,10 @@ class Trainer:
     def _amp(self):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast)
 
-    def step(self, real: torch.Tensor) -> dict:
+    def step(self, real: torch.Tensor, sync: bool = True) -> dict:
+        """One minibatch of every phase. Returns the losses as floats, or as 0-d tensors when
+        ``sync`` is False (reading them back waits for the device; the training loop does that only
+        when it logs, so a GPU is never stalled by the host)."""
         cfg, G, D = self.cfg, self.G, self.D
         n = real.shape[0]
         stats = {}
@@ -182,7 +185,7 @@ class Trainer:
             loss_g = F.softplus(-D(fake)).mean()
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
-        stats["loss_g"] = float(loss_g.detach())
+        stats["loss_g"] = loss_g.detach()
 
         # Path-length regularisation, lazily.
         if cfg.pl_weight > 0 and self.step_idx % cfg.pl_interval == 0:
@@ -195,7 +198,7 @@ class Trainer:
             self.pl_mean.copy_(self.pl_mean.lerp(lengths.mean().detach(), cfg.pl_decay))
             loss_pl = (lengths - self.pl_mean).square().mean() * cfg.pl_weight * cfg.pl_interval
             (loss_pl + img[:, 0, 0, 0].sum() * 0).backward()
-            stats["pl"] = float(lengths.detach().mean())
+            stats["pl"] = lengths.detach().mean()
         for p in G.parameters():
             if p.grad is not None:
                 torch.nan_to_num_(p.grad, nan=0, posinf=1e5, neginf=-1e5)
@@ -216,16 +219,16 @@ class Trainer:
             loss_d = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
             if do_r1:
                 loss_d = loss_d + (r1 * (cfg.r1_gamma / 2)).mean() * cfg.r1_interval
-                stats["r1"] = float(r1.detach().mean())
+                stats["r1"] = r1.detach().mean()
         self.opt_D.zero_grad(set_to_none=True)
         loss_d.backward()
         for p in D.parameters():
             if p.grad is not None:
                 torch.nan_to_num_(p.grad, nan=0, posinf=1e5, neginf=-1e5)
         self.opt_D.step()
-        stats["loss_d"] = float(loss_d.detach())
-        stats["d_real"] = float(logits_real.detach().mean())
-        stats["d_fake"] = float(logits_fake.detach().mean())
+        stats["loss_d"] = loss_d.detach()
+        stats["d_real"] = logits_real.detach().mean()
+        stats["d_fake"] = logits_fake.detach().mean()
 
         # EMA generator with a ramp-up of the half-life early in training.
         self.nimg += n
@@ -235,11 +238,11 @@ class Trainer:
             ema_nimg = min(ema_nimg, self.nimg * cfg.ema_rampup)
         beta = 0.5 ** (n / max(ema_nimg, 1e-8))
         with torch.no_grad():
-            for p_ema, p in zip(self.G_ema.parameters(), G.parameters()):
-                p_ema.copy_(p.detach().lerp(p_ema, beta))
+            # p_ema <- p + beta (p_ema - p), all tensors in one fused call
+            torch._foreach_lerp_(list(self.G_ema.parameters()), [p.detach() for p in G.parameters()], 1.0 - beta)
             for b_ema, b in zip(self.G_ema.buffers(), G.buffers()):
                 b_ema.copy_(b)
-        return stats
+        return {k: float(v) for k, v in stats.items()} if sync else stats
 
     # -- state -------------------------------------------------------------------------------
 
@@ -251,15 +254,20 @@ class Trainer:
             "torch_rng": torch.get_rng_state(), "config": json.dumps(dataclasses.asdict(self.cfg)),
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, weights_only: bool = False) -> None:
+        """Restore a :meth:`state_dict`. ``weights_only`` (used by ``--init``) takes the networks and
+        counters and leaves the optimisers fresh, so a run can go on under new optimiser settings
+        (another batch size, another device); the optimiser states may then be absent."""
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
         self.G_ema.load_state_dict(state["G_ema"])
-        self.opt_G.load_state_dict(state["opt_G"])
-        self.opt_D.load_state_dict(state["opt_D"])
         self.pl_mean.copy_(state["pl_mean"])
         self.nimg = int(state["nimg"])
         self.step_idx = int(state["step_idx"])
+        if weights_only:
+            return
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
         torch.set_rng_state(state["torch_rng"])
 
 
@@ -293,10 +301,21 @@ def export_generator(trainer: Trainer, path: Path, extra: dict | None = None) ->
     save_generator(trainer.G_ema, path, metadata=meta)
 
 
+def configure_device(device: torch.device) -> None:
+    """CUDA: TF32 matrix and convolution units, cuDNN autotuning (fixed shapes every step)."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+
+
 def train(cfg: TrainConfig, out: Path, device: torch.device | None = None, images: np.ndarray | None = None,
-          max_minutes: float | None = None, progress: bool = True) -> Trainer:
+          max_minutes: float | None = None, progress: bool = True, init: Path | None = None,
+          log_every: int = 50) -> Trainer:
     """Train (or resume) until ``cfg.total_kimg``; returns the trainer. Stops early, saving, on
-    SIGINT/SIGTERM or after ``max_minutes``."""
+    SIGINT/SIGTERM or after ``max_minutes``. ``init``: a ``resume.pt`` of another run whose networks
+    and counters start this one (fresh optimisers), used only when ``out`` holds no ``resume.pt`` yet.
+    The losses are read back from the device every ``log_every`` steps and at snapshots."""
     from tqdm.auto import tqdm
 
     out = Path(out)
@@ -304,6 +323,7 @@ def train(cfg: TrainConfig, out: Path, device: torch.device | None = None, image
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    configure_device(device)
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     if images is None:
         images = load_dataset(cfg, progress=progress)
@@ -314,6 +334,9 @@ def train(cfg: TrainConfig, out: Path, device: torch.device | None = None, image
     if resume.exists():
         trainer.load_state_dict(torch.load(resume, map_location=device, weights_only=True))
         print(f"resumed from {resume} at {trainer.nimg / 1000:.1f} kimg")
+    elif init is not None:
+        trainer.load_state_dict(torch.load(init, map_location=device, weights_only=True), weights_only=True)
+        print(f"initialised from {init} at {trainer.nimg / 1000:.1f} kimg (networks and counters; fresh optimisers)")
     stream = ImageStream(images, cfg.batch, cfg.xflip, seed=cfg.seed * 1000003 + trainer.step_idx, device=device)
     grid_z = torch.randn([32, cfg.z_dim], generator=torch.Generator().manual_seed(cfg.seed + 123)).to(device)
 
@@ -339,13 +362,15 @@ def train(cfg: TrainConfig, out: Path, device: torch.device | None = None, image
     last = {}
     try:
         while trainer.nimg < total and not stop["flag"]:
-            stats = trainer.step(stream.next())
+            stats = trainer.step(stream.next(), sync=False)
             last.update(stats)
             bar.update(cfg.batch)
-            bar.set_postfix(g=f"{stats['loss_g']:.2f}", d=f"{stats['loss_d']:.2f}")
+            if trainer.step_idx % log_every == 0:
+                bar.set_postfix(g=f"{float(stats['loss_g']):.2f}", d=f"{float(stats['loss_d']):.2f}")
             if max_minutes is not None and time.time() - t_start > max_minutes * 60:
                 stop["flag"] = True
             if trainer.nimg >= next_snapshot or trainer.nimg >= total or stop["flag"]:
+                last = {k: float(v) for k, v in last.items()}
                 next_snapshot += int(cfg.snapshot_kimg * 1000)
                 _snapshot(trainer, out, grid_z, log_path, last, seconds_before + time.time() - t_start)
     finally:
@@ -378,6 +403,8 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (saving) after this long; rerun resumes")
     parser.add_argument("--total-kimg", type=float, default=None, help="override the config's length")
+    parser.add_argument("--init", default=None,
+                        help="start a new run from another run's resume.pt (networks and kimg; fresh optimisers)")
     parser.add_argument("--export", default=None,
                         help="when the run is complete, write its EMA generator here (e.g. checkpoints/source_gan)")
     args = parser.parse_args(argv)
@@ -386,9 +413,10 @@ def main(argv=None) -> None:
         cfg.total_kimg = args.total_kimg
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     device = torch.device(args.device) if args.device else None
-    trainer = train(cfg, out, device=device, max_minutes=args.max_minutes)
+    trainer = train(cfg, out, device=device, max_minutes=args.max_minutes, init=args.init)
     if args.export and trainer.nimg >= cfg.total_kimg * 1000:
-        seconds = float((out / "log.csv").read_text().strip().splitlines()[-1].split(",")[1])
+        rows = (out / "log.csv").read_text().strip().splitlines()[1:]
+        seconds = float(rows[-1].split(",")[1]) if rows else 0.0
         export_generator(trainer, Path(args.export),
                          extra={"command": "python -m dapper.stylegan2.train " + " ".join(argv or sys.argv[1:]),
                                 "seconds": seconds, "device": str(trainer.device)})
