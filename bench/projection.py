@@ -88,6 +88,7 @@ def main(argv=None) -> int:
 
     from dapper.oracles import load_identity_oracle, predict_identity
     from dapper.stylegan2 import default_generator_path, load_generator
+    from dapper.utils import display_path
 
     network = args.network or default_generator_path()
     device = torch.device(args.device)
@@ -101,7 +102,8 @@ def main(argv=None) -> int:
     ours = ProjectionSettings(space=args.space, **perceptual)
     if args.pixel_weight is not None:
         ours = ours.replace(pixel_weight=args.pixel_weight)
-    print(f"generator {network}; {n_all} held-out target views; device {device}, {args.threads} thread(s)")
+    print(f"generator {display_path(network)}; {n_all} held-out target views; device {device}, "
+          f"{args.threads} thread(s)")
     print(f"oracle accuracy on the originals: {np.mean(orig_pred[:args.n_images] == labels[:args.n_images]):.3f}")
 
     # Warm-up (w statistics, encoder, perceptual network, allocator) outside the timings.
@@ -135,7 +137,8 @@ def main(argv=None) -> int:
         print(f"{r['method']:<34}{r['n']:>4}{r['cpu_s_per_image']:>10.2f}{r['images_per_cpu_s']:>10.3f}"
               f"{r['wall_s_per_image']:>11.2f}{r['mean_steps']:>7.0f}{r['psnr']:>7.2f}{r['perceptual']:>8.4f}"
               f"{r['identity_agreement']:>7.2f}")
-    result = {"network": str(network), "dapper_settings": ours.to_dict(), "official_settings": official.to_dict(),
+    result = {"network": display_path(network), "dapper_settings": ours.to_dict(),
+              "official_settings": official.to_dict(),
               "device": str(device), "threads": args.threads, "runs": runs,
               "oracle_accuracy_originals": float(np.mean(orig_pred[:args.n_images] == labels[:args.n_images])),
               "cpu_count": os.cpu_count(), "torch": torch.__version__}

@@ -50,10 +50,11 @@ def main(argv=None) -> int:
     total = time.time() - t_start
 
     from dapper.stylegan2 import default_generator_path
+    from dapper.utils import display_path
 
     print(f"profile {args.profile}, dataset {args.dataset}, {args.workers} worker process(es), "
           f"torch {torch.__version__}, {os.cpu_count()} CPUs visible; generator "
-          f"{config.network or default_generator_path()} ({inputs.generator})")
+          f"{display_path(config.network or default_generator_path())} ({inputs.generator})")
     nan = float("nan")
     run_cpu = float(rows["cpu_seconds"].sum()) if "cpu_seconds" in rows and len(rows) else nan
     inputs.timings["runs_cpu"] = run_cpu

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import oracles
-from .utils import atomic_save, get_device, reports_dir
+from .utils import atomic_save, display_path, get_device, reports_dir
 
 YAW_BINS = 36
 COVERAGE_MIN_SHARE = 0.2  # a bin counts as covered with >= 20% of the uniform share of samples
@@ -146,7 +146,7 @@ def write_results(result: dict, network: str, out_dir: Path | None = None) -> tu
         rows.append(("identity_kept_after_projection", v, ">= 0.85 (moonshot 0.95)", v >= 0.85))
     df = pd.DataFrame(rows, columns=["metric", "value", "goal", "met"])
     df["n_generated"] = result["n"]
-    df["network"] = network
+    df["network"] = display_path(network)
     res_dir = out_dir or reports_dir("results")
     fig_dir = out_dir or reports_dir("figures")
     csv = Path(res_dir) / "source_gan.csv"
@@ -183,6 +183,11 @@ def _plot(result: dict, path, network: str) -> None:
         df = pd.read_csv(log)
         axes[2].plot(df["kimg"], df["loss_g"], label="G loss")
         axes[2].plot(df["kimg"], df["loss_d"], label="D loss")
+        if "device" in df:  # a run continued on another device (e.g. CPU, then a GPU leg)
+            legs = df[df["device"].ne(df["device"].shift())]
+            for kimg, dev in zip(legs["kimg"], legs["device"]):
+                axes[2].axvline(kimg, color="grey", lw=0.8, ls=":")
+                axes[2].annotate(dev, (kimg, 1), xycoords=("data", "axes fraction"), va="top", fontsize=8)
         axes[2].set_xlabel("kimg")
         axes[2].set_title("training losses")
         axes[2].legend()

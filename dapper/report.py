@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dapper.utils import DATASETS, PROFILES, atomic_write_bytes, repo_root
+from dapper.utils import DATASETS, PROFILES, atomic_write_bytes, display_path, repo_root
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 PREFERRED_KERNEL = "dapper"
@@ -207,9 +207,11 @@ def run_notebook(
     import papermill as pm
 
     try:
+        # Recorded in the executed notebook's metadata: relative to the repo when run from its root.
+        here = Path.cwd().resolve() == repo_root().resolve()
         pm.execute_notebook(
-            str(notebook),
-            str(executed_copy),
+            display_path(notebook) if here else str(notebook),
+            display_path(executed_copy) if here else str(executed_copy),
             parameters=parameters,
             kernel_name=kernel,
             cwd=str(repo_root()),

@@ -59,6 +59,17 @@ def seed_everything(seed: int) -> int:
     return seed
 
 
+def display_path(path) -> str:
+    """``path`` as it should be recorded in results, captions and logs: relative to the repo root
+    (POSIX separators) when it lies inside the repo, so committed outputs name no local folder;
+    anything else (a user's checkpoint elsewhere) as given."""
+    p = Path(path)
+    try:
+        return p.resolve().relative_to(repo_root().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def cache_dir(*parts: str) -> Path:
     """A folder for derived, re-creatable data (projections, renders); created if missing.
 

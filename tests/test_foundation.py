@@ -22,6 +22,7 @@ from dapper.utils import (
     atomic_write_bytes,
     cache_dir,
     check_params,
+    display_path,
     get_device,
     repo_root,
     reports_dir,
@@ -376,3 +377,11 @@ def test_check_params_names_the_bad_parameter(tmp_path):
         check_params("full", "stanford_cars", data_root=tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="network="):
         check_params("full", "toycars", network=tmp_path / "G.pkl")
+
+
+def test_display_path_is_relative_inside_the_repo_only(tmp_path):
+    shipped = ROOT / "checkpoints" / "source_gan.safetensors"
+    assert display_path(shipped) == "checkpoints/source_gan.safetensors"
+    assert display_path(str(shipped)) == "checkpoints/source_gan.safetensors"
+    outside = tmp_path / "my_gan.pkl"
+    assert display_path(outside) == str(outside)  # a user's file elsewhere keeps its full path
