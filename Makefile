@@ -17,14 +17,15 @@ REPORT_ARGS ?=
 TEST_REPORTS := $(CURDIR)/.cache/test-reports
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test report lint source-gan clean
+.PHONY: help setup test report lint source-gan source-gan-gpu clean
 
 help:
 	@echo "make setup     create .venv, install dapper (pinned), register the 'dapper' Jupyter kernel"
 	@echo "make report    run notebooks/NN_*.ipynb in order; PROFILE=$(PROFILE) DATASET=$(DATASET) [ONLY=NN]"
 	@echo "make test      pytest tests/, then nbval over notebooks/ (quick profile)"
 	@echo "make lint      ruff check"
-	@echo "make source-gan  retrain the shipped source generator (long)"
+	@echo "make source-gan  retrain the source generator's CPU leg, 0-160 kimg (about 100 min on 2 cores)"
+	@echo "make source-gan-gpu  both legs, the GPU one 160-410 kimg (the shipped generator; needs CUDA)"
 	@echo "make clean     remove caches, build files and executed notebooks (keeps .venv and .cache)"
 
 setup:
@@ -50,6 +51,11 @@ lint:
 # Resumable: interrupt and run again to continue; the finished run is exported to checkpoints/.
 source-gan:
 	$(PY) -m dapper.stylegan2.train --config checkpoints/source_gan_train.json --out runs/source_gan --export checkpoints/source_gan
+
+# The shipped generator: the CPU leg above, then the GPU leg from its last state (fresh optimisers).
+source-gan-gpu: source-gan
+	$(PY) -m dapper.stylegan2.train --config checkpoints/source_gan_gpu_train.json --init runs/source_gan/resume.pt \
+		--out runs/source_gan_gpu --export checkpoints/source_gan --device cuda
 
 clean:
 	rm -rf build *.egg-info .pytest_cache .ruff_cache reports/notebooks $(TEST_REPORTS)
