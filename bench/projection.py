@@ -68,6 +68,18 @@ def summarise(name: str, proj, labels, oracle, wall: float, cpu: float) -> dict:
     }
 
 
+def paired_interval(d: np.ndarray) -> dict:
+    """Mean of paired differences with a 95% t interval (NaN bounds for fewer than 2 images)."""
+    from scipy import stats
+
+    d = np.asarray(d, float)
+    mean = float(d.mean())
+    if len(d) < 2:
+        return {"mean": mean, "low": float("nan"), "high": float("nan"), "n": len(d)}
+    half = float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
+    return {"mean": mean, "low": mean - half, "high": mean + half, "n": len(d)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--network", type=Path, default=None, help="generator (default: the shipped source GAN)")
@@ -77,12 +89,19 @@ def main(argv=None) -> int:
     ap.add_argument("--space", choices=["w", "w+"], default="w", help="dapper's space (official is always w)")
     ap.add_argument("--pixel-weight", type=float, default=None,
                     help="dapper's pixel-loss weight (default: ProjectionSettings'); lower trades PSNR for perceptual")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="dapper's most steps per image (default: ProjectionSettings')")
+    ap.add_argument("--early-stop-tol", type=float, default=None,
+                    help="dapper's early-stop tolerance; 0 turns early stopping off")
     ap.add_argument("--seed", type=int, default=0, help="held-out view seed")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--vgg16", default=None)
     ap.add_argument("--lpips", default=None)
     ap.add_argument("--json", type=Path, default=None, help="write all numbers here")
+    ap.add_argument("--quality-only", action="store_true",
+                    help="project the official images in batches too (each image's result does not depend on "
+                         "its batch), to compare quality on many images; no speed-up is reported")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -102,6 +121,10 @@ def main(argv=None) -> int:
     ours = ProjectionSettings(space=args.space, **perceptual)
     if args.pixel_weight is not None:
         ours = ours.replace(pixel_weight=args.pixel_weight)
+    if args.steps is not None:
+        ours = ours.replace(steps=args.steps)
+    if args.early_stop_tol is not None:
+        ours = ours.replace(early_stop_tol=args.early_stop_tol or None)
     print(f"generator {display_path(network)}; {n_all} held-out target views; device {device}, "
           f"{args.threads} thread(s)")
     print(f"oracle accuracy on the originals: {np.mean(orig_pred[:args.n_images] == labels[:args.n_images]):.3f}")
@@ -113,7 +136,10 @@ def main(argv=None) -> int:
     runs = []
     if args.n_official:
         projs, t0, c0 = [], time.perf_counter(), time.process_time()
-        for i in range(args.n_official):  # batch 1, as the official projector works
+        if args.quality_only:
+            projs.append(project_images(G, images[:args.n_official], settings=official, cache=False,
+                                        progress=False, device=device))
+        for i in range(0 if args.quality_only else args.n_official):  # batch 1, as the official projector works
             projs.append(project_images(G, images[i:i + 1], settings=official, cache=False, progress=False,
                                         device=device, batch_size=1))
             print(f"  official image {i + 1}/{args.n_official}: {projs[-1].metrics['seconds'][0]:.1f} s, "
@@ -123,7 +149,8 @@ def main(argv=None) -> int:
         for p in projs[1:]:
             cat.reconstructions = torch.cat([cat.reconstructions, p.reconstructions])
             cat.metrics = {k: np.concatenate([cat.metrics[k], p.metrics[k]]) for k in cat.metrics}
-        runs.append(summarise("official (batch 1)", cat, labels[:args.n_official], oracle, wall, cpu))
+        name = f"official (batch {projs[0].info['batch_size']})" if args.quality_only else "official (batch 1)"
+        runs.append(summarise(name, cat, labels[:args.n_official], oracle, wall, cpu))
     t0, c0 = time.perf_counter(), time.process_time()
     mine = project_images(G, images[:args.n_images], settings=ours, cache=False, progress=False, device=device)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -151,13 +178,27 @@ def main(argv=None) -> int:
         ratio = runs[1]["images_per_cpu_s"] / off["images_per_cpu_s"]
         ratio_wall = runs[1]["images_per_wall_s"] / off["images_per_wall_s"]
         result["same_images"] = {"n": k, "official": {key: off[key] for key in same}, "dapper": same}
-        result["speedup_images_per_cpu_s"] = ratio
-        result["speedup_images_per_wall_s"] = ratio_wall
-        print(f"\nspeed-up, dapper vs official images/s: {ratio:.1f}x per CPU second, {ratio_wall:.1f}x per wall "
-              f"second (steps {off['mean_steps']:.0f} -> {runs[1]['mean_steps']:.0f})")
+        result["quality_only"] = args.quality_only
+        if not args.quality_only:
+            result["speedup_images_per_cpu_s"] = ratio
+            result["speedup_images_per_wall_s"] = ratio_wall
+            print(f"\nspeed-up, dapper vs official images/s: {ratio:.1f}x per CPU second, {ratio_wall:.1f}x per "
+                  f"wall second (steps {off['mean_steps']:.0f} -> {runs[1]['mean_steps']:.0f})")
         print(f"on the {k} images both projected: PSNR {off['psnr']:.2f} -> {same['psnr']:.2f} dB, "
               f"perceptual {off['perceptual']:.4f} -> {same['perceptual']:.4f}, "
               f"identity agreement {off['identity_agreement']:.2f} -> {same['identity_agreement']:.2f}")
+        result["paired_differences"] = paired = {}
+        for key in ("psnr", "perceptual"):  # dapper minus official, image by image
+            d = np.asarray(runs[1]["per_image"][key][:k]) - np.asarray(off["per_image"][key])
+            paired[key] = paired_interval(d)
+            print(f"  {key}, dapper - official: {paired[key]['mean']:+.4f} "
+                  f"[{paired[key]['low']:+.4f}, {paired[key]['high']:+.4f}] (95% t interval, {k} images)")
+        kept_d = np.asarray(runs[1]["per_image"]["identity_kept"][:k], bool)
+        kept_o = np.asarray(off["per_image"]["identity_kept"], bool)
+        paired["identity"] = {"both": int(np.sum(kept_d & kept_o)), "only_dapper": int(np.sum(kept_d & ~kept_o)),
+                              "only_official": int(np.sum(~kept_d & kept_o)), "neither": int(np.sum(~kept_d & ~kept_o))}
+        print(f"  identity kept: both {paired['identity']['both']}, only dapper {paired['identity']['only_dapper']}, "
+              f"only official {paired['identity']['only_official']}, neither {paired['identity']['neither']}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     return 0
