@@ -286,7 +286,7 @@ def run_report(
     run_info = {"profile": profile, "dataset": dataset, **(extras or {})}
     if only is not None:
         run_info["only"] = only
-    record_runs(reports_dir, run_info, timings)
+    record_runs(reports_dir, run_info, timings, {nb.name: plan[nb] for nb in notebooks})
     write_index(reports_dir, run_info, timings)
     return timings
 
@@ -301,14 +301,18 @@ def read_runs(reports_dir: Path) -> dict:
         return {}
 
 
-def record_runs(reports_dir: Path, run_info: dict[str, object], timings: list[tuple[str, float]]) -> dict:
+def record_runs(reports_dir: Path, run_info: dict[str, object], timings: list[tuple[str, float]],
+                per_notebook: dict[str, dict] | None = None) -> dict:
     """Merge this run's notebooks into ``reports/notebook_runs.json`` (name -> profile, dataset,
-    other parameters, finish time, wall seconds); entries of notebooks not rerun are kept."""
+    other parameters, finish time, wall seconds); entries of notebooks not rerun are kept.
+    ``per_notebook``: the parameters each notebook was given (an extra parameter goes only to the
+    notebooks that declare it), recorded instead of the run's when present."""
     runs = read_runs(reports_dir)
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     params = {k: v for k, v in run_info.items() if k != "only"}
     for name, seconds in timings:
-        runs[name] = {**params, "finished": stamp, "seconds": round(seconds, 1)}
+        given = (per_notebook or {}).get(name, params)
+        runs[name] = {**given, "finished": stamp, "seconds": round(seconds, 1)}
     text = json.dumps(runs, indent=1, sort_keys=True) + "\n"
     atomic_write_bytes(Path(reports_dir) / RUNS_FILE, text.encode("utf-8"))
     return runs

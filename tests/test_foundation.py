@@ -287,6 +287,12 @@ def test_index_says_which_run_made_each_notebooks_outputs(tmp_path):
     assert "different profiles" not in report.render_index(tmp_path)
     report.record_runs(tmp_path, {"profile": "quick", "dataset": "toycars"}, [("00_a.ipynb", 1.0)])
     assert list(json.loads((tmp_path / report.RUNS_FILE).read_text())) == ["00_a.ipynb"]
+    # an extra parameter is recorded only for the notebooks that were given it
+    both = {"profile": "full", "dataset": "toycars"}
+    report.record_runs(tmp_path, {**both, "conditions": "all"}, [("00_a.ipynb", 1.0), ("04_b.ipynb", 2.0)],
+                       {"00_a.ipynb": both, "04_b.ipynb": {**both, "conditions": "all"}})
+    runs = json.loads((tmp_path / report.RUNS_FILE).read_text())
+    assert "conditions" not in runs["00_a.ipynb"] and runs["04_b.ipynb"]["conditions"] == "all"
 
 
 def test_index_without_figures_says_so(tmp_path):
