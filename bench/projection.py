@@ -2,6 +2,7 @@
 
     python bench/projection.py                         # short default run (a few minutes on one CPU core)
     python bench/projection.py --n-official 10 --n-images 50 --json bench_projection.json
+    python bench/projection.py --threads 1 --n-official 6 --n-images 40 --space w+ --steps 130   # 13x, better quality
 
 Held-out toycars target images (``toycars.target_test_views``, every class, pickups included,
 interleaved so the first images cover different classes) are projected into W of the generator
