@@ -52,8 +52,10 @@ lint:
 source-gan:
 	$(PY) -m dapper.stylegan2.train --config checkpoints/source_gan_train.json --out runs/source_gan --export checkpoints/source_gan
 
-# The shipped generator: the CPU leg above, then the GPU leg from its last state (fresh optimisers).
-source-gan-gpu: source-gan
+# The shipped generator: the CPU leg (not exported, so a failed GPU leg leaves the shipped file as
+# it was), then the GPU leg from its last state (fresh optimisers), which exports.
+source-gan-gpu:
+	$(PY) -m dapper.stylegan2.train --config checkpoints/source_gan_train.json --out runs/source_gan
 	$(PY) -m dapper.stylegan2.train --config checkpoints/source_gan_gpu_train.json --init runs/source_gan/resume.pt \
 		--out runs/source_gan_gpu --export checkpoints/source_gan --device cuda
 

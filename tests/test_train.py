@@ -32,6 +32,12 @@ def test_one_step_updates_networks_and_ema():
     assert {"loss_g", "loss_d", "r1", "pl"} <= set(stats)
     assert not torch.equal(g_before, tr.G.mapping.fc0.weight)
     assert any(not torch.equal(before[k], v) for k, v in tr.G_ema.state_dict().items())
+    # EMA: ema <- beta * ema + (1 - beta) * G, beta from the half-life with its ramp-up
+    cfg = tr.cfg
+    beta = 0.5 ** (8 / min(cfg.ema_kimg * 1000, 8 * cfg.ema_rampup))
+    for name, p in tr.G.named_parameters():
+        expected = beta * before[name] + (1 - beta) * p.detach()
+        assert torch.allclose(tr.G_ema.state_dict()[name], expected, atol=1e-6), name
 
 
 def test_train_resume_and_export(tmp_path):
@@ -102,10 +108,14 @@ def test_init_starts_from_another_run_with_fresh_optimisers(tmp_path):
     assert tr.nimg == first.nimg and not tr.opt_G.state  # counters taken, optimiser fresh
     for k, v in first.G_ema.state_dict().items():
         assert torch.equal(v, tr.G_ema.state_dict()[k])
-    with pytest.raises(KeyError):
-        tr.load_state_dict(slim)  # a resume needs the optimiser states
+    fresh = Trainer(cfg, torch.device("cpu"))
+    g_before = {k: v.clone() for k, v in fresh.G.state_dict().items()}
+    with pytest.raises(KeyError, match="opt_G"):
+        fresh.load_state_dict(slim)  # a resume needs the optimiser states ...
+    assert fresh.nimg == 0 and all(torch.equal(v, fresh.G.state_dict()[k]) for k, v in g_before.items())
     tr2 = train(cfg, tmp_path / "b", images=images, progress=False, init=tmp_path / "slim.pt")
-    assert tr2.nimg == 24 and tr2.opt_G.state  # went on from 16 to 24 images, at batch 4
+    # went on from 16 to 24 images in 2 steps of batch 4 (from scratch it would take 6 steps)
+    assert tr2.nimg == 24 and tr2.step_idx == first.step_idx + 2 and tr2.opt_G.state
     tr3 = train(cfg, tmp_path / "b", images=images, progress=False, init=tmp_path / "missing.pt")
     assert tr3.nimg == 24  # the run folder's own resume.pt wins over --init
 

@@ -258,6 +258,12 @@ class Trainer:
         """Restore a :meth:`state_dict`. ``weights_only`` (used by ``--init``) takes the networks and
         counters and leaves the optimisers fresh, so a run can go on under new optimiser settings
         (another batch size, another device); the optimiser states may then be absent."""
+        missing = [k for k in ("G", "D", "G_ema", "pl_mean", "nimg", "step_idx") if k not in state]
+        if not weights_only:
+            missing += [k for k in ("opt_G", "opt_D", "torch_rng") if k not in state]
+        if missing:  # checked before anything changes, so a bad file leaves the trainer as it was
+            raise KeyError(f"training state lacks {missing}" + ("" if weights_only else
+                           " (a file without optimiser states can start a run with --init, not resume one)"))
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
         self.G_ema.load_state_dict(state["G_ema"])
@@ -302,7 +308,8 @@ def export_generator(trainer: Trainer, path: Path, extra: dict | None = None) ->
 
 
 def configure_device(device: torch.device) -> None:
-    """CUDA: TF32 matrix and convolution units, cuDNN autotuning (fixed shapes every step)."""
+    """CUDA: TF32 matrix and convolution units, cuDNN autotuning (fixed shapes every step). These
+    are process-wide torch settings: whatever runs later in the same process keeps them."""
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -314,7 +321,8 @@ def train(cfg: TrainConfig, out: Path, device: torch.device | None = None, image
           log_every: int = 50) -> Trainer:
     """Train (or resume) until ``cfg.total_kimg``; returns the trainer. Stops early, saving, on
     SIGINT/SIGTERM or after ``max_minutes``. ``init``: a ``resume.pt`` of another run whose networks
-    and counters start this one (fresh optimisers), used only when ``out`` holds no ``resume.pt`` yet.
+    and counters start this one (fresh optimisers), used only when ``out`` holds no ``resume.pt`` yet;
+    the new run's ``log.csv`` counts its own seconds from 0.
     The losses are read back from the device every ``log_every`` steps and at snapshots."""
     from tqdm.auto import tqdm
 
@@ -416,7 +424,10 @@ def main(argv=None) -> None:
     trainer = train(cfg, out, device=device, max_minutes=args.max_minutes, init=args.init)
     if args.export and trainer.nimg >= cfg.total_kimg * 1000:
         rows = (out / "log.csv").read_text().strip().splitlines()[1:]
-        seconds = float(rows[-1].split(",")[1]) if rows else 0.0
+        if not rows:  # e.g. --init from a run already at total_kimg: nothing of this run to export
+            print(f"nothing trained in {out} (already at {trainer.nimg / 1000:.1f} kimg); not exporting")
+            return
+        seconds = float(rows[-1].split(",")[1])
         export_generator(trainer, Path(args.export),
                          extra={"command": "python -m dapper.stylegan2.train " + " ".join(argv or sys.argv[1:]),
                                 "seconds": seconds, "device": str(trainer.device)})
