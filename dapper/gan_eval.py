@@ -184,10 +184,12 @@ def _plot(result: dict, path, network: str) -> None:
         axes[2].plot(df["kimg"], df["loss_g"], label="G loss")
         axes[2].plot(df["kimg"], df["loss_d"], label="D loss")
         if "device" in df:  # a run continued on another device (e.g. CPU, then a GPU leg)
-            legs = df[df["device"].ne(df["device"].shift())]
-            for kimg, dev in zip(legs["kimg"], legs["device"]):
+            # a leg starts where the one before it ended (its first logged row comes a snapshot later)
+            starts = df["device"].ne(df["device"].shift())
+            begin = df["kimg"].shift(fill_value=0.0)[starts]
+            for kimg, dev in zip(begin, df["device"][starts]):
                 axes[2].axvline(kimg, color="grey", lw=0.8, ls=":")
-                axes[2].annotate(dev, (kimg, 1), xycoords=("data", "axes fraction"), va="top", fontsize=8)
+                axes[2].annotate(f" {dev}", (kimg, 1), xycoords=("data", "axes fraction"), va="top", fontsize=8)
         axes[2].set_xlabel("kimg")
         axes[2].set_title("training losses")
         axes[2].legend()
