@@ -104,6 +104,8 @@ def main(argv=None) -> int:
                     help="project the official images in batches too (each image's result does not depend on "
                          "its batch), to compare quality on many images; no speed-up is reported")
     args = ap.parse_args(argv)
+    if args.n_official > args.n_images:
+        ap.error("--n-official must not exceed --n-images (quality is compared on the images both projected)")
     torch.set_num_threads(args.threads)
 
     from dapper.oracles import load_identity_oracle, predict_identity
@@ -165,7 +167,10 @@ def main(argv=None) -> int:
         print(f"{r['method']:<34}{r['n']:>4}{r['cpu_s_per_image']:>10.2f}{r['images_per_cpu_s']:>10.3f}"
               f"{r['wall_s_per_image']:>11.2f}{r['mean_steps']:>7.0f}{r['psnr']:>7.2f}{r['perceptual']:>8.4f}"
               f"{r['identity_agreement']:>7.2f}")
-    result = {"network": display_path(network), "dapper_settings": ours.to_dict(),
+    from dapper.projection import generator_hash
+
+    result = {"network": display_path(network), "generator_hash": generator_hash(G),
+              "dapper_settings": ours.to_dict(),
               "official_settings": official.to_dict(),
               "device": str(device), "threads": args.threads, "runs": runs,
               "oracle_accuracy_originals": float(np.mean(orig_pred[:args.n_images] == labels[:args.n_images])),

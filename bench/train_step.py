@@ -9,9 +9,11 @@ Each variant builds the shipped source-GAN networks (``checkpoints/source_gan_tr
 R1 and path-length steps), then times ``--steps`` steps on random "real" images, reading the losses
 back only at the end (as the training loop does). ``--steps`` defaults to 48, a multiple of both
 lazy-regularisation intervals, so every variant pays R1 and path length at the shipped rates.
-The first variant is the baseline (the shipped CPU batch in float32); the table gives each
-variant's images/s and its ratio to the baseline, and checks that every loss stayed finite.
-Variants are ``BATCH:fp32`` (TF32 matrix units on CUDA) or ``BATCH:bf16`` (bf16 autocast, CUDA).
+The first variant is the baseline (by default the shipped batch, 32, in float32, on the same
+device); the table gives each variant's images/s and its ratio to the baseline, and checks that
+every loss stayed finite. Variants are ``BATCH:fp32`` (float32 weights and activations; on CUDA
+the matrix and convolution units run in TF32, see ``configure_device``) or ``BATCH:bf16`` (bf16
+autocast; CUDA only).
 """
 
 from __future__ import annotations
@@ -76,6 +78,8 @@ def main(argv=None) -> int:
         batch, _, precision = v.partition(":")
         if precision not in ("fp32", "bf16"):
             raise SystemExit(f"variant {v!r}: expected BATCH:fp32 or BATCH:bf16")
+        if precision == "bf16" and device.type != "cuda":
+            raise SystemExit(f"variant {v!r}: bf16 autocast is used on CUDA only")
         cfg = dataclasses.replace(base, batch=int(batch), mixed_precision=precision == "bf16", threads=0)
         rows.append(time_variant(cfg, device, args.warmup, args.steps))
         print(f"  {v}: {rows[-1]['images_per_s']:.0f} img/s", flush=True)
