@@ -17,11 +17,9 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from projection import paired_interval  # noqa: E402
+from projection import paired_vs_official  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -42,19 +40,16 @@ def main(argv=None) -> int:
             continue
         mine = next(r for r in data["runs"] if r["method"].startswith("dapper"))["per_image"]
         k = min(len(off["psnr"]), len(mine["psnr"]))
-        out = {"source": f"official schedule from {ref_path.as_posix()} ({official['method']}), first {k} images"}
-        for key in ("psnr", "perceptual"):
-            out[key] = paired_interval(np.asarray(mine[key][:k]) - np.asarray(off[key][:k]))
-        kd, ko = np.asarray(mine["identity_kept"][:k], bool), np.asarray(off["identity_kept"][:k], bool)
-        out["identity"] = {"both": int(np.sum(kd & ko)), "only_dapper": int(np.sum(kd & ~ko)),
-                           "only_official": int(np.sum(~kd & ko)), "neither": int(np.sum(~kd & ~ko))}
+        out = {"source": f"official schedule from {ref_path.as_posix()} ({official['method']}), first {k} images",
+               **paired_vs_official(mine, off, k)}
         data["paired_vs_official"] = out
         data.pop("paired_vs_official_40", None)
         path.write_text(json.dumps(data, indent=1) + "\n")
         print(f"{path.name}: {k} images, PSNR {out['psnr']['mean']:+.2f} [{out['psnr']['low']:+.2f}, "
               f"{out['psnr']['high']:+.2f}] dB, perceptual {out['perceptual']['mean']:+.4f} "
               f"[{out['perceptual']['low']:+.4f}, {out['perceptual']['high']:+.4f}], identity kept "
-              f"{int(kd.sum())} vs {int(ko.sum())} ({out['identity']})")
+              f"{out['identity']['both'] + out['identity']['only_dapper']} vs "
+              f"{out['identity']['both'] + out['identity']['only_official']} ({out['identity']})")
     return 0
 
 

@@ -27,6 +27,7 @@ images both methods projected; speed ratios are measured in this run, on this ma
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -69,16 +70,18 @@ def summarise(name: str, proj, labels, oracle, wall: float, cpu: float) -> dict:
     }
 
 
-def paired_interval(d: np.ndarray) -> dict:
-    """Mean of paired differences with a 95% t interval (NaN bounds for fewer than 2 images)."""
-    from scipy import stats
+def paired_vs_official(mine: dict, official: dict, k: int) -> dict:
+    """dapper against the official schedule on the first ``k`` images, image by image, from two
+    runs' ``per_image`` results: PSNR and perceptual differences (dapper minus official; mean with
+    its 95% t interval) and identity kept by both, by one, by neither."""
+    from dapper.stats import mean_interval
 
-    d = np.asarray(d, float)
-    mean = float(d.mean())
-    if len(d) < 2:
-        return {"mean": mean, "low": float("nan"), "high": float("nan"), "n": len(d)}
-    half = float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
-    return {"mean": mean, "low": mean - half, "high": mean + half, "n": len(d)}
+    out = {key: dataclasses.asdict(mean_interval(np.asarray(mine[key][:k]) - np.asarray(official[key][:k])))
+           for key in ("psnr", "perceptual")}
+    kd, ko = np.asarray(mine["identity_kept"][:k], bool), np.asarray(official["identity_kept"][:k], bool)
+    out["identity"] = {"both": int(np.sum(kd & ko)), "only_dapper": int(np.sum(kd & ~ko)),
+                       "only_official": int(np.sum(~kd & ko)), "neither": int(np.sum(~kd & ~ko))}
+    return out
 
 
 def main(argv=None) -> int:
@@ -193,16 +196,10 @@ def main(argv=None) -> int:
         print(f"on the {k} images both projected: PSNR {off['psnr']:.2f} -> {same['psnr']:.2f} dB, "
               f"perceptual {off['perceptual']:.4f} -> {same['perceptual']:.4f}, "
               f"identity agreement {off['identity_agreement']:.2f} -> {same['identity_agreement']:.2f}")
-        result["paired_differences"] = paired = {}
-        for key in ("psnr", "perceptual"):  # dapper minus official, image by image
-            d = np.asarray(runs[1]["per_image"][key][:k]) - np.asarray(off["per_image"][key])
-            paired[key] = paired_interval(d)
+        result["paired_differences"] = paired = paired_vs_official(runs[1]["per_image"], off["per_image"], k)
+        for key in ("psnr", "perceptual"):
             print(f"  {key}, dapper - official: {paired[key]['mean']:+.4f} "
                   f"[{paired[key]['low']:+.4f}, {paired[key]['high']:+.4f}] (95% t interval, {k} images)")
-        kept_d = np.asarray(runs[1]["per_image"]["identity_kept"][:k], bool)
-        kept_o = np.asarray(off["per_image"]["identity_kept"], bool)
-        paired["identity"] = {"both": int(np.sum(kept_d & kept_o)), "only_dapper": int(np.sum(kept_d & ~kept_o)),
-                              "only_official": int(np.sum(~kept_d & kept_o)), "neither": int(np.sum(~kept_d & ~kept_o))}
         print(f"  identity kept: both {paired['identity']['both']}, only dapper {paired['identity']['only_dapper']}, "
               f"only official {paired['identity']['only_official']}, neither {paired['identity']['neither']}")
     if args.json:
