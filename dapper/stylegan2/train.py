@@ -360,11 +360,7 @@ def train(cfg: TrainConfig, out: Path, device: torch.device | None = None, image
     if not log_path.exists():
         log_path.write_text("kimg,seconds,loss_g,loss_d,d_real,d_fake,r1\n")
     t_start = time.time()
-    seconds_before = 0.0
-    if resume.exists():
-        lines = log_path.read_text().strip().splitlines()
-        if len(lines) > 1:
-            seconds_before = float(lines[-1].split(",")[1])
+    seconds_before = (logged_seconds(log_path) or 0.0) if resume.exists() else 0.0
     bar = tqdm(total=total, initial=trainer.nimg, unit="img", unit_scale=True, disable=not progress,
                desc="train StyleGAN2")
     last = {}
@@ -386,6 +382,12 @@ def train(cfg: TrainConfig, out: Path, device: torch.device | None = None, image
         for s, h in old_handlers.items():
             signal.signal(s, h)
     return trainer
+
+
+def logged_seconds(log_path: Path) -> float | None:
+    """Training seconds of the run's last ``log.csv`` row; None when it has no rows yet."""
+    rows = Path(log_path).read_text().strip().splitlines()[1:]
+    return float(rows[-1].split(",")[1]) if rows else None
 
 
 def _snapshot(trainer: Trainer, out: Path, grid_z: torch.Tensor, log_path: Path, stats: dict, seconds: float):
@@ -423,11 +425,10 @@ def main(argv=None) -> None:
     device = torch.device(args.device) if args.device else None
     trainer = train(cfg, out, device=device, max_minutes=args.max_minutes, init=args.init)
     if args.export and trainer.nimg >= cfg.total_kimg * 1000:
-        rows = (out / "log.csv").read_text().strip().splitlines()[1:]
-        if not rows:  # e.g. --init from a run already at total_kimg: nothing of this run to export
+        seconds = logged_seconds(out / "log.csv")
+        if seconds is None:  # e.g. --init from a run already at total_kimg: nothing of this run to export
             print(f"nothing trained in {out} (already at {trainer.nimg / 1000:.1f} kimg); not exporting")
             return
-        seconds = float(rows[-1].split(",")[1])
         export_generator(trainer, Path(args.export),
                          extra={"command": "python -m dapper.stylegan2.train " + " ".join(argv or sys.argv[1:]),
                                 "seconds": seconds, "device": str(trainer.device)})
