@@ -22,3 +22,49 @@ def test_yaw_coverage():
     assert half == 0.5
     wrapped, _ = yaw_coverage(np.array([-5.0, 365.0]))
     assert wrapped == 2 / 36
+
+
+def test_frechet_terms_split_the_distance():
+    from dapper.gan_eval import frechet_terms
+
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(3000, 4))
+    b = 2.0 * rng.normal(size=(3000, 4)) + 0.5
+    mean_term, cov_term = frechet_terms(a, b)
+    assert abs(mean_term + cov_term - frechet_distance(a, b)) < 1e-9
+    # mean shift 0.5 in 4 dims; std 1 vs 2 in 4 dims: sum (1 - 2)^2 = 4
+    assert abs(mean_term - 1.0) < 0.15 and abs(cov_term - 4.0) < 0.4
+
+
+def test_resample_removes_fine_detail_only():
+    from dapper.gan_eval import resample
+
+    flat = np.full((2, 16, 16, 3), 77, np.uint8)
+    assert np.array_equal(resample(flat, 8), flat)
+    checker = (np.indices((16, 16)).sum(0) % 2 * 255).astype(np.uint8)
+    checker = np.repeat(checker[None, :, :, None], 3, axis=3)
+    assert resample(checker, 8).std() < 0.1 * checker.std()  # one-pixel pattern gone
+    smooth = np.repeat(np.linspace(0, 255, 16).astype(np.uint8)[None, None, :, None], 16, axis=1)
+    smooth = np.repeat(smooth, 3, axis=3)
+    assert np.abs(resample(smooth, 8).astype(int) - smooth).mean() < 4  # a slow ramp survives
+    assert resample(checker, 8).shape == checker.shape and resample(checker, 8).dtype == np.uint8
+
+
+def test_evaluate_and_write_results_end_to_end(tiny_generator, tmp_path):
+    import pandas as pd
+
+    from dapper.gan_eval import evaluate, write_results
+
+    G = tiny_generator()
+    result = evaluate(G, n=48, with_projection=False)
+    assert set(result["fd_source_resampled"]) == {12, 8}  # 3/4 and 1/2 of 16 px
+    assert abs(result["fd_mean_term"] + result["fd_covariance_term"] - result["fd_generated_vs_source"]) < 1e-6
+    csv, fig = write_results(result, "some/where/tiny.safetensors", out_dir=tmp_path)
+    df = pd.read_csv(csv).set_index("metric")
+    assert fig.exists() and fig.stat().st_size > 0
+    halves = df.loc["fd_source_halves", "value"]
+    for size in (12, 8):
+        assert np.isclose(df.loc[f"fd_ratio_source_resampled_{size}px", "value"],
+                          df.loc[f"fd_source_resampled_{size}px", "value"] / halves)
+    assert np.isclose(df.loc["fd_ratio", "value"], df.loc["fd_generated_vs_source", "value"] / halves)
+    assert str(df.loc["fd_ratio", "met"]) in ("True", "False") and "identity_kept_after_projection" not in df.index
