@@ -68,3 +68,13 @@ def test_evaluate_and_write_results_end_to_end(tiny_generator, tmp_path):
                           df.loc[f"fd_source_resampled_{size}px", "value"] / halves)
     assert np.isclose(df.loc["fd_ratio", "value"], df.loc["fd_generated_vs_source", "value"] / halves)
     assert str(df.loc["fd_ratio", "met"]) in ("True", "False") and "identity_kept_after_projection" not in df.index
+
+
+def test_identity_shares_count_twin_confusions_apart():
+    from dapper.gan_eval import identity_shares
+
+    labels = np.array([0, 0, 1, 1, 2, 2, 4])
+    pred = np.array([0, 1, 1, 3, 3, 2, 4])  # 0->1 and 2->3 are twin mix-ups, 1->3 is not
+    out = identity_shares(pred, labels, n_classes=5, pairs=((0, 1), (2, 3)))
+    assert out["kept"] == 4 / 7 and out["pair_kept"] == 6 / 7
+    assert np.allclose(out["per_class"][[0, 1, 2, 4]], [0.5, 0.5, 0.5, 1.0]) and np.isnan(out["per_class"][3])
