@@ -124,3 +124,62 @@ def test_step_without_sync_returns_device_tensors():
     tr = Trainer(TrainConfig(**TINY), torch.device("cpu"))
     stats = tr.step(torch.rand(8, 3, 16, 16) * 2 - 1, sync=False)
     assert all(isinstance(v, torch.Tensor) and v.ndim == 0 for v in stats.values())
+
+
+def test_export_writes_a_training_state_that_a_new_run_goes_on_from(tmp_path):
+    from safetensors.torch import load_file
+
+    from dapper.stylegan2.train import load_training_state, main, training_state_path
+
+    images = _images()
+    first = train(TrainConfig(**{**TINY, "total_kimg": 0.016}), tmp_path / "a", images=images, progress=False)
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps({"train": {**TINY, "total_kimg": 0.016}}))
+    # the run is complete: --state-from writes its state beside a generator exported from it
+    from dapper.stylegan2.train import export_generator
+
+    export_generator(first, tmp_path / "ck" / "gan")
+    main(["--config", str(cfg_path), "--state-from", str(tmp_path / "a" / "resume.pt"),
+          "--export", str(tmp_path / "ck" / "gan")])
+    state_file = training_state_path(tmp_path / "ck" / "gan.safetensors")
+    assert state_file == tmp_path / "ck" / "gan_state.safetensors" and state_file.exists()
+    assert not any(k.startswith(("opt", "G_ema")) for k in load_file(state_file))  # shippable: no optimiser, no copy
+    state = load_training_state(state_file)
+    assert state["nimg"] == first.nimg and state["step_idx"] == first.step_idx
+    for name in ("G", "D", "G_ema"):
+        ref = getattr(first, name).state_dict()
+        assert set(state[name]) == set(ref) and all(torch.equal(state[name][k], ref[k]) for k in ref), name
+    assert torch.equal(state["pl_mean"], first.pl_mean)
+    # a new run starts from it (fresh optimisers) and goes on counting
+    cfg = TrainConfig(**{**TINY, "total_kimg": 0.024})
+    tr = train(cfg, tmp_path / "b", images=images, progress=False, init=state_file)
+    assert tr.nimg == 24 and tr.step_idx == first.step_idx + 1
+    # a generator that is not the one the state was saved with is refused, clearly
+    export_generator(tr, tmp_path / "ck" / "gan")
+    with pytest.raises(ValueError, match="not the generator"):
+        load_training_state(state_file)
+    with pytest.raises(ValueError, match="not the EMA generator"):  # --state-from checks the pairing too
+        main(["--config", str(cfg_path), "--state-from", str(tmp_path / "a" / "resume.pt"),
+              "--export", str(tmp_path / "ck" / "gan")])
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"))  # some other safetensors file
+    with pytest.raises(ValueError, match="not a dapper training state"):
+        load_training_state(tmp_path / "other.safetensors")
+    with pytest.raises(FileNotFoundError, match="no training state"):
+        train(cfg, tmp_path / "c", images=images, progress=False, init=tmp_path / "missing_state.safetensors")
+
+
+def test_export_from_the_command_line_writes_generator_and_state(tmp_path, monkeypatch):
+    from dapper.stylegan2 import train as train_mod
+
+    images = _images()
+    monkeypatch.setattr(train_mod, "load_dataset", lambda cfg, progress=True: images)
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps({"train": {**TINY, "total_kimg": 0.016}}))
+    train_mod.main(["--config", str(cfg_path), "--out", str(tmp_path / "run"), "--export", str(tmp_path / "gan")])
+    state = train_mod.load_training_state(tmp_path / "gan_state.safetensors")
+    G = load_generator(tmp_path / "gan")
+    assert state["nimg"] == 16 and all(torch.equal(v, G.state_dict()[k]) for k, v in state["G_ema"].items())
+    meta = json.loads((tmp_path / "gan.json").read_text())["metadata"]
+    assert "--export" in meta["command"]

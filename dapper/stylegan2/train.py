@@ -12,6 +12,13 @@ The run folder holds ``resume.pt`` (weights + optimiser state, rewritten atomica
 ``weights_only=True``), ``samples-<kimg>.png`` grids, ``log.csv`` and the exported EMA generator.
 A run that is interrupted (Ctrl-C, SIGTERM) saves its state and continues where it stopped when
 started again with the same command.
+
+``--export checkpoints/NAME`` writes, once the run is complete, the EMA generator
+(``NAME.safetensors`` + ``.json``) and its training state ``NAME_state.safetensors``: the trained
+(non-EMA) generator, the discriminator, the path-length mean and the counters, with the hash of the
+EMA generator it belongs to. It holds no optimiser states (small enough to ship) and is read as data.
+``--init checkpoints/NAME_state.safetensors`` starts a new run from it, e.g. to train the shipped
+generator further on a GPU or to fine-tune it on other images, from a fresh clone.
 """
 
 from __future__ import annotations
@@ -33,7 +40,9 @@ import torch.nn.functional as F
 
 from .networks import Discriminator, Generator
 
-__all__ = ["TrainConfig", "train", "ImageStream"]
+__all__ = ["TrainConfig", "train", "ImageStream", "save_training_state", "load_training_state", "training_state_path"]
+
+STATE_SUFFIX = "_state.safetensors"
 
 
 @dataclasses.dataclass
@@ -299,12 +308,88 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
     os.replace(tmp, path)
 
 
-def export_generator(trainer: Trainer, path: Path, extra: dict | None = None) -> None:
+def export_generator(trainer: Trainer, path: Path, extra: dict | None = None) -> Path:
+    """Write the EMA generator (``<path>.safetensors`` + ``.json``); returns the weights path."""
     from .checkpoints import save_generator
 
     meta = {"train_config": dataclasses.asdict(trainer.cfg), "kimg": trainer.nimg / 1000}
     meta.update(extra or {})
-    save_generator(trainer.G_ema, path, metadata=meta)
+    return save_generator(trainer.G_ema, path, metadata=meta)
+
+
+def training_state_path(export) -> Path:
+    """The training state that goes with an export: ``checkpoints/x`` (or ``x.safetensors``, ``x.json``)
+    -> ``checkpoints/x_state.safetensors``."""
+    p = Path(export)
+    stem = p.name
+    for suffix in (".safetensors", ".json"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    return p.with_name(stem + STATE_SUFFIX)
+
+
+def save_training_state(trainer: Trainer, path, generator_path, extra: dict | None = None) -> Path:
+    """Write what a new run needs to go on from ``trainer`` (no optimiser states) as safetensors:
+    ``G.*`` and ``D.*`` weights, ``pl_mean``, and in the metadata the counters, the config and the
+    file name and weight hash of the EMA generator saved at ``generator_path`` (in the same folder),
+    which :func:`load_training_state` reads back and checks."""
+    from safetensors.torch import save as st_save
+
+    from ..perceptual import state_hash
+    from ..utils import atomic_write_bytes
+
+    path, generator_path = Path(path), Path(generator_path)
+    if generator_path.resolve().parent != path.resolve().parent:
+        raise ValueError(f"the generator {generator_path} must sit in the same folder as {path}")
+    tensors = {f"G.{k}": v for k, v in trainer.G.state_dict().items()}
+    tensors.update({f"D.{k}": v for k, v in trainer.D.state_dict().items()})
+    tensors["pl_mean"] = trainer.pl_mean.reshape(())
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    meta = {"nimg": int(trainer.nimg), "step_idx": int(trainer.step_idx), "kimg": trainer.nimg / 1000,
+            "config": dataclasses.asdict(trainer.cfg), "generator": generator_path.name,
+            "generator_hash": state_hash(trainer.G_ema), **(extra or {})}
+    atomic_write_bytes(path, st_save(tensors, metadata={"dapper_training_state": json.dumps(meta)}))
+    return path
+
+
+def load_training_state(path, device="cpu") -> dict:
+    """Read a :func:`save_training_state` file into the form :meth:`Trainer.load_state_dict` takes
+    with ``weights_only=True`` (plus ``"config"``). The EMA generator comes from the file named in
+    its metadata, beside it, and must have the weights the state was saved with."""
+    from safetensors import safe_open
+
+    from ..perceptual import state_hash
+    from .checkpoints import load_generator
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no training state at {path}")
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        raw = (f.metadata() or {}).get("dapper_training_state")
+        if raw is None:
+            raise ValueError(f"{path} is not a dapper training state (no 'dapper_training_state' metadata)")
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta = json.loads(raw)
+    gen_path = path.parent / meta["generator"]
+    if not gen_path.is_file():
+        raise FileNotFoundError(f"{path} goes with the generator {gen_path}, which is missing")
+    G_ema = load_generator(gen_path)
+    if state_hash(G_ema) != meta["generator_hash"]:
+        raise ValueError(f"{gen_path} is not the generator {path} was saved with (its weights differ); "
+                         f"a training state only goes on from its own EMA generator")
+
+    def part(prefix):
+        return {k[len(prefix):]: v.to(device) for k, v in tensors.items() if k.startswith(prefix)}
+
+    return {"G": part("G."), "D": part("D."), "G_ema": {k: v.to(device) for k, v in G_ema.state_dict().items()},
+            "pl_mean": tensors["pl_mean"].to(device), "nimg": meta["nimg"], "step_idx": meta["step_idx"],
+            "config": meta["config"]}
+
+
+def _read_init(init, device) -> dict:
+    if str(init).endswith(".safetensors"):
+        return load_training_state(init, device)
+    return torch.load(init, map_location=device, weights_only=True)
 
 
 def configure_device(device: torch.device) -> None:
@@ -320,8 +405,9 @@ def train(cfg: TrainConfig, out: Path, device: torch.device | None = None, image
           max_minutes: float | None = None, progress: bool = True, init: Path | None = None,
           log_every: int = 50) -> Trainer:
     """Train (or resume) until ``cfg.total_kimg``; returns the trainer. Stops early, saving, on
-    SIGINT/SIGTERM or after ``max_minutes``. ``init``: a ``resume.pt`` of another run whose networks
-    and counters start this one (fresh optimisers), used only when ``out`` holds no ``resume.pt`` yet;
+    SIGINT/SIGTERM or after ``max_minutes``. ``init``: a ``resume.pt`` of another run, or a training
+    state (``*_state.safetensors``, :func:`save_training_state`), whose networks and counters start
+    this one (fresh optimisers), used only when ``out`` holds no ``resume.pt`` yet;
     the new run's ``log.csv`` counts its own seconds from 0.
     The losses are read back from the device every ``log_every`` steps and at snapshots."""
     from tqdm.auto import tqdm
@@ -343,7 +429,7 @@ def train(cfg: TrainConfig, out: Path, device: torch.device | None = None, image
         trainer.load_state_dict(torch.load(resume, map_location=device, weights_only=True))
         print(f"resumed from {resume} at {trainer.nimg / 1000:.1f} kimg")
     elif init is not None:
-        trainer.load_state_dict(torch.load(init, map_location=device, weights_only=True), weights_only=True)
+        trainer.load_state_dict(_read_init(init, device), weights_only=True)
         print(f"initialised from {init} at {trainer.nimg / 1000:.1f} kimg (networks and counters; fresh optimisers)")
     stream = ImageStream(images, cfg.batch, cfg.xflip, seed=cfg.seed * 1000003 + trainer.step_idx, device=device)
     grid_z = torch.randn([32, cfg.z_dim], generator=torch.Generator().manual_seed(cfg.seed + 123)).to(device)
@@ -414,7 +500,11 @@ def main(argv=None) -> None:
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (saving) after this long; rerun resumes")
     parser.add_argument("--total-kimg", type=float, default=None, help="override the config's length")
     parser.add_argument("--init", default=None,
-                        help="start a new run from another run's resume.pt (networks and kimg; fresh optimisers)")
+                        help="start a new run from another run's resume.pt or an exported *_state.safetensors "
+                             "(networks and kimg; fresh optimisers)")
+    parser.add_argument("--state-from", default=None, metavar="RESUME_PT",
+                        help="write nothing but the training state of this resume.pt beside --export's generator, "
+                             "which must be that run's EMA generator (for runs exported before states were)")
     parser.add_argument("--export", default=None,
                         help="when the run is complete, write its EMA generator here (e.g. checkpoints/source_gan)")
     args = parser.parse_args(argv)
@@ -423,16 +513,40 @@ def main(argv=None) -> None:
         cfg.total_kimg = args.total_kimg
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     device = torch.device(args.device) if args.device else None
+    if args.state_from:
+        if not args.export:
+            parser.error("--state-from needs --export (the generator the state belongs to)")
+        write_state_of(cfg, args.state_from, args.export,
+                       command="python -m dapper.stylegan2.train " + " ".join(argv or sys.argv[1:]))
+        return
     trainer = train(cfg, out, device=device, max_minutes=args.max_minutes, init=args.init)
     if args.export and trainer.nimg >= cfg.total_kimg * 1000:
         seconds = logged_seconds(out / "log.csv")
         if seconds is None:  # e.g. --init from a run already at total_kimg: nothing of this run to export
             print(f"nothing trained in {out} (already at {trainer.nimg / 1000:.1f} kimg); not exporting")
             return
-        export_generator(trainer, Path(args.export),
-                         extra={"command": "python -m dapper.stylegan2.train " + " ".join(argv or sys.argv[1:]),
-                                "seconds": seconds, "device": str(trainer.device)})
-        print(f"exported the EMA generator to {args.export}")
+        command = "python -m dapper.stylegan2.train " + " ".join(argv or sys.argv[1:])
+        weights = export_generator(trainer, Path(args.export),
+                                   extra={"command": command, "seconds": seconds, "device": str(trainer.device)})
+        state = save_training_state(trainer, training_state_path(args.export), weights, extra={"command": command})
+        print(f"exported the EMA generator to {weights} and its training state to {state}")
+
+
+def write_state_of(cfg: TrainConfig, resume_pt, export, command: str = "") -> Path:
+    """The training state of a finished run's ``resume.pt``, written beside its exported generator
+    (``export``), after checking that this generator is the run's EMA generator."""
+    from ..perceptual import state_hash
+    from .checkpoints import load_generator
+
+    trainer = Trainer(cfg, torch.device("cpu"))
+    trainer.load_state_dict(torch.load(resume_pt, map_location="cpu", weights_only=True), weights_only=True)
+    state_path = training_state_path(export)
+    weights = state_path.with_name(state_path.name[: -len(STATE_SUFFIX)] + ".safetensors")
+    if state_hash(load_generator(weights)) != state_hash(trainer.G_ema):
+        raise ValueError(f"{weights} is not the EMA generator of {resume_pt}")
+    path = save_training_state(trainer, state_path, weights, extra={"command": command})
+    print(f"wrote the training state of {resume_pt} ({trainer.nimg / 1000:.3f} kimg) to {path}")
+    return path
 
 
 if __name__ == "__main__":
