@@ -183,3 +183,17 @@ def test_export_from_the_command_line_writes_generator_and_state(tmp_path, monke
     assert state["nimg"] == 16 and all(torch.equal(v, G.state_dict()[k]) for k, v in state["G_ema"].items())
     meta = json.loads((tmp_path / "gan.json").read_text())["metadata"]
     assert "--export" in meta["command"]
+
+
+def test_shipped_training_state_goes_with_the_shipped_generator():
+    from dapper.stylegan2.train import load_training_state
+    from dapper.utils import repo_root
+
+    ck = repo_root() / "checkpoints"
+    state = load_training_state(ck / "source_gan_state.safetensors")  # checks the EMA generator's hash
+    meta = json.loads((ck / "source_gan.json").read_text())["metadata"]
+    assert state["nimg"] / 1000 == meta["kimg"]
+    cfg = TrainConfig(**state["config"])
+    tr = Trainer(cfg, torch.device("cpu"))
+    tr.load_state_dict(state, weights_only=True)  # every weight fits the shipped recipe
+    assert cfg == TrainConfig.from_json(ck / "source_gan_gpu_train.json")  # the run the shipped config describes
