@@ -53,7 +53,9 @@ source-gan:
 	$(PY) -m dapper.stylegan2.train --config checkpoints/source_gan_train.json --out runs/source_gan --export checkpoints/source_gan
 
 # The shipped generator: the CPU leg (not exported, so a failed GPU leg leaves the shipped file as
-# it was), then the GPU leg from its last state (fresh optimisers), which exports.
+# it was), then the GPU leg from its last state (fresh optimisers), which exports. Where the shipped
+# file was trained on in further legs (bench/gpu_train_leg.sh, listed under "legs" in the GPU config),
+# this trains the same recipe to the same length in one GPU leg.
 source-gan-gpu:
 	$(PY) -m dapper.stylegan2.train --config checkpoints/source_gan_train.json --out runs/source_gan
 	$(PY) -m dapper.stylegan2.train --config checkpoints/source_gan_gpu_train.json --init runs/source_gan/resume.pt \
