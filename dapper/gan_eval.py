@@ -222,9 +222,10 @@ def _plot(result: dict, path, network: str) -> None:
     grid = s.reshape(4, 8, h, w, 3).transpose(0, 2, 1, 3, 4).reshape(4 * h, 8 * w, 3)
     axes[0].imshow(grid)
     axes[0].set_axis_off()
-    refs = ", ".join(f"source at {size} px: {fd / result['fd_source_halves']:.0f}"
+    refs = ", ".join(f"{fd / result['fd_source_halves']:.0f} at {size} px"
                      for size, fd in sorted(result["fd_source_resampled"].items(), reverse=True))
-    axes[0].set_title(f"generated (truncation 1), FD ratio {result['fd_ratio']:.0f}" + (f" ({refs})" if refs else ""))
+    axes[0].set_title(f"generated (truncation 1), FD ratio {result['fd_ratio']:.0f}"
+                      + (f"\nsource renders resampled: {refs}" if refs else ""), fontsize=10)
     centres = np.arange(YAW_BINS) * 10 + 5
     axes[1].bar(centres, result["yaw_hist_source"], width=9, alpha=0.5, label="source renders")
     axes[1].bar(centres, result["yaw_hist_generated"], width=5, alpha=0.8, label="generated")
