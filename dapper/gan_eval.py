@@ -8,9 +8,9 @@
   next to the same distance between two disjoint halves of fresh source renders: the ratio says
   how far the generator is from the source distribution in units of sampling noise. Two reference
   rows put the number on a scale one can picture: the distance of real source renders whose detail
-  was removed by resampling them to 48 px and to 32 px and back (the oracle's features are
-  detail-sensitive, so blur alone costs a lot). The distance is also split into its mean and
-  covariance terms.
+  was removed by resampling them to 3/4 and 1/2 of the resolution and back (48 and 32 px for the
+  shipped 64 px generator; the oracle's features are detail-sensitive, so blur alone costs a lot).
+  The distance is also split into its mean and covariance terms.
 * Pose coverage: share of 36 yaw bins (10 degrees each) in which the pose oracle finds at least
   a fifth of the uniform share of generated samples; the same number for source renders.
 * Identity kept after projection: share of held-out target images (pickups included) whose
@@ -224,7 +224,7 @@ def _plot(result: dict, path, network: str) -> None:
     axes[0].set_axis_off()
     refs = ", ".join(f"{fd / result['fd_source_halves']:.0f} at {size} px"
                      for size, fd in sorted(result["fd_source_resampled"].items(), reverse=True))
-    axes[0].set_title(f"generated (truncation 1), FD ratio {result['fd_ratio']:.0f}"
+    axes[0].set_title(f"generated (truncation 1), FD ratio {result['fd_ratio']:.1f}"
                       + (f"\nsource renders resampled: {refs}" if refs else ""), fontsize=10)
     centres = np.arange(YAW_BINS) * 10 + 5
     axes[1].bar(centres, result["yaw_hist_source"], width=9, alpha=0.5, label="source renders")

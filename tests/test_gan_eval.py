@@ -44,6 +44,7 @@ def test_resample_removes_fine_detail_only():
     checker = (np.indices((16, 16)).sum(0) % 2 * 255).astype(np.uint8)
     checker = np.repeat(checker[None, :, :, None], 3, axis=3)
     assert resample(checker, 8).std() < 0.1 * checker.std()  # one-pixel pattern gone
+    assert resample(checker, 12).std() < 0.1 * checker.std()  # at 3/4 too (needs the antialiased shrink)
     smooth = np.repeat(np.linspace(0, 255, 16).astype(np.uint8)[None, None, :, None], 16, axis=1)
     smooth = np.repeat(smooth, 3, axis=3)
     assert np.abs(resample(smooth, 8).astype(int) - smooth).mean() < 4  # a slow ramp survives

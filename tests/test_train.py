@@ -197,3 +197,41 @@ def test_shipped_training_state_goes_with_the_shipped_generator():
     tr = Trainer(cfg, torch.device("cpu"))
     tr.load_state_dict(state, weights_only=True)  # every weight fits the shipped recipe
     assert cfg == TrainConfig.from_json(ck / "source_gan_gpu_train.json")  # the run the shipped config describes
+
+
+def test_training_state_names_only_a_safetensors_file_beside_it(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from dapper.stylegan2.train import export_generator, load_training_state, save_training_state, training_state_path
+
+    tr = Trainer(TrainConfig(**TINY), torch.device("cpu"))
+    weights = export_generator(tr, tmp_path / "gan.safetensors")  # a suffix on the export path is fine
+    assert training_state_path(tmp_path / "gan.safetensors") == training_state_path(tmp_path / "gan.json") \
+        == tmp_path / "gan_state.safetensors"
+    good = save_training_state(tr, training_state_path(weights), weights)
+    assert load_training_state(good)["nimg"] == 0
+    with pytest.raises(ValueError, match="same folder"):
+        save_training_state(tr, tmp_path / "sub" / "x_state.safetensors", weights)
+    with safe_open(str(good), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        meta = json.loads(f.metadata()["dapper_training_state"])
+    (tmp_path / "gan.json.bak").write_text("{}")
+    for name in ("../gan.safetensors", str(weights), "gan.json", "gan.json.bak"):
+        bad = tmp_path / "bad_state.safetensors"
+        save_file(tensors, str(bad), metadata={"dapper_training_state": json.dumps({**meta, "generator": name})})
+        with pytest.raises(ValueError, match="bare .safetensors file name"):
+            load_training_state(bad)
+
+
+def test_state_from_refuses_a_config_other_than_the_runs(tmp_path):
+    from dapper.stylegan2.train import export_generator, main
+
+    first = train(TrainConfig(**{**TINY, "total_kimg": 0.016}), tmp_path / "a", images=_images(), progress=False)
+    export_generator(first, tmp_path / "gan")
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps({"train": {**TINY, "total_kimg": 0.016, "seed": 5}}))
+    with pytest.raises(ValueError, match="seed"):
+        main(["--config", str(cfg_path), "--state-from", str(tmp_path / "a" / "resume.pt"),
+              "--export", str(tmp_path / "gan")])
+    assert not (tmp_path / "gan_state.safetensors").exists()

@@ -321,18 +321,17 @@ def training_state_path(export) -> Path:
     """The training state that goes with an export: ``checkpoints/x`` (or ``x.safetensors``, ``x.json``)
     -> ``checkpoints/x_state.safetensors``."""
     p = Path(export)
-    stem = p.name
-    for suffix in (".safetensors", ".json"):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-    return p.with_name(stem + STATE_SUFFIX)
+    stem = p.with_suffix("") if p.suffix in (".safetensors", ".json") else p  # as save_generator names it
+    return stem.with_name(stem.name + STATE_SUFFIX)
 
 
 def save_training_state(trainer: Trainer, path, generator_path, extra: dict | None = None) -> Path:
     """Write what a new run needs to go on from ``trainer`` (no optimiser states) as safetensors:
     ``G.*`` and ``D.*`` weights, ``pl_mean``, and in the metadata the counters, the config and the
     file name and weight hash of the EMA generator saved at ``generator_path`` (in the same folder),
-    which :func:`load_training_state` reads back and checks."""
+    which :func:`load_training_state` reads back and checks. Each file is written atomically, one
+    after the other: a run killed between the generator and its state leaves a pair that
+    :func:`load_training_state` refuses, never one that loads wrongly."""
     from safetensors.torch import save as st_save
 
     from ..perceptual import state_hash
@@ -359,7 +358,7 @@ def load_training_state(path, device="cpu") -> dict:
     from safetensors import safe_open
 
     from ..perceptual import state_hash
-    from .checkpoints import load_generator
+    from .checkpoints import detect_format, load_generator
 
     path = Path(path)
     if not path.is_file():
@@ -370,9 +369,15 @@ def load_training_state(path, device="cpu") -> dict:
             raise ValueError(f"{path} is not a dapper training state (no 'dapper_training_state' metadata)")
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     meta = json.loads(raw)
-    gen_path = path.parent / meta["generator"]
+    name = meta.get("generator")
+    # the state names a safetensors file beside it, nothing else: no other folder, no other format
+    if not isinstance(name, str) or Path(name).name != name or not name.endswith(".safetensors"):
+        raise ValueError(f"{path} names its generator {name!r}; a bare .safetensors file name beside it is expected")
+    gen_path = path.parent / name
     if not gen_path.is_file():
         raise FileNotFoundError(f"{path} goes with the generator {gen_path}, which is missing")
+    if detect_format(gen_path) != "safetensors":
+        raise ValueError(f"{gen_path} is not a safetensors file")
     G_ema = load_generator(gen_path)
     if state_hash(G_ema) != meta["generator_hash"]:
         raise ValueError(f"{gen_path} is not the generator {path} was saved with (its weights differ); "
@@ -538,8 +543,13 @@ def write_state_of(cfg: TrainConfig, resume_pt, export, command: str = "") -> Pa
     from ..perceptual import state_hash
     from .checkpoints import load_generator
 
+    state = torch.load(resume_pt, map_location="cpu", weights_only=True)
+    if "config" in state and TrainConfig(**json.loads(state["config"])) != cfg:
+        run_cfg = json.loads(state["config"])
+        differs = {k: (v, run_cfg.get(k)) for k, v in dataclasses.asdict(cfg).items() if run_cfg.get(k) != v}
+        raise ValueError(f"{resume_pt} was trained with other settings than the config given (given, run): {differs}")
     trainer = Trainer(cfg, torch.device("cpu"))
-    trainer.load_state_dict(torch.load(resume_pt, map_location="cpu", weights_only=True), weights_only=True)
+    trainer.load_state_dict(state, weights_only=True)
     state_path = training_state_path(export)
     weights = state_path.with_name(state_path.name[: -len(STATE_SUFFIX)] + ".safetensors")
     if state_hash(load_generator(weights)) != state_hash(trainer.G_ema):
