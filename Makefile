@@ -55,7 +55,7 @@ source-gan:
 # The shipped generator: the CPU leg (not exported, so a failed GPU leg leaves the shipped file as
 # it was), then the GPU leg from its last state (fresh optimisers), which exports. Where the shipped
 # file was trained on in further legs (bench/gpu_train_leg.sh, listed under "legs" in the GPU config),
-# this trains the same recipe to the same length in one GPU leg.
+# this trains the same network and data to the same length in one GPU leg, at the last leg's batch.
 source-gan-gpu:
 	$(PY) -m dapper.stylegan2.train --config checkpoints/source_gan_train.json --out runs/source_gan
 	$(PY) -m dapper.stylegan2.train --config checkpoints/source_gan_gpu_train.json --init runs/source_gan/resume.pt \

@@ -16,8 +16,9 @@
 # The leg keeps the recipe of checkpoints/source_gan_gpu_train.json (network, data, losses); the
 # batch (64 or 128, from the training-step bench) and the length (the kimg the measured speed
 # reaches before the deadline) are chosen here. The config file is rewritten with the new length and
-# batch, and its "legs" list gets this leg appended (from and to kimg, seconds, device, images/s)
-# once the run has exported. Environment: PY (python), DEVICE (cuda), BENCH_ARGS (extra options for
+# batch, and its "legs" list gets this leg appended (its full settings, from and to kimg, seconds,
+# device, images/s). A leg that does not export a new generator puts the config back and stops the
+# script (exit 1) before the encoder and gan_eval, so nothing shipped is left half-changed. Environment: PY (python), DEVICE (cuda), BENCH_ARGS (extra options for
 # bench/train_step.py, e.g. for a CPU dry run), ENCODER_ARGS (for `python -m dapper.encoder train`),
 # EVAL_ARGS (for `python -m dapper.gan_eval`).
 set -u
@@ -48,6 +49,9 @@ $PY bench/train_step.py --device "$DEVICE" --config checkpoints/source_gan_gpu_t
     --json "$OUT/train_step_gpu.json" ${BENCH_ARGS:-}
 
 say "choose the leg's batch and length"
+# what the leg may change, kept to put back if it does not export
+cp checkpoints/source_gan_gpu_train.json "$OUT/source_gan_gpu_train.before.json"
+GEN_BEFORE=$(sha256sum checkpoints/source_gan.safetensors | cut -d' ' -f1)
 $PY - "$OUT/train_step_gpu.json" "$DEADLINE" "$SECONDS" "$INIT" "$RUN" <<'EOF' || exit 1
 import dataclasses, json, sys
 from dapper.stylegan2.train import TrainConfig, _read_init
@@ -79,7 +83,8 @@ doc["train"] = dataclasses.asdict(cfg)
 doc["command"] = (f"python -m dapper.stylegan2.train --config {path} --init {init} --out {run} "
                   "--export checkpoints/source_gan")
 doc.setdefault("legs", []).append({"from_kimg": round(start, 3), "planned_to_kimg": total, "batch": batch,
-                                   "init": init, "bench_images_per_s": round(speed[batch])})
+                                   "init": init, "bench_images_per_s": round(speed[batch]),
+                                   "train": dataclasses.asdict(cfg)})
 doc["about"] = (doc.get("about", "") + f" A further GPU leg by bench/gpu_train_leg.sh: from {start:.3f} kimg to "
                 f"{total} kimg at batch {batch} ({speed[batch]:.0f} img/s in the bench), from {init}.").strip()
 json.dump(doc, open(path, "w"), indent=2)
@@ -93,17 +98,18 @@ $PY -m dapper.stylegan2.train --config checkpoints/source_gan_gpu_train.json --i
     --out "$RUN" --export checkpoints/source_gan --device "$DEVICE" --max-minutes "$MAXMIN"
 
 say "record the leg"
-$PY - "$RUN" <<'EOF'
+GEN_AFTER=$(sha256sum checkpoints/source_gan.safetensors | cut -d' ' -f1)
+$PY - "$RUN" "$GEN_BEFORE" "$GEN_AFTER" <<'EOF' || {
 import json, sys
 import torch
 from dapper.stylegan2.train import logged_seconds
-run = sys.argv[1]
+run, before, after = sys.argv[1:4]
 path = "checkpoints/source_gan_gpu_train.json"
 doc = json.load(open(path))
 meta = json.load(open("checkpoints/source_gan.json"))["metadata"]
 leg = doc["legs"][-1]
-if abs(meta["kimg"] - doc["train"]["total_kimg"]) >= 1:
-    print(f"the leg did not reach {doc['train']['total_kimg']} kimg: nothing exported, the shipped generator is unchanged")
+if before == after or meta["kimg"] < doc["train"]["total_kimg"] or meta["kimg"] <= leg["from_kimg"]:
+    sys.exit(f"the leg did not export {doc['train']['total_kimg']} kimg: the shipped generator is unchanged")
 else:
     seconds = logged_seconds(f"{run}/log.csv")
     leg.update(to_kimg=meta["kimg"], seconds=seconds, device=meta.get("device"),
@@ -119,6 +125,12 @@ else:
     pd.concat([shipped, log]).to_csv("checkpoints/source_gan_log.csv", index=False, float_format="%.4f")
     shutil.copy(sorted(glob.glob(f"{run}/samples-*.png"))[-1], "checkpoints/source_gan_samples.png")
 EOF
+  # nothing exported: put the config back, keep the logs, and stop before the encoder and gan_eval
+  cp "$OUT/source_gan_gpu_train.before.json" checkpoints/source_gan_gpu_train.json
+  tar -C runs -cf "$OUT/failed_leg_logs.tar" --exclude=resume.pt "$(basename "$RUN")" 2>/dev/null
+  say "failed: no new generator"
+  exit 1
+}
 
 say "encoder for the new generator"
 $PY -m dapper.encoder train --network checkpoints/source_gan.safetensors --threads "$(nproc)" ${ENCODER_ARGS:-}
