@@ -22,21 +22,13 @@ PY=${PY:-python3}; DEVICE=${DEVICE:-cuda}
 # No torch.compile: its start-up (one compile per activation setting) would eat the lease.
 export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=20 DAPPER_NO_COMPILE=1
 mkdir -p "$OUT"
-say() { echo "[$(date +%H:%M:%S) +${SECONDS}s] $*"; }
+. "$(dirname "$0")/gpu_common.sh"
 
 say "machine"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
-$PY -c "import sys, torch, numpy; print(sys.version.split()[0], 'torch', torch.__version__, 'numpy', numpy.__version__, 'cuda', torch.cuda.is_available())"
+describe_machine
 
 say "render the source set (cached)"
-$PY -c "
-import os
-from dapper.data import toycars
-from dapper.stylegan2.train import TrainConfig
-cfg = TrainConfig.from_json('checkpoints/source_gan_train.json')
-x = toycars.source_dataset(cfg.dataset_size, size=cfg.resolution, seed=cfg.data_seed,
-                           workers=max(1, (os.cpu_count() or 2) - 1), progress=False)
-print(x.shape, x.dtype)"
+render_source_set checkpoints/source_gan_train.json
 
 say "training-step bench"
 $PY bench/train_step.py --device "$DEVICE" --json "$OUT/train_step_gpu.json" ${BENCH_ARGS:-}

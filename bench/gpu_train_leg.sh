@@ -18,9 +18,10 @@
 # reaches before the deadline) are chosen here. The config file is rewritten with the new length and
 # batch, and its "legs" list gets this leg appended (its full settings, from and to kimg, seconds,
 # device, images/s). A leg that does not export a new generator puts the config back and stops the
-# script (exit 1) before the encoder and gan_eval, so nothing shipped is left half-changed. Environment: PY (python), DEVICE (cuda), BENCH_ARGS (extra options for
-# bench/train_step.py, e.g. for a CPU dry run), ENCODER_ARGS (for `python -m dapper.encoder train`),
-# EVAL_ARGS (for `python -m dapper.gan_eval`).
+# script (exit 1) before the encoder and gan_eval, so nothing shipped is left half-changed.
+# Environment: PY (python), DEVICE (cuda), BENCH_ARGS (extra options for bench/train_step.py, e.g.
+# for a CPU dry run), ENCODER_ARGS (for `python -m dapper.encoder train`), EVAL_ARGS (for
+# `python -m dapper.gan_eval`).
 set -u
 OUT=${1:?OUT folder}; DEADLINE=${2:-400}; INIT=${3:-checkpoints/source_gan_state.safetensors}
 PY=${PY:-python3}; DEVICE=${DEVICE:-cuda}
@@ -28,21 +29,13 @@ PY=${PY:-python3}; DEVICE=${DEVICE:-cuda}
 export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=20 DAPPER_NO_COMPILE=1
 mkdir -p "$OUT"
 RUN=runs/source_gan_gpu_leg
-say() { echo "[$(date +%H:%M:%S) +${SECONDS}s] $*"; }
+. "$(dirname "$0")/gpu_common.sh"
 
 say "machine"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
-$PY -c "import sys, torch, numpy; print(sys.version.split()[0], 'torch', torch.__version__, 'numpy', numpy.__version__, 'cuda', torch.cuda.is_available())"
+describe_machine
 
 say "render the source set (cached)"
-$PY -c "
-import os
-from dapper.data import toycars
-from dapper.stylegan2.train import TrainConfig
-cfg = TrainConfig.from_json('checkpoints/source_gan_gpu_train.json')
-x = toycars.source_dataset(cfg.dataset_size, size=cfg.resolution, seed=cfg.data_seed,
-                           workers=max(1, (os.cpu_count() or 2) - 1), progress=False)
-print(x.shape, x.dtype)"
+render_source_set checkpoints/source_gan_gpu_train.json
 
 say "training-step bench"
 $PY bench/train_step.py --device "$DEVICE" --config checkpoints/source_gan_gpu_train.json \
