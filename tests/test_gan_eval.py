@@ -79,3 +79,16 @@ def test_identity_shares_count_twin_confusions_apart():
     out = identity_shares(pred, labels, n_classes=5, pairs=((0, 1), (2, 3)))
     assert out["kept"] == 4 / 7 and out["pair_kept"] == 6 / 7
     assert np.allclose(out["per_class"][[0, 1, 2, 4]], [0.5, 0.5, 0.5, 1.0]) and np.isnan(out["per_class"][3])
+
+
+def test_identity_after_projection_runs_on_a_tiny_generator(tiny_generator):
+    import warnings
+
+    from dapper.gan_eval import identity_after_projection
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no encoder for this generator: projection starts at the mean w
+        out = identity_after_projection(tiny_generator(track_w_avg=True), n_per_class=1, steps=2, space="w+")
+    assert set(out) == {"kept", "per_class", "pair_kept", "oracle_on_originals"}
+    assert 0 <= out["kept"] <= out["pair_kept"] <= 1 and len(out["per_class"]) == 10
+    assert 0 <= out["oracle_on_originals"] <= 1  # (the oracle is trained for 64 px; at 16 px it is weak)
