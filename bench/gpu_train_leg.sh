@@ -90,33 +90,15 @@ MAXMIN=$($PY -c "print(max(0.5, ($DEADLINE - $SECONDS - 20) / 60))")
 $PY -m dapper.stylegan2.train --config checkpoints/source_gan_gpu_train.json --init "$INIT" \
     --out "$RUN" --export checkpoints/source_gan --device "$DEVICE" --max-minutes "$MAXMIN"
 
-say "record the leg"
+say "check the leg exported"
 GEN_AFTER=$(sha256sum checkpoints/source_gan.safetensors | cut -d' ' -f1)
-$PY - "$RUN" "$GEN_BEFORE" "$GEN_AFTER" <<'EOF' || {
+$PY - "$GEN_BEFORE" "$GEN_AFTER" <<'EOF' || {
 import json, sys
-import torch
-from dapper.stylegan2.train import logged_seconds
-run, before, after = sys.argv[1:4]
-path = "checkpoints/source_gan_gpu_train.json"
-doc = json.load(open(path))
+before, after = sys.argv[1:3]
+doc = json.load(open("checkpoints/source_gan_gpu_train.json"))
 meta = json.load(open("checkpoints/source_gan.json"))["metadata"]
-leg = doc["legs"][-1]
-if before == after or meta["kimg"] < doc["train"]["total_kimg"] or meta["kimg"] <= leg["from_kimg"]:
+if before == after or meta["kimg"] < doc["train"]["total_kimg"] or meta["kimg"] <= doc["legs"][-1]["from_kimg"]:
     sys.exit(f"the leg did not export {doc['train']['total_kimg']} kimg: the shipped generator is unchanged")
-else:
-    seconds = logged_seconds(f"{run}/log.csv")
-    leg.update(to_kimg=meta["kimg"], seconds=seconds, device=meta.get("device"),
-               device_name=torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-               images_per_s=round((meta["kimg"] - leg["from_kimg"]) * 1000 / seconds))
-    json.dump(doc, open(path, "w"), indent=2)
-    print(json.dumps(leg))
-    # the shipped training log and sample grid go on with this leg's rows (kimg counts on, seconds per leg)
-    import glob, shutil
-    import pandas as pd
-    log = pd.read_csv(f"{run}/log.csv").assign(device=meta.get("device", "cuda").split(":")[0])
-    shipped = pd.read_csv("checkpoints/source_gan_log.csv")
-    pd.concat([shipped, log]).to_csv("checkpoints/source_gan_log.csv", index=False, float_format="%.4f")
-    shutil.copy(sorted(glob.glob(f"{run}/samples-*.png"))[-1], "checkpoints/source_gan_samples.png")
 EOF
   # nothing exported: put the config back, keep the logs, and stop before the encoder and gan_eval
   cp "$OUT/source_gan_gpu_train.before.json" checkpoints/source_gan_gpu_train.json
@@ -124,6 +106,30 @@ EOF
   say "failed: no new generator"
   exit 1
 }
+
+say "record the leg"
+$PY - "$RUN" <<'EOF'
+import glob, json, shutil, sys
+import pandas as pd
+import torch
+from dapper.stylegan2.train import logged_seconds
+run = sys.argv[1]
+path = "checkpoints/source_gan_gpu_train.json"
+doc = json.load(open(path))
+meta = json.load(open("checkpoints/source_gan.json"))["metadata"]
+leg = doc["legs"][-1]
+seconds = logged_seconds(f"{run}/log.csv")
+leg.update(to_kimg=meta["kimg"], seconds=seconds, device=meta.get("device"),
+           device_name=torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+           images_per_s=round((meta["kimg"] - leg["from_kimg"]) * 1000 / seconds))
+json.dump(doc, open(path, "w"), indent=2)
+print(json.dumps({k: v for k, v in leg.items() if k != "train"}))
+# the shipped training log and sample grid go on with this leg's rows (kimg counts on, seconds per leg)
+log = pd.read_csv(f"{run}/log.csv").assign(device=meta.get("device", "cuda").split(":")[0])
+shipped = pd.read_csv("checkpoints/source_gan_log.csv")
+pd.concat([shipped, log]).to_csv("checkpoints/source_gan_log.csv", index=False, float_format="%.4f")
+shutil.copy(sorted(glob.glob(f"{run}/samples-*.png"))[-1], "checkpoints/source_gan_samples.png")
+EOF
 
 say "encoder for the new generator"
 $PY -m dapper.encoder train --network checkpoints/source_gan.safetensors --threads "$(nproc)" ${ENCODER_ARGS:-}
