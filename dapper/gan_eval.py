@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -34,6 +35,11 @@ from .utils import atomic_save, display_path, get_device, reports_dir
 YAW_BINS = 36
 COVERAGE_MIN_SHARE = 0.2  # a bin counts as covered with >= 20% of the uniform share of samples
 REFERENCE_FRACTIONS = (0.75, 0.5)  # source renders resampled to these fractions of the resolution and back
+
+
+def _render_workers() -> int:
+    """Processes for rendering the references (each image depends only on its seed and index)."""
+    return max(2, (os.cpu_count() or 2) - 1)
 
 
 def frechet_terms(feat_a: np.ndarray, feat_b: np.ndarray) -> tuple[float, float]:
@@ -113,7 +119,7 @@ def identity_after_projection(G, n_per_class: int, steps: int | None = None, spa
     from .data import toycars
     from .projection import ProjectionSettings, project_images
 
-    views = toycars.target_test_views(n_per_class, seed=7, size=G.img_resolution, workers=2)
+    views = toycars.target_test_views(n_per_class, seed=7, size=G.img_resolution, workers=_render_workers())
     settings = ProjectionSettings(space=space) if steps is None else ProjectionSettings(space=space, steps=steps)
     proj = project_images(G, views.images, settings=settings, progress=True)
     pred, _ = oracles.predict_identity(proj.reconstructions)
@@ -142,7 +148,7 @@ def evaluate(G, n: int = 5000, seed: int = 0, with_projection: bool = True, n_pe
     t0 = time.time()
     fake = generate(G, n, seed=seed)
     # Fresh source renders from a seed the GAN was not trained on (training used data_seed 0).
-    real, _ = toycars.source_batch(2 * n, seed=1000 + seed, size=G.img_resolution, workers=2)
+    real, _ = toycars.source_batch(2 * n, seed=1000 + seed, size=G.img_resolution, workers=_render_workers())
     f_fake = oracle_features(fake)
     f_real = oracle_features(real)
     fd_mean, fd_cov = frechet_terms(f_fake, f_real[:n])
