@@ -109,23 +109,25 @@ def yaw_coverage(yaw_deg: np.ndarray) -> tuple[float, np.ndarray]:
     return float((counts >= needed).mean()), counts
 
 
-def identity_after_projection(G, n_per_class: int, steps: int | None = None, space: str = "w") -> dict:
-    """How the identity oracle sees projected held-out target views: ``kept`` (share assigned to
-    their class), ``per_class`` (that share per class [10]) and ``pair_kept`` (share assigned to
-    their class or its look-alike twin: what is left when only the fine detail is lost), and
-    ``oracle_on_originals`` (the oracle's accuracy on the views themselves: the ceiling).
-    ``space``: "w" or "w+" (dapper's default schedule otherwise). Raises ImportError while
-    dapper.projection is unavailable."""
+def identity_after_projection(G, n_per_class: int, steps: int | None = None, spaces=("w",)) -> dict:
+    """How the identity oracle sees held-out target views projected in each of ``spaces`` ("w",
+    "w+"; dapper's default schedule otherwise), rendered and judged once for all spaces:
+    ``oracle_on_originals`` (the oracle's accuracy on the views themselves: the ceiling) and, per
+    space, ``kept`` (share assigned to their class), ``per_class`` (that share per class [10]) and
+    ``pair_kept`` (share assigned to their class or its look-alike twin: what is left when only the
+    fine detail is lost). Raises ImportError while dapper.projection is unavailable."""
     from .data import toycars
     from .projection import ProjectionSettings, project_images
 
     views = toycars.target_test_views(n_per_class, seed=7, size=G.img_resolution, workers=_render_workers())
-    settings = ProjectionSettings(space=space) if steps is None else ProjectionSettings(space=space, steps=steps)
-    proj = project_images(G, views.images, settings=settings, progress=True)
-    pred, _ = oracles.predict_identity(proj.reconstructions)
-    out = identity_shares(pred, views.labels, len(toycars.TARGET_CLASSES), toycars.PAIRS)
-    original, _ = oracles.predict_identity(views.images)  # the ceiling: the oracle on the views themselves
-    out["oracle_on_originals"] = float((original == np.asarray(views.labels)).mean())
+    labels = np.asarray(views.labels)
+    original, _ = oracles.predict_identity(views.images)
+    out = {"oracle_on_originals": float((original == labels).mean())}
+    for space in spaces:
+        settings = ProjectionSettings(space=space) if steps is None else ProjectionSettings(space=space, steps=steps)
+        proj = project_images(G, views.images, settings=settings, progress=True)
+        pred, _ = oracles.predict_identity(proj.reconstructions)
+        out[space] = identity_shares(pred, labels, len(toycars.TARGET_CLASSES), toycars.PAIRS)
     return out
 
 
@@ -170,13 +172,13 @@ def evaluate(G, n: int = 5000, seed: int = 0, with_projection: bool = True, n_pe
     }
     if with_projection:
         try:
-            w = identity_after_projection(G, n_per_class)
+            ident = identity_after_projection(G, n_per_class, spaces=("w", "w+"))
+            w, wplus = ident["w"], ident["w+"]
             result["identity_kept_after_projection"] = w["kept"]
             result["identity_kept_per_class"] = w["per_class"].tolist()
             result["pair_kept_after_projection"] = w["pair_kept"]
-            result["identity_oracle_on_originals"] = w["oracle_on_originals"]
+            result["identity_oracle_on_originals"] = ident["oracle_on_originals"]
             result["n_projected"] = n_per_class * len(w["per_class"])
-            wplus = identity_after_projection(G, n_per_class, space="w+")
             result["identity_kept_after_projection_wplus"] = wplus["kept"]
             result["pair_kept_after_projection_wplus"] = wplus["pair_kept"]
         except ImportError as e:  # projection not installed in this checkout

@@ -88,7 +88,10 @@ def test_identity_after_projection_runs_on_a_tiny_generator(tiny_generator):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no encoder for this generator: projection starts at the mean w
-        out = identity_after_projection(tiny_generator(track_w_avg=True), n_per_class=1, steps=2, space="w+")
-    assert set(out) == {"kept", "per_class", "pair_kept", "oracle_on_originals"}
-    assert 0 <= out["kept"] <= out["pair_kept"] <= 1 and len(out["per_class"]) == 10
+        out = identity_after_projection(tiny_generator(track_w_avg=True), n_per_class=1, steps=2,
+                                        spaces=("w", "w+"))
+    assert set(out) == {"w", "w+", "oracle_on_originals"}
+    for space in ("w", "w+"):
+        assert set(out[space]) == {"kept", "per_class", "pair_kept"}
+        assert 0 <= out[space]["kept"] <= out[space]["pair_kept"] <= 1 and len(out[space]["per_class"]) == 10
     assert 0 <= out["oracle_on_originals"] <= 1  # (the oracle is trained for 64 px; at 16 px it is weak)
