@@ -47,7 +47,7 @@ cp checkpoints/source_gan_gpu_train.json "$OUT/source_gan_gpu_train.before.json"
 GEN_BEFORE=$(sha256sum checkpoints/source_gan.safetensors | cut -d' ' -f1)
 $PY - "$OUT/train_step_gpu.json" "$DEADLINE" "$SECONDS" "$INIT" "$RUN" <<'EOF' || exit 1
 import dataclasses, json, sys
-from dapper.stylegan2.train import TrainConfig, _read_init
+from dapper.stylegan2.train import SCHEDULE_FIELDS, TrainConfig, config_differences, read_init_state
 bench, deadline, now, init, run = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
 rows = {(r["batch"], r["precision"]): r for r in json.load(open(bench))["rows"]}
 speed = {b: rows[(b, "fp32")]["images_per_s"] for b in (64, 128) if (b, "fp32") in rows}
@@ -55,15 +55,13 @@ if {64, 128} <= set(speed):  # the larger batch only where the step is launch-bo
     batch = 128 if speed[128] >= 1.6 * speed[64] else 64
 else:
     batch = max(speed, key=speed.get)
-state = _read_init(init, "cpu")
+state = read_init_state(init)
 start = state["nimg"] / 1000
-saved = state["config"] if isinstance(state["config"], dict) else json.loads(state["config"])
 path = "checkpoints/source_gan_gpu_train.json"
 doc = json.load(open(path))
 recipe = TrainConfig.from_json(path)
 # the leg must train the network and data the state holds; only the schedule may change
-schedule = ("batch", "ema_kimg", "total_kimg", "snapshot_kimg", "mixed_precision", "threads")
-differs = {k: (v, saved.get(k)) for k, v in dataclasses.asdict(recipe).items() if k not in schedule and saved.get(k) != v}
+differs = config_differences(recipe, state["config"], ignore=SCHEDULE_FIELDS)
 if differs:
     sys.exit(f"{init} was trained with other settings than {path}: {differs}")
 budget = deadline - now - 45                         # start-up, snapshots and the export

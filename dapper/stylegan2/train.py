@@ -40,9 +40,12 @@ import torch.nn.functional as F
 
 from .networks import Discriminator, Generator
 
-__all__ = ["TrainConfig", "train", "ImageStream", "save_training_state", "load_training_state", "training_state_path"]
+__all__ = ["TrainConfig", "train", "ImageStream", "save_training_state", "load_training_state",
+           "training_state_path", "read_init_state", "config_differences", "SCHEDULE_FIELDS"]
 
 STATE_SUFFIX = "_state.safetensors"
+# Settings a run may change when it goes on from another (--init); the rest fix network, data, losses.
+SCHEDULE_FIELDS = ("batch", "ema_kimg", "total_kimg", "snapshot_kimg", "mixed_precision", "threads")
 
 
 @dataclasses.dataclass
@@ -317,12 +320,23 @@ def export_generator(trainer: Trainer, path: Path, extra: dict | None = None) ->
     return save_generator(trainer.G_ema, path, metadata=meta)
 
 
+def config_differences(cfg: TrainConfig, other: dict, ignore=()) -> dict:
+    """``{field: (cfg's value, other's value)}`` for every field of ``cfg`` that ``other`` (a config
+    as a dict) sets differently, leaving out the fields in ``ignore``."""
+    return {k: (v, other.get(k)) for k, v in dataclasses.asdict(cfg).items() if k not in ignore and other.get(k) != v}
+
+
 def training_state_path(export) -> Path:
     """The training state that goes with an export: ``checkpoints/x`` (or ``x.safetensors``, ``x.json``)
-    -> ``checkpoints/x_state.safetensors``."""
-    p = Path(export)
-    stem = p.with_suffix("") if p.suffix in (".safetensors", ".json") else p  # as save_generator names it
-    return stem.with_name(stem.name + STATE_SUFFIX)
+    -> ``checkpoints/x_state.safetensors``, beside the weights :func:`export_generator` writes."""
+    weights = _export_weights(export)
+    return weights.with_name(weights.stem + STATE_SUFFIX)
+
+
+def _export_weights(export) -> Path:
+    from .checkpoints import _dapper_paths
+
+    return _dapper_paths(Path(export))[0]  # the weights file save_generator names for this path
 
 
 def save_training_state(trainer: Trainer, path, generator_path, extra: dict | None = None) -> Path:
@@ -391,10 +405,13 @@ def load_training_state(path, device="cpu") -> dict:
             "config": meta["config"]}
 
 
-def _read_init(init, device) -> dict:
+def read_init_state(init, device="cpu") -> dict:
+    """What ``--init`` starts from: a training state (``*_state.safetensors``) or another run's
+    ``resume.pt`` (weights only), with ``"config"`` as a dict in both cases (empty if unrecorded)."""
     if str(init).endswith(".safetensors"):
         return load_training_state(init, device)
-    return torch.load(init, map_location=device, weights_only=True)
+    state = torch.load(init, map_location=device, weights_only=True)
+    return {**state, "config": json.loads(state["config"]) if "config" in state else {}}
 
 
 def configure_device(device: torch.device) -> None:
@@ -434,7 +451,7 @@ def train(cfg: TrainConfig, out: Path, device: torch.device | None = None, image
         trainer.load_state_dict(torch.load(resume, map_location=device, weights_only=True))
         print(f"resumed from {resume} at {trainer.nimg / 1000:.1f} kimg")
     elif init is not None:
-        trainer.load_state_dict(_read_init(init, device), weights_only=True)
+        trainer.load_state_dict(read_init_state(init, device), weights_only=True)
         print(f"initialised from {init} at {trainer.nimg / 1000:.1f} kimg (networks and counters; fresh optimisers)")
     stream = ImageStream(images, cfg.batch, cfg.xflip, seed=cfg.seed * 1000003 + trainer.step_idx, device=device)
     grid_z = torch.randn([32, cfg.z_dim], generator=torch.Generator().manual_seed(cfg.seed + 123)).to(device)
@@ -543,18 +560,16 @@ def write_state_of(cfg: TrainConfig, resume_pt, export, command: str = "") -> Pa
     from ..perceptual import state_hash
     from .checkpoints import load_generator
 
-    state = torch.load(resume_pt, map_location="cpu", weights_only=True)
-    if "config" in state and TrainConfig(**json.loads(state["config"])) != cfg:
-        run_cfg = json.loads(state["config"])
-        differs = {k: (v, run_cfg.get(k)) for k, v in dataclasses.asdict(cfg).items() if run_cfg.get(k) != v}
+    state = read_init_state(resume_pt)
+    differs = config_differences(cfg, state["config"]) if state["config"] else {}
+    if differs:
         raise ValueError(f"{resume_pt} was trained with other settings than the config given (given, run): {differs}")
     trainer = Trainer(cfg, torch.device("cpu"))
     trainer.load_state_dict(state, weights_only=True)
-    state_path = training_state_path(export)
-    weights = state_path.with_name(state_path.name[: -len(STATE_SUFFIX)] + ".safetensors")
+    weights = _export_weights(export)
     if state_hash(load_generator(weights)) != state_hash(trainer.G_ema):
         raise ValueError(f"{weights} is not the EMA generator of {resume_pt}")
-    path = save_training_state(trainer, state_path, weights, extra={"command": command})
+    path = save_training_state(trainer, training_state_path(export), weights, extra={"command": command})
     print(f"wrote the training state of {resume_pt} ({trainer.nimg / 1000:.3f} kimg) to {path}")
     return path
 
