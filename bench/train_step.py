@@ -13,7 +13,9 @@ The first variant is the baseline (by default the shipped batch, 32, in float32,
 device); the table gives each variant's images/s and its ratio to the baseline, and checks that
 every loss stayed finite. Variants are ``BATCH:fp32`` (float32 weights and activations; on CUDA
 the matrix and convolution units run in TF32, see ``configure_device``) or ``BATCH:bf16`` (bf16
-autocast; CUDA only).
+autocast of the main passes, on CUDA or the CPU). ``--channels G_BASE/G_MAX/D_BASE/D_MAX`` widens
+the networks (e.g. ``4096/128/2048/128``: 64 channels at 64 px, 128 at 32 px). On a shared CPU,
+compare within one run: the variants run one after another in the same process.
 """
 
 from __future__ import annotations
@@ -33,26 +35,42 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dapper.stylegan2.train import TrainConfig, Trainer, configure_device  # noqa: E402
 
 
-def time_variant(cfg: TrainConfig, device: torch.device, warmup: int, steps: int) -> dict:
-    trainer = Trainer(cfg, device)
+def time_variants(cfgs: list, device: torch.device, warmup: int, steps: int, rounds: int = 1) -> list[dict]:
+    """Time every config's training step; with ``rounds`` > 1 the variants take turns (``steps /
+    rounds`` steps each per round), so a load that changes while the bench runs hits them alike."""
+    trainers, reals = [], []
     gen = torch.Generator().manual_seed(0)
-    reals = [torch.rand([cfg.batch, 3, cfg.resolution, cfg.resolution], generator=gen).mul(2).sub(1).to(device)
-             for _ in range(4)]
-    for i in range(warmup):
-        trainer.step(reals[i % 4], sync=False)
+    for cfg in cfgs:
+        trainers.append(Trainer(cfg, device))
+        reals.append([torch.rand([cfg.batch, 3, cfg.resolution, cfg.resolution], generator=gen).mul(2).sub(1)
+                      .to(device) for _ in range(4)])
+    for t, r in zip(trainers, reals):
+        for i in range(warmup):
+            t.step(r[i % 4], sync=False)
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    history = []
-    for i in range(steps):
-        history.append(trainer.step(reals[i % 4], sync=False))
-    finite = all(math.isfinite(float(v)) for h in history for v in h.values())  # waits for the device
-    seconds = time.perf_counter() - t0
+    seconds = [0.0] * len(cfgs)
+    history = [[] for _ in cfgs]
+    per_round = max(1, steps // rounds)
+    for _ in range(rounds):
+        for k, (t, r) in enumerate(zip(trainers, reals)):
+            t0 = time.perf_counter()
+            for i in range(per_round):
+                history[k].append(t.step(r[i % 4], sync=False))
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds[k] += time.perf_counter() - t0
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else float("nan")
-    return {"batch": cfg.batch, "precision": "bf16" if cfg.mixed_precision and device.type == "cuda" else "fp32",
-            "steps": steps, "seconds": seconds, "images_per_s": steps * cfg.batch / seconds,
-            "ms_per_step": 1000 * seconds / steps, "peak_mib": peak, "finite": finite}
+    rows = []
+    for k, cfg in enumerate(cfgs):
+        n = per_round * rounds
+        finite = all(math.isfinite(float(v)) for h in history[k] for v in h.values())
+        rows.append({"batch": cfg.batch, "precision": "bf16" if cfg.mixed_precision else "fp32",
+                     "channels": f"{cfg.channel_base}/{cfg.channel_max}/{cfg.d_channel_base}/{cfg.d_channel_max}",
+                     "steps": n, "seconds": seconds[k], "images_per_s": n * cfg.batch / seconds[k],
+                     "ms_per_step": 1000 * seconds[k] / n, "peak_mib": peak, "finite": finite})
+    return rows
 
 
 def main(argv=None) -> int:
@@ -64,6 +82,8 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--steps", type=int, default=48)
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
+    ap.add_argument("--channels", default=None, help="G_BASE/G_MAX/D_BASE/D_MAX (default: the config's)")
+    ap.add_argument("--rounds", type=int, default=1, help="variants take turns in this many rounds (shared CPUs)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.threads:
@@ -71,24 +91,25 @@ def main(argv=None) -> int:
     from dapper.utils import repo_root
 
     base = TrainConfig.from_json(args.config or repo_root() / "checkpoints" / "source_gan_train.json")
+    if args.channels:
+        gb, gm, db, dm = (int(c) for c in args.channels.split("/"))
+        base = dataclasses.replace(base, channel_base=gb, channel_max=gm, d_channel_base=db, d_channel_max=dm)
     device = torch.device(args.device)
     configure_device(device)
-    rows = []
+    cfgs = []
     for v in args.variants:
         batch, _, precision = v.partition(":")
         if precision not in ("fp32", "bf16"):
             raise SystemExit(f"variant {v!r}: expected BATCH:fp32 or BATCH:bf16")
-        if precision == "bf16" and device.type != "cuda":
-            raise SystemExit(f"variant {v!r}: bf16 autocast is used on CUDA only")
-        cfg = dataclasses.replace(base, batch=int(batch), mixed_precision=precision == "bf16", threads=0)
-        rows.append(time_variant(cfg, device, args.warmup, args.steps))
-        print(f"  {v}: {rows[-1]['images_per_s']:.0f} img/s", flush=True)
+        cfgs.append(dataclasses.replace(base, batch=int(batch), mixed_precision=precision == "bf16", threads=0))
+    rows = time_variants(cfgs, device, args.warmup, args.steps, args.rounds)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     print(f"\ntraining step, {name}, torch {torch.__version__}; baseline {args.variants[0]}")
-    print(f"{'batch':>6}{'prec':>6}{'ms/step':>9}{'img/s':>9}{'x base':>8}{'peak MiB':>10}{'finite':>8}")
+    print(f"{'channels':>20}{'batch':>6}{'prec':>6}{'ms/step':>9}{'img/s':>9}{'x base':>8}"
+          f"{'peak MiB':>10}{'finite':>8}")
     for r in rows:
         r["ratio"] = r["images_per_s"] / rows[0]["images_per_s"]
-        print(f"{r['batch']:>6}{r['precision']:>6}{r['ms_per_step']:>9.1f}{r['images_per_s']:>9.0f}{r['ratio']:>8.2f}"
+        print(f"{r['channels']:>20}{r['batch']:>6}{r['precision']:>6}{r['ms_per_step']:>9.1f}{r['images_per_s']:>9.0f}{r['ratio']:>8.2f}"
               f"{r['peak_mib']:>10.0f}{str(r['finite']):>8}")
     if args.json:
         args.json.write_text(json.dumps({"device": name, "torch": torch.__version__, "rows": rows,

@@ -80,7 +80,7 @@ class TrainConfig:
     dataset: str = "toycars-source"
     dataset_size: int = 50000
     data_seed: int = 0
-    mixed_precision: bool = True  # CUDA only (bf16 autocast); ignored on the CPU
+    mixed_precision: bool = True  # bf16 autocast of the main G and D passes (CUDA and CPU); regularisers in fp32
     threads: int = 0  # torch CPU threads, 0 = torch default
 
     @classmethod
@@ -175,10 +175,11 @@ class Trainer:
         self.pl_mean = torch.zeros([], device=device)
         self.nimg = 0
         self.step_idx = 0
-        self.autocast = device.type == "cuda" and cfg.mixed_precision
+        self.autocast = device.type in ("cuda", "cpu") and cfg.mixed_precision
 
     def _amp(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast)
+        # bf16 needs no loss scaling; on a CPU with avx512_bf16 it is about 1.3x faster for wide layers.
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast)
 
     def step(self, real: torch.Tensor, sync: bool = True) -> dict:
         """One minibatch of every phase. Returns the losses as floats, or as 0-d tensors when
@@ -194,7 +195,7 @@ class Trainer:
         z = torch.randn([n, cfg.z_dim], device=self.device)
         with self._amp():
             fake = G.synthesis(_mixed_ws(G, z, cfg.style_mixing))
-            loss_g = F.softplus(-D(fake)).mean()
+            loss_g = F.softplus(-D(fake).float()).mean()
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
         stats["loss_g"] = loss_g.detach()
@@ -223,15 +224,15 @@ class Trainer:
             fake = G.synthesis(_mixed_ws(G, torch.randn([n, cfg.z_dim], device=self.device), cfg.style_mixing))
         do_r1 = cfg.r1_gamma > 0 and self.step_idx % cfg.r1_interval == 0
         with self._amp():
-            logits_fake = D(fake.float())
-            if do_r1:
-                logits_real, r1 = r1_penalty(D, real)
-            else:
-                logits_real = D(real)
-            loss_d = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
-            if do_r1:
-                loss_d = loss_d + (r1 * (cfg.r1_gamma / 2)).mean() * cfg.r1_interval
-                stats["r1"] = r1.detach().mean()
+            logits_fake = D(fake.float()).float()
+            if not do_r1:
+                logits_real = D(real).float()
+        if do_r1:  # the gradient penalty in fp32: a bf16 input gradient would be too coarse
+            logits_real, r1 = r1_penalty(D, real)
+        loss_d = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
+        if do_r1:
+            loss_d = loss_d + (r1 * (cfg.r1_gamma / 2)).mean() * cfg.r1_interval
+            stats["r1"] = r1.detach().mean()
         self.opt_D.zero_grad(set_to_none=True)
         loss_d.backward()
         for p in D.parameters():
@@ -425,9 +426,14 @@ def configure_device(device: torch.device) -> None:
 
 def train(cfg: TrainConfig, out: Path, device: torch.device | None = None, images: np.ndarray | None = None,
           max_minutes: float | None = None, progress: bool = True, init: Path | None = None,
-          log_every: int = 50) -> Trainer:
+          log_every: int = 50, max_cpu_minutes: float | None = None,
+          snapshot_minutes: float | None = None) -> Trainer:
     """Train (or resume) until ``cfg.total_kimg``; returns the trainer. Stops early, saving, on
-    SIGINT/SIGTERM or after ``max_minutes``. ``init``: a ``resume.pt`` of another run, or a training
+    SIGINT/SIGTERM, after ``max_minutes`` of wall time or ``max_cpu_minutes`` of this process's CPU
+    time (all its threads: a budget that other jobs on the machine do not shorten). Besides every
+    ``cfg.snapshot_kimg``, a snapshot (``resume.pt``, EMA generator, log row) is written whenever
+    ``snapshot_minutes`` of wall time have passed since the last, so an interrupted run loses at
+    most that much. ``init``: a ``resume.pt`` of another run, or a training
     state (``*_state.safetensors``, :func:`save_training_state`), whose networks and counters start
     this one (fresh optimisers), used only when ``out`` holds no ``resume.pt`` yet;
     the new run's ``log.csv`` counts its own seconds from 0.
@@ -468,6 +474,8 @@ def train(cfg: TrainConfig, out: Path, device: torch.device | None = None, image
     if not log_path.exists():
         log_path.write_text("kimg,seconds,loss_g,loss_d,d_real,d_fake,r1\n")
     t_start = time.time()
+    cpu_start = time.process_time()
+    t_last_snapshot = t_start
     seconds_before = (logged_seconds(log_path) or 0.0) if resume.exists() else 0.0
     bar = tqdm(total=total, initial=trainer.nimg, unit="img", unit_scale=True, disable=not progress,
                desc="train StyleGAN2")
@@ -479,12 +487,18 @@ def train(cfg: TrainConfig, out: Path, device: torch.device | None = None, image
             bar.update(cfg.batch)
             if trainer.step_idx % log_every == 0:
                 bar.set_postfix(g=f"{float(stats['loss_g']):.2f}", d=f"{float(stats['loss_d']):.2f}")
-            if max_minutes is not None and time.time() - t_start > max_minutes * 60:
+            now = time.time()
+            if max_minutes is not None and now - t_start > max_minutes * 60:
                 stop["flag"] = True
-            if trainer.nimg >= next_snapshot or trainer.nimg >= total or stop["flag"]:
+            if max_cpu_minutes is not None and time.process_time() - cpu_start > max_cpu_minutes * 60:
+                stop["flag"] = True
+            timed = snapshot_minutes is not None and now - t_last_snapshot > snapshot_minutes * 60
+            if trainer.nimg >= next_snapshot or trainer.nimg >= total or stop["flag"] or timed:
                 last = {k: float(v) for k, v in last.items()}
-                next_snapshot += int(cfg.snapshot_kimg * 1000)
-                _snapshot(trainer, out, grid_z, log_path, last, seconds_before + time.time() - t_start)
+                if trainer.nimg >= next_snapshot:
+                    next_snapshot += int(cfg.snapshot_kimg * 1000)
+                t_last_snapshot = now
+                _snapshot(trainer, out, grid_z, log_path, last, seconds_before + now - t_start)
     finally:
         bar.close()
         for s, h in old_handlers.items():
@@ -520,6 +534,10 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default=None, help="run folder (default runs/<config name>)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (saving) after this long; rerun resumes")
+    parser.add_argument("--max-cpu-minutes", type=float, default=None,
+                        help="stop (saving) after this much CPU time of the process (all threads); rerun resumes")
+    parser.add_argument("--snapshot-minutes", type=float, default=None,
+                        help="also snapshot (resume.pt, generator, log row) at least this often (wall minutes)")
     parser.add_argument("--total-kimg", type=float, default=None, help="override the config's length")
     parser.add_argument("--init", default=None,
                         help="start a new run from another run's resume.pt or an exported *_state.safetensors "
@@ -541,7 +559,8 @@ def main(argv=None) -> None:
         write_state_of(cfg, args.state_from, args.export,
                        command="python -m dapper.stylegan2.train " + " ".join(argv or sys.argv[1:]))
         return
-    trainer = train(cfg, out, device=device, max_minutes=args.max_minutes, init=args.init)
+    trainer = train(cfg, out, device=device, max_minutes=args.max_minutes, init=args.init,
+                    max_cpu_minutes=args.max_cpu_minutes, snapshot_minutes=args.snapshot_minutes)
     if args.export and trainer.nimg >= cfg.total_kimg * 1000:
         seconds = logged_seconds(out / "log.csv")
         if seconds is None:  # e.g. --init from a run already at total_kimg: nothing of this run to export
