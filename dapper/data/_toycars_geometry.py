@@ -100,7 +100,11 @@ class VehicleSpec:
     rim_fraction: float = 0.66
     rim_colour: int = 0
     dark_bumpers: bool = False
+    cladding_height: float = 0.09  # dark lower cladding above the sill when dark_bumpers
     black_roof: bool = False
+    blackout_pillars: bool = False  # dark pillars and frames: the glasshouse reads as one dark band
+    side_stripe: bool = False  # a broad contrasting band along the body sides
+    hood_stripes: bool = False  # twin contrasting stripes over nose, hood and roof
     spoiler: bool = False
     colour: tuple = (0.70, 0.71, 0.73)
 
@@ -160,6 +164,12 @@ def sample_spec(rng: np.random.Generator, body: str | None = None, colour=None) 
     s.rim_fraction = _u(rng, 0.55, 0.76)
     s.rim_colour = int(rng.choice(4, p=[0.55, 0.2, 0.1, 0.15]))
     s.black_roof = bool(rng.random() < 0.08)
+    # World v2 trim: each appears on some source vehicles so a generator learns to draw it.
+    s.blackout_pillars = bool(rng.random() < 0.2)
+    s.side_stripe = bool(rng.random() < 0.15)
+    s.hood_stripes = bool(rng.random() < (0.25 if body == "sports" else 0.08))
+    if s.dark_bumpers:
+        s.cladding_height = _u(rng, 0.09, 0.34)
     s.colour = tuple(colour) if colour is not None else sample_paint(rng)
     return s
 
@@ -544,6 +554,12 @@ def _spoke_holes(k: int) -> np.ndarray:
 TRIM_ALBEDO = (0.07, 0.07, 0.08)
 
 
+def contrast_albedo(paint) -> tuple:
+    """Stripe colour that stands out on ``paint``: near-white on dark paint, near-black on light."""
+    lum = 0.3 * paint[0] + 0.59 * paint[1] + 0.11 * paint[2]
+    return (0.93, 0.93, 0.9) if lum < 0.45 else (0.06, 0.06, 0.07)
+
+
 def build_geometry(spec: VehicleSpec) -> Geometry:
     """Turn a spec into faces, decals and wheels in the car frame."""
     L, W = spec.length, spec.width
@@ -552,6 +568,7 @@ def build_geometry(spec: VehicleSpec) -> Geometry:
     zc, r = spec.clearance, spec.wheel_radius
     paint = tuple(spec.colour)
     bumper_albedo = TRIM_ALBEDO if spec.dark_bumpers else paint
+    stripe_albedo = contrast_albedo(paint)
     x_front_axle = xf - spec.front_overhang
     x_rear_axle = xr + spec.rear_overhang
     r_arch = r + 0.045
@@ -606,6 +623,14 @@ def build_geometry(spec: VehicleSpec) -> Geometry:
         for uv in _headlight_uv(spec.head_shape, spec.head_size):
             decals.append((_strip_uv(fa, fb, hw, hw, uv), HEADLIGHT, (0.92, 0.93, 0.95)))
             decals.append((_strip_uv(fa, fb, hw, hw, _mirror_u(uv)), HEADLIGHT, (0.92, 0.93, 0.95)))
+    if spec.hood_stripes:
+        stripes = (_rect(0.1, 0.26, 0.0, 1.0), _rect(-0.26, -0.1, 0.0, 1.0))
+        for a, b in (((xf, spec.nose_height), (xf - spec.nose_length, spec.hood_front_height)),
+                     ((xf - spec.nose_length, spec.hood_front_height), (spec.x_windshield_base, zb))):
+            face = rim_face(a, b)
+            if face is not None:
+                for uv in stripes:
+                    face.decals.append((_strip_uv(a, b, hw, hw, uv), PAINT, stripe_albedo))
     chin_face = rim_face((xf - chin, zc), (xf, zc + bump))
     if chin_face is not None:
         chin_face.material, chin_face.albedo = TRIM, TRIM_ALBEDO
@@ -640,7 +665,9 @@ def build_geometry(spec: VehicleSpec) -> Geometry:
     # ---- lower body sides ----
     prof = np.array(profile)
     upper_band = clip_polygon(profile, 0.0, 1.0, zb - 0.12)
-    lower_band = clip_polygon(profile, 0.0, -1.0, -(zc + 0.09))
+    lower_band = clip_polygon(profile, 0.0, -1.0, -(zc + (spec.cladding_height if spec.dark_bumpers else 0.09)))
+    z_stripe = zb - 0.2  # a band of 0.14 m under the shoulder, over the arches' tops
+    stripe_band = clip_polygon(clip_polygon(profile, 0.0, 1.0, z_stripe - 0.07), 0.0, -1.0, -(z_stripe + 0.07))
     lower_sides = []
     for side in (1, -1):
         y = side * hw
@@ -652,6 +679,8 @@ def build_geometry(spec: VehicleSpec) -> Geometry:
         face = Face(side3(prof), np.array([0.0, side, 0.0]), PAINT, paint)
         if len(upper_band) >= 3:  # shoulder, catching more light (see shade: tilted normal)
             face.decals.append((side3(upper_band), PAINT_UP, paint))
+        if spec.side_stripe and len(stripe_band) >= 3:
+            face.decals.append((side3(stripe_band), PAINT, stripe_albedo))
         if len(lower_band) >= 3:
             face.decals.append((side3(lower_band), TRIM if spec.dark_bumpers else PAINT_DOWN,
                                 TRIM_ALBEDO if spec.dark_bumpers else paint))
@@ -678,18 +707,22 @@ def build_geometry(spec: VehicleSpec) -> Geometry:
     cabin = []
     glass = (0.10, 0.12, 0.15)
     roof_albedo = TRIM_ALBEDO if spec.black_roof else paint
+    frame_material, frame_albedo = (TRIM, TRIM_ALBEDO) if spec.blackout_pillars else (PAINT, roof_albedo)
     for i in range(4):
         a, b = cab[i], cab[i + 1]
         ha, hb = cab_hw(a[1]), cab_hw(b[1])
         normal = _strip_normal(a, b, ha, hb)
         if i in (0, 3):  # windshield and rear window, with thin pillars left in paint
-            face = Face(_strip_face(a, b, ha, hb), normal, PAINT, roof_albedo)
+            face = Face(_strip_face(a, b, ha, hb), normal, frame_material, frame_albedo)
             inset = [(-0.93, 0.03), (0.93, 0.03), (0.9, 0.96), (-0.9, 0.96)]
             if i == 3:
                 inset = [(u, 1 - v) for u, v in inset]
             face.decals.append((_strip_uv(a, b, ha, hb, inset), GLASS, glass))
         else:
             face = Face(_strip_face(a, b, ha, hb), normal, PAINT, roof_albedo)
+            if spec.hood_stripes and not spec.black_roof:
+                for uv in (_rect(0.1, 0.3, 0.0, 1.0), _rect(-0.3, -0.1, 0.0, 1.0)):
+                    face.decals.append((_strip_uv(a, b, ha, hb, uv), PAINT, stripe_albedo))
         cabin.append(face)
     # Cabin sides: planes y = side * cab_hw(z), tilted inwards.
     cab_arr = np.array(cab)
@@ -728,7 +761,7 @@ def build_geometry(spec: VehicleSpec) -> Geometry:
 
         normal = np.array([0.0, side, tilt])
         normal /= np.linalg.norm(normal)
-        face = Face(cab3(cab_arr), normal, PAINT, paint)
+        face = Face(cab3(cab_arr), normal, frame_material, TRIM_ALBEDO if spec.blackout_pillars else paint)
         for pane in panes:
             face.decals.append((cab3(pane), GLASS, glass))
         cabin.append(face)
@@ -736,7 +769,7 @@ def build_geometry(spec: VehicleSpec) -> Geometry:
     extras = []
     if spec.spoiler:
         x0 = xr + 0.05
-        a, b = (x0 + 0.25, spec.deck_height + 0.07), (x0, spec.deck_height + 0.1)
+        a, b = (x0 + 0.3, spec.deck_height + 0.1), (x0, spec.deck_height + 0.17)
         extras.append(Face(_strip_face(a, b, hw - 0.08, hw - 0.08), _strip_normal(a, b, 0, 0), TRIM, TRIM_ALBEDO))
 
     # ---- wheels ----

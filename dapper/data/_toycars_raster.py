@@ -77,11 +77,28 @@ def make_camera(target: np.ndarray, yaw_deg: float, elevation_deg: float, distan
     return Camera(pos, right, up, fwd, focal, res / 2, el, float(pos[2]), distance * math.cos(el))
 
 
-def fit_distance(spec, fill: float = 0.85) -> float:
-    """Distance at which the car's (slightly flattened) bounding sphere spans ``fill`` of the
-    image width; a side view then spans about ``1.03 * fill`` of the width."""
+def fit_distance(spec, fill: float = 0.85, yaw: float | None = None, elevation: float = 12.0) -> float:
+    """Distance at which the car fills ``fill`` of the image width.
+
+    With ``yaw`` (degrees) the car's box as seen from ``yaw``/``elevation`` spans ``fill`` of the
+    width (and at most ``fill`` of the height), the way photos are cropped to the car: front and
+    rear views are framed as tightly as side views. Without it, the (slightly flattened)
+    bounding sphere spans ``fill`` whatever the yaw (world v1's framing).
+    """
     half = np.array([spec.length / 2, spec.width / 2, 0.8 * spec.roof_height / 2])
-    return float(np.linalg.norm(half)) / (fill * math.tan(math.radians(FOV_DEG) / 2))
+    d = float(np.linalg.norm(half)) / (fill * math.tan(math.radians(FOV_DEG) / 2))
+    if yaw is None:
+        return d
+    corners = np.array([[sx * spec.length / 2, sy * spec.width / 2, z]
+                        for sx in (-1, 1) for sy in (-1, 1) for z in (0.0, spec.roof_height)])
+    target = np.array([0.0, 0.0, spec.roof_height / 2])
+    for _ in range(4):  # perspective makes the extent slightly non-linear in 1/d: iterate
+        p = make_camera(target, float(yaw), float(elevation), d, 1).project(corners)
+        # twice the farthest reach from the image centre: the near end, larger in perspective,
+        # stays inside ``fill`` too, so the whole car is in the picture
+        extent = 2 * float(np.abs(p - 0.5).max())
+        d *= extent / fill
+    return d
 
 
 # ---------------------------------------------------------------------------------------------

@@ -49,13 +49,28 @@ from ._toycars_raster import (
 
 __all__ = [
     "BODY_TYPES", "SOURCE_BODY_TYPES", "VehicleSpec", "Render", "render", "render_same_vehicle",
-    "source_batch", "source_dataset", "source_item", "RENDER_VERSION", "FOV_DEG", "TARGET_CLASSES",
-    "PAIRS", "TargetPool", "target_spec", "target_item", "target_pool", "target_test_views", "render_items",
+    "source_batch", "source_dataset", "source_item", "RENDER_VERSION", "WORLD_VERSION", "WORLD_TAG",
+    "check_world", "FOV_DEG", "TARGET_CLASSES", "PAIRS", "TargetPool", "target_spec", "target_item",
+    "target_pool", "target_test_views", "render_items",
 ]
 
 # Bump whenever a change alters pixels, so cached shards are never mixed across versions.
-RENDER_VERSION = 2
+RENDER_VERSION = 3
+# The world's version: v2 frames every view to the car and gives the look-alike pairs differences
+# that survive half resolution. Every shipped model trained on the world records this tag, and
+# loaders refuse a model of another world.
+WORLD_VERSION = 2
+WORLD_TAG = f"toycars-v{WORLD_VERSION}-r{RENDER_VERSION}"
 SHARD_SIZE = 5000
+
+
+def check_world(config: dict, path, command: str) -> None:
+    """Refuse a model trained on another version of this world: ``config`` (the model's JSON) must
+    carry ``"world": WORLD_TAG``; ``command`` is how to retrain it."""
+    found = config.get("world", "toycars-v1 (no world tag)")
+    if found != WORLD_TAG:
+        raise ValueError(f"{path} was trained on the world {found}, but this is {WORLD_TAG}; "
+                         f"retrain it with `{command}`")
 
 
 @dataclass
@@ -98,7 +113,7 @@ def render(
     res = size * ss
     geom = build_geometry(spec)
     if distance is None:
-        distance = fit_distance(spec)
+        distance = fit_distance(spec, yaw=yaw, elevation=elevation)
     target = geom.bounds.mean(0)
     cam = make_camera(target, float(yaw), float(elevation), float(distance), res)
     style = background_style(background_seed)
@@ -168,8 +183,8 @@ def source_item(seed: int, index: int) -> dict:
     spec = sample_spec(rng, body)
     yaw = float(rng.uniform(0, 360))
     elevation = float(3 + 27 * rng.beta(1.6, 2.4))
-    fill = float(rng.uniform(0.75, 0.95))
-    distance = fit_distance(spec, fill)
+    fill = float(rng.uniform(0.72, 0.92))
+    distance = fit_distance(spec, fill, yaw, elevation)
     return {"spec": spec, "yaw": yaw, "elevation": elevation, "distance": distance,
             "background_seed": int(rng.integers(2**31 - 1))}
 
@@ -337,10 +352,7 @@ def source_dataset(
 # Target set: ten look-alike classes in five pairs
 # ---------------------------------------------------------------------------------------------
 
-# Each pair shares a maker's base body; the second member changes a few details only, chosen so
-# that every viewpoint shows at least one of them whatever the paint (lights vanish on a red car,
-# dark trim on a black one): proportions and window line from the side, grille and lamps from the
-# front, lamps, bumper trim and spoiler from the rear, roof colour from above.
+# Base bodies of the five makers.
 _SEDAN = dict(
     body="sedan", length=4.70, width=1.82, clearance=0.16, wheel_radius=0.33, front_overhang=0.95,
     rear_overhang=1.08, nose_height=0.66, nose_length=0.18, hood_front_height=0.76, belt_height=0.92,
@@ -380,29 +392,34 @@ _PICKUP = dict(
     rim_fraction=0.66, dark_bumpers=False,
 )
 
+# World v2: the second member of each pair differs from the first in several shape attributes of
+# a few pixels at 64 px that still show at 32 px (roof line and greenhouse, length and wheelbase,
+# ride height, light clusters, grille, wheel design), the way Acura TL/TSX or BMW X3/X5 differ. A
+# pair shares its body type, palette and trim colours, so nothing but shape tells its members apart
+# and the pairs are not resolvable at quarter resolution (16 px), where only a few pixels of colour
+# remain per part.
 _TARGET_DEFS = (
     ("Vela S4 Sedan", _SEDAN, {}),
-    ("Vela S5 Sedan", _SEDAN, dict(length=4.95, rear_overhang=1.18, front_overhang=1.0, x_windshield_base=0.76,
-                                   x_roof_front=0.02, x_roof_rear=-1.12, x_rear_window_base=-1.63,
-                                   window_splits=(0.48, 0.86), head_shape=0, head_size=1.25, tail_shape=1,
-                                   grille_shape=1, spokes=10, spoiler=True)),
-    ("Borea X3 SUV", _SUV, {}),
-    ("Borea X5 SUV", _SUV, dict(length=4.88, width=1.94, rear_overhang=1.05, front_overhang=0.95,
-                                x_windshield_base=0.85, x_roof_front=0.22, x_roof_rear=-2.22,
-                                x_rear_window_base=-2.37, roof_height=1.76, wheel_radius=0.4,
-                                tail_shape=2, head_shape=3, spokes=6, dark_bumpers=False, grille_size=1.35)),
+    ("Vela S5 Sedan", _SEDAN, dict(length=4.86, rear_overhang=1.12, front_overhang=0.98, x_windshield_base=0.74,
+                                   x_roof_front=0.02, x_roof_rear=-0.88, x_rear_window_base=-1.72,
+                                   window_splits=(0.42, 0.8), head_shape=1, head_size=1.15, tail_shape=2,
+                                   grille_shape=1, grille_size=1.2, spokes=10)),
+    ("Borea X3 SUV", _SUV, dict(cladding_height=0.2)),
+    ("Borea X5 SUV", _SUV, dict(length=4.72, rear_overhang=1.0, front_overhang=0.93, x_windshield_base=0.78,
+                                x_roof_front=0.16, x_roof_rear=-2.13, x_rear_window_base=-2.27, roof_height=1.72,
+                                wheel_radius=0.39, cladding_height=0.2, window_splits=(0.36, 0.64, 0.86),
+                                tail_shape=2, head_shape=3, head_size=1.1, spokes=10, grille_size=1.3)),
     ("Corsa 5-door Hatchback", _HATCH, {}),
-    ("Corsa 3-door Hatchback", _HATCH, dict(window_splits=(0.74,), c_pillar=0.3, length=3.92,
-                                            x_roof_rear=-1.58, spokes=0, tail_shape=0, head_shape=2,
-                                            dark_bumpers=True)),
+    ("Corsa 3-door Hatchback", _HATCH, dict(window_splits=(0.7,), c_pillar=0.36, length=3.92, x_roof_rear=-1.5,
+                                            spokes=0, tail_shape=3, head_shape=2, head_size=1.15)),
     ("Falco GT Coupe", _SPORTS, {}),
-    ("Falco GTS Coupe", _SPORTS, dict(spoiler=True, head_shape=3, rim_colour=1, roof_height=1.16,
-                                      tail_shape=1, rim_fraction=0.76, black_roof=True)),
+    ("Falco GTS Coupe", _SPORTS, dict(spoiler=True, head_shape=3, roof_height=1.16, clearance=0.095, tail_shape=3,
+                                      spokes=10, grille_shape=0, c_pillar=0.34)),
     ("Dune Regular Cab Pickup", _PICKUP, {}),
-    ("Dune Crew Cab Pickup", _PICKUP, dict(length=5.6, rear_overhang=1.25, x_windshield_base=1.35,
-                                           x_roof_front=0.75, x_roof_rear=-0.85, x_rear_window_base=-0.9,
-                                           window_splits=(0.5,), grille_shape=3, head_shape=1, tail_shape=0,
-                                           dark_bumpers=True)),
+    ("Dune Crew Cab Pickup", _PICKUP, dict(length=5.4, rear_overhang=1.22, x_windshield_base=1.28,
+                                           x_roof_front=0.68, x_roof_rear=-0.48, x_rear_window_base=-0.53,
+                                           window_splits=(0.55,), grille_shape=3, head_shape=1, tail_shape=0,
+                                           spokes=10)),
 )
 TARGET_CLASSES = tuple(name for name, _, _ in _TARGET_DEFS)
 """Ten target class names; classes ``2k`` and ``2k + 1`` are look-alikes of one maker."""
@@ -447,10 +464,11 @@ def target_item(label: int, index: int, seed: int = 0, homogeneous: bool = False
         colour = sample_paint(rng)
         yaw = rng.uniform(0, 360)
         elevation = 3 + 27 * rng.beta(1.6, 2.4)
-        fill = rng.uniform(0.75, 0.95)
+        fill = rng.uniform(0.72, 0.92)
     spec = _jitter(target_spec(label, colour), rng)
     return {"spec": spec, "yaw": float(yaw), "elevation": float(elevation),
-            "distance": fit_distance(spec, float(fill)), "background_seed": int(rng.integers(2**31 - 1)),
+            "distance": fit_distance(spec, float(fill), float(yaw), float(elevation)),
+            "background_seed": int(rng.integers(2**31 - 1)),
             "label": int(label)}
 
 
