@@ -196,6 +196,9 @@ def _load_net(kind: str, path=None, device="cpu") -> tuple[AnnotatorNet, dict]:
         raise FileNotFoundError(f"annotator checkpoint {path} (and its {cfg_path.name}) not found; train it with "
                                 f"`python -m dapper.annotators train {kind}`")
     config = json.loads(cfg_path.read_text())
+    from dapper.data import toycars
+
+    toycars.check_world(config, path, f"python -m dapper.annotators train {kind}")
     arch = config["architecture"]
     model = AnnotatorNet(arch["out_features"], tuple(arch["widths"]), arch["hidden"], arch.get("dropout", 0.1))
     model.load_state_dict(load_file(str(path)))
@@ -226,9 +229,9 @@ def annotator_items(n: int, seed: int) -> list:
     for i in range(n):
         rng = np.random.default_rng([seed, i, 0xA77])
         spec = sample_spec(rng)
-        items.append({"spec": spec, "yaw": float(rng.uniform(0, 360)),
-                      "elevation": float(2 + 30 * rng.beta(1.5, 2.2)),
-                      "distance": fit_distance(spec, float(rng.uniform(0.68, 0.97))),
+        yaw, elevation = float(rng.uniform(0, 360)), float(2 + 30 * rng.beta(1.5, 2.2))
+        items.append({"spec": spec, "yaw": yaw, "elevation": elevation,
+                      "distance": fit_distance(spec, float(rng.uniform(0.66, 0.95)), yaw, elevation),
                       "background_seed": int(rng.integers(2**31 - 1)), "label": -1})
     return items
 
@@ -439,6 +442,7 @@ def train(kind: str, out_dir: Path | None = None, scale: float = 1.0, threads: i
     command = f"python -m dapper.annotators train {kind}" + ("" if scale == 1.0 else f" --scale {scale:g}")
     config = {
         "name": f"annotator_{kind}",
+        "world": toycars.WORLD_TAG,
         "kind": kind,
         "architecture": {"class": "dapper.annotators.AnnotatorNet", **arch, "params": n_params},
         "input": "float NCHW in [-1, 1] (or uint8 NHWC), RGB, 64x64 (other sizes are resized)",

@@ -55,10 +55,20 @@ EMBEDDED_ARCH = dict(layers=(1, 1, 1, 1), cardinality=8, base_width=4, channels=
 PROXY_YAW_BINS = 8
 
 
+# Part-level proxy labels (world v2): which lamps, grille, wheels, glasshouse and trim a source
+# vehicle has. Like ImageNet's fine-grained classes, they make the features see detail; they are
+# generic parts of every body, never the target classes.
+PROXY_SPOKES = (0, 5, 6, 7, 10)
+PROXY_DETAIL_HEADS = {"head_shape": 4, "tail_shape": 4, "grille_shape": 4, "spokes": len(PROXY_SPOKES),
+                      "rim_colour": 4, "side_windows": 4, "blackout_pillars": 2, "side_stripe": 2,
+                      "hood_stripes": 2, "dark_bumpers": 2, "black_roof": 2, "spoiler": 2}
+
+
 def _proxy_heads() -> dict[str, int]:
     from dapper.data._toycars_geometry import PAINT_WEIGHTS, SOURCE_BODY_TYPES
 
-    return {"body": len(SOURCE_BODY_TYPES), "yaw_bin": PROXY_YAW_BINS, "colour": len(PAINT_WEIGHTS)}
+    return {"body": len(SOURCE_BODY_TYPES), "yaw_bin": PROXY_YAW_BINS, "colour": len(PAINT_WEIGHTS),
+            **PROXY_DETAIL_HEADS}
 
 
 def _register_embedded_model() -> None:
@@ -78,7 +88,7 @@ def _register_embedded_model() -> None:
             crop_pct=1.0, interpolation="bilinear", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
             first_conv="conv1.0", classifier="fc",
             license="same as dapper", notes=("pretrained on toycars source renders: body type, yaw bin, paint "
-                                             "colour (python -m dapper.classify pretrain)"),
+                                             "colour and vehicle parts (python -m dapper.classify pretrain)"),
         ),
     })
 
@@ -109,6 +119,12 @@ def create_classifier(num_classes: int, model_name: str = EMBEDDED_MODEL, weight
                 f"{model_name}.safetensors' (e.g. timm's ImageNet weights saved from the Hugging Face hub "
                 "timm/<model> repository); nothing is downloaded at run time")
         weights = PRETRAINED_PATH
+        config_path = PRETRAINED_PATH.with_suffix(".json")
+        if config_path.is_file():
+            from dapper.data import toycars
+
+            toycars.check_world(json.loads(config_path.read_text()), PRETRAINED_PATH,
+                                "python -m dapper.classify pretrain")
     if weights is None:
         return timm.create_model(model_name, pretrained=False, num_classes=num_classes, **kwargs)
     weights = Path(weights).expanduser()
@@ -333,7 +349,8 @@ class PretrainSettings:
     seed: int = 0
     threads: int = 1
     source_seed: int = 0
-    loss_weights: dict = field(default_factory=lambda: {"body": 1.0, "yaw_bin": 1.0, "colour": 0.5})
+    loss_weights: dict = field(default_factory=lambda: {"body": 1.0, "yaw_bin": 1.0, "colour": 0.5,
+                                                         **{k: 0.5 for k in PROXY_DETAIL_HEADS}})
 
 
 def proxy_labels(meta: dict) -> dict[str, np.ndarray]:
@@ -350,6 +367,23 @@ def proxy_labels(meta: dict) -> dict[str, np.ndarray]:
     colour = np.asarray(meta["colour"], np.float64)
     nearest = ((colour[:, None, :] - palette[None]) ** 2).sum(-1).argmin(1).astype(np.int64)
     return {"body": body, "yaw_bin": yaw_bin, "colour": nearest}
+
+
+def detail_labels(specs) -> dict[str, np.ndarray]:
+    """Part-level proxy labels (:data:`PROXY_DETAIL_HEADS`) of vehicle specs (``VehicleSpec`` or dicts)."""
+    from dapper.data._toycars_geometry import VehicleSpec
+
+    specs = [VehicleSpec.from_dict(sp) if isinstance(sp, dict) else sp for sp in specs]
+    out = {
+        "head_shape": [sp.head_shape for sp in specs], "tail_shape": [sp.tail_shape for sp in specs],
+        "grille_shape": [sp.grille_shape for sp in specs],
+        "spokes": [PROXY_SPOKES.index(sp.spokes) for sp in specs],
+        "rim_colour": [sp.rim_colour for sp in specs],
+        "side_windows": [min(len(sp.window_splits), 3) for sp in specs],
+    }
+    for k in ("blackout_pillars", "side_stripe", "hood_stripes", "dark_bumpers", "black_roof", "spoiler"):
+        out[k] = [int(getattr(sp, k)) for sp in specs]
+    return {k: np.asarray(v, np.int64) for k, v in out.items()}
 
 
 def _mirror_yaw_bin(yaw_bin: torch.Tensor) -> torch.Tensor:
@@ -382,7 +416,8 @@ def pretrain(out: str | Path = PRETRAINED_PATH, settings: PretrainSettings | Non
     t0, cpu0 = time.time(), time.process_time()
     n_all = settings.n_train + settings.n_heldout
     images, meta = toycars.source_dataset(n_all, seed=settings.source_seed, return_meta=True, progress=progress)
-    labels = {k: torch.from_numpy(v) for k, v in proxy_labels(meta).items()}
+    specs = [toycars.source_item(settings.source_seed, i)["spec"] for i in range(n_all)]
+    labels = {k: torch.from_numpy(v) for k, v in {**proxy_labels(meta), **detail_labels(specs)}.items()}
     heads = _proxy_heads()
     x_all = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).contiguous()
     t_data = time.time() - t0
@@ -449,6 +484,7 @@ def pretrain(out: str | Path = PRETRAINED_PATH, settings: PretrainSettings | Non
 
     record = {
         "name": "classifier_pretrained",
+        "world": toycars.WORLD_TAG,
         "model": EMBEDDED_MODEL,
         "architecture": {"timm_class": "timm.models.resnet.ResNet", "block": "Bottleneck", **EMBEDDED_ARCH,
                          "params": sum(p.numel() for p in model.parameters())},
@@ -458,7 +494,9 @@ def pretrain(out: str | Path = PRETRAINED_PATH, settings: PretrainSettings | Non
         "input": "uint8 RGB 64x64 -> float normalised with mean 0.5, std 0.5 (i.e. [-1, 1])",
         "proxy_task": {"heads": heads, "order_in_fc": list(heads),
                        "labels": "ground truth of the toycars source renders: body type (7 source types), yaw "
-                                 "in 8 bins of 45 deg centred on 0, 45, ..., nearest palette paint colour",
+                                 "in 8 bins of 45 deg centred on 0, 45, ..., nearest palette paint colour, and "
+                                 "the parts each vehicle has (lamp, grille and wheel designs, rim colour, side "
+                                 "windows, trim: dapper.classify.PROXY_DETAIL_HEADS)",
                        "never": "target classes, target pools, evaluation oracles"},
         "training": {"command": "python -m dapper.classify pretrain", **asdict(settings),
                      "source": f"toycars source_dataset(seed={settings.source_seed}) images 0..{n - 1}, "

@@ -192,6 +192,9 @@ def _load(kind: str, device="cpu", path=None) -> OracleNet:
             f"`python -m dapper.oracles train {kind}`"
         )
     config = json.loads(cfg_path.read_text())
+    from dapper.data import toycars
+
+    toycars.check_world(config, path, f"python -m dapper.oracles train {kind}")
     arch = config["architecture"]
     model = OracleNet(arch["out_features"], arch["width"], arch.get("dropout", 0.2), arch.get("grid", 1),
                       arch.get("hidden", 0), arch.get("n_aux", 0))
@@ -236,8 +239,9 @@ def pose_items(n: int, seed: int) -> list:
             it = toycars.target_item(int(rng.integers(len(toycars.TARGET_CLASSES))), i, seed, False, stream=4)
         else:
             spec = sample_spec(rng)
-            it = {"spec": spec, "yaw": float(rng.uniform(0, 360)), "elevation": float(3 + 27 * rng.beta(1.6, 2.4)),
-                  "distance": fit_distance(spec, float(rng.uniform(0.72, 0.95))),
+            yaw, elevation = float(rng.uniform(0, 360)), float(3 + 27 * rng.beta(1.6, 2.4))
+            it = {"spec": spec, "yaw": yaw, "elevation": elevation,
+                  "distance": fit_distance(spec, float(rng.uniform(0.7, 0.93)), yaw, elevation),
                   "background_seed": int(rng.integers(2**31 - 1)), "label": -1}
         items.append(it)
     return items
@@ -276,15 +280,29 @@ def _render_arrays(items: list, cache_name: str | None, progress: bool = True):
     return images, labels, yaw, elevation
 
 
+def heldout_identity_views(n_per_class: int = 200):
+    """The identity oracle's held-out full-diversity target views (its own render stream, never
+    trained on): (uint8 [N, 64, 64, 3], labels [N], yaw [N], elevation [N]); rendered once, cached."""
+    return _render_arrays(identity_items(n_per_class, HELDOUT_SEED), f"identity-heldout-{n_per_class}")
+
+
 # ---------------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------------
 
 
-def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def augment(x: torch.Tensor, gen: torch.Generator, resample_min: int = 0, resample_p: float = 0.0) -> torch.Tensor:
     """Shift, mild blur, contrast/brightness and noise, so the oracles also read the slightly
-    soft, noisy images a generator makes. x: [N, 3, 64, 64] in [-1, 1]."""
+    soft, noisy images a generator makes. With ``resample_min`` > 0, a share ``resample_p`` of the
+    images is shrunk to a random size in [resample_min, 64) px and enlarged back (a generator's
+    images carry less detail than a render). x: [N, 3, 64, 64] in [-1, 1]."""
     n = x.shape[0]
+    if resample_min and resample_p > 0:  # per image, so every batch (and batch norm) sees both kinds
+        size = int(torch.randint(resample_min, INPUT_SIZE, (), generator=gen))
+        small = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        soft = F.interpolate(small, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+        pick = torch.rand(n, 1, 1, 1, generator=gen) < resample_p
+        x = torch.where(pick, soft, x)
     pad = 3
     xp = F.pad(x, (pad,) * 4, mode="replicate")
     dx, dy = torch.randint(0, 2 * pad + 1, (2,), generator=gen).tolist()
@@ -304,8 +322,10 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 CONFIGS = {
-    "identity": dict(n_train_per_class=4000, n_heldout_per_class=200, epochs=4, batch_size=64, lr=2e-3,
-                     weight_decay=5e-4, width=32, label_smoothing=0.05),
+    # resample_min: also trained on views resampled to 32-63 px, the detail the study asks it to
+    # read (the calibration's half resolution; a generator's images are softer than renders)
+    "identity": dict(n_train_per_class=5000, n_heldout_per_class=200, epochs=6, batch_size=64, lr=2e-3,
+                     weight_decay=5e-4, width=32, label_smoothing=0.05, resample_min=32, resample_p=0.5),
     "pose": dict(n_train=30000, n_heldout=2000, n_heldout_target_per_class=100, epochs=4, batch_size=64,
                  lr=2e-3, weight_decay=5e-4, width=32, grid=2, hidden=192, n_aux=36),
 }
@@ -359,7 +379,8 @@ def train(kind: str, out_dir: Path | None = None, scale: float = 1.0, threads: i
         running = 0.0
         for a in range(0, n - cfg["batch_size"] + 1, cfg["batch_size"]):
             idx = perm[a:a + cfg["batch_size"]]
-            x = augment(to_model_input(images[idx.numpy()]), gen)
+            x = augment(to_model_input(images[idx.numpy()]), gen, cfg.get("resample_min", 0),
+                        cfg.get("resample_p", 0.0))
             out, aux = model.forward_with_aux(x)
             if kind == "identity":
                 loss = F.cross_entropy(out, labels_t[idx], label_smoothing=cfg["label_smoothing"])
@@ -386,6 +407,7 @@ def train(kind: str, out_dir: Path | None = None, scale: float = 1.0, threads: i
     config = {
         "name": f"oracle_{kind}",
         "kind": kind,
+        "world": toycars.WORLD_TAG,
         "architecture": {"class": "dapper.oracles.OracleNet", **arch,
                          "params": sum(p.numel() for p in model.parameters())},
         "input": "float NCHW in [-1, 1], RGB, 64x64 (other sizes are resized)",

@@ -283,6 +283,9 @@ def load_feature_net(path=None, device="cpu") -> FeatureNet:
         raise FileNotFoundError(f"perceptual network {path} (and its {cfg_path.name}) not found; "
                                 "train it with `python -m dapper.perceptual train`")
     config = json.loads(cfg_path.read_text())
+    from dapper.data import toycars
+
+    toycars.check_world(config, path, "python -m dapper.perceptual train")
     arch = config["architecture"]
     net = FeatureNet(tuple(arch["widths"]), arch["n_body"], arch["yaw_bins"])
     # Early files also stored the (fixed) channel weights; the definition in the code rules.
@@ -444,6 +447,7 @@ def train(out: Path | None = None, scale: float = 1.0, threads: int = 1, seed: i
     command = "python -m dapper.perceptual train" + ("" if scale == 1.0 else f" --scale {scale:g}")
     config = {
         "name": "perceptual_toycars",
+        "world": toycars.WORLD_TAG,
         "about": ("LPIPS-style perceptual distance for projection: channel-unit-normalised features of 4 "
                   "stages, every channel weighted 1, stages averaged (distances in [0, 4], typically 0.1-1 like "
                   "LPIPS). Trained on toycars SOURCE renders only (no target classes, no pickups, not the "
