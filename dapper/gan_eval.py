@@ -109,13 +109,15 @@ def yaw_coverage(yaw_deg: np.ndarray) -> tuple[float, np.ndarray]:
     return float((counts >= needed).mean()), counts
 
 
-def identity_after_projection(G, n_per_class: int, steps: int | None = None, spaces=("w",)) -> dict:
+def identity_after_projection(G, n_per_class: int, steps: int | None = None, spaces=("w",),
+                              init: str = "encoder") -> dict:
     """How the identity oracle sees held-out target views projected in each of ``spaces`` ("w",
     "w+"; dapper's default schedule otherwise), rendered and judged once for all spaces:
     ``oracle_on_originals`` (the oracle's accuracy on the views themselves: the ceiling) and, per
     space, ``kept`` (share assigned to their class), ``per_class`` (that share per class [10]) and
     ``pair_kept`` (share assigned to their class or its look-alike twin: what is left when only the
-    fine detail is lost). Raises ImportError while dapper.projection is unavailable."""
+    fine detail is lost). ``init``: the projection's start (``"w_avg"`` for a generator with no
+    encoder of its own). Raises ImportError while dapper.projection is unavailable."""
     from .data import toycars
     from .projection import ProjectionSettings, project_images
 
@@ -124,7 +126,9 @@ def identity_after_projection(G, n_per_class: int, steps: int | None = None, spa
     original, _ = oracles.predict_identity(views.images)
     out = {"oracle_on_originals": float((original == labels).mean())}
     for space in spaces:
-        settings = ProjectionSettings(space=space) if steps is None else ProjectionSettings(space=space, steps=steps)
+        settings = ProjectionSettings(space=space, init=init)
+        if steps is not None:
+            settings = settings.replace(steps=steps)
         proj = project_images(G, views.images, settings=settings, progress=True)
         pred, _ = oracles.predict_identity(proj.reconstructions)
         out[space] = identity_shares(pred, labels, len(toycars.TARGET_CLASSES), toycars.PAIRS)
