@@ -17,13 +17,15 @@ REPORT_ARGS ?=
 TEST_REPORTS := $(CURDIR)/.cache/test-reports
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test report lint source-gan source-gan-gpu clean
+.PHONY: help setup test report lint world-models world-calibration source-gan source-gan-gpu clean
 
 help:
 	@echo "make setup     create .venv, install dapper (pinned), register the 'dapper' Jupyter kernel"
 	@echo "make report    run notebooks/NN_*.ipynb in order; PROFILE=$(PROFILE) DATASET=$(DATASET) [ONLY=NN]"
 	@echo "make test      pytest tests/, then nbval over notebooks/ (quick profile)"
 	@echo "make lint      ruff check"
+	@echo "make world-models  retrain every helper model of the embedded world (oracles, annotators, perceptual, classifier)"
+	@echo "make world-calibration  measure the embedded world against its 64 px instruments (reports/results/world_calibration.csv)"
 	@echo "make source-gan  retrain the source generator's CPU leg, 0-160 kimg (about 100 min on 2 cores)"
 	@echo "make source-gan-gpu  both legs, the GPU one 160-410 kimg (the shipped generator; needs CUDA)"
 	@echo "make clean     remove caches, build files and executed notebooks (keeps .venv and .cache)"
@@ -47,6 +49,19 @@ report:
 
 lint:
 	$(PY) -m ruff check .
+
+# The embedded world's helper models, each a fixed number of steps on its own render stream (so a
+# rerun gives the same model); every JSON records the world it was trained on.
+world-models:
+	$(PY) -m dapper.oracles train identity --threads 2
+	$(PY) -m dapper.oracles train pose --threads 2
+	$(PY) -m dapper.annotators train pose --threads 2
+	$(PY) -m dapper.annotators train detector --threads 2
+	$(PY) -m dapper.perceptual train
+	$(PY) -m dapper.classify pretrain --threads 2
+
+world-calibration:
+	$(PY) -m dapper.world_calibration
 
 # Resumable: interrupt and run again to continue; the finished run is exported to checkpoints/.
 source-gan:

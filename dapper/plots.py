@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["use_style", "CONDITION_COLOURS", "augmentation_gallery", "accuracy_vs_shots"]
+__all__ = ["use_style", "CONDITION_COLOURS", "augmentation_gallery", "accuracy_vs_shots", "world_calibration"]
 
 _STYLE_SET = False
 
@@ -246,5 +246,48 @@ def plot_saliency_differences(summary, names: Sequence[str] = ("real", "augmente
     ax_m.legend(fontsize=7, loc="best")
     ax_d.legend(fontsize=7, loc="best")
     fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
+def world_calibration(identity_rows: Sequence[Mapping], pairs: np.ndarray, first_names: Sequence[str],
+                      second_names: Sequence[str], yaws: Sequence[float], goals: Mapping[int, float] | None = None,
+                      path=None, world: str = ""):
+    """Figure 0 (world calibration): the identity oracle's accuracy against resolution, and each
+    look-alike pair side by side at a few yaws at native resolution.
+
+    identity_rows: dicts with ``size``, ``accuracy``, ``pair_accuracy``; pairs: uint8
+    [n_pairs, n_yaws, 2, H, W, 3]; goals: size -> bound drawn as a marker (>= at the sizes the
+    classes must resolve, <= at the one where they must not).
+    """
+    import matplotlib.pyplot as plt
+
+    use_style()
+    n_pairs, n_yaws = pairs.shape[:2]
+    fig = plt.figure(figsize=(12, 0.6 + 1.25 * n_pairs))
+    grid = fig.add_gridspec(n_pairs, 1 + 2 * n_yaws, width_ratios=[4.5] + [1] * (2 * n_yaws), wspace=0.05)
+    ax = fig.add_subplot(grid[:, 0])
+    sizes = [r["size"] for r in identity_rows]
+    ax.plot(sizes, [r["accuracy"] for r in identity_rows], "o-", label="class (10-way)")
+    ax.plot(sizes, [r["pair_accuracy"] for r in identity_rows], "s--", label="look-alike pair (5-way)")
+    for size, bound in (goals or {}).items():
+        ax.plot([size], [bound], marker="_", ms=18, mew=2, color="#d62728")
+    ax.axhline(0.1, color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="resolution the views were resampled to (px)", ylabel="identity oracle accuracy",
+           ylim=(0, 1.02), xticks=sizes, title=f"identity against resolution {world}".strip())
+    ax.invert_xaxis()
+    ax.legend(loc="lower left", fontsize=8)
+    for p in range(n_pairs):
+        for j in range(n_yaws):
+            for k in range(2):
+                a = fig.add_subplot(grid[p, 1 + 2 * j + k])
+                a.imshow(pairs[p, j, k], interpolation="nearest")
+                a.set_xticks([])
+                a.set_yticks([])
+                if p == 0:
+                    a.set_title(f"{yaws[j]:.0f}\N{DEGREE SIGN}" + (" A" if k == 0 else " B"), fontsize=8)
+                if j == 0 and k == 0:
+                    a.set_ylabel(f"A: {first_names[p]}\nB: {second_names[p]}", fontsize=7, rotation=0,
+                                 ha="right", va="center")
     _save(fig, path)
     return fig
