@@ -682,31 +682,34 @@ def project_images(G, images, masks=None, settings: ProjectionSettings | None = 
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n, initial=n - len(todo), desc="projecting", unit="img", disable=not progress)
-        try:
-            for a in range(0, len(todo), bs):
-                chunk = todo[a:a + bs]
-                tgt, msk = targets[chunk], valid[chunk]
-                if encoder is not None:
-                    with torch.no_grad():
-                        w0 = encoder(tgt.to(device)).float()
-                        # A non-finite image gives a non-finite guess; start it at the mean so the
-                        # failure is reported by the loss, like any other.
-                        w0 = torch.where(torch.isfinite(w0).all(1, keepdim=True), w0, w_avg.to(device))
-                else:
-                    w0 = w_avg.to(device).expand(len(chunk), -1)
-                out = _optimise_batch(G, tgt, msk, w0, effective, perceptual, w_std, [keys[i] for i in chunk],
-                                      device, bar)
-                b_ws, b_steps, b_conv, b_failed, b_sec = out
-                for j, i in enumerate(chunk):
-                    ws[i], steps[i], converged[i] = b_ws[j], b_steps[j], b_conv[j]
-                    failed[i], seconds[i] = b_failed[j], b_sec[j]
-                    # Failures are not cached: a rerun tries them again.
-                    if folder is not None and not b_failed[j]:
-                        _write_cache(_cache_path(folder, keys[i], g_hash, s_hash), b_ws[j].numpy(), b_steps[j],
-                                     b_conv[j], b_sec[j], keys[i], g_hash, s_hash)
-                bar.update(len(chunk))
-        finally:
-            bar.close()
+        # Projection is an optimisation: it needs gradients even when called under torch.no_grad()
+        # (a notebook's inference block), or every image would stay at its start.
+        with torch.enable_grad():
+            try:
+                for a in range(0, len(todo), bs):
+                    chunk = todo[a:a + bs]
+                    tgt, msk = targets[chunk], valid[chunk]
+                    if encoder is not None:
+                        with torch.no_grad():
+                            w0 = encoder(tgt.to(device)).float()
+                            # A non-finite image gives a non-finite guess; start it at the mean so the
+                            # failure is reported by the loss, like any other.
+                            w0 = torch.where(torch.isfinite(w0).all(1, keepdim=True), w0, w_avg.to(device))
+                    else:
+                        w0 = w_avg.to(device).expand(len(chunk), -1)
+                    out = _optimise_batch(G, tgt, msk, w0, effective, perceptual, w_std, [keys[i] for i in chunk],
+                                          device, bar)
+                    b_ws, b_steps, b_conv, b_failed, b_sec = out
+                    for j, i in enumerate(chunk):
+                        ws[i], steps[i], converged[i] = b_ws[j], b_steps[j], b_conv[j]
+                        failed[i], seconds[i] = b_failed[j], b_sec[j]
+                        # Failures are not cached: a rerun tries them again.
+                        if folder is not None and not b_failed[j]:
+                            _write_cache(_cache_path(folder, keys[i], g_hash, s_hash), b_ws[j].numpy(), b_steps[j],
+                                         b_conv[j], b_sec[j], keys[i], g_hash, s_hash)
+                    bar.update(len(chunk))
+            finally:
+                bar.close()
     wall = time.perf_counter() - t_start
     recon = _synthesise(G, ws, device, max(bs, 8))
     psnr, perc = _quality(recon, targets, valid, perceptual, max(bs, 8), device)

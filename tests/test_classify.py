@@ -82,3 +82,24 @@ def test_proxy_labels_bins_and_mirror():
     assert [names[i] for i in lab["colour"]] == ["white", "red"]
     # Mirroring a car seen from yaw 90 (right side) shows a left side (270).
     assert C._mirror_yaw_bin(torch.tensor([2, 0, 1])).tolist() == [6, 0, 7]
+
+
+def test_detail_labels_name_the_parts_of_each_vehicle():
+    from dapper.data._toycars_geometry import VehicleSpec
+
+    a = VehicleSpec(head_shape=3, tail_shape=1, grille_shape=2, spokes=10, rim_colour=2, window_splits=(0.4, 0.8),
+                    blackout_pillars=True, spoiler=True)
+    b = VehicleSpec(spokes=0, window_splits=(), side_stripe=True, hood_stripes=True, dark_bumpers=True)
+    labels = C.detail_labels([a, b.to_dict()])
+    assert set(labels) == set(C.PROXY_DETAIL_HEADS)
+    assert labels["head_shape"].tolist() == [3, 0] and labels["grille_shape"].tolist() == [2, 0]
+    assert labels["spokes"].tolist() == [C.PROXY_SPOKES.index(10), 0]
+    assert labels["side_windows"].tolist() == [2, 0]
+    assert labels["blackout_pillars"].tolist() == [1, 0] and labels["side_stripe"].tolist() == [0, 1]
+    assert labels["spoiler"].tolist() == [1, 0] and labels["dark_bumpers"].tolist() == [0, 1]
+    for name, n in C.PROXY_DETAIL_HEADS.items():
+        assert labels[name].max() < n, name
+    # seen from the front (yaw 0) the tail lamps are out of view, from behind (180) the head lamps
+    seen = C.detail_labels([a, a], yaw=[0.0, 180.0])
+    assert seen["head_shape"].tolist() == [3, -1] and seen["tail_shape"].tolist() == [-1, 1]
+    assert seen["spokes"].tolist() == [-1, -1] and seen["spoiler"].tolist() == [1, 1]

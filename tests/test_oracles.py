@@ -35,9 +35,25 @@ def test_augment_keeps_shape_and_range():
     assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
 
 
+def test_augment_resamples_a_share_of_the_images():
+    """resample_min: the picked images lose their finest detail (shrunk to 32-63 px and back); with
+    resample_p 0 nothing is resampled, with 1 every image is, with 0.5 about half."""
+    x = torch.rand(64, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1  # all detail is the finest
+
+    def fine_energy(y):
+        return (y[..., 1:] - y[..., :-1]).abs().mean(dim=(1, 2, 3))
+
+    none = fine_energy(oracles.augment(x, torch.Generator().manual_seed(1), resample_min=32, resample_p=0.0))
+    every = fine_energy(oracles.augment(x, torch.Generator().manual_seed(1), resample_min=32, resample_p=1.0))
+    half = fine_energy(oracles.augment(x, torch.Generator().manual_seed(1), resample_min=32, resample_p=0.5))
+    assert none.min() > 0.3 and every.max() < 0.3
+    assert 0.3 < (half < 0.3).float().mean() < 0.7
+
+
 def test_save_and_load_round_trip(tmp_path):
     net = oracles.OracleNet(3, width=8).eval()
-    config = {"architecture": {"out_features": 3, "width": 8, "dropout": 0.2}, "kind": "pose"}
+    config = {"architecture": {"out_features": 3, "width": 8, "dropout": 0.2}, "kind": "pose",
+              "world": toycars.WORLD_TAG}
     path = tmp_path / "oracle_pose.safetensors"
     oracles.save_oracle(net, config, path)
     assert json.loads(path.with_suffix(".json").read_text())["kind"] == "pose"
@@ -47,6 +63,9 @@ def test_save_and_load_round_trip(tmp_path):
     assert torch.allclose(loaded(x), net(x))
     with pytest.raises(FileNotFoundError, match="python -m dapper.oracles train identity"):
         oracles.load_identity_oracle("cpu", tmp_path / "missing.safetensors")
+    oracles.save_oracle(net, {**config, "world": "toycars-v1-r2"}, path)
+    with pytest.raises(ValueError, match="python -m dapper.oracles train pose"):
+        oracles.load_pose_oracle("cpu", path)
 
 
 @pytest.fixture(scope="module")

@@ -59,6 +59,19 @@ def test_projection_reduces_loss():
     assert list(end.metrics["failed"]) == ["", "", ""]
 
 
+def test_projection_under_no_grad_still_optimises():
+    """Called inside torch.no_grad() (a notebook's inference block), projection turns gradients on
+    for itself: the same codes as outside it, not every image left at its start."""
+    G = tiny_generator()
+    x = targets_from(G, 3)
+    free = project_images(G, x, settings=FAST, cache=False, progress=False)
+    with torch.no_grad():
+        inside = project_images(G, x, settings=FAST, cache=False, progress=False)
+    assert torch.allclose(inside.ws, free.ws, atol=1e-6)
+    assert torch.is_grad_enabled()  # the caller's mode is back once its block ends
+    assert (inside.ws[:, 0] - inside.ws[:, 0].mean(0)).abs().max() > 1e-3  # codes differ per image
+
+
 def test_w_rows_equal_and_wplus_rows_differ():
     G = tiny_generator()
     x = targets_from(G, 2)
