@@ -383,6 +383,16 @@ def test_check_params_names_the_bad_parameter(tmp_path):
         check_params("full", "stanford_cars", data_root=tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="network="):
         check_params("full", "toycars", network=tmp_path / "G.pkl")
+    # real mode: a notebook passes both paths; unset ones are named before anything runs
+    with pytest.raises(ValueError, match="needs data_root and network"):
+        check_params("quick", "stanford_cars", None, None)
+    with pytest.raises(ValueError, match="needs network"):
+        check_params("quick", "stanford_cars", tmp_path, None)
+    check_params("full", "stanford_cars")  # the study's own config check passes no paths
+    text = tmp_path / "notes.txt"
+    text.write_text("not a network")
+    with pytest.raises(ValueError, match="network=.*not a StyleGAN2 checkpoint"):
+        check_params("quick", "toycars", None, text)
 
 
 def test_display_path_is_relative_inside_the_repo_only(tmp_path):
