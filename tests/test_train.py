@@ -273,3 +273,30 @@ def test_bf16_autocast_on_cpu_matches_fp32():
     assert s16["r1"] == pytest.approx(s32["r1"], rel=1e-2)  # D after its own update is the same; fp32 R1
     for k in ("loss_g", "loss_d"):
         assert s16[k] == pytest.approx(s32[k], rel=0.03), k
+
+
+def test_legs_export_at_every_snapshot_and_add_up(tmp_path):
+    """A run trained in two processes with --snapshot-minutes and --export: each snapshot exports the
+    generator and its state; the JSON lists both legs, the second starting where the first ended."""
+    from dapper.stylegan2.train import LegRecorder, load_training_state
+
+    images = _images()
+    out, export = tmp_path / "run", tmp_path / "ckpt" / "gan"
+    export.parent.mkdir()
+    half = TrainConfig(**{**TINY, "total_kimg": 0.016})
+    train(half, out, images=images, progress=False, snapshot_minutes=1e-6, on_snapshot=LegRecorder(export, "a"))
+    first = json.loads((tmp_path / "ckpt" / "gan.json").read_text())["metadata"]["legs"]
+    assert [(leg["kimg_from"], leg["kimg_to"]) for leg in first] == [(0.0, 0.016)]
+    full = TrainConfig(**TINY)
+    tr = train(full, out, images=images, progress=False, snapshot_minutes=1e-6, on_snapshot=LegRecorder(export, "b"))
+    legs = json.loads((tmp_path / "ckpt" / "gan.json").read_text())["metadata"]["legs"]
+    assert [(leg["kimg_from"], leg["kimg_to"], leg["command"]) for leg in legs] == [(0.0, 0.016, "a"),
+                                                                                     (0.016, 0.032, "b")]
+    assert all(leg["cpu_seconds"] >= 0 and leg["wall_seconds"] >= 0 for leg in legs)
+    state = load_training_state(tmp_path / "ckpt" / "gan_state.safetensors")
+    assert state["nimg"] == tr.nimg == 32
+    # a fresh run exporting to the same place starts the list anew
+    train(half, tmp_path / "other", images=images, progress=False, snapshot_minutes=1e-6,
+          on_snapshot=LegRecorder(export, "c"))
+    legs = json.loads((tmp_path / "ckpt" / "gan.json").read_text())["metadata"]["legs"]
+    assert [leg["command"] for leg in legs] == ["c"]

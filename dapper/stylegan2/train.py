@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from .networks import Discriminator, Generator
 
-__all__ = ["TrainConfig", "train", "ImageStream", "save_training_state", "load_training_state",
+__all__ = ["TrainConfig", "train", "ImageStream", "save_training_state", "load_training_state", "LegRecorder",
            "training_state_path", "read_init_state", "config_differences", "SCHEDULE_FIELDS"]
 
 STATE_SUFFIX = "_state.safetensors"
@@ -427,13 +427,15 @@ def configure_device(device: torch.device) -> None:
 def train(cfg: TrainConfig, out: Path, device: torch.device | None = None, images: np.ndarray | None = None,
           max_minutes: float | None = None, progress: bool = True, init: Path | None = None,
           log_every: int = 50, max_cpu_minutes: float | None = None,
-          snapshot_minutes: float | None = None) -> Trainer:
+          snapshot_minutes: float | None = None, on_snapshot=None) -> Trainer:
     """Train (or resume) until ``cfg.total_kimg``; returns the trainer. Stops early, saving, on
     SIGINT/SIGTERM, after ``max_minutes`` of wall time or ``max_cpu_minutes`` of this process's CPU
     time (all its threads: a budget that other jobs on the machine do not shorten). Besides every
     ``cfg.snapshot_kimg``, a snapshot (``resume.pt``, EMA generator, log row) is written whenever
     ``snapshot_minutes`` of wall time have passed since the last, so an interrupted run loses at
-    most that much. ``init``: a ``resume.pt`` of another run, or a training
+    most that much; ``on_snapshot(trainer, nimg_start)`` is called after each snapshot (e.g. a
+    :class:`LegRecorder`), with the image count this process started from.
+    ``init``: a ``resume.pt`` of another run, or a training
     state (``*_state.safetensors``, :func:`save_training_state`), whose networks and counters start
     this one (fresh optimisers), used only when ``out`` holds no ``resume.pt`` yet;
     the new run's ``log.csv`` counts its own seconds from 0.
@@ -460,6 +462,7 @@ def train(cfg: TrainConfig, out: Path, device: torch.device | None = None, image
         trainer.load_state_dict(read_init_state(init, device), weights_only=True)
         print(f"initialised from {init} at {trainer.nimg / 1000:.1f} kimg (networks and counters; fresh optimisers)")
     stream = ImageStream(images, cfg.batch, cfg.xflip, seed=cfg.seed * 1000003 + trainer.step_idx, device=device)
+    nimg_start = trainer.nimg
     grid_z = torch.randn([32, cfg.z_dim], generator=torch.Generator().manual_seed(cfg.seed + 123)).to(device)
 
     stop = {"flag": False}
@@ -499,6 +502,8 @@ def train(cfg: TrainConfig, out: Path, device: torch.device | None = None, image
                     next_snapshot += int(cfg.snapshot_kimg * 1000)
                 t_last_snapshot = now
                 _snapshot(trainer, out, grid_z, log_path, last, seconds_before + now - t_start)
+                if on_snapshot is not None:
+                    on_snapshot(trainer, nimg_start)
     finally:
         bar.close()
         for s, h in old_handlers.items():
@@ -537,7 +542,9 @@ def main(argv=None) -> None:
     parser.add_argument("--max-cpu-minutes", type=float, default=None,
                         help="stop (saving) after this much CPU time of the process (all threads); rerun resumes")
     parser.add_argument("--snapshot-minutes", type=float, default=None,
-                        help="also snapshot (resume.pt, generator, log row) at least this often (wall minutes)")
+                        help="also snapshot (resume.pt, generator, log row) at least this often (wall minutes); "
+                             "with --export, every snapshot also exports the generator and its training state "
+                             "and records this leg in the generator's JSON (a run trained in legs)")
     parser.add_argument("--total-kimg", type=float, default=None, help="override the config's length")
     parser.add_argument("--init", default=None,
                         help="start a new run from another run's resume.pt or an exported *_state.safetensors "
@@ -559,8 +566,14 @@ def main(argv=None) -> None:
         write_state_of(cfg, args.state_from, args.export,
                        command="python -m dapper.stylegan2.train " + " ".join(argv or sys.argv[1:]))
         return
+    command = "python -m dapper.stylegan2.train " + " ".join(argv or sys.argv[1:])
+    legs = LegRecorder(args.export, command) if args.export and args.snapshot_minutes else None
     trainer = train(cfg, out, device=device, max_minutes=args.max_minutes, init=args.init,
-                    max_cpu_minutes=args.max_cpu_minutes, snapshot_minutes=args.snapshot_minutes)
+                    max_cpu_minutes=args.max_cpu_minutes, snapshot_minutes=args.snapshot_minutes,
+                    on_snapshot=legs)
+    if legs is not None:
+        print(f"exported the EMA generator and its training state to {args.export} (legs in its JSON)")
+        return
     if args.export and trainer.nimg >= cfg.total_kimg * 1000:
         seconds = logged_seconds(out / "log.csv")
         if seconds is None:  # e.g. --init from a run already at total_kimg: nothing of this run to export
@@ -571,6 +584,49 @@ def main(argv=None) -> None:
                                    extra={"command": command, "seconds": seconds, "device": str(trainer.device)})
         state = save_training_state(trainer, training_state_path(args.export), weights, extra={"command": command})
         print(f"exported the EMA generator to {weights} and its training state to {state}")
+
+
+class LegRecorder:
+    """Exports the EMA generator and its training state at every snapshot of a run, with the list of
+    legs behind it (one leg per process: when and where it ran, kimg from and to, wall and CPU
+    seconds) in the generator's JSON metadata. Use as ``train(..., on_snapshot=LegRecorder(export))``.
+
+    The legs of an earlier export of the same run (ending where this leg starts) are kept, so a
+    run trained in several sessions lists them all; an export of another run is replaced, not merged.
+    """
+
+    def __init__(self, export, command: str = ""):
+        import datetime
+        import platform
+
+        self.export = Path(export)
+        self.command = command
+        self.started = datetime.datetime.now().isoformat(timespec="seconds")
+        self.machine = platform.node()
+        self.cpu0, self.t0 = time.process_time(), time.time()
+        self.previous = None
+
+    def earlier_legs(self, kimg_from: float) -> list:
+        json_path = _export_weights(self.export).with_suffix(".json")
+        if not json_path.is_file():
+            return []
+        legs = json.loads(json_path.read_text()).get("metadata", {}).get("legs", [])
+        return legs if legs and abs(legs[-1]["kimg_to"] - kimg_from) < 1e-3 else []
+
+    def __call__(self, trainer: Trainer, nimg_start: int) -> Path:
+        import datetime
+
+        kimg_from = nimg_start / 1000
+        if self.previous is None:
+            self.previous = self.earlier_legs(kimg_from)
+        leg = {"started": self.started, "ended": datetime.datetime.now().isoformat(timespec="seconds"),
+               "machine": self.machine, "device": str(trainer.device), "threads": torch.get_num_threads(),
+               "kimg_from": round(kimg_from, 3), "kimg_to": round(trainer.nimg / 1000, 3),
+               "wall_seconds": round(time.time() - self.t0, 1),
+               "cpu_seconds": round(time.process_time() - self.cpu0, 1), "command": self.command}
+        weights = export_generator(trainer, self.export, extra={"command": self.command, "legs": [*self.previous, leg]})
+        save_training_state(trainer, training_state_path(self.export), weights, extra={"command": self.command})
+        return weights
 
 
 def write_state_of(cfg: TrainConfig, resume_pt, export, command: str = "") -> Path:
