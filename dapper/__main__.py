@@ -11,9 +11,18 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
+    "report": ("dapper.report", "run the notebooks with papermill and rebuild reports/index.md"),
     "project": ("dapper.projection", "project real images into the generator's W space"),
     "augment": ("dapper.augment", "write synthetic training images for a fold"),
-    "report": ("dapper.report", "run the notebooks with papermill and rebuild reports/index.md"),
+    "experiments": ("dapper.experiments", "run the five-fold study (resumable) and write its tables"),
+    "train-gan": ("dapper.stylegan2.train", "train a StyleGAN2 (resumable, in legs) on toycars or your images"),
+    "gan-eval": ("dapper.gan_eval", "measure a source generator: FD ratio, pose coverage, identity kept"),
+    "encoder": ("dapper.encoder", "train the encoder that starts projection for a generator"),
+    "world-calibration": ("dapper.world_calibration", "measure the embedded world against its 64 px instruments"),
+    "oracles": ("dapper.oracles", "train or measure the evaluation oracles (toycars only; they never feed the method)"),
+    "annotators": ("dapper.annotators", "train or measure the method's pose annotator and vehicle detector"),
+    "perceptual": ("dapper.perceptual", "train the toycars perceptual network used by projection"),
+    "classify": ("dapper.classify", "pretrain the embedded classifier on source renders"),
 }
 
 
@@ -35,19 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module_name = COMMANDS[name][0]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        # Only the command's own module being absent means "not written yet"; a missing
-        # dependency inside it is a real installation problem and must surface as such.
-        if exc.name != module_name:
-            raise
-        print(
-            f"`python -m dapper {name}` is not available yet: module {module_name} "
-            "has not been written in this checkout.",
-            file=sys.stderr,
-        )
-        return 3
+    module = importlib.import_module(module_name)
     result = module.main(rest)
     return int(result or 0)
 
