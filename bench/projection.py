@@ -170,9 +170,9 @@ def main(argv=None) -> int:
         print(f"{r['method']:<34}{r['n']:>4}{r['cpu_s_per_image']:>10.2f}{r['images_per_cpu_s']:>10.3f}"
               f"{r['wall_s_per_image']:>11.2f}{r['mean_steps']:>7.0f}{r['psnr']:>7.2f}{r['perceptual']:>8.4f}"
               f"{r['identity_agreement']:>7.2f}")
-    from dapper.projection import generator_hash
+    from dapper.utils import weights_hash
 
-    result = {"network": display_path(network), "generator_hash": generator_hash(G),
+    result = {"network": display_path(network), "generator_hash": weights_hash(G),
               "dapper_settings": ours.to_dict(),
               "official_settings": official.to_dict(),
               "device": str(device), "threads": args.threads, "runs": runs,

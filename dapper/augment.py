@@ -44,9 +44,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .utils import weights_hash
+
 __all__ = [
     "METHODS", "AugmentSettings", "LeakageError", "check_no_leakage", "image_key", "image_keys",
-    "generator_hash", "w_statistics", "perturb_ws", "synthetic_latents", "synthesise", "SyntheticSet",
+    "w_statistics", "perturb_ws", "synthetic_latents", "synthesise", "SyntheticSet",
     "augment_images", "write_dataset", "read_dataset", "main",
 ]
 
@@ -81,15 +83,6 @@ def image_key(image: np.ndarray) -> str:
 def image_keys(images: np.ndarray) -> list[str]:
     """:func:`image_key` of each image in uint8 [N, H, W, 3]."""
     return [image_key(im) for im in images]
-
-
-def generator_hash(G: torch.nn.Module) -> str:
-    """Hash of the generator's weights and buffers (16 hex digits): what made a synthetic image."""
-    h = hashlib.sha256()
-    for name, t in sorted(G.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 @torch.no_grad()
@@ -330,7 +323,7 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
     if any("rotate" in m for m in methods) and apply_direction is None:
         from dapper.directions import apply_direction
     ws = torch.as_tensor(ws).float().cpu()
-    g_hash = generator_hash(G)
+    g_hash = weights_hash(G)
     d_id = _direction_id(direction, apply_direction, ws.shape) if any("rotate" in m for m in methods) else ""
     folder = cache_dir("synthetic", f"{g_hash}-{settings.signature()}-{d_id or 'none'}") if cache else None
     # The cache holds every method the inputs allow, so that a later call asking for another

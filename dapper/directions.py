@@ -43,12 +43,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .utils import weights_hash
+
 __all__ = [
     "Direction", "PoseSamples", "apply_direction", "edit_images", "annotate_samples", "paper_pose_direction",
     "interfacegan_direction", "sefa_direction", "ganspace_direction", "random_direction", "calibrate_direction",
     "fit_directions", "evaluate_directions", "per_coefficient_table", "yaw_sequence_metrics",
     "choose_winner", "load_or_fit_pose_direction",
-    "save_chosen_direction", "generator_hash", "style_layers", "coarse_layers", "wrap_deg", "circular_mean_deg",
+    "save_chosen_direction", "style_layers", "coarse_layers", "wrap_deg", "circular_mean_deg",
     "PAPER_COEFFICIENTS", "DEFAULT_REFERENCE_YAW", "PROFILES",
 ]
 
@@ -236,18 +238,6 @@ def edit_images(G, ws, direction: Direction, coefficients, batch_size: int = 64)
 # ---------------------------------------------------------------------------------------------
 
 
-def generator_hash(G) -> str:
-    """sha256 (first 16 hex digits) over the generator's state dict: names, shapes and bytes."""
-    h = hashlib.sha256()
-    for name, t in sorted(G.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(str(t.dtype).encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()[:16]
-
-
 def style_layers(G) -> list[tuple[int, str, torch.nn.Module]]:
     """(W+ row, layer name, affine module) for every style-modulated layer of ``G.synthesis``, in
     the official order: block ``b<res>`` uses rows ``k .. k + num_conv`` (its ``torgb`` the row
@@ -352,7 +342,7 @@ def annotate_samples(G, n: int, detector, annotator, seed: int = 0, truncation_p
                       "ann": ann_cfg.get("heldout", type(annotator).__name__),
                       "thr": getattr(detector, "threshold", 0.5)}, sort_keys=True, default=str)
     digest = hashlib.sha1(key.encode()).hexdigest()[:10]
-    path = cache_dir("directions", generator_hash(G)) / f"samples-{n}-{seed}-{digest}.npz"
+    path = cache_dir("directions", weights_hash(G)[:16]) / f"samples-{n}-{seed}-{digest}.npz"
     if cache and path.exists():
         with np.load(path) as d:
             return PoseSamples(**{k: d[k] for k in d.files}, metadata=json.loads(key))
@@ -949,7 +939,7 @@ def choose_winner(summary, min_rotation: float = 0.5) -> tuple[str, str]:
 def _direction_dir(G) -> Path:
     from dapper.utils import cache_dir
 
-    return cache_dir("directions", generator_hash(G))
+    return cache_dir("directions", weights_hash(G)[:16])
 
 
 def save_chosen_direction(G, direction: Direction, profile: str, name: str) -> Path:
@@ -966,7 +956,7 @@ def load_or_fit_pose_direction(G, profile: str = "quick", method: str = "chosen"
     ``method="chosen"``: the one notebook 02 picked for this generator and profile if it ran,
     else the paper's (all layers). ``method="paper"`` (or ``"<method>/<range>"`` such as
     ``"interfacegan/coarse"``): that method. Fitted on ``PROFILES[profile]`` samples and cached
-    in ``cache_dir("directions", generator_hash(G))``. Coefficients are degrees;
+    in ``cache_dir("directions", weights_hash(G)[:16])``. Coefficients are degrees;
     ``.in_paper_units()`` gives the paper's units for the paper's direction.
     """
     folder = _direction_dir(G)

@@ -72,9 +72,9 @@ class Encoder(nn.Module):
     @property
     def content_hash(self) -> str:
         if getattr(self, "_hash", None) is None:
-            from .perceptual import state_hash
+            from .utils import weights_hash
 
-            self._hash = state_hash(self)
+            self._hash = weights_hash(self)
         return self._hash
 
 
@@ -101,10 +101,10 @@ _LOADED: dict = {}
 def encoder_for(G, g_hash: str | None = None, path=None, device="cpu") -> Encoder | None:
     """The encoder trained for generator ``G``, or None (with a warning) when there is none or it
     was trained for another generator (its recorded generator hash differs)."""
-    from .projection import generator_hash
+    from .utils import weights_hash
 
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
-    g_hash = g_hash or generator_hash(G)
+    g_hash = g_hash or weights_hash(G)
     key = (str(path), g_hash, str(device))
     if key in _LOADED:
         return _LOADED[key]
@@ -181,16 +181,16 @@ def evaluate(enc: Encoder, G, images: torch.Tensor, ws: torch.Tensor, perceptual
 def train(network=None, out=None, scale: float = 1.0, threads: int = 1, seed: int = 0) -> dict:
     """Train an encoder for the generator at ``network`` (default: the shipped source GAN)."""
     from .perceptual import budget_lr, load_perceptual
-    from .projection import _masked_mse, generator_hash, w_stats
+    from .projection import _masked_mse, w_stats
     from .stylegan2 import default_generator_path, load_generator
-    from .utils import atomic_save, cache_dir, seed_everything
+    from .utils import atomic_save, cache_dir, seed_everything, weights_hash
 
     torch.set_num_threads(threads)
     seed_everything(seed)
     cfg = dict(CONFIG, seed=seed)
     network = Path(network) if network is not None else Path(default_generator_path())
     G = load_generator(network, device="cpu")
-    g_hash = generator_hash(G)
+    g_hash = weights_hash(G)
     perceptual = load_perceptual()
     t0 = time.time()
     n_train = max(128, int(cfg["n_train"] * scale))

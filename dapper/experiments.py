@@ -452,7 +452,8 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
     """
     import torch
 
-    from dapper.augment import SyntheticSet, _direction_id, augment_images, check_no_leakage, generator_hash
+    from dapper.augment import SyntheticSet, _direction_id, augment_images, check_no_leakage
+    from dapper.utils import weights_hash
 
     timings: dict[str, float] = {}
     clock = _StageClock(timings)
@@ -468,7 +469,7 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
         from dapper.stylegan2 import default_generator_path, load_generator
 
         G = load_generator(config.network or default_generator_path()).eval()
-    g_hash = generator_hash(G) if G is not None else "none"
+    g_hash = weights_hash(G) if G is not None else "none"
     direction_id = ""
     if need_rotation:
         if direction is None:

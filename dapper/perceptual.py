@@ -23,7 +23,6 @@ computes its target's features once.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import sys
@@ -40,20 +39,7 @@ CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "perceptual_toycars.safetensors"
 YAW_BINS = 24
 
-__all__ = ["FeatureNet", "PerceptualDistance", "VGG16LPIPS", "load_perceptual", "state_hash", "train"]
-
-
-def state_hash(module: nn.Module) -> str:
-    """sha256 over a module's state dict (names, dtypes, shapes and bytes), hex.
-
-    Two modules hash equal exactly when they hold the same weights, whatever file they came from.
-    """
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
+__all__ = ["FeatureNet", "PerceptualDistance", "VGG16LPIPS", "load_perceptual", "train"]
 
 
 def _normalise_channels(f: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
@@ -103,7 +89,9 @@ class PerceptualDistance(nn.Module):
     @property
     def content_hash(self) -> str:
         if getattr(self, "_hash", None) is None:
-            self._hash = state_hash(self)
+            from dapper.utils import weights_hash
+
+            self._hash = weights_hash(self)
         return self._hash
 
 

@@ -49,9 +49,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .utils import weights_hash
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["Projection", "ProjectionSettings", "project_images", "generator_hash", "choose_batch_size", "main"]
+__all__ = ["Projection", "ProjectionSettings", "project_images", "choose_batch_size", "main"]
 
 # Bump when a change alters what a projection returns for the same inputs: old cache files then miss.
 PROJECTION_VERSION = 1
@@ -173,13 +175,6 @@ class Projection:
 # ---------------------------------------------------------------------------------------------
 # Hashes
 # ---------------------------------------------------------------------------------------------
-
-
-def generator_hash(G) -> str:
-    """sha256 of the generator's state dict (names, dtypes, shapes, bytes)."""
-    from .perceptual import state_hash
-
-    return state_hash(G)
 
 
 def _image_key(image, mask) -> str:
@@ -311,7 +306,7 @@ _W_STATS: dict = {}
 def w_stats(G, samples: int = 10000, g_hash: str | None = None) -> tuple[torch.Tensor, float]:
     """Mean w [w_dim] and spread (RMS distance to the mean, a scalar) of ``samples`` mapped z
     (seed 123, as the official projector); memoised per generator."""
-    key = (g_hash or generator_hash(G), samples)
+    key = (g_hash or weights_hash(G), samples)
     if key not in _W_STATS:
         device = next(G.parameters()).device
         z = torch.randn(samples, G.z_dim, generator=torch.Generator().manual_seed(123)).to(device)
@@ -640,7 +635,7 @@ def project_images(G, images, masks=None, settings: ProjectionSettings | None = 
     targets = torch.stack([p[0] for p in prepared]) if n else torch.zeros(0, 3, r, r)
     valid = torch.stack([p[1] for p in prepared]) if n else torch.zeros(0, r, r, dtype=torch.bool)
 
-    g_hash = generator_hash(G)
+    g_hash = weights_hash(G)
     perceptual = _perceptual_for(settings, device)
     encoder = None
     effective = settings

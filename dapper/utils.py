@@ -16,6 +16,22 @@ PROFILES = ("quick", "full")
 DATASETS = ("toycars", "stanford_cars")
 
 
+def weights_hash(module) -> str:
+    """sha256 over a torch module's state dict (names, dtypes, shapes and bytes), 64 hex digits: the
+    one id of a generator (or any network) in caches, results and checkpoints. Two modules hash
+    equal exactly when they hold the same weights, whatever file they came from."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 def repo_root() -> Path:
     """The repository checkout this package lives in (the folder holding ``dapper/``)."""
     return Path(__file__).resolve().parent.parent

@@ -6,6 +6,7 @@ import torch
 from study_fakes import FakeDirection, FakeGenerator, fake_apply_direction
 
 from dapper import augment as A
+from dapper.utils import weights_hash
 
 
 def _inputs(n=4, seed=0):
@@ -83,7 +84,7 @@ def test_manifest_records_provenance_and_cache_reuses_images(tmp_path, monkeypat
     assert set(m["source_key"]) == set(keys) and set(m["fold"]) == {2}
     assert set(m["method"]) == set(A.METHODS)
     assert (m.groupby(["source_key", "method"]).size() == 3).all()
-    assert set(m["generator_hash"]) == {A.generator_hash(G)}
+    assert set(m["generator_hash"]) == {weights_hash(G)}
     label_of = dict(zip(keys, labels))
     assert all(label_of[k] == lab for k, lab in zip(m["source_key"], s1.labels))
     assert (m.loc[m["method"] == "perturb", "strength"] == 0.5).all()

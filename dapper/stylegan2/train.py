@@ -349,8 +349,7 @@ def save_training_state(trainer: Trainer, path, generator_path, extra: dict | No
     :func:`load_training_state` refuses, never one that loads wrongly."""
     from safetensors.torch import save as st_save
 
-    from ..perceptual import state_hash
-    from ..utils import atomic_write_bytes
+    from ..utils import atomic_write_bytes, weights_hash
 
     path, generator_path = Path(path), Path(generator_path)
     if generator_path.resolve().parent != path.resolve().parent:
@@ -361,7 +360,7 @@ def save_training_state(trainer: Trainer, path, generator_path, extra: dict | No
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     meta = {"nimg": int(trainer.nimg), "step_idx": int(trainer.step_idx), "kimg": trainer.nimg / 1000,
             "config": dataclasses.asdict(trainer.cfg), "generator": generator_path.name,
-            "generator_hash": state_hash(trainer.G_ema), **(extra or {})}
+            "generator_hash": weights_hash(trainer.G_ema), **(extra or {})}
     atomic_write_bytes(path, st_save(tensors, metadata={"dapper_training_state": json.dumps(meta)}))
     return path
 
@@ -372,7 +371,7 @@ def load_training_state(path, device="cpu") -> dict:
     its metadata, beside it, and must have the weights the state was saved with."""
     from safetensors import safe_open
 
-    from ..perceptual import state_hash
+    from ..utils import weights_hash
     from .checkpoints import detect_format, load_generator
 
     path = Path(path)
@@ -394,7 +393,7 @@ def load_training_state(path, device="cpu") -> dict:
     if detect_format(gen_path) != "safetensors":
         raise ValueError(f"{gen_path} is not a safetensors file")
     G_ema = load_generator(gen_path)
-    if state_hash(G_ema) != meta["generator_hash"]:
+    if weights_hash(G_ema) != meta["generator_hash"]:
         raise ValueError(f"{gen_path} is not the generator {path} was saved with (its weights differ); "
                          f"a training state only goes on from its own EMA generator")
 
@@ -632,7 +631,7 @@ class LegRecorder:
 def write_state_of(cfg: TrainConfig, resume_pt, export, command: str = "") -> Path:
     """The training state of a finished run's ``resume.pt``, written beside its exported generator
     (``export``), after checking that this generator is the run's EMA generator."""
-    from ..perceptual import state_hash
+    from ..utils import weights_hash
     from .checkpoints import load_generator
 
     state = read_init_state(resume_pt)
@@ -642,7 +641,7 @@ def write_state_of(cfg: TrainConfig, resume_pt, export, command: str = "") -> Pa
     trainer = Trainer(cfg, torch.device("cpu"))
     trainer.load_state_dict(state, weights_only=True)
     weights = _export_weights(export)
-    if state_hash(load_generator(weights)) != state_hash(trainer.G_ema):
+    if weights_hash(load_generator(weights)) != weights_hash(trainer.G_ema):
         raise ValueError(f"{weights} is not the EMA generator of {resume_pt}")
     path = save_training_state(trainer, training_state_path(export), weights, extra={"command": command})
     print(f"wrote the training state of {resume_pt} ({trainer.nimg / 1000:.3f} kimg) to {path}")
