@@ -41,7 +41,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["PoseAnnotator", "VehicleDetector", "AnnotatorNet", "load_pose_annotator", "load_vehicle_detector",
-           "background_only", "make_negatives", "NEGATIVE_KINDS", "train", "evaluate"]
+           "make_negatives", "NEGATIVE_KINDS", "train", "evaluate"]
 
 INPUT_SIZE = 64
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -222,8 +222,7 @@ def load_vehicle_detector(path=None, device="cpu", threshold: float = 0.5) -> Ve
 
 def annotator_items(n: int, seed: int) -> list:
     """Random vehicles of every body type from a broad prior (no target classes)."""
-    from dapper.data._toycars_geometry import sample_spec
-    from dapper.data._toycars_raster import fit_distance
+    from dapper.data.toycars import fit_distance, sample_spec
 
     items = []
     for i in range(n):
@@ -234,23 +233,6 @@ def annotator_items(n: int, seed: int) -> list:
                       "distance": fit_distance(spec, float(rng.uniform(0.66, 0.95)), yaw, elevation),
                       "background_seed": int(rng.integers(2**31 - 1)), "label": -1})
     return items
-
-
-def background_only(background_seed: int, elevation: float, size: int = INPUT_SIZE) -> np.ndarray:
-    """A toycars scene with no vehicle: the same sky, ground, clutter and grain a render would
-    have for this background seed and elevation. uint8 [size, size, 3]."""
-    from dapper.data._toycars_raster import background_style, draw_background, make_camera
-
-    ss = 4 if size <= 96 else 3
-    res = size * ss
-    cam = make_camera(np.array([0.0, 0.0, 0.75]), 0.0, float(elevation), 7.0, res)
-    style = background_style(background_seed)
-    bg, _ = draw_background(style, cam, res)
-    image = np.asarray(bg.reduce(ss), dtype=np.float32)
-    rng = np.random.default_rng([int(background_seed), 13])
-    grain = rng.standard_normal((size, size, 1), dtype=np.float32) + 0.4 * rng.standard_normal((size, size, 3),
-                                                                                                 dtype=np.float32)
-    return np.clip(image + style.noise * grain, 0, 255).astype(np.uint8)
 
 
 def _render_set(n: int, seed: int, n_background: int, progress: bool = True) -> dict:
@@ -286,7 +268,7 @@ def _render_set(n: int, seed: int, n_background: int, progress: bool = True) -> 
             data["backgrounds"] = np.load(bg_path)
         else:
             rng = np.random.default_rng([seed, 0xB6])
-            bgs = np.stack([background_only(int(rng.integers(2**31 - 1)), float(2 + 30 * rng.beta(1.5, 2.2)))
+            bgs = np.stack([toycars.render_background(int(rng.integers(2**31 - 1)), float(2 + 30 * rng.beta(1.5, 2.2)))
                             for _ in range(n_background)])
             atomic_save(bg_path, lambda p: np.save(p, bgs))
             data["backgrounds"] = bgs

@@ -65,7 +65,7 @@ PROXY_DETAIL_HEADS = {"head_shape": 4, "tail_shape": 4, "grille_shape": 4, "spok
 
 
 def _proxy_heads() -> dict[str, int]:
-    from dapper.data._toycars_geometry import PAINT_WEIGHTS, SOURCE_BODY_TYPES
+    from dapper.data.toycars import PAINT_WEIGHTS, SOURCE_BODY_TYPES
 
     return {"body": len(SOURCE_BODY_TYPES), "yaw_bin": PROXY_YAW_BINS, "colour": len(PAINT_WEIGHTS),
             **PROXY_DETAIL_HEADS}
@@ -357,7 +357,7 @@ def proxy_labels(meta: dict) -> dict[str, np.ndarray]:
     """Proxy-task labels from :func:`dapper.data.toycars.source_dataset` meta arrays:
     ``body`` (index into SOURCE_BODY_TYPES), ``yaw_bin`` (45 deg bins centred on 0, 45, ...),
     ``colour`` (nearest paint of the palette, in PAINT_WEIGHTS order)."""
-    from dapper.data._toycars_geometry import PAINT_PALETTE, PAINT_WEIGHTS
+    from dapper.data.toycars import PAINT_PALETTE, PAINT_WEIGHTS
 
     body = np.asarray(meta["body"], np.int64)
     yaw = np.asarray(meta["yaw"], np.float64)
@@ -375,7 +375,7 @@ def detail_labels(specs, yaw=None) -> dict[str, np.ndarray]:
     With ``yaw`` (degrees, one per spec) a part the view does not show is labelled -1 (ignored by
     the loss): head lamps and grille need the front in view, tail lamps the rear, wheels a side.
     """
-    from dapper.data._toycars_geometry import VehicleSpec
+    from dapper.data.toycars import VehicleSpec
 
     specs = [VehicleSpec.from_dict(sp) if isinstance(sp, dict) else sp for sp in specs]
     out = {

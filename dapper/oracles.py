@@ -229,8 +229,7 @@ def identity_items(n_per_class: int, seed: int) -> list:
 def pose_items(n: int, seed: int) -> list:
     """Every body type (pickups too) from the broad prior; one in four is a target class."""
     from dapper.data import toycars
-    from dapper.data._toycars_geometry import sample_spec
-    from dapper.data._toycars_raster import fit_distance
+    from dapper.data.toycars import fit_distance, sample_spec
 
     items = []
     for i in range(n):

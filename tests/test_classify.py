@@ -76,7 +76,7 @@ def test_proxy_labels_bins_and_mirror():
     lab = C.proxy_labels(meta)
     assert lab["yaw_bin"].tolist() == [0, 0]
     assert C.proxy_labels({**meta, "yaw": np.array([23.0, 350.0])})["yaw_bin"].tolist() == [1, 0]
-    from dapper.data._toycars_geometry import PAINT_WEIGHTS
+    from dapper.data.toycars import PAINT_WEIGHTS
 
     names = list(PAINT_WEIGHTS)
     assert [names[i] for i in lab["colour"]] == ["white", "red"]
@@ -85,7 +85,7 @@ def test_proxy_labels_bins_and_mirror():
 
 
 def test_detail_labels_name_the_parts_of_each_vehicle():
-    from dapper.data._toycars_geometry import VehicleSpec
+    from dapper.data.toycars import VehicleSpec
 
     a = VehicleSpec(head_shape=3, tail_shape=1, grille_shape=2, spokes=10, rim_colour=2, window_splits=(0.4, 0.8),
                     blackout_pillars=True, spoiler=True)

@@ -245,8 +245,6 @@ def test_annotator_augmentation_moves_boxes_and_yaw_with_the_image():
         assert inside > 0.5, (i, b[i])
     neg = A.make_negatives(x[:10], x[:2], torch.Generator().manual_seed(1))
     assert neg.shape == (10, 3, 64, 64) and neg.abs().max() <= 1.0 + 1e-6
-    bg = A.background_only(3, 12.0, 32)
-    assert bg.shape == (32, 32, 3) and bg.dtype == np.uint8 and np.array_equal(bg, A.background_only(3, 12.0, 32))
 
 
 class _PixelDistance(torch.nn.Module):

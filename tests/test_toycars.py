@@ -218,3 +218,15 @@ def test_models_of_another_world_are_refused(tmp_path):
     with pytest.raises(ValueError, match="toycars-v1"):
         tc.check_world({"world": "toycars-v1-r2"}, tmp_path / "old.safetensors", "python -m x")
     tc.check_world({"world": tc.WORLD_TAG}, tmp_path / "new.safetensors", "python -m x")
+
+
+def test_render_background_is_the_render_without_its_car():
+    """The empty scene a detector learns to reject: deterministic, and equal to a render of the same
+    background seed and elevation above the horizon (the ground's markings follow the camera's
+    distance, which a render sets from the car)."""
+    bg = tc.render_background(3, 12.0, 64)
+    assert bg.shape == (64, 64, 3) and bg.dtype == np.uint8 and np.array_equal(bg, tc.render_background(3, 12.0, 64))
+    r = tc.render(_spec("sedan", 1), 70.0, 12.0, None, 3)
+    horizon = int(32 - 32 / np.tan(np.radians(tc.FOV_DEG / 2)) * np.tan(np.radians(12.0)))
+    top = min(r.bbox[1], horizon) - 1
+    assert top > 4 and np.array_equal(r.image[:top], bg[:top])

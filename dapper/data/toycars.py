@@ -31,6 +31,7 @@ from PIL import Image
 from ._toycars_geometry import (
     BODY_TYPES,
     PAINT_PALETTE,
+    PAINT_WEIGHTS,
     SOURCE_BODY_TYPES,
     VehicleSpec,
     build_geometry,
@@ -51,7 +52,8 @@ __all__ = [
     "BODY_TYPES", "SOURCE_BODY_TYPES", "VehicleSpec", "Render", "render", "render_same_vehicle",
     "source_batch", "source_dataset", "source_item", "RENDER_VERSION", "WORLD_VERSION", "WORLD_TAG",
     "check_world", "FOV_DEG", "TARGET_CLASSES", "PAIRS", "TargetPool", "target_spec", "target_item",
-    "target_pool", "target_test_views", "render_items",
+    "target_pool", "target_test_views", "render_items", "render_background", "sample_spec", "fit_distance",
+    "PAINT_PALETTE", "PAINT_WEIGHTS",
 ]
 
 # Bump whenever a change alters pixels, so cached shards are never mixed across versions.
@@ -122,13 +124,8 @@ def render(
     layer = Image.new("RGBA", (res, res), (0, 0, 0, 0))
     draw_vehicle(layer, geom, cam, style.sky)
     bg.paste(layer, (0, 0), layer)
-    image = np.asarray(bg.reduce(ss), dtype=np.float32)
+    image = _with_grain(np.asarray(bg.reduce(ss), dtype=np.float32), style, background_seed)
     alpha = np.asarray(layer.getchannel("A").reduce(ss))
-    # Sensor-like grain, fixed by the background seed so re-renders at another yaw match.
-    rng = np.random.default_rng([int(background_seed), 13])
-    grain = rng.standard_normal((size, size, 1), dtype=np.float32)
-    grain = grain + 0.4 * rng.standard_normal((size, size, 3), dtype=np.float32)
-    image = np.clip(image + style.noise * grain, 0, 255).astype(np.uint8)
     mask = alpha >= 128
     meta = {
         "body": spec.body,
@@ -141,6 +138,27 @@ def render(
         "spec": spec.to_dict(),
     }
     return Render(image, mask, mask_bbox(mask), meta)
+
+
+def _with_grain(image: np.ndarray, style, background_seed: int) -> np.ndarray:
+    """float [S, S, 3] -> uint8 with sensor-like grain, fixed by the background seed so that
+    re-renders at another yaw (and the empty scene) match."""
+    size = image.shape[0]
+    rng = np.random.default_rng([int(background_seed), 13])
+    grain = rng.standard_normal((size, size, 1), dtype=np.float32)
+    grain = grain + 0.4 * rng.standard_normal((size, size, 3), dtype=np.float32)
+    return np.clip(image + style.noise * grain, 0, 255).astype(np.uint8)
+
+
+def render_background(background_seed: int, elevation: float = 12.0, size: int = 64) -> np.ndarray:
+    """The scene of :func:`render` with no vehicle: the same sky, ground, clutter and grain a render
+    with this background seed and elevation has (they do not depend on yaw). uint8 [size, size, 3]."""
+    ss = _supersampling(size)
+    res = size * ss
+    cam = make_camera(np.array([0.0, 0.0, 0.75]), 0.0, float(elevation), 7.0, res)
+    style = background_style(background_seed)
+    bg, _ = draw_background(style, cam, res)
+    return _with_grain(np.asarray(bg.reduce(ss), dtype=np.float32), style, background_seed)
 
 
 def mask_bbox(mask: np.ndarray) -> tuple:
