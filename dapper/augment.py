@@ -49,7 +49,7 @@ from .utils import weights_hash
 __all__ = [
     "METHODS", "AugmentSettings", "LeakageError", "check_no_leakage", "image_key", "image_keys",
     "w_statistics", "perturb_ws", "synthetic_latents", "synthesise", "SyntheticSet",
-    "augment_images", "write_dataset", "read_dataset", "main",
+    "augment_images", "write_dataset", "read_dataset", "direction_id", "main",
 ]
 
 METHODS = ("perturb", "rotate", "perturb+rotate")
@@ -270,7 +270,7 @@ def _empty_set(resolution: int) -> SyntheticSet:
                         pd.DataFrame(columns=MANIFEST_COLUMNS))
 
 
-def _direction_id(direction, apply_direction, ws_shape) -> str:
+def direction_id(direction, apply_direction, ws_shape) -> str:
     if direction is None:
         return ""
     # Whatever the direction's representation, its unit edit of a zero latent identifies it.
@@ -324,7 +324,7 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
         from dapper.directions import apply_direction
     ws = torch.as_tensor(ws).float().cpu()
     g_hash = weights_hash(G)
-    d_id = _direction_id(direction, apply_direction, ws.shape) if any("rotate" in m for m in methods) else ""
+    d_id = direction_id(direction, apply_direction, ws.shape) if any("rotate" in m for m in methods) else ""
     folder = cache_dir("synthetic", f"{g_hash}-{settings.signature()}-{d_id or 'none'}") if cache else None
     # The cache holds every method the inputs allow, so that a later call asking for another
     # method finds it; without a cache only what was asked is made.

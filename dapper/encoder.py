@@ -181,7 +181,7 @@ def evaluate(enc: Encoder, G, images: torch.Tensor, ws: torch.Tensor, perceptual
 def train(network=None, out=None, scale: float = 1.0, threads: int = 1, seed: int = 0) -> dict:
     """Train an encoder for the generator at ``network`` (default: the shipped source GAN)."""
     from .perceptual import budget_lr, load_perceptual
-    from .projection import _masked_mse, w_stats
+    from .projection import masked_mse, w_stats
     from .stylegan2 import default_generator_path, load_generator
     from .utils import atomic_save, cache_dir, seed_everything, weights_hash
 
@@ -253,7 +253,7 @@ def train(network=None, out=None, scale: float = 1.0, threads: int = 1, seed: in
         pred = enc(_augment(x, gen))
         rec = G.synthesis(pred[:, None].repeat(1, G.num_ws, 1), noise_mode="const")
         ones = torch.ones_like(x[:, :1])
-        loss = (_masked_mse(rec, x, ones) + cfg["perceptual_weight"] * perceptual(rec, x)).mean()
+        loss = (masked_mse(rec, x, ones) + cfg["perceptual_weight"] * perceptual(rec, x)).mean()
         loss = loss + cfg["recon_weight_w"] * ((pred - w_train[idx]) / enc.w_scale).square().mean() * 0.1
         opt2.zero_grad(set_to_none=True)
         loss.backward()

@@ -58,6 +58,7 @@ __all__ = [
     "StudyConfig", "study_config", "ScenarioData", "load_scenario", "condition_ids", "make_folds", "real_subset",
     "run_seed", "RunSpec", "plan_runs", "results_path", "append_row", "read_results", "finished_runs", "StudyInputs",
     "prepare_inputs", "run_one", "five_fold_runs", "study_tables", "study_statements", "main",
+    "projection_settings", "classifier_weights_path",
 ]
 
 CONDITIONS = ("real", "real+affine", "real+perturb", "real+rotate", "real+perturb+rotate")
@@ -387,7 +388,7 @@ def _file_hash(path) -> str:
     return h.hexdigest()[:16]
 
 
-def _classifier_weights_path(config: StudyConfig):
+def classifier_weights_path(config: StudyConfig):
     from dapper.classify import PRETRAINED_PATH
 
     if config.classifier_weights == "default":
@@ -398,7 +399,7 @@ def _classifier_weights_path(config: StudyConfig):
 def condition_ids(config: StudyConfig, generator: str, direction_id: str) -> dict[str, str]:
     """Study id per condition: a hash of what that condition's rows depend on."""
     ident = config.identity()
-    ident["classifier_weights"] = _file_hash(_classifier_weights_path(config))
+    ident["classifier_weights"] = _file_hash(classifier_weights_path(config))
     generative = {k: ident.pop(k) for k in ("augment", "projection", "network")}
     ids = {}
     for cond in CONDITIONS + RESIDUAL_CONDITIONS:
@@ -411,7 +412,7 @@ def condition_ids(config: StudyConfig, generator: str, direction_id: str) -> dic
     return ids
 
 
-def _projection_settings(config: StudyConfig):
+def projection_settings(config: StudyConfig):
     from dapper.projection import ProjectionSettings
 
     return ProjectionSettings(**(config.projection or {}))
@@ -452,7 +453,8 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
     """
     import torch
 
-    from dapper.augment import SyntheticSet, _direction_id, augment_images, check_no_leakage
+    from dapper import augment
+    from dapper.augment import SyntheticSet, augment_images, check_no_leakage
     from dapper.utils import weights_hash
 
     timings: dict[str, float] = {}
@@ -470,7 +472,7 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
 
         G = load_generator(config.network or default_generator_path()).eval()
     g_hash = weights_hash(G) if G is not None else "none"
-    direction_id = ""
+    d_id = ""
     if need_rotation:
         if direction is None:
             from dapper.directions import load_or_fit_pose_direction
@@ -478,16 +480,16 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
             direction = load_or_fit_pose_direction(G, config.direction_profile or config.profile)
         if apply_direction is None:
             from dapper.directions import apply_direction
-        direction_id = _direction_id(direction, apply_direction, (1, G.num_ws, G.w_dim))
+        d_id = augment.direction_id(direction, apply_direction, (1, G.num_ws, G.w_dim))
     clock.stop("generator+direction")
-    ids = condition_ids(config, g_hash, direction_id)
+    ids = condition_ids(config, g_hash, d_id)
 
     synthetic = {}
     if methods:
         if project is None:
             from dapper.projection import project_images
 
-            settings = _projection_settings(config)
+            settings = projection_settings(config)
 
             def project(G, images):
                 _project_in_parallel(G, images, settings, config.workers)
@@ -539,7 +541,7 @@ def _prepared(inputs: StudyInputs, scenario: str):
     if key not in _PREPARED:
         d = inputs.data[scenario]
         cfg = data_config(create_classifier(len(d.class_names), inputs.config.classifier,
-                                            _classifier_weights_path(inputs.config)))
+                                            classifier_weights_path(inputs.config)))
         views = prepare_images(d.views_images, cfg) if len(d.views_images) else None
         _PREPARED[key] = {"x": prepare_images(d.images, cfg), "y": torch.from_numpy(d.labels), "views": views,
                           "views_y": torch.from_numpy(d.views_labels), "config": cfg}
@@ -574,7 +576,7 @@ def run_one(inputs: StudyInputs, spec: RunSpec, device=None) -> dict:
         n_syn = len(syn)
     settings = dc.replace(cfg.finetune, affine=spec.condition == "real+affine")
     model = train_classifier(real_x, real_y, len(d.class_names), syn_x, syn_y, settings, seed=spec.seed,
-                             model_name=cfg.classifier, weights=_classifier_weights_path(cfg), device=device)
+                             model_name=cfg.classifier, weights=classifier_weights_path(cfg), device=device)
     acc_fold = accuracy(model, p["x"][test_idx], p["y"][test_idx])
     acc_views = accuracy(model, p["views"], p["views_y"]) if p["views"] is not None else math.nan
     primary = acc_views if spec.scenario == "homogeneous" else acc_fold

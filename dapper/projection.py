@@ -53,7 +53,7 @@ from .utils import weights_hash
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Projection", "ProjectionSettings", "project_images", "choose_batch_size", "main"]
+__all__ = ["Projection", "ProjectionSettings", "project_images", "masked_mse", "choose_batch_size", "main"]
 
 # Bump when a change alters what a projection returns for the same inputs: old cache files then miss.
 PROJECTION_VERSION = 1
@@ -415,7 +415,7 @@ def _randn_rows(shape_row, gens: list[torch.Generator], idx: list[int], device) 
     return torch.stack([torch.randn(shape_row, generator=gens[i], device=device) for i in idx])
 
 
-def _masked_mse(x: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+def masked_mse(x: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """Mean squared difference inside the mask, per image: [B]. m: [B, 1, R, R] float."""
     return ((x - y).square() * m).sum(dim=(1, 2, 3)) / (3 * m.sum(dim=(1, 2, 3)).clamp_min(1))
 
@@ -480,7 +480,7 @@ def _optimise_batch(G, targets, masks, w_init, settings, perceptual, w_std, keys
         tgt, mk = targets[idx], m[idx]
         loss = torch.zeros(len(idx_list), device=device)
         if s.pixel_weight > 0:
-            loss = loss + s.pixel_weight * _masked_mse(synth, tgt, mk)
+            loss = loss + s.pixel_weight * masked_mse(synth, tgt, mk)
         if target_feats is not None:
             comp = synth * mk + tgt * (1 - mk)
             loss = loss + s.perceptual_weight * (perceptual.features(comp) - target_feats[idx]).square().sum(1)
@@ -552,7 +552,7 @@ def _quality(recon, targets, masks, perceptual, batch: int, device) -> tuple[np.
     for a in range(0, len(recon), batch):
         x, y = recon[a:a + batch].to(device), targets[a:a + batch].to(device)
         mk = masks[a:a + batch].to(device)[:, None].float()
-        mse01 = _masked_mse(x.clamp(-1, 1), y, mk) / 4  # images in [0, 1]
+        mse01 = masked_mse(x.clamp(-1, 1), y, mk) / 4  # images in [0, 1]
         psnr.append((10 * torch.log10(1 / mse01.clamp_min(1e-10))).cpu())
         comp = x * mk + y * (1 - mk)
         perc.append(perceptual(comp, y).cpu())

@@ -584,7 +584,7 @@ def train_pair(inputs, scenario: str, fold: int, shots: int, condition: str = "r
     n_classes = len(d.class_names)
     # The study's own reading of classifier_weights ("default" means the shipped file for the
     # embedded model), so that both code paths fine-tune the same starting point.
-    weights = E._classifier_weights_path(cfg)
+    weights = E.classifier_weights_path(cfg)
     config = data_config(create_classifier(n_classes, cfg.classifier, weights))
     real_x = prepare_images(d.images[real_idx], config)
     real_y = torch.from_numpy(d.labels[real_idx])
