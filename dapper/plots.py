@@ -264,8 +264,9 @@ def world_calibration(identity_rows: Sequence[Mapping], pairs: np.ndarray, first
 
     use_style()
     n_pairs, n_yaws = pairs.shape[:2]
-    fig = plt.figure(figsize=(12, 0.6 + 1.25 * n_pairs))
-    grid = fig.add_gridspec(n_pairs, 1 + 2 * n_yaws, width_ratios=[4.5] + [1] * (2 * n_yaws), wspace=0.05)
+    fig = plt.figure(figsize=(13.5, 0.6 + 1.25 * n_pairs))
+    # curve, a column for the pair names, then the images
+    grid = fig.add_gridspec(n_pairs, 2 + 2 * n_yaws, width_ratios=[4.5, 1.9] + [1] * (2 * n_yaws), wspace=0.05)
     ax = fig.add_subplot(grid[:, 0])
     sizes = [r["size"] for r in identity_rows]
     ax.plot(sizes, [r["accuracy"] for r in identity_rows], "o-", label="class (10-way)")
@@ -278,16 +279,17 @@ def world_calibration(identity_rows: Sequence[Mapping], pairs: np.ndarray, first
     ax.invert_xaxis()
     ax.legend(loc="lower left", fontsize=8)
     for p in range(n_pairs):
+        names = fig.add_subplot(grid[p, 1])
+        names.set_axis_off()
+        names.text(0.97, 0.5, f"A: {first_names[p]}\nB: {second_names[p]}", ha="right", va="center", fontsize=7.5,
+                   transform=names.transAxes)
         for j in range(n_yaws):
             for k in range(2):
-                a = fig.add_subplot(grid[p, 1 + 2 * j + k])
+                a = fig.add_subplot(grid[p, 2 + 2 * j + k])
                 a.imshow(pairs[p, j, k], interpolation="nearest")
                 a.set_xticks([])
                 a.set_yticks([])
                 if p == 0:
                     a.set_title(f"{yaws[j]:.0f}\N{DEGREE SIGN}" + (" A" if k == 0 else " B"), fontsize=8)
-                if j == 0 and k == 0:
-                    a.set_ylabel(f"A: {first_names[p]}\nB: {second_names[p]}", fontsize=7, rotation=0,
-                                 ha="right", va="center")
     _save(fig, path)
     return fig
