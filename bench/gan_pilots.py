@@ -94,7 +94,7 @@ def run_pilot(name: str, cpu_minutes: float, eval_every: float) -> None:
         print(f"[{name}] {used / 60:.1f} CPU-min, {trainer.nimg / 1000:.1f} kimg", flush=True)
 
 
-def evaluate_snapshots(names, n_fd: int, n_per_class: int, rows: list, threads: int = 2) -> list:
+def evaluate_snapshots(names, n_fd: int, n_per_class: int, rows: list, threads: int = 1) -> list:
     """Measure every pilot snapshot not yet in ``rows``; identity after projection for each pilot's
     last snapshot only (the costly part)."""
     from dapper.stylegan2 import load_generator
