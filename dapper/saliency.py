@@ -388,13 +388,11 @@ def _mean_interval(values: np.ndarray, confidence: float):
     v = np.asarray(values, np.float64)
     if len(v) == 0 or not np.isin(v, (0.0, 1.0)).all():
         return mean_interval(v, confidence)
-    from scipy.stats import norm
+    from scipy.stats import binomtest
 
-    n, p = len(v), float(v.mean())
-    z = float(norm.ppf(0.5 + confidence / 2))
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return Interval(p, centre - half, centre + half, n)
+    n = len(v)
+    ci = binomtest(int(v.sum()), n).proportion_ci(confidence, method="wilson")
+    return Interval(float(v.mean()), float(ci.low), float(ci.high), n)
 
 
 def saliency_summary(per_image, names: tuple[str, str] = ("real", "augmented"), confidence: float = 0.95,

@@ -190,6 +190,9 @@ def test_paired_comparison_detects_a_planted_difference_and_not_a_null_one():
     assert row["p_t_holm"] >= row["p_t"]
     hits = planted_df.set_index("measure").loc["pointing"]  # 0/1 hits: Wilson interval inside [0, 1]
     assert 0 <= hits["ci_low_real"] < hits["mean_real"] < hits["ci_high_real"] <= 1
+    # Wilson's score interval, as published: 3 hits of 10 -> [0.1078, 0.6032] at 95%
+    wilson = S._mean_interval(np.array([1.0] * 3 + [0.0] * 7), 0.95)
+    assert (wilson.low, wilson.high) == pytest.approx((0.10779, 0.60322), abs=1e-5)
     null = S.saliency_summary(synthetic_per_image(0.0, seed=1), metrics=("energy", "pointing", "road"))
     assert not null["significant"].any()
     text = S.describe_summary(null)
