@@ -389,23 +389,13 @@ def annotate_samples(G, n: int, detector, annotator, seed: int = 0, truncation_p
 
 def fit_ridge(x: np.ndarray, y: np.ndarray, alphas=(0.1, 1.0, 10.0, 100.0, 1000.0)) -> tuple:
     """Ridge regression with the penalty chosen by exact leave-one-out error (all targets
-    together): x [N, D], y [N, T] -> (weights [D, T], intercept [T], alpha)."""
+    together; scikit-learn's ``RidgeCV``): x [N, D], y [N, T] -> (weights [D, T], intercept [T], alpha)."""
+    from sklearn.linear_model import RidgeCV
+
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64).reshape(len(x), -1)
-    xm, ym = x.mean(0), y.mean(0)
-    u, sv, vt = np.linalg.svd(x - xm, full_matrices=False)
-    uty = u.T @ (y - ym)
-    best = None
-    for alpha in alphas:
-        shrink = sv**2 / (sv**2 + alpha)
-        resid = (y - ym) - u @ (shrink[:, None] * uty)
-        hat = (u**2) @ shrink + 1.0 / len(x)  # leverage, the intercept included
-        loo = float(((resid / (1 - hat)[:, None]) ** 2).mean())
-        if best is None or loo < best[0]:
-            best = (loo, alpha)
-    alpha = best[1]
-    coef = vt.T @ ((sv / (sv**2 + alpha))[:, None] * uty)
-    return coef, ym - xm @ coef, float(alpha)
+    fit = RidgeCV(alphas=tuple(alphas)).fit(x, y)
+    return fit.coef_.T.reshape(x.shape[1], y.shape[1]), np.atleast_1d(fit.intercept_), float(fit.alpha_)
 
 
 def threshold_weights(v: np.ndarray, quantile: float) -> np.ndarray:

@@ -276,3 +276,25 @@ def test_evaluation_with_true_rerenders(G):
     table = D.per_coefficient_table(per_image)
     assert np.allclose(table[table.coefficient == 0].identity_kept, 1.0)
     assert np.isfinite(table.psnr).all() and np.isfinite(table.perceptual).all()  # 0 and both ends
+
+
+def test_fit_ridge_picks_the_penalty_with_the_least_leave_one_out_error():
+    """Brute-force leave-one-out (refit without each point) agrees with fit_ridge's choice and fit."""
+    from sklearn.linear_model import Ridge
+
+    from dapper.directions import fit_ridge
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(30, 5))
+    y = x @ rng.normal(size=(5, 2)) + rng.normal(size=(30, 2)) * 2.0
+    alphas = (0.01, 1.0, 30.0, 1000.0)
+    loo = []
+    for alpha in alphas:
+        err = [(Ridge(alpha=alpha).fit(np.delete(x, i, 0), np.delete(y, i, 0)).predict(x[i:i + 1]) - y[i]) ** 2
+               for i in range(len(x))]
+        loo.append(float(np.mean(err)))
+    coef, intercept, alpha = fit_ridge(x, y, alphas)
+    assert alpha == alphas[int(np.argmin(loo))]
+    full = Ridge(alpha=alpha).fit(x, y)
+    assert np.allclose(coef, full.coef_.T) and np.allclose(intercept, full.intercept_)
+    assert coef.shape == (5, 2) and intercept.shape == (2,)
