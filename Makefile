@@ -26,8 +26,8 @@ help:
 	@echo "make lint      ruff check"
 	@echo "make world-models  retrain every helper model of the embedded world (oracles, annotators, perceptual, classifier)"
 	@echo "make world-calibration  measure the embedded world against its 64 px instruments (reports/results/world_calibration.csv)"
-	@echo "make source-gan  retrain the source generator's CPU leg, 0-160 kimg (about 100 min on 2 cores)"
-	@echo "make source-gan-gpu  both legs, the GPU one 160-410 kimg (the shipped generator; needs CUDA)"
+	@echo "make source-gan  the world-v1 generator's CPU recipe, 0-160 kimg, on the current (v2) source set (about 100 min)"
+	@echo "make source-gan-gpu  both legs of that recipe, the GPU one 160-410 kimg (needs CUDA)"
 	@echo "make clean     remove caches, build files and executed notebooks (keeps .venv and .cache)"
 
 setup:
