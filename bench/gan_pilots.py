@@ -6,9 +6,10 @@
 
 Each pilot trains the toycars source GAN from scratch (``runs/pilots/<name>``, resumable) with one
 setting changed against the others, one pilot after another, never two at once (they would share
-the cores). Budgets are CPU seconds of the training process (all its threads), so a pilot gets the
-same compute whatever else the machine does. Every ``--eval-every`` CPU-minutes the run stops, its
-EMA generator is measured (evaluation time is not charged to the budget) and training goes on:
+the cores). Budgets are CPU seconds of the training process, so a pilot gets the same compute
+whatever else the machine does; one torch thread each, so no thread waits at a barrier while another
+job holds the other core. Every ``--eval-every`` CPU-minutes the EMA generator is kept as a snapshot;
+``--evaluate`` measures the snapshots afterwards, with the final oracles (not charged to the budget):
 
 * FD ratio: Frechet distance of generated images to fresh source renders in the identity oracle's
   features, over the distance between two halves of source renders (``dapper.gan_eval``);
@@ -128,7 +129,8 @@ def evaluate_pilot(name, G, minutes, meta, n_fd, n_per_class) -> dict:
         ident = gan_eval.identity_after_projection(G, n_per_class, spaces=("w", "w+"), init="w_avg")
         row.update(identity_kept_w=ident["w"]["kept"], pair_kept_w=ident["w"]["pair_kept"],
                    identity_kept_wplus=ident["w+"]["kept"], pair_kept_wplus=ident["w+"]["pair_kept"],
-                   oracle_on_originals=ident["oracle_on_originals"], n_projected=10 * n_per_class)
+                   oracle_on_originals=ident["oracle_on_originals"],
+                   n_projected=n_per_class * len(ident["w"]["per_class"]))
     row["g_params"] = sum(p.numel() for p in G.parameters())
     row["config"] = json.dumps(meta["train_config"])
     row["torch"] = torch.__version__

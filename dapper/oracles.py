@@ -441,7 +441,7 @@ def evaluate(kind: str, model: nn.Module, scale: float = 1.0) -> dict:
     n_classes = len(toycars.TARGET_CLASSES)
     if kind == "identity":
         n_pc = max(2, int(cfg["n_heldout_per_class"] * min(1.0, scale * 10)))
-        images, labels, _, _ = _render_arrays(identity_items(n_pc, HELDOUT_SEED), f"identity-heldout-{n_pc}")
+        images, labels, _, _ = heldout_identity_views(n_pc)
         pred, _ = predict_identity(images, model)
         per_class = {toycars.TARGET_CLASSES[c]: float((pred[labels == c] == c).mean()) for c in range(n_classes)}
         pair_conf = {}
@@ -456,7 +456,7 @@ def evaluate(kind: str, model: nn.Module, scale: float = 1.0) -> dict:
     pyaw, pelev = predict_pose(images, model)
     err = yaw_error(pyaw, yaw)
     n_pc = max(2, int(cfg["n_heldout_target_per_class"] * min(1.0, scale * 10)))
-    t_images, t_labels, t_yaw, _ = _render_arrays(identity_items(n_pc, HELDOUT_SEED), f"identity-heldout-{n_pc}")
+    t_images, t_labels, t_yaw, _ = heldout_identity_views(n_pc)
     t_err = yaw_error(predict_yaw(t_images, model), t_yaw)
     return {
         "n": int(n), "median_yaw_error_deg": float(np.median(err)), "mean_yaw_error_deg": float(err.mean()),

@@ -178,7 +178,9 @@ class Trainer:
         self.autocast = device.type in ("cuda", "cpu") and cfg.mixed_precision
 
     def _amp(self):
-        # bf16 needs no loss scaling; on a CPU with avx512_bf16 it is about 1.3x faster for wide layers.
+        # bf16 needs no loss scaling. On a CPU with avx512_bf16 it pays for wide layers only (one
+        # thread, batch 32: 1.45x for 64/128 channels at 64/32 px, 0.95x at the shipped width;
+        # bench/results/train_step_cpu_*.json).
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast)
 
     def step(self, real: torch.Tensor, sync: bool = True) -> dict:
