@@ -53,27 +53,27 @@ lint:
 # The embedded world's helper models, each a fixed number of steps on its own render stream (so a
 # rerun gives the same model); every JSON records the world it was trained on.
 world-models:
-	$(PY) -m dapper.oracles train identity --threads 2
-	$(PY) -m dapper.oracles train pose --threads 2
-	$(PY) -m dapper.annotators train pose --threads 2
-	$(PY) -m dapper.annotators train detector --threads 2
-	$(PY) -m dapper.perceptual train
+	$(PY) -m dapper.judges.oracles train identity --threads 2
+	$(PY) -m dapper.judges.oracles train pose --threads 2
+	$(PY) -m dapper.judges.annotators train pose --threads 2
+	$(PY) -m dapper.judges.annotators train detector --threads 2
+	$(PY) -m dapper.inversion.perceptual train
 	$(PY) -m dapper.classify pretrain --threads 2
 
 world-calibration:
-	$(PY) -m dapper.world_calibration
+	$(PY) -m dapper.study.world_calibration
 
 # Resumable: interrupt and run again to continue; the finished run is exported to checkpoints/.
 source-gan:
-	$(PY) -m dapper.stylegan2.train --config checkpoints/source_gan_train.json --out runs/source_gan --export checkpoints/source_gan
+	$(PY) -m dapper train-gan --config checkpoints/source_gan_train.json --out runs/source_gan --export checkpoints/source_gan
 
 # The shipped generator: the CPU leg (not exported, so a failed GPU leg leaves the shipped file as
 # it was), then the GPU leg from its last state (fresh optimisers), which exports. Where the shipped
 # file was trained on in further legs (bench/gpu_train_leg.sh, listed under "legs" in the GPU config),
 # this trains the same network and data to the same length in one GPU leg, at the last leg's batch.
 source-gan-gpu:
-	$(PY) -m dapper.stylegan2.train --config checkpoints/source_gan_train.json --out runs/source_gan
-	$(PY) -m dapper.stylegan2.train --config checkpoints/source_gan_gpu_train.json --init runs/source_gan/resume.pt \
+	$(PY) -m dapper train-gan --config checkpoints/source_gan_train.json --out runs/source_gan
+	$(PY) -m dapper train-gan --config checkpoints/source_gan_gpu_train.json --init runs/source_gan/resume.pt \
 		--out runs/source_gan_gpu --export checkpoints/source_gan --device cuda
 
 clean:

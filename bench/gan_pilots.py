@@ -12,7 +12,7 @@ job holds the other core. Every ``--eval-every`` CPU-minutes the EMA generator i
 ``--evaluate`` measures the snapshots afterwards, with the final oracles (not charged to the budget):
 
 * FD ratio: Frechet distance of generated images to fresh source renders in the identity oracle's
-  features, over the distance between two halves of source renders (``dapper.gan_eval``);
+  features, over the distance between two halves of source renders (``dapper.study.gan_eval``);
 * at the end, identity kept after projection of 100 held-out target views (10 per class) in W and
   in W+ (start at the mean w: no pilot has an encoder), as the oracle judges it.
 
@@ -34,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from dapper.study.source_gan import SOURCES  # noqa: E402
 from dapper.stylegan2.train import TrainConfig, train  # noqa: E402
 from dapper.utils import repo_root  # noqa: E402
 
@@ -85,7 +86,7 @@ def run_pilot(name: str, cpu_minutes: float, eval_every: float) -> None:
             break
         leg = min(eval_every * 60, cpu_minutes * 60 - used)
         c0 = time.process_time()
-        trainer = train(cfg, out, max_cpu_minutes=leg / 60, progress=False)
+        trainer = train(cfg, out, max_cpu_minutes=leg / 60, progress=False, sources=SOURCES)
         used += time.process_time() - c0
         stem = out / "snapshots" / f"g_{round(used / 60):03d}"
         for suffix in (".safetensors", ".json"):
@@ -117,7 +118,7 @@ def evaluate_snapshots(names, n_fd: int, n_per_class: int, rows: list, threads: 
 
 
 def evaluate_pilot(name, G, minutes, meta, n_fd, n_per_class) -> dict:
-    from dapper import gan_eval
+    from dapper.study import gan_eval
 
     res = gan_eval.evaluate(G, n=n_fd, with_projection=False)
     row = {"pilot": name, "snapshot_cpu_minutes": minutes, "kimg": meta["kimg"],

@@ -12,7 +12,7 @@
 #
 # The GPU leg: the batch (64 or 128, by the bench) and the length (the kimg the measured speed
 # reaches before the deadline, rounded down to whole kimg) are chosen here and written into
-# checkpoints/source_gan_gpu_train.json, which `python -m dapper.stylegan2.train` then runs to the
+# checkpoints/source_gan_gpu_train.json, which `python -m dapper train-gan` then runs to the
 # end; the run exports checkpoints/source_gan. The projection bench runs on the generator the GPU leg
 # started from, whose encoder is shipped. Environment: PY (python), DEVICE (cuda), BENCH_ARGS and
 # PROJ_ARGS (extra options for bench/train_step.py and bench/projection.py, e.g. for a CPU dry run).
@@ -52,7 +52,7 @@ about = (f"GPU leg of the shipped toycars source GAN: starts from the CPU run (c
          f"{cpu.total_kimg:g} kimg) and trains on to {total} kimg at batch {batch} in float32 with TF32 units "
          f"(EMA half-life scaled with the batch, fresh Adam states). Batch and length were chosen in the session "
          f"by bench/gpu_session.sh from the measured training speed ({speed:.0f} img/s at batch {batch}).")
-json.dump({"about": about, "command": "python -m dapper.stylegan2.train --config checkpoints/source_gan_gpu_train.json "
+json.dump({"about": about, "command": "python -m dapper train-gan --config checkpoints/source_gan_gpu_train.json "
            "--init runs/source_gan/resume.pt --out runs/source_gan_gpu --export checkpoints/source_gan",
            "train": dataclasses.asdict(cfg)}, open("checkpoints/source_gan_gpu_train.json", "w"), indent=2)
 print(about)
@@ -63,7 +63,7 @@ CPU_GAN=$(mktemp -d)   # the CPU generator, kept for the projection bench (its e
 cp checkpoints/source_gan.safetensors checkpoints/source_gan.json "$CPU_GAN/"
 rm -rf runs/source_gan_gpu
 MAXMIN=$($PY -c "print(max(0.5, ($DEADLINE - $SECONDS - 20) / 60))")
-$PY -m dapper.stylegan2.train --config checkpoints/source_gan_gpu_train.json --init "$INIT" \
+$PY -m dapper train-gan --config checkpoints/source_gan_gpu_train.json --init "$INIT" \
     --out runs/source_gan_gpu --export checkpoints/source_gan --device "$DEVICE" --max-minutes "$MAXMIN"
 
 say "projection bench"

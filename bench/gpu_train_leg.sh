@@ -71,7 +71,7 @@ if total <= start:
 cfg = dataclasses.replace(recipe, batch=batch, ema_kimg=10.0 * batch / 32, total_kimg=total, snapshot_kimg=100,
                           mixed_precision=False, threads=0)
 doc["train"] = dataclasses.asdict(cfg)
-doc["command"] = (f"python -m dapper.stylegan2.train --config {path} --init {init} --out {run} "
+doc["command"] = (f"python -m dapper train-gan --config {path} --init {init} --out {run} "
                   "--export checkpoints/source_gan")
 doc.setdefault("legs", []).append({"from_kimg": round(start, 3), "planned_to_kimg": total, "batch": batch,
                                    "init": init, "bench_images_per_s": round(speed[batch]),
@@ -85,7 +85,7 @@ EOF
 say "the GPU leg"
 rm -rf "$RUN"
 MAXMIN=$($PY -c "print(max(0.5, ($DEADLINE - $SECONDS - 20) / 60))")
-$PY -m dapper.stylegan2.train --config checkpoints/source_gan_gpu_train.json --init "$INIT" \
+$PY -m dapper train-gan --config checkpoints/source_gan_gpu_train.json --init "$INIT" \
     --out "$RUN" --export checkpoints/source_gan --device "$DEVICE" --max-minutes "$MAXMIN"
 
 say "check the leg exported"

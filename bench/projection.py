@@ -19,7 +19,7 @@ given) and no cache. Reported per method: CPU and wall seconds per image, images
 (the process's CPU time: with ``--threads 1`` this is what one dedicated core would take, and it
 stays fair when other jobs share the machine), mean steps, PSNR (dB),
 perceptual distance, and identity agreement: the share of reconstructions that the evaluation
-oracle (``dapper.oracles.predict_identity``, never used by the method) assigns to the image's true
+oracle (``dapper.judges.oracles.predict_identity``, never used by the method) assigns to the image's true
 class (the oracle's accuracy on the originals is printed beside it). Quality is compared on the
 images both methods projected; speed ratios are measured in this run, on this machine.
 """
@@ -39,7 +39,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dapper.projection import ProjectionSettings, project_images  # noqa: E402
+from dapper.inversion.projection import ProjectionSettings, project_images  # noqa: E402
 
 
 def heldout_images(n: int, seed: int, size: int):
@@ -54,7 +54,7 @@ def heldout_images(n: int, seed: int, size: int):
 
 
 def summarise(name: str, proj, labels, oracle, wall: float, cpu: float) -> dict:
-    from dapper.oracles import predict_identity
+    from dapper.judges.oracles import predict_identity
 
     pred, _ = predict_identity(proj.reconstructions, oracle)
     m = proj.metrics
@@ -74,7 +74,7 @@ def paired_vs_official(mine: dict, official: dict, k: int) -> dict:
     """dapper against the official schedule on the first ``k`` images, image by image, from two
     runs' ``per_image`` results: PSNR and perceptual differences (dapper minus official; mean with
     its 95% t interval) and identity kept by both, by one, by neither."""
-    from dapper.stats import mean_interval
+    from dapper.study.stats import mean_interval
 
     out = {key: dataclasses.asdict(mean_interval(np.asarray(mine[key][:k]) - np.asarray(official[key][:k])))
            for key in ("psnr", "perceptual")}
@@ -111,9 +111,9 @@ def main(argv=None) -> int:
         ap.error("--n-official must not exceed --n-images (quality is compared on the images both projected)")
     torch.set_num_threads(args.threads)
 
-    from dapper.oracles import load_identity_oracle, predict_identity
-    from dapper.stylegan2 import default_generator_path, load_generator
-    from dapper.utils import display_path
+    from dapper.judges.oracles import load_identity_oracle, predict_identity
+    from dapper.stylegan2 import load_generator
+    from dapper.utils import default_generator_path, display_path
 
     network = args.network or default_generator_path()
     device = torch.device(args.device)

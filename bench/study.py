@@ -35,7 +35,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from dapper import experiments
+    from dapper.study import experiments
 
     torch.set_num_threads(1)
     t_start = time.time()
@@ -49,8 +49,7 @@ def main(argv=None) -> int:
     inputs.timings["statistics_cpu"] = time.process_time() - cpu
     total = time.time() - t_start
 
-    from dapper.stylegan2 import default_generator_path
-    from dapper.utils import display_path
+    from dapper.utils import default_generator_path, display_path
 
     print(f"profile {args.profile}, dataset {args.dataset}, {args.workers} worker process(es), "
           f"torch {torch.__version__}, {os.cpu_count()} CPUs visible; generator "

@@ -12,16 +12,16 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("dapper.report", "run the notebooks with papermill and rebuild reports/index.md"),
-    "project": ("dapper.projection", "project real images into the generator's W space"),
+    "project": ("dapper.inversion.projection", "project real images into the generator's W space"),
     "augment": ("dapper.augment", "write synthetic training images for a fold"),
-    "experiments": ("dapper.experiments", "run the five-fold study (resumable) and write its tables"),
-    "train-gan": ("dapper.stylegan2.train", "train a StyleGAN2 (resumable, in legs) on toycars or your images"),
-    "gan-eval": ("dapper.gan_eval", "measure a source generator: FD ratio, pose coverage, identity kept"),
-    "encoder": ("dapper.encoder", "train the encoder that starts projection for a generator"),
-    "world-calibration": ("dapper.world_calibration", "measure the embedded world against its 64 px instruments"),
-    "oracles": ("dapper.oracles", "train or measure the evaluation oracles (toycars only; they never feed the method)"),
-    "annotators": ("dapper.annotators", "train or measure the method's pose annotator and vehicle detector"),
-    "perceptual": ("dapper.perceptual", "train the toycars perceptual network used by projection"),
+    "experiments": ("dapper.study.experiments", "run the five-fold study (resumable) and write its tables"),
+    "train-gan": ("dapper.study.source_gan", "train a StyleGAN2 (resumable, in legs) on toycars or your images"),
+    "gan-eval": ("dapper.study.gan_eval", "measure a source generator: FD ratio, pose coverage, identity kept"),
+    "encoder": ("dapper.inversion.encoder", "train the encoder that starts projection for a generator"),
+    "world-calibration": ("dapper.study.world_calibration", "measure the embedded world against its 64 px instruments"),
+    "oracles": ("dapper.judges.oracles", "train or measure the evaluation oracles (never feed the method)"),
+    "annotators": ("dapper.judges.annotators", "train or measure the method's pose annotator and vehicle detector"),
+    "perceptual": ("dapper.inversion.perceptual", "train the toycars perceptual network used by projection"),
     "classify": ("dapper.classify", "pretrain the embedded classifier on source renders"),
 }
 

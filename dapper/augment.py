@@ -44,11 +44,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .utils import weights_hash
+from dapper.data.images import to_uint8
+from dapper.inversion.latents import w_statistics
+from dapper.stylegan2 import synthesize
+from dapper.utils import image_key, weights_hash
 
 __all__ = [
-    "METHODS", "AugmentSettings", "LeakageError", "check_no_leakage", "image_key", "image_keys",
-    "w_statistics", "perturb_ws", "synthetic_latents", "synthesise", "SyntheticSet",
+    "METHODS", "AugmentSettings", "LeakageError", "check_no_leakage", "image_keys",
+    "perturb_ws", "synthetic_latents", "SyntheticSet",
     "augment_images", "write_dataset", "read_dataset", "direction_id", "main",
 ]
 
@@ -72,39 +75,9 @@ def check_no_leakage(source_keys: Iterable[str], test_keys: Iterable[str], fold=
                            "synthetic images may only come from the fold's training images")
 
 
-def image_key(image: np.ndarray) -> str:
-    """Content hash of one uint8 image [H, W, 3]: 16 hex digits (shape included)."""
-    image = np.ascontiguousarray(image)
-    h = hashlib.sha1(repr((image.shape, str(image.dtype))).encode())
-    h.update(image.tobytes())
-    return h.hexdigest()[:16]
-
-
 def image_keys(images: np.ndarray) -> list[str]:
-    """:func:`image_key` of each image in uint8 [N, H, W, 3]."""
+    """:func:`dapper.utils.image_key` of each image in uint8 [N, H, W, 3]."""
     return [image_key(im) for im in images]
-
-
-@torch.no_grad()
-def w_statistics(G: torch.nn.Module, n: int = 10000, seed: int = 0,
-                 batch_size: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and per-dimension standard deviation of W = mapping(z), z ~ N(0, I): float [w_dim] each."""
-    gen = torch.Generator().manual_seed(seed)
-    device = next(G.parameters()).device
-    total = torch.zeros(G.w_dim, dtype=torch.float64)
-    total_sq = torch.zeros(G.w_dim, dtype=torch.float64)
-    done = 0
-    while done < n:
-        b = min(batch_size, n - done)
-        z = torch.randn(b, G.z_dim, generator=gen).to(device)
-        c = torch.zeros(b, getattr(G, "c_dim", 0), device=device)
-        w = G.mapping(z, c)[:, 0].double().cpu()
-        total += w.sum(0)
-        total_sq += (w * w).sum(0)
-        done += b
-    mean = total / n
-    var = (total_sq / n - mean * mean).clamp_min(0) * n / max(n - 1, 1)
-    return mean.float(), var.sqrt().float()
 
 
 def perturb_ws(ws: torch.Tensor, std: torch.Tensor, strength: float, eps: torch.Tensor,
@@ -209,19 +182,6 @@ def synthetic_latents(ws: torch.Tensor, keys: Sequence[str], method: str, settin
     return base.reshape(n, k, *ws.shape[1:]), params
 
 
-@torch.no_grad()
-def synthesise(G: torch.nn.Module, ws: torch.Tensor, batch_size: int = 64, noise_mode: str = "const") -> np.ndarray:
-    """Images of latents ws [M, num_ws, w_dim]: uint8 [M, H, W, 3]."""
-    device = next(G.parameters()).device
-    out = []
-    for a in range(0, len(ws), batch_size):
-        img = G.synthesis(ws[a:a + batch_size].to(device), noise_mode=noise_mode)
-        out.append((img.clamp(-1, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
-    if not out:
-        res = G.img_resolution
-        return np.zeros((0, res, res, 3), np.uint8)
-    return np.concatenate(out)
-
 
 @dataclass
 class SyntheticSet:
@@ -290,7 +250,7 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
     """Synthetic images from real training images (see the module docstring).
 
     ws: float [N, num_ws, w_dim] projections of the images whose content keys are ``keys`` [N]
-    (:func:`image_key`) and classes ``labels`` [N]. ``test_keys``: the keys of the fold's test
+    (:func:`dapper.utils.image_key`) and classes ``labels`` [N]. ``test_keys``: the keys of the fold's test
     images; any overlap with ``keys`` raises :class:`LeakageError` before anything is made.
     ``cache``: per-image results are stored under ``cache_dir("synthetic", ...)`` keyed by
     generator hash, settings and direction, and reused (only uncached images are synthesised).
@@ -345,7 +305,7 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
                 continue
         todo.append(i)
     if todo and w_std is None and any("perturb" in m for m in compute):
-        _, w_std = w_statistics(G, settings.w_samples, seed=settings.seed)
+        w_std = w_statistics(G, settings.w_samples, seed=settings.seed).std
     if todo:
         bar = None
         if progress:
@@ -358,10 +318,10 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
             sub_keys = [keys[i] for i in idx]
             made = {}
             made_params = {}
-            recon = synthesise(G, ws[idx], batch_size, settings.noise_mode)
+            recon = to_uint8(synthesize(G, ws[idx], batch_size, settings.noise_mode))
             for m in compute:
                 lat, params = synthetic_latents(ws[idx], sub_keys, m, settings, w_std, direction, apply_direction)
-                imgs = synthesise(G, lat.reshape(-1, *lat.shape[2:]), batch_size, settings.noise_mode)
+                imgs = to_uint8(synthesize(G, lat.reshape(-1, *lat.shape[2:]), batch_size, settings.noise_mode))
                 made[m] = imgs.reshape(len(idx), settings.k, *imgs.shape[1:])
                 made_params[m] = params
             for j, key in enumerate(sub_keys):
@@ -459,8 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-png", action="store_true", help="skip the per-image PNG files")
     args = parser.parse_args(argv)
 
-    from dapper.stylegan2 import default_generator_path, load_generator
-    from dapper.utils import get_device
+    from dapper.stylegan2 import load_generator
+    from dapper.utils import default_generator_path, get_device
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in methods if m not in METHODS]

@@ -8,7 +8,7 @@ Two worlds, one code path (``timm.create_model`` by name, weights from a local f
   pretrained on a proxy task read off the renderer's ground truth (body type, yaw bin, paint
   colour), never on the target classes and never by the evaluation oracles. Shipped as
   ``checkpoints/classifier_pretrained.safetensors`` with ``.json`` saying how it was made:
-  ``python -m dapper.classify pretrain`` (about 10 minutes on one CPU core).
+  ``python -m dapper classify pretrain`` (about 10 minutes on one CPU core).
 * real mode: ``resnext50_32x4d`` with ImageNet weights from a local file
   (``weights="/path/resnext50_32x4d.safetensors"``) and timm's own data config for it.
 
@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from dapper.fitting import EpochSampler, fit
 
 __all__ = [
     "EMBEDDED_MODEL", "REAL_MODEL", "PRETRAINED_PATH", "FineTuneSettings", "create_classifier", "data_config",
@@ -88,7 +90,7 @@ def _register_embedded_model() -> None:
             crop_pct=1.0, interpolation="bilinear", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
             first_conv="conv1.0", classifier="fc",
             license="same as dapper", notes=("pretrained on toycars source renders: body type, yaw bin, paint "
-                                             "colour and vehicle parts (python -m dapper.classify pretrain)"),
+                                             "colour and vehicle parts (python -m dapper classify pretrain)"),
         ),
     })
 
@@ -124,12 +126,12 @@ def create_classifier(num_classes: int, model_name: str = EMBEDDED_MODEL, weight
             from dapper.data import toycars
 
             toycars.check_world(json.loads(config_path.read_text()), PRETRAINED_PATH,
-                                "python -m dapper.classify pretrain")
+                                "python -m dapper classify pretrain")
     if weights is None:
         return timm.create_model(model_name, pretrained=False, num_classes=num_classes, **kwargs)
     weights = Path(weights).expanduser()
     if not weights.is_file():
-        hint = " (python -m dapper.classify pretrain makes it)" if weights == PRETRAINED_PATH else ""
+        hint = " (python -m dapper classify pretrain makes it)" if weights == PRETRAINED_PATH else ""
         raise FileNotFoundError(f"pretrained classifier weights not found: {weights}{hint}")
     return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=dict(file=str(weights)),
                              num_classes=num_classes, **kwargs)
@@ -260,13 +262,8 @@ def fine_tune(model: torch.nn.Module, real_x: torch.Tensor, real_y: torch.Tensor
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=steps, pct_start=0.1)
     real_order, syn_order = _Sampler(n_real, gen), _Sampler(n_syn, gen) if n_syn else None
-    model.train()
-    iterator = range(steps)
-    if progress:
-        from tqdm.auto import tqdm
 
-        iterator = tqdm(iterator, desc="fine-tune", leave=False)
-    for _ in iterator:
+    def loss_fn(step: int) -> torch.Tensor:
         idx = real_order.take(b_real)
         x, y = real_x[idx], real_y[idx]
         if b_syn:
@@ -275,11 +272,10 @@ def fine_tune(model: torch.nn.Module, real_x: torch.Tensor, real_y: torch.Tensor
         if transform is not None:
             x = affine_augment(x, transform)
         logits = model(normalise(x, config).to(device))
-        loss = F.cross_entropy(logits, y.to(device), label_smoothing=settings.label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        return F.cross_entropy(logits, y.to(device), label_smoothing=settings.label_smoothing)
+
+    model.train()
+    fit(loss_fn, opt, steps, scheduler=sched, desc="fine-tune", progress=progress)
     return model.eval()
 
 
@@ -445,39 +441,23 @@ def pretrain(out: str | Path = PRETRAINED_PATH, settings: PretrainSettings | Non
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=steps, pct_start=0.1)
     gen = torch.Generator().manual_seed(settings.seed)
-    model.train()
-    t1 = time.time()
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    batches = EpochSampler(n, settings.batch_size, gen)
 
-        bar = tqdm(total=steps, desc="pretrain", unit="step")
-    running = None
-    for _ in range(settings.epochs):
-        perm = torch.randperm(n, generator=gen)
-        for s in range(steps_per_epoch):
-            idx = perm[s * settings.batch_size:(s + 1) * settings.batch_size]
-            x = x_all[idx]
-            y = {k: v[idx].clone() for k, v in labels.items()}
-            # Mirror half the batch (the yaw label follows) and shift by a few pixels.
-            flip = torch.rand(len(idx), generator=gen) < 0.5
-            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-            y["yaw_bin"] = torch.where(flip, _mirror_yaw_bin(y["yaw_bin"]), y["yaw_bin"])
-            dx, dy = torch.randint(-3, 4, (2,), generator=gen).tolist()
-            x = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
-            logits = model(normalise(x, config))
-            loss, _ = _proxy_loss_and_hits(logits, y, heads, settings.loss_weights, settings.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{running:.3f}")
-    if bar is not None:
-        bar.close()
-    t_train = time.time() - t1
+    def loss_fn(step: int) -> torch.Tensor:
+        idx = batches(step)
+        x = x_all[idx]
+        y = {k: v[idx].clone() for k, v in labels.items()}
+        # Mirror half the batch (the yaw label follows) and shift by a few pixels.
+        flip = torch.rand(len(idx), generator=gen) < 0.5
+        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+        y["yaw_bin"] = torch.where(flip, _mirror_yaw_bin(y["yaw_bin"]), y["yaw_bin"])
+        dx, dy = torch.randint(-3, 4, (2,), generator=gen).tolist()
+        x = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+        logits = model(normalise(x, config))
+        return _proxy_loss_and_hits(logits, y, heads, settings.loss_weights, settings.label_smoothing)[0]
+
+    model.train()
+    log = fit(loss_fn, opt, steps, scheduler=sched, desc="pretrain", progress=progress)
     model.eval()
     heldout = {k: v[n:] for k, v in labels.items()}
     hits = {k: 0 for k in heads}
@@ -515,11 +495,11 @@ def pretrain(out: str | Path = PRETRAINED_PATH, settings: PretrainSettings | Non
                                  "windows, trim: dapper.classify.PROXY_DETAIL_HEADS; a part out of view is not "
                                  "scored)",
                        "never": "target classes, target pools, evaluation oracles"},
-        "training": {"command": "python -m dapper.classify pretrain", **asdict(settings),
+        "training": {"command": "python -m dapper classify pretrain", **asdict(settings),
                      "source": f"toycars source_dataset(seed={settings.source_seed}) images 0..{n - 1}, "
                                f"render version {toycars.RENDER_VERSION}",
                      "augmentation": "horizontal mirror (yaw bin mirrored) and shifts of up to 3 px",
-                     "data_seconds": round(t_data, 1), "train_seconds": round(t_train, 1),
+                     "data_seconds": round(t_data, 1), **log.as_dict(),
                      # Wall time depends on what else shares the CPU; process CPU time does not.
                      "cpu_seconds": round(time.process_time() - cpu0, 1),
                      "torch": torch.__version__, "timm": timm.__version__},
@@ -531,7 +511,7 @@ def pretrain(out: str | Path = PRETRAINED_PATH, settings: PretrainSettings | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dapper.classify", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m dapper classify", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pretrain", help="pretrain the embedded ResNeXt on toycars source renders")
     p.add_argument("--out", default=str(PRETRAINED_PATH))

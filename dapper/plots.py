@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["use_style", "CONDITION_COLOURS", "augmentation_gallery", "accuracy_vs_shots", "world_calibration"]
+__all__ = ["use_style", "CONDITION_COLOURS", "fig0_world_calibration", "fig1_reconstructions",
+           "fig3_augmentation_gallery", "fig5_rotation", "fig6_accuracy_vs_shots", "fig7_gradcam",
+           "fig7_saliency_differences", "fig_source_gan"]
 
 _STYLE_SET = False
 
@@ -45,8 +47,10 @@ def _save(fig, path) -> None:
     atomic_save(Path(path), lambda p: fig.savefig(p, dpi=150, bbox_inches="tight"))
 
 
-def augmentation_gallery(sources: np.ndarray, groups: Mapping[str, np.ndarray], row_labels: Sequence[str] | None = None,
-                         column_notes: Mapping[str, Sequence[str]] | None = None, path=None, title: str | None = None):
+def fig3_augmentation_gallery(sources: np.ndarray, groups: Mapping[str, np.ndarray],
+                              row_labels: Sequence[str] | None = None,
+                              column_notes: Mapping[str, Sequence[str]] | None = None, path=None,
+                              title: str | None = None):
     """Figure 3: each source image (one row) beside its synthetic images, grouped by method.
 
     sources: uint8 [N, H, W, 3]; groups: method name -> uint8 [N, k, H, W, 3] (k may differ per
@@ -87,13 +91,13 @@ def augmentation_gallery(sources: np.ndarray, groups: Mapping[str, np.ndarray], 
     return fig
 
 
-def accuracy_vs_shots(summary, path=None,
+def fig6_accuracy_vs_shots(summary, path=None,
                       scenario_titles: Mapping[str, str] | None = None):
     """Figure 6: mean accuracy over folds against real images per class (log scale), one line per
     condition with its 95% interval as error bars, one panel per scenario.
 
     summary: data frame with ``scenario`` (optional), ``condition``, ``shots_per_class``, ``mean``,
-    ``ci_low``, ``ci_high`` (as from :func:`dapper.stats.summarise`); accuracies in [0, 1] are
+    ``ci_low``, ``ci_high`` (as from :func:`dapper.study.stats.summarise`); accuracies in [0, 1] are
     drawn in percent.
     """
     import matplotlib.pyplot as plt
@@ -134,12 +138,9 @@ def accuracy_vs_shots(summary, path=None,
 
 
 # ---------------------------------------------------------------------------------------------
-# Figure 7 and the saliency measures (saliency helper; dapper.saliency computes what they draw)
+# Figure 7 and the saliency measures (saliency helper; dapper.study.saliency computes what they draw)
 
-__all__ += ["plot_gradcam_grid", "plot_saliency_differences"]
-
-
-def plot_gradcam_grid(images: np.ndarray, cams: Mapping[str, np.ndarray], masks: np.ndarray | None = None,
+def fig7_gradcam(images: np.ndarray, cams: Mapping[str, np.ndarray], masks: np.ndarray | None = None,
                       row_labels: Sequence[str] | None = None, notes: Mapping[str, Sequence[str]] | None = None,
                       groups_per_row: int = 2, alpha: float = 0.45, path=None, title: str | None = None,
                       caption: str | None = None):
@@ -190,12 +191,12 @@ def plot_gradcam_grid(images: np.ndarray, cams: Mapping[str, np.ndarray], masks:
     return fig
 
 
-def plot_saliency_differences(summary, names: Sequence[str] = ("real", "augmented"), path=None,
+def fig7_saliency_differences(summary, names: Sequence[str] = ("real", "augmented"), path=None,
                               measure_labels: Mapping[str, str] | None = None):
     """Paired differences ``names[1] - names[0]`` of each saliency measure with 95% intervals
     (one marker per scenario), next to each classifier's mean.
 
-    summary: data frame from :func:`dapper.saliency.saliency_summary` (columns ``measure``,
+    summary: data frame from :func:`dapper.study.saliency.saliency_summary` (columns ``measure``,
     ``diff``, ``diff_ci_low``, ``diff_ci_high``, ``mean_<name>``, ``ci_low_<name>``,
     ``ci_high_<name>``, ``significant``, optionally ``scenario``).
     """
@@ -250,7 +251,7 @@ def plot_saliency_differences(summary, names: Sequence[str] = ("real", "augmente
     return fig
 
 
-def world_calibration(identity_rows: Sequence[Mapping], pairs: np.ndarray, first_names: Sequence[str],
+def fig0_world_calibration(identity_rows: Sequence[Mapping], pairs: np.ndarray, first_names: Sequence[str],
                       second_names: Sequence[str], yaws: Sequence[float], goals: Mapping[int, float] | None = None,
                       path=None, world: str = ""):
     """Figure 0 (world calibration): the identity oracle's accuracy against resolution, and each
@@ -291,5 +292,131 @@ def world_calibration(identity_rows: Sequence[Mapping], pairs: np.ndarray, first
                 a.set_yticks([])
                 if p == 0:
                     a.set_title(f"{yaws[j]:.0f}\N{DEGREE SIGN}" + (" A" if k == 0 else " B"), fontsize=8)
+    _save(fig, path)
+    return fig
+
+
+def fig5_rotation(images: np.ndarray, table, coefficients=(-30, -20, 0, 20, 30), titles=None, yaw_label="oracle yaw",
+                  path=None):
+    """Figure 5: per panel, rows of vehicles at the coefficients, measured yaw under each image.
+    images uint8 [P, R, K, H, W, 3] and the table from :func:`dapper.study.direction_eval.rotation_table`."""
+    import matplotlib.pyplot as plt
+
+    use_style()
+
+    p, r, k = images.shape[:3]
+    titles = titles or list(dict.fromkeys(table.panel))
+    ratios = ([1] * k + [0.25]) * p
+    fig, axes = plt.subplots(r, p * k + (p - 1), figsize=(1.2 * (p * k + 0.25 * (p - 1)), 1.35 * r + 0.9),
+                             squeeze=False, gridspec_kw={"width_ratios": ratios[:-1], "wspace": 0.05, "hspace": 0.35})
+    for ax in axes.ravel():
+        ax.axis("off")
+    for pi, title in enumerate(titles):
+        sub = table[table.panel == title]
+        units = {"paper": "paper units", "w": "W distance"}.get(sub.units.iloc[0], sub.units.iloc[0])
+        for ri in range(r):
+            for j, c in enumerate(coefficients):
+                ax = axes[ri, pi * (k + 1) + j]
+                ax.imshow(images[pi, ri, j], interpolation="nearest")
+                yaw = sub[(sub.row == ri) & (sub.coefficient == float(c))].yaw.iloc[0]
+                ax.set_title(f"{yaw:.0f}°", fontsize=8, y=-0.2)
+                if ri == 0:
+                    ax.text(0.5, 1.08, f"{c:+g}" if c else "0", transform=ax.transAxes, ha="center", fontsize=9)
+        axes[0, pi * (k + 1) + k // 2].text(0.5, 1.3, f"{title}\n(coefficients in {units})",
+                                           transform=axes[0, pi * (k + 1) + k // 2].transAxes,
+                                           ha="center", va="bottom", fontsize=9)
+    fig.suptitle(f"Rotation along pose directions; under each image: {yaw_label} (deg)", fontsize=10, y=1.0)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.04, top=1 - 1.0 / (1.35 * r + 0.9))
+    _save(fig, path)
+    return fig
+
+
+def fig1_reconstructions(originals, reconstructions, titles, notes=None, path=None):
+    """Originals (top row) beside their projections (bottom row): the paper's Figure 1.
+
+    originals, reconstructions: float [K, 3, R, R] in [-1, 1] (or uint8 [K, R, R, 3]); titles: K
+    column titles; notes: optional K strings under each reconstruction (e.g. PSNR). Returns a
+    matplotlib Figure, saved to ``path`` when given.
+    """
+    import matplotlib.pyplot as plt
+    import torch
+
+    from dapper.data.images import to_uint8
+
+    use_style()
+
+    def u8(x):
+        return to_uint8(x) if isinstance(x, torch.Tensor) else np.asarray(x)
+
+    top, bottom = u8(originals), u8(reconstructions)
+    k = len(top)
+    fig, axes = plt.subplots(2, k, figsize=(1.45 * k, 3.4), squeeze=False)
+    for j in range(k):
+        for i, (row, label) in enumerate(((top, "original"), (bottom, "projection"))):
+            ax = axes[i, j]
+            ax.imshow(row[j], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(label, fontsize=9)
+        axes[0, j].set_title(titles[j].replace(" ", "\n", 1), fontsize=7.5)
+        if notes is not None:
+            axes[1, j].set_xlabel(notes[j], fontsize=7.5)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
+def fig_source_gan(result: dict, log=None, path=None):
+    """The source generator at a glance: 32 samples with the FD ratio, the pose oracle's yaw
+    histogram of generated against source images, and the training losses from ``log`` (a
+    ``source_gan_log.csv``; per-class identity kept when there is none). ``result``: what
+    :func:`dapper.study.gan_eval.evaluate` returns."""
+    import matplotlib.pyplot as plt
+
+    use_style()
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw=dict(width_ratios=[1.6, 1, 1]))
+    s = result["samples"][:32]
+    h, w = s.shape[1:3]
+    grid = s.reshape(4, 8, h, w, 3).transpose(0, 2, 1, 3, 4).reshape(4 * h, 8 * w, 3)
+    axes[0].imshow(grid)
+    axes[0].set_axis_off()
+    refs = ", ".join(f"{fd / result['fd_source_halves']:.0f} at {size} px"
+                     for size, fd in sorted(result["fd_source_resampled"].items(), reverse=True))
+    axes[0].set_title(f"generated (truncation 1), FD ratio {result['fd_ratio']:.1f}"
+                      + (f"\nsource renders resampled: {refs}" if refs else ""), fontsize=10)
+    bins = len(result["yaw_hist_source"])
+    centres = (np.arange(bins) + 0.5) * 360 / bins
+    axes[1].bar(centres, result["yaw_hist_source"], width=0.9 * 360 / bins, alpha=0.5, label="source renders")
+    axes[1].bar(centres, result["yaw_hist_generated"], width=0.5 * 360 / bins, alpha=0.8, label="generated")
+    axes[1].set_xlabel("yaw by pose oracle (deg)")
+    axes[1].set_ylabel("images")
+    axes[1].set_title(f"pose coverage {result['pose_coverage_generated']:.0%} of {bins} bins")
+    axes[1].legend()
+    if log is not None and Path(log).exists():
+        import pandas as pd
+
+        df = pd.read_csv(log)
+        axes[2].plot(df["kimg"], df["loss_g"], label="G loss")
+        axes[2].plot(df["kimg"], df["loss_d"], label="D loss")
+        if "device" in df:  # a run continued on another device (e.g. CPU, then a GPU leg)
+            # a leg starts where the one before it ended (its first logged row comes a snapshot later)
+            starts = df["device"].ne(df["device"].shift())
+            begin = df["kimg"].shift(fill_value=0.0)[starts]
+            for kimg, dev in zip(begin, df["device"][starts]):
+                axes[2].axvline(kimg, color="grey", lw=0.8, ls=":")
+                axes[2].annotate(f" {dev}", (kimg, 1), xycoords=("data", "axes fraction"), va="top", fontsize=8)
+        axes[2].set_xlabel("kimg")
+        axes[2].set_title("training losses")
+        axes[2].legend()
+    elif "identity_kept_per_class" in result:
+        from dapper.data import toycars
+
+        axes[2].barh(toycars.TARGET_CLASSES, result["identity_kept_per_class"])
+        axes[2].set_xlim(0, 1)
+    else:
+        axes[2].set_axis_off()
+    fig.tight_layout()
     _save(fig, path)
     return fig

@@ -12,9 +12,6 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-PROFILES = ("quick", "full")
-DATASETS = ("toycars", "stanford_cars")
-
 
 def weights_hash(module) -> str:
     """sha256 over a torch module's state dict (names, dtypes, shapes and bytes), 64 hex digits: the
@@ -32,9 +29,41 @@ def weights_hash(module) -> str:
     return h.hexdigest()
 
 
+def image_key(image, mask=None) -> str:
+    """Content id of one image and its optional mask, 16 hex digits: sha256 over the dtype, shape and
+    bytes of ``image`` (a numpy array or a torch tensor, on any device) and of ``mask`` (as bool).
+    The one key of an image in projection caches, synthetic sets and leakage checks."""
+    import hashlib
+
+    import numpy as np
+
+    def array(x):
+        return x.detach().cpu().contiguous().numpy() if hasattr(x, "detach") else np.ascontiguousarray(x)
+
+    a = array(image)
+    h = hashlib.sha256(f"{a.dtype}|{a.shape}|".encode())
+    h.update(a.tobytes())
+    if mask is not None:
+        m = array(mask).astype(bool)
+        h.update(f"mask|{m.shape}|".encode())
+        h.update(np.packbits(m).tobytes())
+    return h.hexdigest()[:16]
+
+
 def repo_root() -> Path:
     """The repository checkout this package lives in (the folder holding ``dapper/``)."""
     return Path(__file__).resolve().parent.parent
+
+
+def default_generator_path():
+    """The shipped toycars source GAN (``checkpoints/source_gan``); while it is being trained,
+    the latest snapshot of ``runs/source_gan``. Raises FileNotFoundError naming both."""
+    shipped = Path(repo_root()) / "checkpoints" / "source_gan.safetensors"
+    interim = Path(repo_root()) / "runs" / "source_gan" / "generator_ema.safetensors"
+    for path in (shipped, interim):
+        if path.exists():
+            return path
+    raise FileNotFoundError(f"no source generator: expected {shipped} (make source-gan writes it)")
 
 
 def get_device(prefer: str | None = None):
@@ -154,49 +183,3 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return atomic_save(path, write)
 
 
-_NOT_GIVEN = object()
-
-
-def check_params(
-    profile: str,
-    dataset: str,
-    data_root: str | os.PathLike | None = _NOT_GIVEN,
-    network: str | os.PathLike | None = _NOT_GIVEN,
-) -> None:
-    """Validate a notebook's papermill parameters; raise with a message naming the bad one.
-
-    ``profile`` is ``quick`` or ``full``; ``dataset`` is ``toycars`` or ``stanford_cars``;
-    ``data_root`` and ``network`` (real-mode paths) must exist when given, and a notebook passes
-    both (None when unset): real mode then needs them, and ``network`` must be a checkpoint file,
-    which is checked here, before anything runs.
-    """
-    if profile not in PROFILES:
-        raise ValueError(f"profile={profile!r} is not one of {', '.join(PROFILES)}")
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset={dataset!r} is not one of {', '.join(DATASETS)}")
-    if dataset == "stanford_cars":
-        missing = [name for name, value in (("data_root", data_root), ("network", network)) if value is None]
-        if missing:
-            raise ValueError(
-                f"dataset='stanford_cars' needs {' and '.join(missing)}: the Stanford Cars folder and a StyleGAN2 "
-                "checkpoint, e.g. make report DATASET=stanford_cars REPORT_ARGS=\"-p data_root /data/stanford_cars "
-                "-p network /models/stylegan2-car-config-f.pkl\"")
-    data_root = None if data_root is _NOT_GIVEN else data_root
-    network = None if network is _NOT_GIVEN else network
-    if data_root is not None and not Path(data_root).expanduser().is_dir():
-        raise FileNotFoundError(
-            f"data_root={str(data_root)!r} is not a folder; point it at the extracted "
-            "Stanford Cars data (devkit layout or torchvision layout)"
-        )
-    if network is not None and not Path(network).expanduser().is_file():
-        raise FileNotFoundError(
-            f"network={str(network)!r} is not a file; point it at a StyleGAN2 checkpoint "
-            "(stylegan2-ada-pytorch or TF .pkl, rosinality .pt, or a dapper .safetensors)"
-        )
-    if network is not None:
-        from dapper.stylegan2.checkpoints import CheckpointError, detect_format
-
-        try:
-            detect_format(Path(network).expanduser())
-        except CheckpointError as e:
-            raise ValueError(f"network={str(network)!r} is not a StyleGAN2 checkpoint: {e}") from e

@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dapper.data.images import to_uint8
+
 __all__ = ["ExplorerState", "Rendered", "LatentExplorer", "COMPONENT_METHODS"]
 
 COMPONENT_METHODS = ("sefa", "ganspace")
@@ -95,11 +97,6 @@ class Rendered:
     state: ExplorerState
     seconds: float
 
-
-def _to_uint8(images: torch.Tensor) -> np.ndarray:
-    """float [N, 3, R, R] in [-1, 1] -> uint8 [N, R, R, 3] (the official conversion: x * 127.5 + 128)."""
-    x = (images.detach().float().cpu() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-    return x.permute(0, 2, 3, 1).numpy()
 
 
 def _finite(name: str, value, low: float | None = None, high: float | None = None) -> float:
@@ -204,10 +201,10 @@ class LatentExplorer:
     @classmethod
     def from_images(cls, G, images, masks=None, names=None, settings=None, cache: bool = True,
                     progress: bool = True, **kwargs) -> LatentExplorer:
-        """Project ``images`` (uint8 [N, H, W, 3] or what :func:`dapper.projection.project_images`
+        """Project ``images`` (uint8 [N, H, W, 3] or what :func:`dapper.inversion.projection.project_images`
         takes) into ``G``'s W and explore them; the letterboxed targets are shown as originals.
         ``kwargs`` go to the constructor (``pose_direction``, ``n_components``, ...)."""
-        from dapper.projection import project_images
+        from dapper.inversion.projection import project_images
 
         proj = project_images(G, images, masks=masks, settings=settings, cache=cache, progress=progress)
         explorer = cls(G, proj.ws, proj.targets, names=names, **kwargs)
@@ -217,12 +214,12 @@ class LatentExplorer:
     def _originals_uint8(self, originals, n: int) -> np.ndarray:
         r = self.resolution
         if torch.is_tensor(originals) and originals.dtype != torch.uint8:
-            x = _to_uint8(originals)
+            x = to_uint8(originals)
         else:
             x = np.asarray(originals.cpu() if torch.is_tensor(originals) else originals)
             if x.dtype != np.uint8:
                 if x.ndim == 4 and x.shape[1] == 3:  # float NCHW in [-1, 1]
-                    x = _to_uint8(torch.from_numpy(x.astype(np.float32)))
+                    x = to_uint8(torch.from_numpy(x.astype(np.float32)))
                 else:
                     raise TypeError(f"originals must be uint8 [N, R, R, 3] or float [N, 3, R, R], got {x.dtype}")
         if x.shape != (n, r, r, 3):
@@ -380,7 +377,7 @@ class LatentExplorer:
     def synthesize(self, ws: torch.Tensor) -> np.ndarray:
         """ws float [num_ws, w_dim] -> uint8 [R, R, 3] (one synthesis pass, constant noise)."""
         img = self.G.synthesis(ws[None].to(self.device), noise_mode=self.noise_mode)
-        return _to_uint8(img.clamp(-1, 1))[0]
+        return to_uint8(img.clamp(-1, 1))[0]
 
     # -----------------------------------------------------------------------------------------
     # Rendering

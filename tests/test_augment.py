@@ -6,6 +6,9 @@ import torch
 from study_fakes import FakeDirection, FakeGenerator, fake_apply_direction
 
 from dapper import augment as A
+from dapper.data.images import to_uint8
+from dapper.inversion.latents import w_statistics
+from dapper.stylegan2 import synthesize
 from dapper.utils import weights_hash
 
 
@@ -37,7 +40,8 @@ def test_guard_raises_when_a_source_is_a_test_image():
 
 def test_perturbation_is_in_whitened_w_units():
     G = FakeGenerator()
-    mean, std = A.w_statistics(G, n=20000, seed=1)
+    stats = w_statistics(G, n=20000, seed=1)
+    mean, std = stats.mean, stats.std
     # mapping is z * w_scale + w_shift with z ~ N(0, 1): the spread per dimension is w_scale.
     assert torch.allclose(std, G.w_scale, rtol=0.03)
     assert torch.allclose(mean, G.w_shift, atol=0.05)
@@ -133,7 +137,7 @@ def test_command_line_writes_a_dataset(tmp_path, monkeypatch):
 
 def test_residual_composition_adds_the_edit_to_the_real_image():
     G, ws, keys, labels = _inputs(n=3)
-    recon = A.synthesise(G, ws)
+    recon = to_uint8(synthesize(G, ws))
     both = _augment(G, ws, keys, labels, methods=["perturb"], cache=False, compose=["generated", "residual"],
                     images=recon)
     gen = both.select(compose="generated")

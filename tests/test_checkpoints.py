@@ -24,6 +24,7 @@ import torch
 
 from dapper.stylegan2 import checkpoints as ck
 from dapper.stylegan2 import ops
+from dapper.stylegan2.checkpoints import rosinality as ck_rosinality
 from dapper.stylegan2.networks import Discriminator, Generator
 
 G_KWARGS = dict(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3,
@@ -410,13 +411,13 @@ def test_rosinality_channel_inference():
             r, i = r * 2, i + 1
         return sd
 
-    kw = ck._rosinality_generator_kwargs("x.pt", shapes(512, 2))
+    kw = ck_rosinality._rosinality_generator_kwargs("x.pt", shapes(512, 2))
     assert kw["img_resolution"] == 512 and kw["mapping_kwargs"]["num_layers"] == 8
     assert kw["synthesis_kwargs"] == dict(channel_base=32768, channel_max=512)
-    kw = ck._rosinality_generator_kwargs("x.pt", shapes(256, 1))
+    kw = ck_rosinality._rosinality_generator_kwargs("x.pt", shapes(256, 1))
     assert kw["synthesis_kwargs"] == dict(channel_base=16384, channel_max=512)
     with pytest.raises(ck.CheckpointError, match="cannot be expressed"):
-        ck._rosinality_generator_kwargs("x.pt", shapes(256, 4))
+        ck_rosinality._rosinality_generator_kwargs("x.pt", shapes(256, 4))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,9 @@ import pytest
 import torch
 
 from dapper import directions as D
+from dapper.directions import calibrate as DC
+from dapper.directions import methods as DM
+from dapper.study import direction_eval as DE
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +120,7 @@ def test_baselines_find_planted_attribute(G):
     # Conditional projection leaves the edit orthogonal to the condition normal.
     s.colour_lab[:, 0] = 50 + 10 * w[:, 0]
     igc = D.interfacegan_direction(s, 40.0, (0, 2), conditions=("lightness",))
-    n_light = D._svm_normal(w.astype(np.float64), s.colour_lab[:, 0].astype(np.float64), 0.2)
+    n_light = DM._svm_normal(w.astype(np.float64), s.colour_lab[:, 0].astype(np.float64), 0.2)
     assert abs(igc.vector @ n_light) < 1e-6
     # PCA: make u the top component, then GANSpace picks it.
     w2 = w + 3 * (w @ u)[:, None] * u[None]
@@ -189,30 +192,30 @@ def test_fit_calibrate_and_evaluate_end_to_end(G):
     d = dirs["paper/all"]
     assert d.units == "degrees" and d.metadata["calibration"]["by"] == "annotator"
     ws = D.calibration_latents(s, 4, ref, num_ws=G.num_ws)
-    # The annotator reads about +-10 degrees at +-10 units when the calibration was not capped.
-    if not d.metadata["calibration"]["capped"]:
-        y = D._annotate_edits(G, ws, d, [-10, 0, 10], ann, 64)
-        assert 4 < np.median(D.yaw_sequence_metrics([-10, 0, 10], y)["slope"]) * 10 < 16
-    summary, per_image = D.evaluate_directions(
+    # Calibrated (not capped at the W budget): the annotator reads about +-10 degrees at +-10 units.
+    assert not d.metadata["calibration"]["capped"]
+    y = DC._annotate_edits(G, ws, d, [-10, 0, 10], ann, 64)
+    assert 4 < np.median(D.yaw_sequence_metrics([-10, 0, 10], y)["slope"]) * 10 < 16
+    summary, per_image = DE.evaluate_directions(
         G, {k: dirs[k] for k in ("paper/all", "random/all")}, ws, coefficients=(-10, 0, 10),
         yaw_reader=ann.predict, progress=False)
     assert list(summary.direction) == ["paper/all", "random/all"]
     assert len(per_image) == 2 * 4 * 3
     assert summary.identity_kept_at_30.isna().all()  # no identity oracle given
-    table = D.per_coefficient_table(per_image)
+    table = DE.per_coefficient_table(per_image)
     assert len(table) == 2 * 3 and table.identity_kept.isna().all()
     assert (table[table.coefficient == 0].yaw_change_median == 0).all()
-    winner, reason = D.choose_winner(summary)
+    winner, reason = DE.choose_winner(summary)
     assert isinstance(reason, str)
 
 
 # ---------------------------------------------------------------------------------------------
-# The method's labelling models (dapper.annotators): interface and training-data plumbing
+# The method's labelling models (dapper.judges.annotators): interface and training-data plumbing
 # ---------------------------------------------------------------------------------------------
 
 
 def test_annotator_interfaces_take_both_image_layouts():
-    from dapper import annotators as A
+    from dapper.judges import annotators as A
 
     torch.manual_seed(0)
     pose = A.PoseAnnotator(A.AnnotatorNet(A.POSE_OUTPUTS, (4, 8, 8, 8), 8).eval())
@@ -229,7 +232,7 @@ def test_annotator_interfaces_take_both_image_layouts():
 
 
 def test_annotator_augmentation_moves_boxes_and_yaw_with_the_image():
-    from dapper import annotators as A
+    from dapper.judges import annotators as A
 
     x = -torch.ones(64, 3, 64, 64)
     x[:, :, 20:30, 5:25] = 1.0  # a bright box at (5, 20, 25, 30)
@@ -248,7 +251,7 @@ def test_annotator_augmentation_moves_boxes_and_yaw_with_the_image():
 
 
 class _PixelDistance(torch.nn.Module):
-    """Stands in for dapper.perceptual: mean squared difference per pair."""
+    """Stands in for dapper.inversion.perceptual: mean squared difference per pair."""
 
     def __init__(self):
         super().__init__()
@@ -259,21 +262,21 @@ class _PixelDistance(torch.nn.Module):
 
 
 def test_evaluation_with_true_rerenders(G):
-    from dapper import oracles
     from dapper.data import toycars
+    from dapper.judges import oracles
 
     pool = toycars.target_pool(1, seed=3, size=16, homogeneous=True, classes=[0, 1])
     torch.manual_seed(0)
     identity = oracles.OracleNet(10, width=8).eval()
     d = D.Direction(np.random.default_rng(0).standard_normal(G.w_dim), (0, 3), "test", scale=0.05, units="degrees")
     ws = G.mapping(torch.randn(2, G.z_dim), None)
-    summary, per_image = D.evaluate_directions(
+    summary, per_image = DE.evaluate_directions(
         G, {"d": d}, ws, coefficients=(-20, 0, 20), metas=pool.metas, labels=pool.labels,
         yaw_reader=_FakeAnnotator().predict, identity_oracle=identity, perceptual=_PixelDistance(), progress=False)
     row = summary.iloc[0]
     assert 0 <= row.identity_kept_at_30 <= 1 and 0 <= row.true_class_at_0 <= 1
     assert np.isfinite([row.colour_drift_at_30, row.fidelity_psnr_at_30, row.fidelity_perceptual_at_30]).all()
-    table = D.per_coefficient_table(per_image)
+    table = DE.per_coefficient_table(per_image)
     assert np.allclose(table[table.coefficient == 0].identity_kept, 1.0)
     assert np.isfinite(table.psnr).all() and np.isfinite(table.perceptual).all()  # 0 and both ends
 

@@ -1,4 +1,4 @@
-"""dapper.experiments and dapper.stats: folds, paired subsets, resumable results, statistics."""
+"""dapper.study.experiments and dapper.study.stats: folds, paired subsets, resumable results, statistics."""
 
 import math
 
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from study_fakes import FakeDirection, FakeGenerator, fake_apply_direction, fake_project
 
-from dapper import experiments as E
-from dapper import stats as S
+from dapper.study import experiments as E
+from dapper.study import stats as S
 
 # ---------------------------------------------------------------------------------------------
 # Folds and subsets

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from dapper.gan_eval import frechet_distance, yaw_coverage
+from dapper.study.gan_eval import frechet_distance, yaw_coverage
 
 
 def test_frechet_distance_zero_for_same_set_and_grows_with_shift():
@@ -25,7 +25,7 @@ def test_yaw_coverage():
 
 
 def test_frechet_terms_split_the_distance():
-    from dapper.gan_eval import frechet_terms
+    from dapper.study.gan_eval import frechet_terms
 
     rng = np.random.default_rng(1)
     a = rng.normal(size=(3000, 4))
@@ -37,7 +37,7 @@ def test_frechet_terms_split_the_distance():
 
 
 def test_resample_removes_fine_detail_only():
-    from dapper.gan_eval import resample
+    from dapper.study.gan_eval import resample
 
     flat = np.full((2, 16, 16, 3), 77, np.uint8)
     assert np.array_equal(resample(flat, 8), flat)
@@ -54,15 +54,17 @@ def test_resample_removes_fine_detail_only():
 def test_evaluate_and_write_results_end_to_end(tiny_generator, tmp_path):
     import pandas as pd
 
-    from dapper.gan_eval import evaluate, write_results
+    from dapper import plots
+    from dapper.study.gan_eval import evaluate, write_results
 
     G = tiny_generator()
     result = evaluate(G, n=48, with_projection=False)
     assert set(result["fd_source_resampled"]) == {12, 8}  # 3/4 and 1/2 of 16 px
     assert abs(result["fd_mean_term"] + result["fd_covariance_term"] - result["fd_generated_vs_source"]) < 1e-6
-    csv, fig = write_results(result, "some/where/tiny.safetensors", out_dir=tmp_path)
+    csv = write_results(result, "some/where/tiny.safetensors", out_dir=tmp_path)
     df = pd.read_csv(csv).set_index("metric")
-    assert fig.exists() and fig.stat().st_size > 0
+    plots.fig_source_gan(result, path=tmp_path / "fig.png")
+    assert (tmp_path / "fig.png").stat().st_size > 0
     halves = df.loc["fd_source_halves", "value"]
     for size in (12, 8):
         assert np.isclose(df.loc[f"fd_ratio_source_resampled_{size}px", "value"],
@@ -72,7 +74,7 @@ def test_evaluate_and_write_results_end_to_end(tiny_generator, tmp_path):
 
 
 def test_identity_shares_count_twin_confusions_apart():
-    from dapper.gan_eval import identity_shares
+    from dapper.study.gan_eval import identity_shares
 
     labels = np.array([0, 0, 1, 1, 2, 2, 4])
     pred = np.array([0, 1, 1, 3, 3, 2, 4])  # 0->1 and 2->3 are twin mix-ups, 1->3 is not
@@ -84,7 +86,7 @@ def test_identity_shares_count_twin_confusions_apart():
 def test_identity_after_projection_runs_on_a_tiny_generator(tiny_generator):
     import warnings
 
-    from dapper.gan_eval import identity_after_projection
+    from dapper.study.gan_eval import identity_after_projection
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no encoder for this generator: projection starts at the mean w

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from dapper import oracles
 from dapper.data import toycars
+from dapper.judges import oracles
 
 
 def test_oracle_net_shapes_and_resize():
@@ -61,10 +61,10 @@ def test_save_and_load_round_trip(tmp_path):
     assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     assert torch.allclose(loaded(x), net(x))
-    with pytest.raises(FileNotFoundError, match="python -m dapper.oracles train identity"):
+    with pytest.raises(FileNotFoundError, match="python -m dapper oracles train identity"):
         oracles.load_identity_oracle("cpu", tmp_path / "missing.safetensors")
     oracles.save_oracle(net, {**config, "world": "toycars-v1-r2"}, path)
-    with pytest.raises(ValueError, match="python -m dapper.oracles train pose"):
+    with pytest.raises(ValueError, match="python -m dapper oracles train pose"):
         oracles.load_pose_oracle("cpu", path)
 
 

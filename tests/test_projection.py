@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from dapper import projection as P
-from dapper.perceptual import FeatureNet
-from dapper.projection import ProjectionSettings, project_images
+from dapper.inversion import projection as P
+from dapper.inversion.perceptual import FeatureNet
+from dapper.inversion.projection import ProjectionSettings, project_images
 from dapper.stylegan2 import Generator
 from dapper.utils import weights_hash
 
@@ -197,7 +197,7 @@ def test_official_schedule_runs_with_noise_maps():
 def test_encoder_is_used_only_for_its_generator(tmp_path):
     from safetensors.torch import save_file
 
-    from dapper import encoder as E
+    from dapper.inversion import encoder as E
 
     G = tiny_generator()
     enc = E.Encoder(G.w_dim, input_size=16, widths=(4, 8, 8), hidden=16)
@@ -227,7 +227,7 @@ def test_encoder_is_used_only_for_its_generator(tmp_path):
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
 def test_vgg16_lpips_from_state_dicts_and_torchscript_refused(tmp_path):
-    from dapper.perceptual import _VGG_CHANNELS, load_perceptual, vgg16_trunk
+    from dapper.inversion.perceptual import _VGG_CHANNELS, load_perceptual, vgg16_trunk
 
     torch.manual_seed(0)
     feats = vgg16_trunk()  # same keys as torchvision's vgg16().features, without the classifier
@@ -249,7 +249,7 @@ def test_vgg16_lpips_from_state_dicts_and_torchscript_refused(tmp_path):
 
 
 def test_shipped_perceptual_network_if_present():
-    from dapper.perceptual import DEFAULT_CHECKPOINT, load_perceptual
+    from dapper.inversion.perceptual import DEFAULT_CHECKPOINT, load_perceptual
 
     if not DEFAULT_CHECKPOINT.exists():
         pytest.skip("checkpoints/perceptual_toycars.safetensors not trained yet")

@@ -1,4 +1,4 @@
-"""dapper.saliency: maps, energy share, pointing game, ROAD, paired comparison of two classifiers."""
+"""dapper.study.saliency: maps, energy share, pointing game, ROAD, paired comparison of two classifiers."""
 
 import numpy as np
 import pandas as pd
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from dapper import saliency as S
+from dapper.study import saliency as S
 
 
 class RedSpotNet(nn.Module):
@@ -221,8 +221,8 @@ def test_figure_selection_is_the_first_test_images_of_each_class():
 def test_train_pair_trains_what_the_study_trains_and_masks_match(tmp_path, monkeypatch):
     from study_fakes import FakeGenerator, fake_project
 
-    from dapper import experiments as E
     from dapper.classify import FineTuneSettings
+    from dapper.study import experiments as E
 
     monkeypatch.setenv("DAPPER_CACHE", str(tmp_path / "cache"))
     torch.set_num_threads(1)
@@ -259,8 +259,8 @@ def test_figure_functions_draw_and_save(tmp_path):
     masks = np.zeros((3, 16, 16), bool)
     masks[:, 4:12, 4:12] = True
     cams = {"real-only": rng.random((3, 16, 16)), "augmented": rng.random((3, 16, 16))}
-    plots.plot_gradcam_grid(images, cams, masks, row_labels=["a", "b", "c"], notes={"augmented": ["x", "y", "z"]},
+    plots.fig7_gradcam(images, cams, masks, row_labels=["a", "b", "c"], notes={"augmented": ["x", "y", "z"]},
                             caption="rule", path=tmp_path / "fig7.png")
     summary = S.saliency_summary(synthetic_per_image(0.1), metrics=("energy", "pointing", "road"))
-    plots.plot_saliency_differences(summary, path=tmp_path / "diff.png")
+    plots.fig7_saliency_differences(summary, path=tmp_path / "diff.png")
     assert (tmp_path / "fig7.png").stat().st_size > 0 and (tmp_path / "diff.png").stat().st_size > 0

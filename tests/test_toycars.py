@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dapper.data import toycars as tc
-from dapper.data._toycars_geometry import VehicleSpec, sample_spec
+from dapper.data.toycars import VehicleSpec, sample_spec
 
 
 def _spec(body="sedan", seed=0, colour=None):

@@ -172,7 +172,7 @@ def test_export_from_the_command_line_writes_generator_and_state(tmp_path, monke
     from dapper.stylegan2 import train as train_mod
 
     images = _images()
-    monkeypatch.setattr(train_mod, "load_dataset", lambda cfg, progress=True: images)
+    monkeypatch.setattr(train_mod, "load_dataset", lambda cfg, progress=True, sources=None: images)
     cfg_path = tmp_path / "cfg.json"
     cfg_path.write_text(json.dumps({"train": {**TINY, "total_kimg": 0.016}}))
     train_mod.main(["--config", str(cfg_path), "--out", str(tmp_path / "run"), "--export", str(tmp_path / "gan")])

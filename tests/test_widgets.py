@@ -248,7 +248,7 @@ def test_from_images_projects_and_shows_the_targets(G, monkeypatch):
         ws = G_.mapping(torch.randn(len(images), G_.z_dim, generator=torch.Generator().manual_seed(2)), None)
         return type("P", (), {"ws": ws, "targets": targets})()
 
-    monkeypatch.setattr("dapper.projection.project_images", fake_project)
+    monkeypatch.setattr("dapper.inversion.projection.project_images", fake_project)
     images = np.random.default_rng(1).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
     ex = LatentExplorer.from_images(G, images, names=["x", "y"], settings="quick", cache=False, n_components=1,
                                     w_samples=64)

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dapper import world_calibration as wc
 from dapper.data import toycars
+from dapper.study import world_calibration as wc
 
 CONTRACT = {"identity_oracle_64px", "identity_oracle_32px", "identity_oracle_16px",
             "pose_oracle_median_yaw_error_deg", "pose_oracle_front_back_flips", "classifier_diverse_32_shots",
@@ -50,7 +50,7 @@ def test_read_table_refuses_another_world(tmp_path):
     table.to_csv(path, index=False)
     with pytest.raises(ValueError, match="rerun"):
         wc.read_table(path)
-    with pytest.raises(FileNotFoundError, match="python -m dapper.world_calibration"):
+    with pytest.raises(FileNotFoundError, match="python -m dapper world-calibration"):
         wc.read_table(tmp_path / "missing.csv")
 
 

@@ -4,24 +4,9 @@
 dapper's own safetensors checkpoints without executing code from the file.
 """
 
-from .networks import Discriminator, Generator
+from .networks import Discriminator, Generator, synthesize
 
-__all__ = ["Discriminator", "Generator", "default_generator_path", "load_generator", "save_generator"]
-
-
-def default_generator_path():
-    """The shipped toycars source GAN (``checkpoints/source_gan``); while it is being trained,
-    the latest snapshot of ``runs/source_gan``. Raises FileNotFoundError naming both."""
-    from pathlib import Path
-
-    from ..utils import repo_root
-
-    shipped = Path(repo_root()) / "checkpoints" / "source_gan.safetensors"
-    interim = Path(repo_root()) / "runs" / "source_gan" / "generator_ema.safetensors"
-    for path in (shipped, interim):
-        if path.exists():
-            return path
-    raise FileNotFoundError(f"no source generator: expected {shipped} (make source-gan writes it)")
+__all__ = ["Discriminator", "Generator", "load_generator", "save_generator", "synthesize"]
 
 
 def __getattr__(name):

@@ -553,3 +553,14 @@ class Discriminator(torch.nn.Module):
             x, img = getattr(self, f"b{res}")(x, img, **block_kwargs)
         cmap = self.mapping(None, c) if self.c_dim > 0 else None
         return self.b4(x, img, cmap)
+
+
+@torch.no_grad()
+def synthesize(G, ws, batch_size: int = 64, noise_mode: str = "const") -> torch.Tensor:
+    """Images of W+ latents ``ws`` [N, num_ws, w_dim] (any device; batches of ``batch_size`` on
+    ``G``'s device): float32 [N, C, R, R] clamped to [-1, 1], on the CPU."""
+    device = next(G.parameters()).device
+    ws = torch.as_tensor(ws, dtype=torch.float32)
+    out = [G.synthesis(ws[a:a + batch_size].to(device), noise_mode=noise_mode).float().clamp(-1, 1).cpu()
+           for a in range(0, len(ws), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, G.img_channels, G.img_resolution, G.img_resolution)

@@ -89,7 +89,8 @@ def use_impl(impl: str):
         set_impl(previous)
 
 
-def _fast(x: torch.Tensor) -> bool:
+def _use_fast() -> bool:
+    """Whether the fast implementations are selected (:func:`set_impl`)."""
     return _IMPL == "fast"
 
 
@@ -216,7 +217,7 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up=1, down=1, padding=0,
     """Upsample, FIR-filter and downsample ``x`` [N,C,H,W] (float) with filter ``f``."""
     if x.ndim != 4:
         raise ValueError(f"upfirdn2d expects NCHW, got shape {tuple(x.shape)}")
-    impl = _upfirdn2d_fast if _fast(x) else _upfirdn2d_ref
+    impl = _upfirdn2d_fast if _use_fast() else _upfirdn2d_ref
     return impl(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
 
 
@@ -285,7 +286,7 @@ def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, dim: int = 1, act: 
     """``clamp(act(x + b) * gain)``; ``b`` is broadcast along ``dim``."""
     if act not in ACTIVATIONS:
         raise ValueError(f"unknown activation {act!r}; known: {sorted(ACTIVATIONS)}")
-    if not _fast(x):
+    if not _use_fast():
         return _bias_act_ref(x, b, dim, act, alpha, gain, clamp)
     _, def_alpha, def_gain = ACTIVATIONS[act]
     alpha = float(def_alpha if alpha is None else alpha)
@@ -408,7 +409,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         raise ValueError(f"modulated_conv2d: x has shape {tuple(x.shape)}, weight expects {in_ch} input channels")
     if styles.shape != (n, in_ch):
         raise ValueError(f"modulated_conv2d: styles have shape {tuple(styles.shape)}, expected {(n, in_ch)}")
-    if fused_modconv is None or (_fast(x) and not x.is_cuda):
+    if fused_modconv is None or (_use_fast() and not x.is_cuda):
         fused_modconv = x.is_cuda and not _IMPL == "ref"
 
     # Pre-normalise so that float16 cannot overflow (a no-op in exact arithmetic).

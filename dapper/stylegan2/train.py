@@ -5,7 +5,7 @@ The schedule follows stylegan2-ada-pytorch (Adam with betas (0, 0.99), lazy regu
 learning rate and betas rescaled by interval / (interval + 1), EMA half-life in kimg with a ramp-up),
 written for small models on a CPU.
 
-Run: ``python -m dapper.stylegan2.train --config checkpoints/source_gan_train.json [--out runs/source_gan]``
+Run: ``python -m dapper train-gan --config checkpoints/source_gan_train.json [--out runs/source_gan]``
 (``make source-gan``). A dapper generator checkpoint JSON also works as ``--config``: its
 ``metadata.train_config`` is the run that made it.
 The run folder holds ``resume.pt`` (weights + optimiser state, rewritten atomically, loaded with
@@ -77,7 +77,7 @@ class TrainConfig:
     snapshot_kimg: float = 10.0
     xflip: bool = True
     seed: int = 0
-    dataset: str = "toycars-source"
+    dataset: str = ""  # a source name the caller knows (see load_dataset) or a .npy file
     dataset_size: int = 50000
     data_seed: int = 0
     mixed_precision: bool = True  # bf16 autocast of the main G and D passes (CUDA and CPU); regularisers in fp32
@@ -124,16 +124,19 @@ class ImageStream:
         return x
 
 
-def load_dataset(cfg: TrainConfig, progress: bool = True) -> np.ndarray:
-    if cfg.dataset == "toycars-source":
-        from ..data import toycars
-
-        return toycars.source_dataset(cfg.dataset_size, size=cfg.resolution, seed=cfg.data_seed, progress=progress)
+def load_dataset(cfg: TrainConfig, progress: bool = True, sources: dict | None = None) -> np.ndarray:
+    """The training images ``cfg.dataset`` names: a source in ``sources`` (name -> ``fn(cfg,
+    progress)`` returning uint8 [N, H, W, 3]; the caller's, since the engine knows no dataset) or
+    an existing ``.npy`` file of uint8 images [N, H, W, 3] (memory-mapped)."""
+    sources = sources or {}
+    if cfg.dataset in sources:
+        return sources[cfg.dataset](cfg, progress)
     path = Path(cfg.dataset)
     if path.suffix == ".npy" and path.exists():
         return np.load(path, mmap_mode="r")
-    raise FileNotFoundError(f"dataset {cfg.dataset!r}: expected 'toycars-source' or an existing .npy file of "
-                            "uint8 images [N, H, W, 3]")
+    known = "".join(f"{name!r} or " for name in sources)
+    raise FileNotFoundError(f"dataset {cfg.dataset!r}: expected {known}an existing .npy file of uint8 images "
+                            "[N, H, W, 3]")
 
 
 # --------------------------------------------------------------------------------------------
@@ -337,9 +340,9 @@ def training_state_path(export) -> Path:
 
 
 def _export_weights(export) -> Path:
-    from .checkpoints import _dapper_paths
+    from .checkpoints import dapper_paths
 
-    return _dapper_paths(Path(export))[0]  # the weights file save_generator names for this path
+    return dapper_paths(Path(export))[0]  # the weights file save_generator names for this path
 
 
 def save_training_state(trainer: Trainer, path, generator_path, extra: dict | None = None) -> Path:
@@ -428,7 +431,7 @@ def configure_device(device: torch.device) -> None:
 def train(cfg: TrainConfig, out: Path, device: torch.device | None = None, images: np.ndarray | None = None,
           max_minutes: float | None = None, progress: bool = True, init: Path | None = None,
           log_every: int = 50, max_cpu_minutes: float | None = None,
-          snapshot_minutes: float | None = None, on_snapshot=None) -> Trainer:
+          snapshot_minutes: float | None = None, on_snapshot=None, sources: dict | None = None) -> Trainer:
     """Train (or resume) until ``cfg.total_kimg``; returns the trainer. Stops early, saving, on
     SIGINT/SIGTERM, after ``max_minutes`` of wall time or ``max_cpu_minutes`` of this process's CPU
     time (all its threads: a budget that other jobs on the machine do not shorten). Besides every
@@ -440,7 +443,9 @@ def train(cfg: TrainConfig, out: Path, device: torch.device | None = None, image
     state (``*_state.safetensors``, :func:`save_training_state`), whose networks and counters start
     this one (fresh optimisers), used only when ``out`` holds no ``resume.pt`` yet;
     the new run's ``log.csv`` counts its own seconds from 0.
-    The losses are read back from the device every ``log_every`` steps and at snapshots."""
+    The losses are read back from the device every ``log_every`` steps and at snapshots.
+    ``images``: uint8 [N, H, W, 3]; when None, :func:`load_dataset` reads ``cfg.dataset`` (from
+    ``sources`` or a ``.npy`` file)."""
     from tqdm.auto import tqdm
 
     out = Path(out)
@@ -451,7 +456,7 @@ def train(cfg: TrainConfig, out: Path, device: torch.device | None = None, image
     configure_device(device)
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     if images is None:
-        images = load_dataset(cfg, progress=progress)
+        images = load_dataset(cfg, progress=progress, sources=sources)
     if images.shape[1] != cfg.resolution:
         raise ValueError(f"images are {images.shape[1]} px but the config trains {cfg.resolution} px")
     trainer = Trainer(cfg, device)
@@ -528,14 +533,13 @@ def _snapshot(trainer: Trainer, out: Path, grid_z: torch.Tensor, log_path: Path,
         fh.write(f"{kimg:.3f},{seconds:.1f},{stats.get('loss_g', float('nan')):.4f},"
                  f"{stats.get('loss_d', float('nan')):.4f},{stats.get('d_real', float('nan')):.4f},"
                  f"{stats.get('d_fake', float('nan')):.4f},{stats.get('r1', float('nan')):.4f}\n")
-    try:
-        export_generator(trainer, out / "generator_ema", extra={"seconds": round(seconds, 1)})
-    except ImportError:
-        pass
+    export_generator(trainer, out / "generator_ema", extra={"seconds": round(seconds, 1)})
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv=None, sources: dict | None = None) -> None:
+    """The command line; ``sources``: named image sources ``--config``'s ``dataset`` may use
+    (:func:`load_dataset`), besides ``.npy`` files."""
+    parser = argparse.ArgumentParser(prog="python -m dapper train-gan", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="JSON file with training settings (TrainConfig fields)")
     parser.add_argument("--out", default=None, help="run folder (default runs/<config name>)")
     parser.add_argument("--device", default=None)
@@ -565,13 +569,13 @@ def main(argv=None) -> None:
         if not args.export:
             parser.error("--state-from needs --export (the generator the state belongs to)")
         write_state_of(cfg, args.state_from, args.export,
-                       command="python -m dapper.stylegan2.train " + " ".join(argv or sys.argv[1:]))
+                       command="python -m dapper train-gan " + " ".join(argv or sys.argv[1:]))
         return
-    command = "python -m dapper.stylegan2.train " + " ".join(argv or sys.argv[1:])
+    command = "python -m dapper train-gan " + " ".join(argv or sys.argv[1:])
     legs = LegRecorder(args.export, command) if args.export and args.snapshot_minutes else None
     trainer = train(cfg, out, device=device, max_minutes=args.max_minutes, init=args.init,
                     max_cpu_minutes=args.max_cpu_minutes, snapshot_minutes=args.snapshot_minutes,
-                    on_snapshot=legs)
+                    on_snapshot=legs, sources=sources)
     if legs is not None:
         print(f"exported the EMA generator and its training state to {args.export} (legs in its JSON)")
         return
@@ -580,7 +584,7 @@ def main(argv=None) -> None:
         if seconds is None:  # e.g. --init from a run already at total_kimg: nothing of this run to export
             print(f"nothing trained in {out} (already at {trainer.nimg / 1000:.1f} kimg); not exporting")
             return
-        command = "python -m dapper.stylegan2.train " + " ".join(argv or sys.argv[1:])
+        command = "python -m dapper train-gan " + " ".join(argv or sys.argv[1:])
         weights = export_generator(trainer, Path(args.export),
                                    extra={"command": command, "seconds": seconds, "device": str(trainer.device)})
         state = save_training_state(trainer, training_state_path(args.export), weights, extra={"command": command})

@@ -3,10 +3,10 @@
 A small CNN trained for one frozen generator on pairs ``(G.synthesis(w), w)`` of the generator's
 own samples: first on the distance to ``w`` (in units of W's per-dimension spread), then briefly on
 the reconstruction ``G(encoder(x))`` against ``x`` (masked-free pixel MSE plus the perceptual
-distance of :mod:`dapper.perceptual`). Real images are never used, so nothing about the target
+distance of :mod:`dapper.inversion.perceptual`). Real images are never used, so nothing about the target
 classes leaks in; the optimisation that follows corrects what the guess misses.
 
-    python -m dapper.encoder train --network checkpoints/source_gan.safetensors   # ~10 min, 1 CPU thread
+    python -m dapper encoder train --network checkpoints/source_gan.safetensors   # ~10 min, 1 CPU thread
 
 The checkpoint (``checkpoints/encoder_source_gan.safetensors`` + ``.json``) records the sha256 of the
 generator it was trained for; :func:`encoder_for` refuses (with a warning, projection then starts
@@ -16,7 +16,6 @@ from the mean w) to use it with any other generator.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -27,9 +26,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dapper.fitting import EpochSampler, fit, warmup_cosine
+from dapper.modelfile import read_model, save_model
+from dapper.utils import repo_root
+
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+CHECKPOINT_DIR = repo_root() / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "encoder_source_gan.safetensors"
 
 __all__ = ["Encoder", "encoder_for", "load_encoder", "train", "main"]
@@ -72,7 +75,7 @@ class Encoder(nn.Module):
     @property
     def content_hash(self) -> str:
         if getattr(self, "_hash", None) is None:
-            from .utils import weights_hash
+            from dapper.utils import weights_hash
 
             self._hash = weights_hash(self)
         return self._hash
@@ -80,17 +83,11 @@ class Encoder(nn.Module):
 
 def load_encoder(path=None, device="cpu") -> Encoder:
     """Load an encoder checkpoint (``.safetensors`` + ``.json``); ``config`` attribute holds the JSON."""
-    from safetensors.torch import load_file
-
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
-    cfg_path = path.with_suffix(".json")
-    if not path.is_file() or not cfg_path.is_file():
-        raise FileNotFoundError(f"encoder {path} (and its {cfg_path.name}) not found; train one with "
-                                "`python -m dapper.encoder train --network CKPT`")
-    config = json.loads(cfg_path.read_text())
+    state, config = read_model(path, "encoder", "python -m dapper encoder train --network CKPT")
     arch = config["architecture"]
     enc = Encoder(arch["w_dim"], arch["input_size"], tuple(arch["widths"]), arch["hidden"])
-    enc.load_state_dict(load_file(str(path)))
+    enc.load_state_dict(state)
     enc.config = config
     return enc.to(device).eval().requires_grad_(False)
 
@@ -101,7 +98,7 @@ _LOADED: dict = {}
 def encoder_for(G, g_hash: str | None = None, path=None, device="cpu") -> Encoder | None:
     """The encoder trained for generator ``G``, or None (with a warning) when there is none or it
     was trained for another generator (its recorded generator hash differs)."""
-    from .utils import weights_hash
+    from dapper.utils import weights_hash
 
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
     g_hash = g_hash or weights_hash(G)
@@ -130,8 +127,8 @@ def encoder_for(G, g_hash: str | None = None, path=None, device="cpu") -> Encode
 # Training
 # ---------------------------------------------------------------------------------------------
 
-CONFIG = dict(n_train=12000, n_heldout=500, batch_size=64, lr=2e-3, weight_decay=1e-4, epochs=8,
-              w_budget_s=330, recon_steps=400, recon_batch=8, recon_lr=3e-4, recon_budget_s=150,
+CONFIG = dict(n_train=12000, n_heldout=500, batch_size=64, lr=2e-3, weight_decay=1e-4, epochs=6,
+              recon_steps=400, recon_batch=8, recon_lr=3e-4,
               recon_weight_w=0.5, perceptual_weight=1.0, truncation=(0.6, 1.0), seed=0)
 
 
@@ -180,10 +177,10 @@ def evaluate(enc: Encoder, G, images: torch.Tensor, ws: torch.Tensor, perceptual
 
 def train(network=None, out=None, scale: float = 1.0, threads: int = 1, seed: int = 0) -> dict:
     """Train an encoder for the generator at ``network`` (default: the shipped source GAN)."""
-    from .perceptual import budget_lr, load_perceptual
-    from .projection import masked_mse, w_stats
-    from .stylegan2 import default_generator_path, load_generator
-    from .utils import atomic_save, cache_dir, seed_everything, weights_hash
+    from dapper.inversion.latents import masked_mse, w_statistics
+    from dapper.inversion.perceptual import load_perceptual
+    from dapper.stylegan2 import load_generator
+    from dapper.utils import cache_dir, default_generator_path, seed_everything, weights_hash
 
     torch.set_num_threads(threads)
     seed_everything(seed)
@@ -195,49 +192,29 @@ def train(network=None, out=None, scale: float = 1.0, threads: int = 1, seed: in
     t0 = time.time()
     n_train = max(128, int(cfg["n_train"] * scale))
     n_held = max(32, int(cfg["n_heldout"] * scale))
-    budget_scale = 1.0 if scale >= 1 else max(scale, 0.05)
     print(f"[encoder] generator {network} ({g_hash[:12]}); sampling {n_train}+{n_held} pairs", flush=True)
     x_train, w_train = _sample_pairs(G, n_train, seed, cfg["truncation"])
     x_held, w_held = _sample_pairs(G, n_held, seed + 1_000_003, (1.0, 1.0))
     t_sample = time.time() - t0
 
     enc = Encoder(G.w_dim, input_size=min(64, G.img_resolution) if G.img_resolution >= 16 else 16)
-    w_avg, _ = w_stats(G, 10000, g_hash)
+    w_avg = w_statistics(G, 10000).mean
     with torch.no_grad():
         enc.w_avg.copy_(w_avg)
         enc.w_scale.copy_((w_train - w_avg).std(0).clamp_min(1e-3))
-    bs = cfg["batch_size"]
-    steps = cfg["epochs"] * (n_train // bs)
-    opt = torch.optim.AdamW(enc.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    w_budget = cfg["w_budget_s"] * budget_scale
     gen = torch.Generator().manual_seed(seed)
-    print(f"[encoder] {sum(p.numel() for p in enc.parameters())} params; phase 1: w loss, {steps} steps "
-          f"(budget {w_budget:.0f} CPU s)", flush=True)
+    batches = EpochSampler(n_train, cfg["batch_size"], gen)
+    steps = batches.steps(cfg["epochs"])
+    opt = torch.optim.AdamW(enc.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+
+    def w_loss(step: int) -> torch.Tensor:
+        idx = batches(step)
+        pred = enc(_augment(x_train[idx], gen))
+        return ((pred - w_train[idx]) / enc.w_scale).square().mean()
+
     enc.train()
-    step, t1, running = 0, time.process_time(), None
-    done = False
-    for epoch in range(cfg["epochs"]):
-        perm = torch.randperm(n_train, generator=gen)
-        for a in range(0, n_train - bs + 1, bs):
-            idx = perm[a:a + bs]
-            pred = enc(_augment(x_train[idx], gen))
-            loss = ((pred - w_train[idx]) / enc.w_scale).square().mean()
-            for group in opt.param_groups:
-                group["lr"] = budget_lr(cfg["lr"], step, steps, time.process_time() - t1, w_budget)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            running = loss.item() if running is None else 0.97 * running + 0.03 * loss.item()
-            if step % 50 == 0:
-                print(f"  epoch {epoch} step {step}/{steps} w-loss {running:.4f} "
-                      f"({time.process_time() - t1:.0f} CPU s)", flush=True)
-            if time.process_time() - t1 > w_budget:
-                done = True
-                break
-        if done:
-            break
-    w_steps, t_w = step, time.process_time() - t1
+    log_w = fit(w_loss, opt, steps, lr=warmup_cosine(cfg["lr"], steps),
+                desc=f"encoder phase 1 (w loss): {sum(p.numel() for p in enc.parameters())} params")
     after_w = evaluate(enc, G, x_held, w_held, perceptual)
     print(f"[encoder] after w loss: {after_w}", flush=True)
 
@@ -245,44 +222,35 @@ def train(network=None, out=None, scale: float = 1.0, threads: int = 1, seed: in
     # Batch norm statistics stay frozen (eval mode): batches here are small.
     enc.eval()
     opt2 = torch.optim.Adam(enc.parameters(), lr=cfg["recon_lr"])
-    t2 = time.process_time()
-    r_steps = 0
-    for r_steps in range(1, cfg["recon_steps"] + 1):
+
+    def recon_loss(step: int) -> torch.Tensor:
         idx = torch.randint(0, n_train, (cfg["recon_batch"],), generator=gen)
         x = x_train[idx]
         pred = enc(_augment(x, gen))
         rec = G.synthesis(pred[:, None].repeat(1, G.num_ws, 1), noise_mode="const")
         ones = torch.ones_like(x[:, :1])
         loss = (masked_mse(rec, x, ones) + cfg["perceptual_weight"] * perceptual(rec, x)).mean()
-        loss = loss + cfg["recon_weight_w"] * ((pred - w_train[idx]) / enc.w_scale).square().mean() * 0.1
-        opt2.zero_grad(set_to_none=True)
-        loss.backward()
-        opt2.step()
-        if r_steps % 25 == 0:
-            print(f"  recon step {r_steps}/{cfg['recon_steps']} loss {loss.item():.4f} "
-                  f"({time.process_time() - t2:.0f} CPU s)",
-                  flush=True)
-        if time.process_time() - t2 > cfg["recon_budget_s"] * budget_scale:
-            break
-    t_r = time.process_time() - t2
+        return loss + cfg["recon_weight_w"] * ((pred - w_train[idx]) / enc.w_scale).square().mean() * 0.1
+
+    log_r = fit(recon_loss, opt2, cfg["recon_steps"], desc="encoder phase 2 (reconstruction)")
     metrics = evaluate(enc, G, x_held, w_held, perceptual)
     print(f"[encoder] after reconstruction loss: {metrics}", flush=True)
     if metrics["psnr_encoder_only_db"] < after_w["psnr_encoder_only_db"] - 0.2:
         logger.warning("reconstruction phase lowered held-out PSNR")
 
-    command = f"python -m dapper.encoder train --network {network}" + ("" if scale == 1.0 else f" --scale {scale:g}")
+    command = f"python -m dapper encoder train --network {network}" + ("" if scale == 1.0 else f" --scale {scale:g}")
     config = {
         "name": "encoder_source_gan" if out is None and scale == 1.0 else Path(out or "encoder").stem,
         "about": "First guess of w for projection; trained only on the generator's own samples (G(w), w).",
         "generator": str(network), "generator_hash": g_hash,
-        "architecture": {"class": "dapper.encoder.Encoder", "w_dim": G.w_dim, "input_size": enc.input_size,
+        "architecture": {"class": "dapper.inversion.encoder.Encoder", "w_dim": G.w_dim, "input_size": enc.input_size,
                          "widths": list(enc.widths), "hidden": enc.hidden,
                          "params": sum(p.numel() for p in enc.parameters())},
         "input": "float NCHW in [-1, 1] as letterboxed for the generator; resized to input_size",
         "output": "w [N, w_dim] (W space; repeat over num_ws for ws)",
         "training": {"command": command, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
-                     "n_train_pairs": n_train, "w_steps_run": w_steps, "recon_steps_run": r_steps,
-                     "sample_seconds": round(t_sample), "w_cpu_seconds": round(t_w), "recon_cpu_seconds": round(t_r),
+                     "n_train_pairs": n_train, "sample_seconds": round(t_sample),
+                     "w_phase": log_w.as_dict(), "recon_phase": log_r.as_dict(),
                      "wall_seconds": round(time.time() - t0),
                      "torch_threads": threads, "torch": torch.__version__},
         "heldout": {"after_w_loss": after_w, "final": metrics,
@@ -291,24 +259,20 @@ def train(network=None, out=None, scale: float = 1.0, threads: int = 1, seed: in
     if out is None:
         out = DEFAULT_CHECKPOINT if scale == 1.0 else cache_dir("encoder") / "encoder_smoke.safetensors"
     out = Path(out)
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().cpu().contiguous() for k, v in enc.state_dict().items()}
-    atomic_save(out, lambda p: save_file(state, str(p), metadata={"config": json.dumps(config)}))
-    atomic_save(out.with_suffix(".json"), lambda p: p.write_text(json.dumps(config, indent=1) + "\n"))
+    save_model(enc, config, out)
     _LOADED.clear()
     print(f"[encoder] saved {out} in {(time.time() - t0) / 60:.1f} min", flush=True)
     return config
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dapper.encoder", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m dapper encoder", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="action", required=True)
     t = sub.add_parser("train", help="train an encoder for one generator")
     t.add_argument("--network", type=Path, default=None, help="generator checkpoint (default: shipped source GAN)")
     t.add_argument("--out", type=Path, default=None, help="checkpoint path (default checkpoints/encoder_source_gan)")
-    t.add_argument("--scale", type=float, default=1.0, help="shrink data and time budgets (smoke test)")
+    t.add_argument("--scale", type=float, default=1.0, help="shrink the data (smoke test)")
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)

@@ -1,7 +1,7 @@
 """Is the embedded world calibrated to its 64 px instruments? One command measures it.
 
-    python -m dapper.world_calibration                 # everything (about 15 minutes on 2 cores)
-    python -m dapper.world_calibration --skip-classifier
+    python -m dapper world-calibration                 # everything (about 15 minutes on 2 cores)
+    python -m dapper world-calibration --skip-classifier
 
 writes ``results/world_calibration.csv`` (one row per measure: value, goal, met) and
 ``figures/fig0_world_calibration.png`` under :func:`dapper.utils.reports_dir`:
@@ -44,9 +44,9 @@ FIGURE_YAWS = (30.0, 90.0, 210.0)
 def identity_vs_resolution(n_per_class: int = 200, sizes=RESOLUTIONS, model=None) -> list[dict]:
     """The identity oracle's accuracy (and pair accuracy: the right look-alike pair) on its held-out
     views at each size in ``sizes`` (resampled down and back to 64 px); one dict per size."""
-    from dapper import oracles
     from dapper.data import toycars
-    from dapper.gan_eval import identity_shares, resample
+    from dapper.judges import oracles
+    from dapper.study.gan_eval import identity_shares, resample
 
     model = model or oracles.load_identity_oracle()
     images, labels, _, _ = oracles.heldout_identity_views(n_per_class)
@@ -62,7 +62,7 @@ def identity_vs_resolution(n_per_class: int = 200, sizes=RESOLUTIONS, model=None
 
 def pose_oracle_errors(model=None) -> dict:
     """Median yaw error (degrees) and front/back flip share of the pose oracle on its held-out renders."""
-    from dapper import oracles
+    from dapper.judges import oracles
 
     model = model or oracles.load_pose_oracle()
     m = oracles.evaluate("pose", model)
@@ -74,7 +74,7 @@ def classifier_real_only(path=None, progress: bool = True, workers: int = 2):
     """Real-only five-fold runs of the study's classifier at 2 and 32 images per class on both pools
     (the study's full-profile fine-tuning; the contract reads three of the four cells). Returns the
     rows (data frame)."""
-    from dapper import experiments
+    from dapper.study import experiments
     from dapper.utils import reports_dir
 
     cfg = experiments.study_config("full", conditions=("real",), shots=(2, 32))
@@ -139,9 +139,7 @@ def pair_views(yaws=FIGURE_YAWS, size: int = 64) -> np.ndarray:
 
 
 def calibrate(skip_classifier: bool = False, n_per_class: int = 200, progress: bool = True, workers: int = 2):
-    """Measure everything, write the table and the figure; returns the table."""
-    from dapper import plots
-    from dapper.data import toycars
+    """Measure everything and write the table; returns (table, identity rows by resolution)."""
     from dapper.utils import atomic_save, reports_dir
 
     identity_rows = identity_vs_resolution(n_per_class)
@@ -152,12 +150,7 @@ def calibrate(skip_classifier: bool = False, n_per_class: int = 200, progress: b
     table = calibration_table(identity_rows, pose, classifier)
     path = reports_dir("results") / "world_calibration.csv"
     atomic_save(path, lambda p: table.to_csv(p, index=False, float_format="%.4f"))
-    plots.world_calibration(identity_rows, pair_views(), [toycars.TARGET_CLASSES[a] for a, _ in toycars.PAIRS],
-                            [toycars.TARGET_CLASSES[b] for _, b in toycars.PAIRS], FIGURE_YAWS,
-                            goals={64: GOALS["identity_oracle_64px"][1], 32: GOALS["identity_oracle_32px"][1],
-                                   16: GOALS["identity_oracle_16px"][1]},
-                            path=reports_dir("figures") / "fig0_world_calibration.png", world=toycars.WORLD_TAG)
-    return table
+    return table, identity_rows
 
 
 def shipped_paths():
@@ -176,12 +169,12 @@ def read_table(path=None):
 
     path = path or shipped_paths()[0]
     if not path.is_file():
-        raise FileNotFoundError(f"no calibration table at {path}; run `python -m dapper.world_calibration`")
+        raise FileNotFoundError(f"no calibration table at {path}; run `python -m dapper world-calibration`")
     table = pd.read_csv(path)
     worlds = set(table["world"])
     if worlds != {toycars.WORLD_TAG}:
         raise ValueError(f"{path} measured the world {sorted(worlds)}, not {toycars.WORLD_TAG}; "
-                         "rerun `python -m dapper.world_calibration`")
+                         "rerun `python -m dapper world-calibration`")
     return table
 
 
@@ -209,13 +202,23 @@ def statement(table) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dapper.world_calibration", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m dapper world-calibration", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--skip-classifier", action="store_true", help="only the oracles (a minute)")
     ap.add_argument("--n-per-class", type=int, default=200, help="held-out views per class for the identity oracle")
     ap.add_argument("--workers", type=int, default=2, help="processes for the classifier's fine-tuning runs")
     args = ap.parse_args(argv)
-    table = calibrate(args.skip_classifier, args.n_per_class, workers=args.workers)
+    table, identity_rows = calibrate(args.skip_classifier, args.n_per_class, workers=args.workers)
+    from dapper import plots
+    from dapper.data import toycars
+    from dapper.utils import reports_dir
+
+    plots.fig0_world_calibration(
+        identity_rows, pair_views(), [toycars.TARGET_CLASSES[a] for a, _ in toycars.PAIRS],
+        [toycars.TARGET_CLASSES[b] for _, b in toycars.PAIRS], FIGURE_YAWS,
+        goals={64: GOALS["identity_oracle_64px"][1], 32: GOALS["identity_oracle_32px"][1],
+               16: GOALS["identity_oracle_16px"][1]},
+        path=reports_dir("figures") / "fig0_world_calibration.png", world=toycars.WORLD_TAG)
     with np.printoptions(precision=3):
         print(table.to_string(index=False))
     return 0

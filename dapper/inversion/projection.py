@@ -11,14 +11,14 @@ What it does, per image, all images of a batch optimised together:
 * **Input.** Any size is letterboxed (aspect kept) into the generator's content box
   (``G.content_box``); the mask of real pixels (times an optional object mask) restricts the
   losses, so padding and background the caller masks out never pull the code.
-* **Loss.** Masked pixel MSE plus a perceptual distance (:mod:`dapper.perceptual`: the shipped
+* **Loss.** Masked pixel MSE plus a perceptual distance (:mod:`dapper.inversion.perceptual`: the shipped
   toycars feature network by default, VGG16-LPIPS from local weight files on request). The
   generated image is composited over the target outside the mask before the perceptual network
   sees it, so the perceptual term is masked too.
 * **Schedule.** :meth:`ProjectionSettings.official` is the stylegan2-ada-pytorch projector
   (1000 Adam steps at lr 0.1 with ramps, decaying latent noise, optimised and regularised noise
   maps, start at the mean w, perceptual loss only). The default starts from an encoder's guess
-  (:mod:`dapper.encoder`), adds the pixel term and stops each image once its loss stops improving.
+  (:mod:`dapper.inversion.encoder`), adds the pixel term and stops each image once its loss stops improving.
 * **Robustness.** Losses are per image: a non-finite loss or gradient stops only that image; its
   last good code is kept, and ``metrics["failed"]`` says why. Converged and failed images leave
   the batch, so the rest run faster.
@@ -49,11 +49,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .utils import weights_hash
+from dapper.inversion.latents import masked_mse, w_statistics
+from dapper.stylegan2 import synthesize
+from dapper.utils import image_key, weights_hash
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Projection", "ProjectionSettings", "project_images", "masked_mse", "choose_batch_size", "main"]
+__all__ = ["Projection", "ProjectionSettings", "project_images", "choose_batch_size", "main"]
 
 # Bump when a change alters what a projection returns for the same inputs: old cache files then miss.
 PROJECTION_VERSION = 1
@@ -82,7 +84,7 @@ class ProjectionSettings:
     Reconstructions are always drawn with the generator's own constant noise, as users of ``ws`` do.
     pixel_weight, perceptual_weight: loss = pixel_weight * masked MSE (images in [-1, 1]) +
     perceptual_weight * perceptual distance.
-    vgg16_weights, lpips_weights: local files for VGG16-LPIPS (see :mod:`dapper.perceptual`); None:
+    vgg16_weights, lpips_weights: local files for VGG16-LPIPS (see :mod:`dapper.inversion.perceptual`); None:
     the shipped toycars feature network. encoder: encoder checkpoint path (None: the shipped one).
     seed: latent and noise-map randomness (drawn per image, so results do not depend on batching).
     """
@@ -177,18 +179,6 @@ class Projection:
 # ---------------------------------------------------------------------------------------------
 
 
-def _image_key(image, mask) -> str:
-    h = hashlib.sha256()
-    a = image.detach().cpu().contiguous().numpy() if isinstance(image, torch.Tensor) else np.ascontiguousarray(image)
-    h.update(f"{a.dtype}|{a.shape}|".encode())
-    h.update(a.tobytes())
-    if mask is not None:
-        m = np.ascontiguousarray(mask.cpu().numpy() if isinstance(mask, torch.Tensor) else mask).astype(bool)
-        h.update(f"mask|{m.shape}|".encode())
-        h.update(np.packbits(m).tobytes())
-    return h.hexdigest()
-
-
 def _settings_hash(settings: ProjectionSettings, G, perceptual_hash: str, encoder_hash: str | None) -> str:
     d = settings.to_dict()
     # Files are identified by what they hold, not by where they lie.
@@ -211,7 +201,7 @@ def _box(G) -> tuple[int, int, int, int]:
 
 def _place(h: int, w: int, box, r: int) -> tuple[int, int, int, int]:
     """(left, top, width, height) of an h x w image fitted (aspect kept) into ``box`` of an r canvas."""
-    from .data.images import fit_box
+    from dapper.data.images import fit_box
 
     x0, y0, x1, y1 = box
     cw, ch = x1 - x0, y1 - y0
@@ -299,26 +289,6 @@ def choose_batch_size(G, device=None, max_batch: int = 64) -> int:
     return int(max(1, min(max_batch, budget // max(per_image, 1))))
 
 
-_W_STATS: dict = {}
-
-
-@torch.no_grad()
-def w_stats(G, samples: int = 10000, g_hash: str | None = None) -> tuple[torch.Tensor, float]:
-    """Mean w [w_dim] and spread (RMS distance to the mean, a scalar) of ``samples`` mapped z
-    (seed 123, as the official projector); memoised per generator."""
-    key = (g_hash or weights_hash(G), samples)
-    if key not in _W_STATS:
-        device = next(G.parameters()).device
-        z = torch.randn(samples, G.z_dim, generator=torch.Generator().manual_seed(123)).to(device)
-        c = torch.zeros(samples, G.c_dim, device=device) if G.c_dim else None
-        ws = torch.cat([G.mapping(z[a:a + 2000], None if c is None else c[a:a + 2000])[:, 0]
-                        for a in range(0, samples, 2000)]).float().cpu()
-        w_avg = ws.mean(0)
-        w_std = float((ws - w_avg).square().sum(1).mean().sqrt())
-        _W_STATS[key] = (w_avg, w_std)
-    return _W_STATS[key]
-
-
 # ---------------------------------------------------------------------------------------------
 # Optimisation
 # ---------------------------------------------------------------------------------------------
@@ -355,7 +325,7 @@ class _RowAdam:
 
 
 def _noise_layers(G) -> list:
-    from .stylegan2.networks import SynthesisLayer
+    from dapper.stylegan2.networks import SynthesisLayer
 
     return [m for m in G.synthesis.modules() if isinstance(m, SynthesisLayer) and m.use_noise]
 
@@ -413,11 +383,6 @@ def _per_image_generators(keys: list[str], seed: int, device) -> list[torch.Gene
 
 def _randn_rows(shape_row, gens: list[torch.Generator], idx: list[int], device) -> torch.Tensor:
     return torch.stack([torch.randn(shape_row, generator=gens[i], device=device) for i in idx])
-
-
-def masked_mse(x: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """Mean squared difference inside the mask, per image: [B]. m: [B, 1, R, R] float."""
-    return ((x - y).square() * m).sum(dim=(1, 2, 3)) / (3 * m.sum(dim=(1, 2, 3)).clamp_min(1))
 
 
 def _optimise_batch(G, targets, masks, w_init, settings, perceptual, w_std, keys, device, bar=None):
@@ -541,12 +506,6 @@ def _optimise_batch(G, targets, masks, w_init, settings, perceptual, w_std, keys
 
 
 @torch.no_grad()
-def _synthesise(G, ws: torch.Tensor, device, batch: int) -> torch.Tensor:
-    out = [G.synthesis(ws[a:a + batch].to(device), noise_mode="const").float().cpu() for a in range(0, len(ws), batch)]
-    return torch.cat(out) if out else torch.zeros(0, G.img_channels, G.img_resolution, G.img_resolution)
-
-
-@torch.no_grad()
 def _quality(recon, targets, masks, perceptual, batch: int, device) -> tuple[np.ndarray, np.ndarray]:
     psnr, perc = [], []
     for a in range(0, len(recon), batch):
@@ -581,7 +540,7 @@ def _read_cache(path: Path):
 
 
 def _write_cache(path: Path, ws: np.ndarray, steps, converged, seconds, image_key, g_hash, s_hash) -> None:
-    from .utils import atomic_save
+    from dapper.utils import atomic_save
 
     def write(tmp: Path):
         np.savez(tmp, ws=ws.astype(np.float32), steps=np.int64(steps), converged=np.bool_(converged),
@@ -599,7 +558,7 @@ _PERCEPTUAL: dict = {}
 
 
 def _perceptual_for(settings: ProjectionSettings, device):
-    from .perceptual import load_perceptual
+    from dapper.inversion.perceptual import load_perceptual
 
     key = (settings.vgg16_weights, settings.lpips_weights, str(device))
     if key not in _PERCEPTUAL:
@@ -629,7 +588,7 @@ def project_images(G, images, masks=None, settings: ProjectionSettings | None = 
     if len(mask_items) != len(items):
         raise ValueError(f"{len(mask_items)} masks for {len(items)} images")
     n = len(items)
-    keys = [_image_key(im, mk) for im, mk in zip(items, mask_items)]
+    keys = [image_key(im, mk) for im, mk in zip(items, mask_items)]
     prepared = [_prepare_one(im, mk, G) for im, mk in zip(items, mask_items)]
     r = G.img_resolution
     targets = torch.stack([p[0] for p in prepared]) if n else torch.zeros(0, 3, r, r)
@@ -640,7 +599,7 @@ def project_images(G, images, masks=None, settings: ProjectionSettings | None = 
     encoder = None
     effective = settings
     if settings.init == "encoder" and settings.steps >= 0:
-        from .encoder import encoder_for
+        from dapper.inversion.encoder import encoder_for
 
         encoder = encoder_for(G, g_hash, settings.encoder, device=device)
         if encoder is None:
@@ -648,7 +607,7 @@ def project_images(G, images, masks=None, settings: ProjectionSettings | None = 
     s_hash = _settings_hash(effective, G, perceptual.content_hash, encoder.content_hash if encoder else None)
     folder = None
     if cache:
-        from .utils import cache_dir
+        from dapper.utils import cache_dir
 
         folder = cache_dir("projections", g_hash[:16])
 
@@ -673,7 +632,8 @@ def project_images(G, images, masks=None, settings: ProjectionSettings | None = 
     bs = batch_size or choose_batch_size(G, device)
     t_start = time.perf_counter()
     if todo:
-        w_avg, w_std = w_stats(G, effective.w_avg_samples, g_hash)
+        stats = w_statistics(G, effective.w_avg_samples)
+        w_avg, w_std = stats.mean, stats.spread
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n, initial=n - len(todo), desc="projecting", unit="img", disable=not progress)
@@ -706,7 +666,7 @@ def project_images(G, images, masks=None, settings: ProjectionSettings | None = 
             finally:
                 bar.close()
     wall = time.perf_counter() - t_start
-    recon = _synthesise(G, ws, device, max(bs, 8))
+    recon = synthesize(G, ws, max(bs, 8))
     psnr, perc = _quality(recon, targets, valid, perceptual, max(bs, 8), device)
     metrics = {"psnr": psnr, "perceptual": perc, "steps": steps, "converged": converged,
                "failed": np.array(failed, dtype=object), "seconds": seconds, "cached": cached}
@@ -714,43 +674,6 @@ def project_images(G, images, masks=None, settings: ProjectionSettings | None = 
             "init": effective.init, "perceptual": perceptual.name, "device": str(device)}
     return Projection(ws=ws, reconstructions=recon, targets=targets, masks=valid, metrics=metrics, keys=keys,
                       settings=effective, generator_hash=g_hash, info=info)
-
-
-# ---------------------------------------------------------------------------------------------
-# Figure 1
-# ---------------------------------------------------------------------------------------------
-
-
-def reconstruction_figure(originals, reconstructions, titles, notes=None):
-    """Originals (top row) beside their projections (bottom row): the paper's Figure 1.
-
-    originals, reconstructions: float [K, 3, R, R] in [-1, 1] (or uint8 [K, R, R, 3]); titles: K
-    column titles; notes: optional K strings under each reconstruction (e.g. PSNR). Returns a
-    matplotlib Figure (nothing is saved here).
-    """
-    import matplotlib.pyplot as plt
-
-    from .data.images import to_uint8
-
-    def u8(x):
-        return to_uint8(x) if isinstance(x, torch.Tensor) else np.asarray(x)
-
-    top, bottom = u8(originals), u8(reconstructions)
-    k = len(top)
-    fig, axes = plt.subplots(2, k, figsize=(1.45 * k, 3.4), squeeze=False)
-    for j in range(k):
-        for i, (row, label) in enumerate(((top, "original"), (bottom, "projection"))):
-            ax = axes[i, j]
-            ax.imshow(row[j], interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if j == 0:
-                ax.set_ylabel(label, fontsize=9)
-        axes[0, j].set_title(titles[j].replace(" ", "\n", 1), fontsize=7.5)
-        if notes is not None:
-            axes[1, j].set_xlabel(notes[j], fontsize=7.5)
-    fig.tight_layout()
-    return fig
 
 
 # ---------------------------------------------------------------------------------------------
@@ -766,8 +689,8 @@ def _list_images(folder: Path) -> list[Path]:
 def _write_outputs(out: Path, names: list[str], proj: Projection, skipped: list) -> None:
     from PIL import Image
 
-    from .data.images import to_uint8
-    from .utils import atomic_save
+    from dapper.data.images import to_uint8
+    from dapper.utils import atomic_save
 
     out.mkdir(parents=True, exist_ok=True)
     rec_dir = out / "reconstructions"
@@ -815,9 +738,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from .data.images import load_images
-    from .stylegan2 import default_generator_path, load_generator
-    from .utils import get_device
+    from dapper.data.images import load_images
+    from dapper.stylegan2 import load_generator
+    from dapper.utils import default_generator_path, get_device
 
     if not args.images.is_dir():
         print(f"--images {args.images}: not a folder", file=sys.stderr)

@@ -383,7 +383,7 @@ def compare_classifiers(model_real: torch.nn.Module, model_aug: torch.nn.Module,
 def _mean_interval(values: np.ndarray, confidence: float):
     """Student-t interval of the mean; Wilson's score interval for 0/1 values (a hit rate),
     which stays inside [0, 1] and does not collapse at 0 or 1 hits."""
-    from dapper.stats import Interval, mean_interval
+    from dapper.study.stats import Interval, mean_interval
 
     v = np.asarray(values, np.float64)
     if len(v) == 0 or not np.isin(v, (0.0, 1.0)).all():
@@ -414,7 +414,7 @@ def saliency_summary(per_image, names: tuple[str, str] = ("real", "augmented"), 
     """
     import pandas as pd
 
-    from dapper.stats import holm, paired_test
+    from dapper.study.stats import holm, paired_test
 
     a, b = names
     df = per_image.copy()
@@ -562,17 +562,17 @@ class ClassifierPair:
 def train_pair(inputs, scenario: str, fold: int, shots: int, condition: str = "real+perturb+rotate",
                device=None) -> ClassifierPair:
     """Fine-tune the ``real`` and the ``condition`` classifier of one fold exactly as the study's
-    :func:`dapper.experiments.run_one` does (same real subset, seed, settings, synthetic images),
+    :func:`dapper.study.experiments.run_one` does (same real subset, seed, settings, synthetic images),
     keeping the models (the study keeps only their accuracy).
 
-    inputs: :class:`dapper.experiments.StudyInputs` whose config lists ``condition`` (its
+    inputs: :class:`dapper.study.experiments.StudyInputs` whose config lists ``condition`` (its
     synthetic images are made by ``prepare_inputs``). A test holds the accuracies equal to
     ``run_one``'s.
     """
     import dataclasses
 
-    from dapper import experiments as E
     from dapper.classify import create_classifier, data_config, prepare_images, train_classifier
+    from dapper.study import experiments as E
 
     cfg = inputs.config
     d = inputs.data[scenario]
@@ -606,8 +606,8 @@ def object_masks(config, data, idx: Sequence[int], views: bool = False) -> np.nd
     """Object masks, bool ``[len(idx), S, S]``, of images ``idx`` of a scenario's pool (or of its
     extra test views): toycars' rendered vehicle masks, Stanford Cars' bounding boxes.
 
-    config: the :class:`dapper.experiments.StudyConfig`; data: the scenario's
-    :class:`dapper.experiments.ScenarioData`. The images are re-rendered (toycars, only those
+    config: the :class:`dapper.study.experiments.StudyConfig`; data: the scenario's
+    :class:`dapper.study.experiments.ScenarioData`. The images are re-rendered (toycars, only those
     asked for) or re-read (Stanford Cars) and checked pixel for pixel against ``data``'s.
     """
     idx = np.asarray(idx, np.int64)

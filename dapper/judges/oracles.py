@@ -11,9 +11,9 @@ Both take NCHW float images in [-1, 1] (the generator's convention), 64 x 64 (ot
 resized), and are shipped in ``checkpoints/oracle_{identity,pose}.safetensors`` with a JSON
 config that records the architecture, the command that trained them and their held-out scores.
 
-    python -m dapper.oracles train identity     # ~10 min on one CPU core
-    python -m dapper.oracles train pose
-    python -m dapper.oracles eval identity|pose  # re-measure a shipped checkpoint
+    python -m dapper oracles train identity     # ~10 min on one CPU core
+    python -m dapper oracles train pose
+    python -m dapper oracles eval identity|pose  # re-measure a shipped checkpoint
 
 Never used inside the method: the study's own pose annotator and classifiers are separate.
 """
@@ -32,8 +32,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dapper.fitting import EpochSampler, fit, one_cycle
+from dapper.modelfile import read_model, save_model
+from dapper.utils import repo_root
+
 INPUT_SIZE = 64
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+CHECKPOINT_DIR = repo_root() / "checkpoints"
 # Seeds of the oracles' own render streams; nothing else in the study draws from them.
 TRAIN_SEED, HELDOUT_SEED = 9001, 9002
 ELEVATION_SCALE = 30.0
@@ -172,33 +176,20 @@ def checkpoint_path(kind: str, folder: Path | None = None) -> Path:
 
 
 def save_oracle(model: OracleNet, config: dict, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    from dapper.utils import atomic_save
-
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_save(path, lambda p: save_file(state, str(p), metadata={"config": json.dumps(config)}))
-    atomic_save(path.with_suffix(".json"), lambda p: p.write_text(json.dumps(config, indent=1) + "\n"))
+    save_model(model, config, path)
 
 
 def _load(kind: str, device="cpu", path=None) -> OracleNet:
-    from safetensors.torch import load_file
-
-    path = Path(path) if path is not None else checkpoint_path(kind)
-    cfg_path = path.with_suffix(".json")
-    if not path.is_file() or not cfg_path.is_file():
-        raise FileNotFoundError(
-            f"oracle checkpoint {path} (and its {cfg_path.name}) not found; train it with "
-            f"`python -m dapper.oracles train {kind}`"
-        )
-    config = json.loads(cfg_path.read_text())
     from dapper.data import toycars
 
-    toycars.check_world(config, path, f"python -m dapper.oracles train {kind}")
+    path = Path(path) if path is not None else checkpoint_path(kind)
+    command = f"python -m dapper oracles train {kind}"
+    state, config = read_model(path, f"{kind} oracle", command)
+    toycars.check_world(config, path, command)
     arch = config["architecture"]
     model = OracleNet(arch["out_features"], arch["width"], arch.get("dropout", 0.2), arch.get("grid", 1),
                       arch.get("hidden", 0), arch.get("n_aux", 0))
-    model.load_state_dict(load_file(str(path)))
+    model.load_state_dict(state)
     model.config = config
     return model.to(device).eval().requires_grad_(False)
 
@@ -360,54 +351,40 @@ def train(kind: str, out_dir: Path | None = None, scale: float = 1.0, threads: i
     images, labels, yaw, elevation = train_data
     n = len(images)
     epochs = max(1, round(cfg["epochs"] * min(1.0, scale * 10)))
-    steps = epochs * (n // cfg["batch_size"])
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=max(steps, 1), pct_start=0.15)
     gen = torch.Generator().manual_seed(seed)
+    batches = EpochSampler(n, cfg["batch_size"], gen)
+    steps = batches.steps(epochs)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     yaw_rad = torch.from_numpy(np.deg2rad(yaw.astype(np.float64))).float()
     target_pose = torch.stack([torch.sin(yaw_rad), torch.cos(yaw_rad),
                                torch.from_numpy(elevation).float() / ELEVATION_SCALE], 1)
     labels_t = torch.from_numpy(labels)
     yaw_t = torch.from_numpy(yaw.astype(np.float32))
-    print(f"[{kind}] training {sum(p.numel() for p in model.parameters())} params on {n} images, "
-          f"{epochs} epochs ({steps} steps)", flush=True)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        idx = batches(step)
+        x = augment(to_model_input(images[idx.numpy()]), gen, cfg.get("resample_min", 0), cfg.get("resample_p", 0.0))
+        out, aux = model.forward_with_aux(x)
+        if kind == "identity":
+            return F.cross_entropy(out, labels_t[idx], label_smoothing=cfg["label_smoothing"])
+        t = target_pose[idx]
+        loss = F.mse_loss(out[:, :2], t[:, :2]) + 0.25 * F.mse_loss(out[:, 2], t[:, 2])
+        if aux is not None:  # yaw bins: a classification signal that copes with front/back doubt
+            bins = (yaw_t[idx] / (360.0 / aux.shape[1])).long() % aux.shape[1]
+            loss = loss + 0.1 * F.cross_entropy(aux, bins)
+        return loss
+
     model.train()
-    step, t_train = 0, time.time()
-    for epoch in range(epochs):
-        perm = torch.randperm(n, generator=gen)
-        running = 0.0
-        for a in range(0, n - cfg["batch_size"] + 1, cfg["batch_size"]):
-            idx = perm[a:a + cfg["batch_size"]]
-            x = augment(to_model_input(images[idx.numpy()]), gen, cfg.get("resample_min", 0),
-                        cfg.get("resample_p", 0.0))
-            out, aux = model.forward_with_aux(x)
-            if kind == "identity":
-                loss = F.cross_entropy(out, labels_t[idx], label_smoothing=cfg["label_smoothing"])
-            else:
-                t = target_pose[idx]
-                loss = F.mse_loss(out[:, :2], t[:, :2]) + 0.25 * F.mse_loss(out[:, 2], t[:, 2])
-                if aux is not None:  # yaw bins: a classification signal that copes with front/back doubt
-                    bins = (yaw_t[idx] / (360.0 / aux.shape[1])).long() % aux.shape[1]
-                    loss = loss + 0.1 * F.cross_entropy(aux, bins)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
-            if step % 200 == 0:
-                elapsed = time.time() - t_train
-                print(f"  epoch {epoch} step {step}/{steps} loss {running:.4f} ({elapsed:.0f} s)", flush=True)
+    log = fit(loss_fn, opt, steps, scheduler=one_cycle(opt, cfg["lr"], steps),
+              desc=f"oracle {kind}: {sum(p.numel() for p in model.parameters())} params, {n} images, {epochs} epochs")
     model.eval()
-    t_fit = time.time() - t_train
-    cpu_fit = time.process_time()
     metrics = evaluate(kind, model, scale=scale)
-    command = f"python -m dapper.oracles train {kind}" + ("" if scale == 1.0 else f" --scale {scale:g}")
+    command = f"python -m dapper oracles train {kind}" + ("" if scale == 1.0 else f" --scale {scale:g}")
     config = {
         "name": f"oracle_{kind}",
         "kind": kind,
         "world": toycars.WORLD_TAG,
-        "architecture": {"class": "dapper.oracles.OracleNet", **arch,
+        "architecture": {"class": "dapper.judges.oracles.OracleNet", **arch,
                          "params": sum(p.numel() for p in model.parameters())},
         "input": "float NCHW in [-1, 1], RGB, 64x64 (other sizes are resized)",
         "output": ("logits over classes" if kind == "identity" else
@@ -416,9 +393,7 @@ def train(kind: str, out_dir: Path | None = None, scale: float = 1.0, threads: i
         "training": {"command": command,
                      **cfg, "epochs_run": epochs, "n_train_images": int(n), "train_seed_stream": TRAIN_SEED,
                      "torch_threads": threads, "seed": seed, "render_seconds": round(t_render),
-                     "train_seconds": round(t_fit), "render_version": toycars.RENDER_VERSION,
-                     # Wall seconds depend on what else runs; CPU seconds of this process do not.
-                     "cpu_seconds_before_eval": round(cpu_fit),
+                     "render_version": toycars.RENDER_VERSION, **log.as_dict(),
                      "torch": torch.__version__},
         "heldout": metrics,
     }
@@ -474,7 +449,7 @@ def evaluate(kind: str, model: nn.Module, scale: float = 1.0) -> dict:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m dapper.oracles", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m dapper oracles", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("action", choices=["train", "eval"])
     ap.add_argument("kind", choices=sorted(CONFIGS))

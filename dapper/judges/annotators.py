@@ -4,7 +4,7 @@ The paper keeps only generated images that a vehicle detector accepts and labels
 an estimator trained on *outside* labelled data; a linear model from W to that pose then gives the
 pose direction (:mod:`dapper.directions`). In the embedded world both models are trained here on
 labelled ``toycars`` renders from random streams of their own (every body type, pickups included,
-no target classes); they are separate from the evaluation oracles (:mod:`dapper.oracles`), with
+no target classes); they are separate from the evaluation oracles (:mod:`dapper.judges.oracles`), with
 another architecture, other seeds and other data, and are used *inside* the method only.
 
 Small interface, so that real mode can put any estimator with local weights behind it:
@@ -17,9 +17,9 @@ Small interface, so that real mode can put any estimator with local weights behi
 ``checkpoints/annotator_{pose,detector}.safetensors`` + ``.json`` (architecture, the command that
 trained them, held-out accuracy)::
 
-    python -m dapper.annotators train pose       # <= 10 min on one CPU core
-    python -m dapper.annotators train detector
-    python -m dapper.annotators eval pose|detector
+    python -m dapper annotators train pose       # <= 10 min on one CPU core
+    python -m dapper annotators train detector
+    python -m dapper annotators eval pose|detector
 
 Yaw follows :mod:`dapper.data.toycars`: 0 = front view, 90 = right side (nose to the image's
 right), 180 = rear, 270 = left side.
@@ -40,11 +40,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dapper.fitting import fit, one_cycle
+from dapper.modelfile import read_model, save_model
+from dapper.utils import repo_root
+
 __all__ = ["PoseAnnotator", "VehicleDetector", "AnnotatorNet", "load_pose_annotator", "load_vehicle_detector",
            "make_negatives", "NEGATIVE_KINDS", "train", "evaluate"]
 
 INPUT_SIZE = 64
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+CHECKPOINT_DIR = repo_root() / "checkpoints"
 # Seeds of the annotators' own render streams (the oracles use 9001/9002, the source set 0).
 TRAIN_SEED, HELDOUT_SEED = 4711, 4712
 ELEVATION_SCALE = 30.0
@@ -177,31 +181,16 @@ def checkpoint_path(kind: str, folder: Path | None = None) -> Path:
     return Path(folder or CHECKPOINT_DIR) / f"annotator_{kind}.safetensors"
 
 
-def _save(model: AnnotatorNet, config: dict, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    from dapper.utils import atomic_save
-
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_save(path, lambda p: save_file(state, str(p), metadata={"config": json.dumps(config)}))
-    atomic_save(path.with_suffix(".json"), lambda p: p.write_text(json.dumps(config, indent=1) + "\n"))
-
-
 def _load_net(kind: str, path=None, device="cpu") -> tuple[AnnotatorNet, dict]:
-    from safetensors.torch import load_file
-
-    path = Path(path) if path is not None else checkpoint_path(kind)
-    cfg_path = path.with_suffix(".json")
-    if not path.is_file() or not cfg_path.is_file():
-        raise FileNotFoundError(f"annotator checkpoint {path} (and its {cfg_path.name}) not found; train it with "
-                                f"`python -m dapper.annotators train {kind}`")
-    config = json.loads(cfg_path.read_text())
     from dapper.data import toycars
 
-    toycars.check_world(config, path, f"python -m dapper.annotators train {kind}")
+    path = Path(path) if path is not None else checkpoint_path(kind)
+    command = f"python -m dapper annotators train {kind}"
+    state, config = read_model(path, f"{kind} annotator", command)
+    toycars.check_world(config, path, command)
     arch = config["architecture"]
     model = AnnotatorNet(arch["out_features"], tuple(arch["widths"]), arch["hidden"], arch.get("dropout", 0.1))
-    model.load_state_dict(load_file(str(path)))
+    model.load_state_dict(state)
     return model.to(device).eval().requires_grad_(False), config
 
 
@@ -385,13 +374,10 @@ def train(kind: str, out_dir: Path | None = None, scale: float = 1.0, threads: i
     steps = max(10, int(cfg["steps"] * scale))
     bs = cfg["batch_size"]
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=steps, pct_start=0.15)
     gen = torch.Generator().manual_seed(cfg["seed"])
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"[{kind}] training {n_params} params, {steps} steps of {bs}", flush=True)
-    model.train()
-    t_train, cpu_train, running = time.time(), time.process_time(), None
-    for step in range(steps):
+
+    def loss_fn(step: int) -> torch.Tensor:
         idx = torch.randint(0, n, (bs,), generator=gen)
         x, boxes, yaw = images[idx], boxes_all[idx], yaw_all[idx]
         if kind == "pose":
@@ -401,39 +387,33 @@ def train(kind: str, out_dir: Path | None = None, scale: float = 1.0, threads: i
             loss = F.mse_loss(out[:, 0], torch.sin(rad)) + F.mse_loss(out[:, 1], torch.cos(rad))
             loss = loss + 0.25 * F.mse_loss(out[:, 2], elev_all[idx] / ELEVATION_SCALE)
             bins = (yaw / (360.0 / N_YAW_BINS)).long() % N_YAW_BINS
-            loss = loss + 0.1 * F.cross_entropy(out[:, 3:], bins)
-        else:
-            half = bs // 2
-            neg = make_negatives(x[half:], backgrounds, gen)
-            x = torch.cat([x[:half], neg])
-            present = torch.cat([torch.ones(half), torch.zeros(bs - half)])
-            x, boxes, _ = _augment(x, torch.cat([boxes[:half], torch.zeros(bs - half, 4)]), None, gen)
-            out = model(x)
-            loss = F.binary_cross_entropy_with_logits(out[:, 0], present)
-            loss = loss + 4.0 * F.smooth_l1_loss(out[:half, 1:5], boxes[:half] / 64.0, beta=0.05)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        if (step + 1) % 250 == 0:
-            print(f"  step {step + 1}/{steps} loss {running:.4f} ({time.time() - t_train:.0f} s)", flush=True)
+            return loss + 0.1 * F.cross_entropy(out[:, 3:], bins)
+        half = bs // 2
+        neg = make_negatives(x[half:], backgrounds, gen)
+        x = torch.cat([x[:half], neg])
+        present = torch.cat([torch.ones(half), torch.zeros(bs - half)])
+        x, boxes, _ = _augment(x, torch.cat([boxes[:half], torch.zeros(bs - half, 4)]), None, gen)
+        out = model(x)
+        loss = F.binary_cross_entropy_with_logits(out[:, 0], present)
+        return loss + 4.0 * F.smooth_l1_loss(out[:half, 1:5], boxes[:half] / 64.0, beta=0.05)
+
+    model.train()
+    log = fit(loss_fn, opt, steps, scheduler=one_cycle(opt, cfg["lr"], steps),
+              desc=f"annotator {kind}: {n_params} params, batches of {bs}")
     model.eval()
-    t_fit, cpu_fit = time.time() - t_train, time.process_time() - cpu_train
     metrics = evaluate(kind, model, scale)
-    command = f"python -m dapper.annotators train {kind}" + ("" if scale == 1.0 else f" --scale {scale:g}")
+    command = f"python -m dapper annotators train {kind}" + ("" if scale == 1.0 else f" --scale {scale:g}")
     config = {
         "name": f"annotator_{kind}",
         "world": toycars.WORLD_TAG,
         "kind": kind,
-        "architecture": {"class": "dapper.annotators.AnnotatorNet", **arch, "params": n_params},
+        "architecture": {"class": "dapper.judges.annotators.AnnotatorNet", **arch, "params": n_params},
         "input": "float NCHW in [-1, 1] (or uint8 NHWC), RGB, 64x64 (other sizes are resized)",
         "output": ("(sin yaw, cos yaw, elevation / 30 deg, 24 yaw-bin logits); yaw convention of dapper.data.toycars"
                    if kind == "pose" else "(presence logit, box x0, y0, x1, y1 / 64)"),
         "training": {"command": command, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
-                     "n_train_images": int(n), "n_backgrounds": int(n_bg), "steps_run": steps,
+                     "n_train_images": int(n), "n_backgrounds": int(n_bg), **log.as_dict(),
                      "train_seed_stream": TRAIN_SEED, "torch_threads": threads, "render_seconds": round(t_render),
-                     "train_seconds": round(t_fit), "train_cpu_seconds": round(cpu_fit),
                      "load_average_at_end": [round(x, 1) for x in os.getloadavg()],
                      "render_version": toycars.RENDER_VERSION,
                      "torch": torch.__version__,
@@ -443,7 +423,7 @@ def train(kind: str, out_dir: Path | None = None, scale: float = 1.0, threads: i
     if out_dir is None and scale != 1.0:
         out_dir = cache_dir("annotators", f"smoke-x{scale:g}")
     path = checkpoint_path(kind, out_dir)
-    _save(model, config, path)
+    save_model(model, config, path)
     print(json.dumps(metrics, indent=1))
     print(f"[{kind}] saved {path} in {(time.time() - t_start) / 60:.1f} min", flush=True)
     return config
@@ -500,7 +480,7 @@ def evaluate(kind: str, model: nn.Module, scale: float = 1.0) -> dict:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m dapper.annotators", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m dapper annotators", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("action", choices=["train", "eval"])
     ap.add_argument("kind", choices=sorted(CONFIGS))

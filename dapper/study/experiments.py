@@ -99,7 +99,7 @@ class StudyConfig:
     image_size: int = 64
     augment: AugmentSettings = field(default_factory=AugmentSettings)
     finetune: FineTuneSettings = field(default_factory=FineTuneSettings)
-    # keyword arguments of dapper.projection.ProjectionSettings; 100 steps reach within ~1 dB of
+    # keyword arguments of dapper.inversion.projection.ProjectionSettings; 100 steps reach within ~1 dB of
     # the default 200 at half the cost (about 2 CPU seconds per 64 px image)
     projection: dict | None = field(default_factory=lambda: {"steps": 100})
     classifier: str = EMBEDDED_MODEL
@@ -125,7 +125,7 @@ def study_config(profile: str = "full", dataset: str = "toycars", **overrides) -
     """The study's settings for a profile: ``full`` (5 folds, 5 shot levels, both scenarios; about
     an hour on 2 CPU cores with a cold cache) or ``quick`` (2 of the 5 folds, 2 shot levels, the
     diverse scenario, shorter fine-tuning: a couple of minutes)."""
-    from dapper.utils import check_params
+    from dapper.params import check_params
 
     check_params(profile, dataset)
     cfg = StudyConfig(profile=profile, dataset=dataset)
@@ -413,7 +413,7 @@ def condition_ids(config: StudyConfig, generator: str, direction_id: str) -> dic
 
 
 def projection_settings(config: StudyConfig):
-    from dapper.projection import ProjectionSettings
+    from dapper.inversion.projection import ProjectionSettings
 
     return ProjectionSettings(**(config.projection or {}))
 
@@ -421,7 +421,7 @@ def projection_settings(config: StudyConfig):
 def _project_chunk(args) -> int:
     import torch
 
-    from dapper.projection import project_images
+    from dapper.inversion.projection import project_images
 
     G, images, settings = args
     torch.set_num_threads(1)
@@ -448,7 +448,7 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
     every fold that no synthetic image derives from a test image.
 
     ``G``, ``direction``, ``project`` (``project(G, images) -> ws``) and ``apply_direction`` stand
-    in for the shipped generator, the fitted pose direction, :func:`dapper.projection.project_images`
+    in for the shipped generator, the fitted pose direction, :func:`dapper.inversion.projection.project_images`
     and :func:`dapper.directions.apply_direction` (tests use small fakes).
     """
     import torch
@@ -468,7 +468,8 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
     composes = sorted({condition_compose(c) for c in config.conditions if c in CONDITION_METHOD})
     need_rotation = any("rotate" in m for m in methods)
     if G is None and methods:
-        from dapper.stylegan2 import default_generator_path, load_generator
+        from dapper.stylegan2 import load_generator
+        from dapper.utils import default_generator_path
 
         G = load_generator(config.network or default_generator_path()).eval()
     g_hash = weights_hash(G) if G is not None else "none"
@@ -487,7 +488,7 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
     synthetic = {}
     if methods:
         if project is None:
-            from dapper.projection import project_images
+            from dapper.inversion.projection import project_images
 
             settings = projection_settings(config)
 
@@ -665,7 +666,7 @@ def study_tables(rows, confidence: float = 0.95) -> dict:
     """The study's statistics from its rows: ``summary`` (mean and t-interval per condition and
     shots), ``vs_real`` and ``vs_affine`` (paired tests per shot level), ``savings`` (real data
     saved at equal accuracy) and ``areas`` (area under the learning curve)."""
-    from dapper import stats
+    from dapper.study import stats
 
     rows = rows.copy()
     if "scenario" not in rows.columns:
@@ -686,7 +687,7 @@ def _with_holm(table):
     """Add ``p_ttest_holm``/``p_wilcoxon_holm``: Holm-adjusted over every comparison of a scenario
     (all conditions and shot levels against the same baseline form one family), so a single
     small p among many tests is not read as a finding."""
-    from dapper import stats
+    from dapper.study import stats
 
     table = table.copy()
     for col in ("p_ttest", "p_wilcoxon"):
@@ -779,7 +780,7 @@ def study_statements(tables: dict, gain_goal: float = 0.06, saving_goal: float =
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dapper.experiments", description="Run the five-fold study.")
+    parser = argparse.ArgumentParser(prog="python -m dapper experiments", description="Run the five-fold study.")
     parser.add_argument("--profile", default="quick", choices=("quick", "full"))
     parser.add_argument("--dataset", default="toycars")
     parser.add_argument("--data-root", default=None)

@@ -1,6 +1,6 @@
 """How good is the source GAN? Frechet distance, pose coverage and (with projection) identity kept.
 
-``python -m dapper.gan_eval [--network PATH] [--n 5000]`` writes ``results/source_gan.csv`` and
+``python -m dapper gan-eval [--network PATH] [--n 5000]`` writes ``results/source_gan.csv`` and
 ``figures/fig_source_gan.png`` under :func:`dapper.utils.reports_dir`.
 
 * Frechet distance between generated images and source renders in the feature space of a network
@@ -14,7 +14,7 @@
 * Pose coverage: share of 36 yaw bins (10 degrees each) in which the pose oracle finds at least
   a fifth of the uniform share of generated samples; the same number for source renders.
 * Identity kept after projection: share of held-out target images (pickups included) whose
-  reconstruction the identity oracle still assigns to their class (needs ``dapper.projection``),
+  reconstruction the identity oracle still assigns to their class (needs ``dapper.inversion.projection``),
   in W (the study's space, where the goal is judged) and in W+ (one code per layer).
 """
 
@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import oracles
-from .utils import atomic_save, display_path, get_device, reports_dir
+from dapper.judges import oracles
+from dapper.utils import atomic_save, display_path, get_device, reports_dir
 
 YAW_BINS = 36
 COVERAGE_MIN_SHARE = 0.2  # a bin counts as covered with >= 20% of the uniform share of samples
@@ -117,9 +117,9 @@ def identity_after_projection(G, n_per_class: int, steps: int | None = None, spa
     space, ``kept`` (share assigned to their class), ``per_class`` (that share per class [10]) and
     ``pair_kept`` (share assigned to their class or its look-alike twin: what is left when only the
     fine detail is lost). ``init``: the projection's start (``"w_avg"`` for a generator with no
-    encoder of its own). Raises ImportError while dapper.projection is unavailable."""
-    from .data import toycars
-    from .projection import ProjectionSettings, project_images
+    encoder of its own). Raises ImportError while dapper.inversion.projection is unavailable."""
+    from dapper.data import toycars
+    from dapper.inversion.projection import ProjectionSettings, project_images
 
     views = toycars.target_test_views(n_per_class, seed=7, size=G.img_resolution, workers=_render_workers())
     labels = np.asarray(views.labels)
@@ -149,7 +149,7 @@ def identity_shares(pred, labels, n_classes: int, pairs) -> dict:
 
 
 def evaluate(G, n: int = 5000, seed: int = 0, with_projection: bool = True, n_per_class: int = 20) -> dict:
-    from .data import toycars
+    from dapper.data import toycars
 
     t0 = time.time()
     fake = generate(G, n, seed=seed)
@@ -175,23 +175,20 @@ def evaluate(G, n: int = 5000, seed: int = 0, with_projection: bool = True, n_pe
         "samples": fake[:32],
     }
     if with_projection:
-        try:
-            ident = identity_after_projection(G, n_per_class, spaces=("w", "w+"))
-            w, wplus = ident["w"], ident["w+"]
-            result["identity_kept_after_projection"] = w["kept"]
-            result["identity_kept_per_class"] = w["per_class"].tolist()
-            result["pair_kept_after_projection"] = w["pair_kept"]
-            result["identity_oracle_on_originals"] = ident["oracle_on_originals"]
-            result["n_projected"] = n_per_class * len(w["per_class"])
-            result["identity_kept_after_projection_wplus"] = wplus["kept"]
-            result["pair_kept_after_projection_wplus"] = wplus["pair_kept"]
-        except ImportError as e:  # projection not installed in this checkout
-            print(f"identity after projection skipped: {e}")
+        ident = identity_after_projection(G, n_per_class, spaces=("w", "w+"))
+        w, wplus = ident["w"], ident["w+"]
+        result["identity_kept_after_projection"] = w["kept"]
+        result["identity_kept_per_class"] = w["per_class"].tolist()
+        result["pair_kept_after_projection"] = w["pair_kept"]
+        result["identity_oracle_on_originals"] = ident["oracle_on_originals"]
+        result["n_projected"] = n_per_class * len(w["per_class"])
+        result["identity_kept_after_projection_wplus"] = wplus["kept"]
+        result["pair_kept_after_projection_wplus"] = wplus["pair_kept"]
     result["seconds"] = time.time() - t0
     return result
 
 
-def write_results(result: dict, network: str, out_dir: Path | None = None) -> tuple[Path, Path]:
+def write_results(result: dict, network: str, out_dir: Path | None = None) -> Path:
     import pandas as pd
 
     rows = [
@@ -219,69 +216,14 @@ def write_results(result: dict, network: str, out_dir: Path | None = None) -> tu
     df = pd.DataFrame(rows, columns=["metric", "value", "goal", "met"])
     df["n_generated"] = result["n"]
     df["network"] = display_path(network)
-    res_dir = out_dir or reports_dir("results")
-    fig_dir = out_dir or reports_dir("figures")
-    csv = Path(res_dir) / "source_gan.csv"
+    csv = Path(out_dir or reports_dir("results")) / "source_gan.csv"
     atomic_save(csv, lambda p: df.to_csv(p, index=False))
-    fig = Path(fig_dir) / "fig_source_gan.png"
-    atomic_save(fig, lambda p: _plot(result, p, network))
-    return csv, fig
-
-
-def _plot(result: dict, path, network: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw=dict(width_ratios=[1.6, 1, 1]))
-    s = result["samples"][:32]
-    h, w = s.shape[1:3]
-    grid = s.reshape(4, 8, h, w, 3).transpose(0, 2, 1, 3, 4).reshape(4 * h, 8 * w, 3)
-    axes[0].imshow(grid)
-    axes[0].set_axis_off()
-    refs = ", ".join(f"{fd / result['fd_source_halves']:.0f} at {size} px"
-                     for size, fd in sorted(result["fd_source_resampled"].items(), reverse=True))
-    axes[0].set_title(f"generated (truncation 1), FD ratio {result['fd_ratio']:.1f}"
-                      + (f"\nsource renders resampled: {refs}" if refs else ""), fontsize=10)
-    centres = np.arange(YAW_BINS) * 10 + 5
-    axes[1].bar(centres, result["yaw_hist_source"], width=9, alpha=0.5, label="source renders")
-    axes[1].bar(centres, result["yaw_hist_generated"], width=5, alpha=0.8, label="generated")
-    axes[1].set_xlabel("yaw by pose oracle (deg)")
-    axes[1].set_ylabel("images")
-    axes[1].set_title(f"pose coverage {result['pose_coverage_generated']:.0%} of 36 bins")
-    axes[1].legend()
-    log = Path(network).parent / "source_gan_log.csv"
-    if log.exists():
-        import pandas as pd
-
-        df = pd.read_csv(log)
-        axes[2].plot(df["kimg"], df["loss_g"], label="G loss")
-        axes[2].plot(df["kimg"], df["loss_d"], label="D loss")
-        if "device" in df:  # a run continued on another device (e.g. CPU, then a GPU leg)
-            # a leg starts where the one before it ended (its first logged row comes a snapshot later)
-            starts = df["device"].ne(df["device"].shift())
-            begin = df["kimg"].shift(fill_value=0.0)[starts]
-            for kimg, dev in zip(begin, df["device"][starts]):
-                axes[2].axvline(kimg, color="grey", lw=0.8, ls=":")
-                axes[2].annotate(f" {dev}", (kimg, 1), xycoords=("data", "axes fraction"), va="top", fontsize=8)
-        axes[2].set_xlabel("kimg")
-        axes[2].set_title("training losses")
-        axes[2].legend()
-    elif "identity_kept_per_class" in result:
-        from .data import toycars
-
-        axes[2].barh(toycars.TARGET_CLASSES, result["identity_kept_per_class"])
-        axes[2].set_xlim(0, 1)
-    else:
-        axes[2].set_axis_off()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, format="png")
-    plt.close(fig)
+    return csv
 
 
 def main(argv=None) -> None:
-    from .stylegan2 import default_generator_path, load_generator
+    from dapper.stylegan2 import load_generator
+    from dapper.utils import default_generator_path
 
     parser = argparse.ArgumentParser(description="Evaluate the source GAN (Frechet distance, pose coverage, identity).")
     parser.add_argument("--network", default=None, help="generator checkpoint (default: the shipped source GAN)")
@@ -292,7 +234,11 @@ def main(argv=None) -> None:
     network = str(args.network or default_generator_path())
     G = load_generator(network, device=get_device())
     result = evaluate(G, n=args.n, with_projection=not args.no_projection, n_per_class=args.n_per_class)
-    csv, fig = write_results(result, network)
+    csv = write_results(result, network)
+    from dapper import plots
+
+    fig = reports_dir("figures") / "fig_source_gan.png"
+    plots.fig_source_gan(result, Path(network).parent / "source_gan_log.csv", path=fig)
     summary = {k: v for k, v in result.items() if k not in ("samples", "yaw_hist_generated", "yaw_hist_source")}
     print(json.dumps(summary, indent=1, default=float))
     print(f"wrote {csv} and {fig}")

@@ -3,7 +3,7 @@
 Two feature networks sit behind one interface (:class:`PerceptualDistance`):
 
 * ``toycars`` (the default): a small CNN shipped in ``checkpoints/perceptual_toycars.safetensors``
-  (+ ``.json``), trained by ``python -m dapper.perceptual train`` on toycars **source** renders only
+  (+ ``.json``), trained by ``python -m dapper perceptual train`` on toycars **source** renders only
   (the images the source GAN learns from; never the target set, never the evaluation oracles) with
   proxy tasks the renderer's ground truth makes free: body type, yaw bin, colour and elevation.
   Every layer gets the same weight, each channel vector is unit-normalised as in LPIPS.
@@ -35,7 +35,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+from dapper.fitting import EpochSampler, fit, warmup_cosine
+from dapper.modelfile import read_model, save_model
+from dapper.utils import repo_root
+
+CHECKPOINT_DIR = repo_root() / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "perceptual_toycars.safetensors"
 YAW_BINS = 24
 
@@ -263,21 +267,16 @@ class VGG16LPIPS(PerceptualDistance):
 
 def load_feature_net(path=None, device="cpu") -> FeatureNet:
     """The shipped toycars feature network (or another FeatureNet checkpoint at ``path``)."""
-    from safetensors.torch import load_file
-
-    path = Path(path) if path is not None else DEFAULT_CHECKPOINT
-    cfg_path = path.with_suffix(".json")
-    if not path.is_file() or not cfg_path.is_file():
-        raise FileNotFoundError(f"perceptual network {path} (and its {cfg_path.name}) not found; "
-                                "train it with `python -m dapper.perceptual train`")
-    config = json.loads(cfg_path.read_text())
     from dapper.data import toycars
 
-    toycars.check_world(config, path, "python -m dapper.perceptual train")
+    path = Path(path) if path is not None else DEFAULT_CHECKPOINT
+    command = "python -m dapper perceptual train"
+    state, config = read_model(path, "perceptual network", command)
+    toycars.check_world(config, path, command)
     arch = config["architecture"]
     net = FeatureNet(tuple(arch["widths"]), arch["n_body"], arch["yaw_bins"])
     # Early files also stored the (fixed) channel weights; the definition in the code rules.
-    net.load_state_dict({k: v for k, v in load_file(str(path)).items() if not k.startswith("channel_weight")})
+    net.load_state_dict({k: v for k, v in state.items() if not k.startswith("channel_weight")})
     net.config = config
     return net.to(device).eval().requires_grad_(False)
 
@@ -302,16 +301,7 @@ def load_perceptual(vgg16_weights=None, lpips_weights=None, path=None, device="c
 # ---------------------------------------------------------------------------------------------
 
 CONFIG = dict(n_train=40000, n_heldout=2000, epochs=3, batch_size=64, lr=3e-3, weight_decay=5e-4,
-              widths=(24, 32, 64, 96), source_seed=0, cpu_budget_s=540)
-
-
-def budget_lr(peak: float, step: int, steps: int, elapsed: float, budget: float, warmup: float = 0.05) -> float:
-    """Warm-up then cosine decay over whichever runs out first, the steps or the (CPU) time budget,
-    so a run cut short by its budget still ends with a small learning rate."""
-    frac = min(1.0, max(step / max(steps, 1), elapsed / max(budget, 1e-9)))
-    if frac < warmup:
-        return peak * max(frac / warmup, 0.02)
-    return peak * 0.5 * (1 + math.cos(math.pi * (frac - warmup) / (1 - warmup)))
+              widths=(24, 32, 64, 96), source_seed=0)
 
 
 def _flip(x: torch.Tensor, yaw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -372,12 +362,12 @@ def train(out: Path | None = None, scale: float = 1.0, threads: int = 1, seed: i
     """Train the toycars feature network on cached source renders (``toycars.source_dataset``).
 
     The first ``n_train`` source images train it; the next ``n_heldout`` measure its proxy tasks.
-    Stops early when ``cpu_budget_s`` (CPU seconds of this process, scaled) run out, so the
-    command costs at most ~10 CPU minutes however busy the machine is (wall time may be longer).
+    A fixed number of steps (``epochs`` over ``n_train``), so the run is the same on any machine
+    (about 5 CPU minutes).
     ``scale < 1`` is a smoke test (written under the cache unless ``out`` is given).
     """
     from dapper.data import toycars
-    from dapper.utils import atomic_save, cache_dir, seed_everything
+    from dapper.utils import cache_dir, seed_everything
 
     torch.set_num_threads(threads)
     seed_everything(seed)
@@ -394,45 +384,26 @@ def train(out: Path | None = None, scale: float = 1.0, threads: int = 1, seed: i
     elevation = torch.from_numpy(meta["elevation"][:n_train].astype(np.float32))
 
     net = FeatureNet(cfg["widths"], n_body=len(toycars.BODY_TYPES))
-    bs = cfg["batch_size"]
-    steps = cfg["epochs"] * (n_train // bs)
-    budget = cfg["cpu_budget_s"] * (1.0 if scale >= 1 else max(scale, 0.05))
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     gen = torch.Generator().manual_seed(seed)
-    print(f"[perceptual] {sum(p.numel() for p in net.parameters())} params, {n_train} source renders, "
-          f"{steps} steps (budget {budget:.0f} CPU s)", flush=True)
+    batches = EpochSampler(n_train, cfg["batch_size"], gen)
+    steps = batches.steps(cfg["epochs"])
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+
+    def loss_fn(step: int) -> torch.Tensor:
+        idx = batches(step)
+        x = torch.from_numpy(np.ascontiguousarray(train_x[idx.numpy()])).permute(0, 3, 1, 2).float() / 127.5 - 1
+        y = yaw[idx]
+        if float(torch.rand((), generator=gen)) < 0.5:
+            x, y = _flip(x, y)
+        x = _augment(x, gen)
+        return _losses(net.heads(x), body[idx], y, colour[idx], elevation[idx])[0]
+
     net.train()
-    step, running, t_fit, wall_fit = 0, None, time.process_time(), time.time()
-    stopped_early = False
-    for epoch in range(cfg["epochs"]):
-        perm = torch.randperm(n_train, generator=gen)
-        for a in range(0, n_train - bs + 1, bs):
-            idx = perm[a:a + bs]
-            x = torch.from_numpy(np.ascontiguousarray(train_x[idx.numpy()])).permute(0, 3, 1, 2).float() / 127.5 - 1
-            y = yaw[idx]
-            if float(torch.rand((), generator=gen)) < 0.5:
-                x, y = _flip(x, y)
-            x = _augment(x, gen)
-            loss, parts = _losses(net.heads(x), body[idx], y, colour[idx], elevation[idx])
-            for group in opt.param_groups:
-                group["lr"] = budget_lr(cfg["lr"], step, steps, time.process_time() - t_fit, budget)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-            if step % 100 == 0:
-                print(f"  epoch {epoch} step {step}/{steps} loss {running:.3f} {parts} "
-                      f"({time.process_time() - t_fit:.0f} CPU s, {time.time() - wall_fit:.0f} s)", flush=True)
-            if time.process_time() - t_fit > budget:
-                stopped_early = True
-                break
-        if stopped_early:
-            break
+    log = fit(loss_fn, opt, steps, lr=warmup_cosine(cfg["lr"], steps),
+              desc=f"perceptual: {sum(p.numel() for p in net.parameters())} params, {n_train} source renders")
     net.eval()
-    t_train, wall_train = time.process_time() - t_fit, time.time() - wall_fit
     metrics = evaluate(net, held_x, held_meta)
-    command = "python -m dapper.perceptual train" + ("" if scale == 1.0 else f" --scale {scale:g}")
+    command = "python -m dapper perceptual train" + ("" if scale == 1.0 else f" --scale {scale:g}")
     config = {
         "name": "perceptual_toycars",
         "world": toycars.WORLD_TAG,
@@ -440,15 +411,14 @@ def train(out: Path | None = None, scale: float = 1.0, threads: int = 1, seed: i
                   "stages, every channel weighted 1, stages averaged (distances in [0, 4], typically 0.1-1 like "
                   "LPIPS). Trained on toycars SOURCE renders only (no target classes, no pickups, not the "
                   "oracles' data) with proxy tasks from the renderer's ground truth."),
-        "architecture": {"class": "dapper.perceptual.FeatureNet", "widths": list(cfg["widths"]),
+        "architecture": {"class": "dapper.inversion.perceptual.FeatureNet", "widths": list(cfg["widths"]),
                          "n_body": len(toycars.BODY_TYPES), "yaw_bins": YAW_BINS,
                          "params": sum(p.numel() for p in net.parameters())},
         "input": "float NCHW in [-1, 1], RGB; resized to 64x64",
         "training": {"command": command, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
                      "n_train_images": n_train, "data": f"toycars.source_dataset(seed={cfg['source_seed']}) "
                      f"images [0, {n_train}); held-out [{n_train}, {n_train + n_held})",
-                     "steps_run": step, "stopped_by_cpu_budget": stopped_early, "torch_threads": threads,
-                     "seed": seed, "train_cpu_seconds": round(t_train), "train_wall_seconds": round(wall_train),
+                     **log.as_dict(), "torch_threads": threads, "seed": seed,
                      "render_version": toycars.RENDER_VERSION,
                      "torch": torch.__version__},
         "heldout_proxy_tasks": metrics,
@@ -456,23 +426,19 @@ def train(out: Path | None = None, scale: float = 1.0, threads: int = 1, seed: i
     if out is None:
         out = DEFAULT_CHECKPOINT if scale == 1.0 else cache_dir("perceptual") / "perceptual_smoke.safetensors"
     out = Path(out)
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    atomic_save(out, lambda p: save_file(state, str(p), metadata={"config": json.dumps(config)}))
-    atomic_save(out.with_suffix(".json"), lambda p: p.write_text(json.dumps(config, indent=1) + "\n"))
+    save_model(net, config, out)
     print(json.dumps(metrics, indent=1))
     print(f"[perceptual] saved {out} in {(time.time() - t0) / 60:.1f} min", flush=True)
     return config
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dapper.perceptual", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m dapper perceptual", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="action", required=True)
     t = sub.add_parser("train", help="train the toycars feature network on source renders")
     t.add_argument("--out", type=Path, default=None, help="checkpoint path (default checkpoints/perceptual_toycars)")
-    t.add_argument("--scale", type=float, default=1.0, help="shrink data and time budget (smoke test)")
+    t.add_argument("--scale", type=float, default=1.0, help="shrink the data (smoke test)")
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)

@@ -1,0 +1,49 @@
+"""Pose directions in W, the method's part that turns a vehicle.
+
+* :mod:`.methods`: the paper's supervised direction (ridge from W to yaw, thresholded), the
+  ``ridge-local`` variant and four baselines (InterFaceGAN, SeFa, GANSpace, random), fitted on
+  generated samples that the method's own detector and pose annotator labelled; editing along them.
+* :mod:`.calibrate`: rescaling a direction so that one unit is one degree of yaw as the annotator
+  reads it; every method fitted on one set of samples.
+* :mod:`.store`: the direction of a generator and profile, fitted once and cached for the notebooks.
+
+How well a direction turns a vehicle and keeps its identity is measured by the independent oracles
+in :mod:`dapper.study.direction_eval`; nothing in this package reads them.
+"""
+
+from .calibrate import calibrate_direction, calibration_latents, fit_directions
+from .methods import (
+                      DEFAULT_REFERENCE_YAW,
+                      PAPER_COEFFICIENTS,
+                      Direction,
+                      PoseSamples,
+                      annotate_samples,
+                      apply_direction,
+                      circular_mean_deg,
+                      coarse_layers,
+                      edit_images,
+                      fit_ridge,
+                      ganspace_direction,
+                      interfacegan_direction,
+                      paper_pose_direction,
+                      random_direction,
+                      sefa_basis,
+                      sefa_direction,
+                      srgb_to_lab,
+                      style_layers,
+                      threshold_weights,
+                      unwrap_deg,
+                      w_spread,
+                      wrap_deg,
+                      yaw_sequence_metrics,
+)
+from .store import PROFILES, load_or_fit_pose_direction, save_chosen_direction
+
+__all__ = [
+    "Direction", "PoseSamples", "apply_direction", "edit_images", "annotate_samples", "paper_pose_direction",
+    "interfacegan_direction", "sefa_direction", "sefa_basis", "ganspace_direction", "random_direction",
+    "calibrate_direction", "calibration_latents", "fit_directions", "fit_ridge", "threshold_weights",
+    "w_spread", "load_or_fit_pose_direction", "save_chosen_direction", "style_layers", "coarse_layers",
+    "wrap_deg", "unwrap_deg", "circular_mean_deg", "srgb_to_lab", "yaw_sequence_metrics", "PAPER_COEFFICIENTS",
+    "DEFAULT_REFERENCE_YAW", "PROFILES",
+]

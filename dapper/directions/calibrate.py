@@ -1,0 +1,125 @@
+"""Calibration of pose directions in degrees of yaw as the method's pose annotator reads them, and
+every method fitted on one set of samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .methods import (
+    DEFAULT_REFERENCE_YAW,
+    Direction,
+    PoseSamples,
+    coarse_layers,
+    edit_images,
+    ganspace_direction,
+    interfacegan_direction,
+    paper_pose_direction,
+    random_direction,
+    sefa_direction,
+    w_spread,
+    wrap_deg,
+    yaw_sequence_metrics,
+)
+
+
+def calibration_latents(samples: PoseSamples, n: int, reference_yaw: float = DEFAULT_REFERENCE_YAW,
+                        window: float = 45.0, num_ws: int = 1) -> torch.Tensor:
+    """W+ [n, num_ws, w_dim] of accepted samples nearest the reference yaw (within ``window``)."""
+    keep = np.flatnonzero(samples.near(reference_yaw, window))
+    if len(keep) < n:
+        order = np.argsort(np.abs(wrap_deg(samples.yaw - reference_yaw)) + 1e3 * ~samples.accepted)
+        keep = order[:n]
+    w = torch.from_numpy(samples.w[keep[:n]].astype(np.float32))
+    return w.unsqueeze(1).repeat(1, num_ws, 1)
+
+
+def _median_slope(coefficients, yaw: np.ndarray) -> float:
+    return float(np.median(yaw_sequence_metrics(coefficients, yaw)["slope"]))
+
+
+def calibrate_direction(G, direction: Direction, annotator, ws, target_degrees: float = 30.0,
+                        max_shift: float | None = None, probe_shift: float = 1.0, n_coefficients: int = 5,
+                        rounds: int = 2, batch_size: int = 64) -> Direction:
+    """Measure how many degrees of yaw (read by the annotator) one coefficient unit turns the
+    vehicles ``ws`` [M, num_ws, w_dim] and return the direction in degrees.
+
+    A first pass probes coefficients up to a W shift of ``probe_shift``; ``rounds`` more repeat at
+    the coefficient expected to turn ``target_degrees`` (never beyond a W shift of ``max_shift``) and
+    its median per-image slope sets the unit. When ``max_shift`` stops a direction from reaching
+    ``target_degrees`` it is scaled to ``max_shift`` at ``target_degrees`` units instead and
+    ``metadata['calibration']['capped']`` is True (its degrees are then fewer than nominal).
+    """
+    probe = probe_shift / abs(direction.scale)
+    coeffs = np.linspace(-probe, probe, n_coefficients)
+    dpu = _median_slope(coeffs, _annotate_edits(G, ws, direction, coeffs, annotator, batch_size))
+    limit = np.inf if max_shift is None else max_shift / abs(direction.scale)  # in the direction's units
+    for _ in range(rounds):  # refine at the size of the real edit (yaw is not linear in W far out)
+        reach = min(target_degrees / max(abs(dpu), 1e-9), limit)
+        coeffs = np.linspace(-reach, reach, n_coefficients)
+        dpu_new = _median_slope(coeffs, _annotate_edits(G, ws, direction, coeffs, annotator, batch_size))
+        if dpu_new != 0:
+            dpu = dpu_new
+    capped = target_degrees / max(abs(dpu), 1e-9) > limit
+    if capped or dpu == 0:
+        scale = (1.0 if dpu >= 0 else -1.0) * (max_shift if max_shift is not None else probe_shift) / target_degrees
+        out = direction.replace(scale=scale, units="degrees", degrees_per_unit=float(dpu * scale / direction.scale))
+    else:
+        out = direction.replace(degrees_per_unit=float(dpu)).in_degrees()
+    out.metadata.setdefault("paper_scale", direction.metadata.get("paper_scale"))
+    out.metadata["calibration"] = {
+        "by": "annotator", "n_images": int(len(ws)), "target_degrees": target_degrees,
+        "degrees_per_unit_before": float(dpu), "units_before": direction.units, "scale_before": float(direction.scale),
+        "w_shift_at_target": float(abs(out.scale) * target_degrees), "max_shift": max_shift, "capped": bool(capped)}
+    return out
+
+
+def _annotate_edits(G, ws, direction, coeffs, annotator, batch_size) -> np.ndarray:
+    images = edit_images(G, ws, direction, coeffs, batch_size)
+    n, k = images.shape[:2]
+    return annotator.predict(images.reshape(n * k, *images.shape[2:])).reshape(n, k)
+
+
+# ---------------------------------------------------------------------------------------------
+# Everything on one set of samples
+# ---------------------------------------------------------------------------------------------
+
+
+def fit_directions(G, samples: PoseSamples, annotator, reference_yaw: float = DEFAULT_REFERENCE_YAW,
+                   layer_ranges: dict | None = None, n_calibration: int = 24, threshold_quantile: float = 0.5,
+                   max_shift_factor: float = 1.0, calibration_rounds: int = 2,
+                   progress: bool = True) -> dict[str, Direction]:
+    """Every method on the same samples, for every layer range, calibrated in annotator degrees.
+
+    ``layer_ranges``: name -> (start, stop); default ``{"all": (0, num_ws), "coarse":
+    coarse_layers(G)}``. Keys of the result are ``"<method>/<range>"``; ``"paper/all (paper units)"``
+    is the paper's direction left in its own units. Edits never move W more than
+    ``max_shift_factor`` times the spread of W (:func:`w_spread`) at 30 degrees.
+    """
+    layer_ranges = layer_ranges or {"all": (0, G.num_ws), "coarse": coarse_layers(G)}
+    ws = calibration_latents(samples, n_calibration, reference_yaw, num_ws=G.num_ws)
+    max_shift = max_shift_factor * w_spread(samples)
+    raw = {}
+    for name, lr in layer_ranges.items():
+        raw[f"paper/{name}"] = paper_pose_direction(G, samples=samples, threshold_quantile=threshold_quantile,
+                                                    reference_yaw=reference_yaw, layers=lr)
+        raw[f"ridge-local/{name}"] = paper_pose_direction(G, samples=samples, threshold_quantile=0.0,
+                                                          reference_yaw=reference_yaw, layers=lr, window=60.0,
+                                                          method="ridge-local")
+        raw[f"interfacegan/{name}"] = interfacegan_direction(samples, reference_yaw, lr)
+        raw[f"sefa/{name}"] = sefa_direction(G, samples, lr, reference_yaw)
+        raw[f"ganspace/{name}"] = ganspace_direction(samples, lr, reference_yaw)
+        raw[f"random/{name}"] = random_direction(G.w_dim, lr, 0, samples, reference_yaw)
+    out = {}
+    items = raw.items()
+    if progress:
+        from tqdm.auto import tqdm
+
+        items = tqdm(list(items), desc="calibrate", unit="dir")
+    for key, d in items:
+        out[key] = calibrate_direction(G, d, annotator, ws, max_shift=max_shift, rounds=calibration_rounds)
+    paper_all = f"paper/{next(iter(layer_ranges))}"
+    out[f"{paper_all} (paper units)"] = out[paper_all].in_paper_units()
+    return out
+
+

@@ -1,0 +1,99 @@
+"""Pose directions fitted once per generator and profile, cached for the later notebooks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dapper.utils import weights_hash
+
+from .calibrate import calibrate_direction, calibration_latents
+from .methods import (
+    DEFAULT_REFERENCE_YAW,
+    Direction,
+    annotate_samples,
+    coarse_layers,
+    ganspace_direction,
+    interfacegan_direction,
+    paper_pose_direction,
+    random_direction,
+    sefa_direction,
+    w_spread,
+)
+
+PROFILES = {
+    # quick: a few minutes on 2 busy CPU cores (CI); full: the paper's 25,000 samples, 50 held-out targets.
+    "quick": dict(n_samples=1000, n_calibration=8, calibration_rounds=1, n_eval_per_class=1, eval_step=10,
+                  projection_steps=40, sample_seed=0),
+    "full": dict(n_samples=25000, n_calibration=64, calibration_rounds=2, n_eval_per_class=5, eval_step=5,
+                 projection_steps=200, sample_seed=0),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache for later notebooks
+# ---------------------------------------------------------------------------------------------
+
+
+def _direction_dir(G) -> Path:
+    from dapper.utils import cache_dir
+
+    return cache_dir("directions", weights_hash(G)[:16])
+
+
+def save_chosen_direction(G, direction: Direction, profile: str, name: str) -> Path:
+    """Store the direction notebook 02 chose, for notebooks 03/06 and :mod:`dapper.augment`."""
+    d = direction.replace()
+    d.metadata["chosen_as"] = name
+    return d.save(_direction_dir(G) / f"{profile}-chosen.json")
+
+
+def load_or_fit_pose_direction(G, profile: str = "quick", method: str = "chosen", detector=None, annotator=None,
+                               reference_yaw: float = DEFAULT_REFERENCE_YAW, progress: bool = True) -> Direction:
+    """The pose direction for generator ``G``, calibrated in annotator degrees.
+
+    ``method="chosen"``: the one notebook 02 picked for this generator and profile if it ran,
+    else the paper's (all layers). ``method="paper"`` (or ``"<method>/<range>"`` such as
+    ``"interfacegan/coarse"``): that method. Fitted on ``PROFILES[profile]`` samples and cached
+    in ``cache_dir("directions", weights_hash(G)[:16])``. Coefficients are degrees;
+    ``.in_paper_units()`` gives the paper's units for the paper's direction.
+    """
+    folder = _direction_dir(G)
+    chosen = folder / f"{profile}-chosen.json"
+    if method == "chosen":
+        if chosen.exists():
+            return Direction.load(chosen)
+        method = "paper/all"
+    if "/" not in method:
+        method = f"{method}/all"
+    path = folder / f"{profile}-{method.replace('/', '-')}-ref{reference_yaw:g}.json"
+    if path.exists():
+        return Direction.load(path)
+    from dapper.judges.annotators import load_pose_annotator, load_vehicle_detector
+
+    cfg = PROFILES[profile]
+    detector = load_vehicle_detector(device=next(G.parameters()).device) if detector is None else detector
+    annotator = load_pose_annotator(device=next(G.parameters()).device) if annotator is None else annotator
+    samples = annotate_samples(G, cfg["n_samples"], detector, annotator, cfg["sample_seed"], progress=progress)
+    kind, rng = method.split("/")
+    lr = {"all": (0, G.num_ws), "coarse": coarse_layers(G)}[rng]
+    if kind == "paper":
+        d = paper_pose_direction(G, samples=samples, reference_yaw=reference_yaw, layers=lr)
+    elif kind == "ridge-local":
+        d = paper_pose_direction(G, samples=samples, threshold_quantile=0.0, reference_yaw=reference_yaw, layers=lr,
+                                 window=60.0, method="ridge-local")
+    elif kind == "interfacegan":
+        d = interfacegan_direction(samples, reference_yaw, lr)
+    elif kind == "sefa":
+        d = sefa_direction(G, samples, lr, reference_yaw)
+    elif kind == "ganspace":
+        d = ganspace_direction(samples, lr, reference_yaw)
+    elif kind == "random":
+        d = random_direction(G.w_dim, lr, 0, samples, reference_yaw)
+    else:
+        raise ValueError(f"unknown method {method!r}")
+    ws = calibration_latents(samples, cfg["n_calibration"], reference_yaw, num_ws=G.num_ws)
+    d = calibrate_direction(G, d, annotator, ws, max_shift=w_spread(samples), rounds=cfg["calibration_rounds"])
+    d.save(path)
+    return d
+
+

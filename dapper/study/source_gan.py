@@ -1,0 +1,38 @@
+"""The toycars source generator: the StyleGAN2 engine (:mod:`dapper.stylegan2.train`) trained on the
+embedded world's unlabeled source renders.
+
+    python -m dapper train-gan --config checkpoints/source_gan_train.json --out runs/source_gan \\
+        --export checkpoints/source_gan
+
+takes every option of the engine's command line; a config whose ``dataset`` is ``"toycars-source"``
+trains on ``dataset_size`` source renders at the config's resolution (rendered once, then cached);
+any other ``dataset`` is a ``.npy`` file of uint8 images [N, H, W, 3].
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from dapper.stylegan2 import train as engine
+
+__all__ = ["SOURCES", "toycars_source", "main"]
+
+
+def toycars_source(cfg: engine.TrainConfig, progress: bool = True) -> np.ndarray:
+    """uint8 [dataset_size, R, R, 3]: the toycars source set for a training config."""
+    from dapper.data import toycars
+
+    return toycars.source_dataset(cfg.dataset_size, size=cfg.resolution, seed=cfg.data_seed, progress=progress)
+
+
+SOURCES = {"toycars-source": toycars_source}
+
+
+def main(argv=None) -> None:
+    engine.main(argv, sources=SOURCES)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

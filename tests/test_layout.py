@@ -1,0 +1,200 @@
+"""The package layout's rules, read from the source: which part may import which.
+
+engine (stylegan2) <- worlds (data) and method (inversion, directions, augment, classify and the
+method's judges, the annotators) <- study <- face (plots, widgets, report, the command line).
+Every import counts, also those inside functions.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "dapper"
+
+ENGINE = ("dapper.stylegan2",)
+DATA = ("dapper.data",)
+METHOD = ("dapper.inversion", "dapper.directions", "dapper.augment", "dapper.classify", "dapper.judges.annotators")
+ORACLES = ("dapper.judges.oracles",)
+STUDY = ("dapper.study",)
+FACE = ("dapper.plots", "dapper.widgets", "dapper.report", "dapper.__main__")
+PLOTTING = ("dapper.plots", "dapper.widgets")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def in_part(name: str, part: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in part)
+
+
+class Imports(ast.NodeVisitor):
+    """Every dapper module a file imports, with the function it is imported in (None: top level)."""
+
+    def __init__(self, module: str, is_package: bool):
+        self.package = module if is_package else module.rpartition(".")[0]
+        self.found: list[tuple[str, str | None, int]] = []
+        self.function: list[str] = []
+
+    def visit_FunctionDef(self, node):
+        self.function.append(node.name)
+        self.generic_visit(node)
+        self.function.pop()
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def add(self, name: str, node) -> None:
+        if name == "dapper" or name.startswith("dapper."):
+            self.found.append((name, self.function[0] if self.function else None, node.lineno))
+
+    def visit_Import(self, node):
+        for alias in node.names:
+            self.add(alias.name, node)
+
+    def visit_ImportFrom(self, node):
+        if node.level:
+            base = self.package.split(".")
+            base = base[: len(base) - (node.level - 1)]
+            target = ".".join(base + ([node.module] if node.module else []))
+        else:
+            target = node.module or ""
+        for alias in node.names:
+            sub = f"{target}.{alias.name}"
+            self.add(sub if sub in MODULES else target, node)
+
+
+def imports_of(name: str) -> list[tuple[str, str | None, int]]:
+    path = MODULES[name]
+    visitor = Imports(name, path.name == "__init__.py")
+    visitor.visit(ast.parse(path.read_text(), filename=str(path)))
+    return visitor.found
+
+
+GRAPH = {name: imports_of(name) for name in MODULES}
+
+
+def offences(importers: tuple[str, ...], forbidden, allow_in_main: bool = False) -> list[str]:
+    out = []
+    for name, found in GRAPH.items():
+        if not in_part(name, importers):
+            continue
+        for target, function, line in found:
+            if forbidden(target) and not (allow_in_main and function == "main"):
+                out.append(f"{MODULES[name].relative_to(ROOT)}:{line} imports {target}")
+    return out
+
+
+def test_the_rules_see_the_modules():
+    # guards against a rule that passes because it looks at nothing
+    assert {"dapper.stylegan2.train", "dapper.data.toycars", "dapper.inversion.projection",
+            "dapper.directions.methods", "dapper.study.experiments", "dapper.judges.oracles"} <= set(MODULES)
+    assert ("dapper.stylegan2.networks", None) in {(t, f) for t, f, _ in GRAPH["dapper.stylegan2.train"]}
+
+
+def test_the_engine_imports_no_dataset_and_no_method():
+    assert offences(ENGINE, lambda t: not (in_part(t, ENGINE) or t == "dapper.utils")) == []
+
+
+def test_data_knows_no_method():
+    assert offences(DATA, lambda t: not (in_part(t, DATA) or t == "dapper.utils")) == []
+
+
+def test_the_method_knows_no_study_and_never_the_oracles():
+    assert offences(METHOD, lambda t: in_part(t, STUDY + ORACLES + FACE)) == []
+
+
+def test_the_judges_know_only_the_world():
+    judges = ("dapper.judges",)
+    shared = ("dapper.utils", "dapper.fitting", "dapper.modelfile")
+    assert offences(judges, lambda t: not (in_part(t, DATA + judges + shared))) == []
+
+
+def test_results_never_depend_on_plotting_or_widgets():
+    # a command line (a module's main) may draw what it computed; computing never draws
+    assert offences(METHOD + STUDY + DATA + ENGINE, lambda t: in_part(t, PLOTTING + ("dapper.report",)),
+                    allow_in_main=True) == []
+
+
+def test_no_import_cycles():
+    edges = {name: {t for t, _, _ in found if t in MODULES and t != name} for name, found in GRAPH.items()}
+    # a package's __init__ re-exporting its own modules is not a cycle of the layout
+    for name in edges:
+        edges[name] = {t for t in edges[name] if not (MODULES[name].name == "__init__.py" and t.startswith(name + "."))}
+        edges[name] -= {"dapper"}
+    cycles, state = [], {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for nxt in sorted(edges[node]):
+            if state.get(nxt) == "open":
+                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = "done"
+
+    for name in sorted(edges):
+        if name not in state:
+            visit(name, [name])
+    assert cycles == []
+
+
+def private_uses(tree: ast.AST, own: str | None = None) -> list[str]:
+    """``from dapper.x import _name`` and ``alias._name`` where alias is a dapper module."""
+    aliases, out = {}, []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dapper") and node.level == 0:
+            for a in node.names:
+                full = f"{node.module}.{a.name}"
+                if full in MODULES:
+                    aliases[a.asname or a.name] = full
+                elif a.name.startswith("_") and node.module != own:
+                    out.append(f"{node.module}.{a.name}")
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("dapper"):
+                    aliases[a.asname or a.name] = a.name
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                and isinstance(node.value, ast.Name) and node.value.id in aliases
+                and aliases[node.value.id] != own):
+            out.append(f"{aliases[node.value.id]}.{node.attr}")
+    return out
+
+
+def test_no_private_name_is_used_outside_its_module():
+    found = {}
+    for name, path in MODULES.items():
+        uses = private_uses(ast.parse(path.read_text()), own=name)
+        if uses:
+            found[name] = uses
+    assert found == {}
+
+
+@pytest.mark.parametrize("notebook", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_notebooks_call_public_names_only(notebook):
+    cells = json.loads(notebook.read_text())["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    code = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith(("%", "!")))
+    tree = ast.parse(code)
+    assert private_uses(tree) == []
+    # and they import only modules that exist
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dapper"):
+            assert node.module in MODULES, f"{notebook.name} imports {node.module}"
+
+
+def test_the_private_name_check_can_fail():
+    tree = ast.parse("from dapper.inversion import projection as P\nfrom dapper.utils import _temp_path_beside\n"
+                     "P._RowAdam\n")
+    assert private_uses(tree) == ["dapper.utils._temp_path_beside", "dapper.inversion.projection._RowAdam"]
