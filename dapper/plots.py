@@ -14,7 +14,7 @@ import numpy as np
 
 __all__ = ["use_style", "CONDITION_COLOURS", "fig0_world_calibration", "fig1_reconstructions",
            "fig3_augmentation_gallery", "fig5_rotation", "fig6_accuracy_vs_shots", "fig7_gradcam",
-           "fig7_saliency_differences", "fig_source_gan"]
+           "fig7_saliency_differences", "fig_source_gan", "fig0_datasets", "fig_explorer_pose_edits"]
 
 _STYLE_SET = False
 
@@ -417,6 +417,56 @@ def fig_source_gan(result: dict, log=None, path=None):
         axes[2].set_xlim(0, 1)
     else:
         axes[2].set_axis_off()
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
+def fig0_datasets(source: np.ndarray, targets: np.ndarray, class_names: Sequence[str], yaws: Sequence[float],
+                  path=None):
+    """The two datasets: source images (uint8 [N, R, R, 3], N a multiple of 8) in a grid of 8
+    columns, beside the target classes (uint8 [C, K, R, R, 3]: one row per class, one column per
+    yaw in ``yaws``, look-alike pairs in consecutive rows)."""
+    import matplotlib.pyplot as plt
+
+    use_style()
+    size = source.shape[1]
+    grid = source.reshape(-1, 8, size, size, 3).transpose(0, 2, 1, 3, 4).reshape(-1, 8 * size, 3)
+    c, k = targets.shape[:2]
+    rows = targets.transpose(0, 2, 1, 3, 4).reshape(c * size, k * size, 3)
+    fig, axes = plt.subplots(1, 2, figsize=(14, 9), gridspec_kw={"width_ratios": [1, 1]})
+    axes[0].imshow(grid)
+    axes[0].set_title("source set (unlabeled, no pickups)")
+    axes[0].set_axis_off()
+    axes[1].imshow(rows)
+    axes[1].set_yticks([size * (i + 0.5) for i in range(c)], list(class_names))
+    axes[1].set_xticks([size * (i + 0.5) for i in range(k)], [f"{y:g}°" for y in yaws])
+    axes[1].set_title("target classes, pairs in consecutive rows")
+    axes[1].grid(False)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
+def fig_explorer_pose_edits(rows: Mapping[str, Sequence[tuple[str, np.ndarray]]], title: str, path=None):
+    """Rows of labelled images (name -> [(column label, uint8 [R, R, 3]), ...], the same columns in
+    every row), e.g. target, reconstruction and pose edits of the latent explorer."""
+    import matplotlib.pyplot as plt
+
+    use_style()
+    names = list(rows)
+    n_cols = len(rows[names[0]])
+    fig, axes = plt.subplots(len(names), n_cols, figsize=(1.3 * n_cols, 1.4 * len(names)), squeeze=False)
+    for i, name in enumerate(names):
+        for ax, (label, img) in zip(axes[i], rows[name]):
+            ax.imshow(img)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if i == 0:
+                ax.set_title(label, fontsize=8)
+        axes[i, 0].set_ylabel(name, fontsize=8)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     _save(fig, path)
     return fig

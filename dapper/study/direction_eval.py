@@ -17,10 +17,6 @@ EVAL_COEFFICIENTS = tuple(range(-30, 31, 5))
 EVAL_SEED = 808
 
 
-# ---------------------------------------------------------------------------------------------
-# Evaluation
-# ---------------------------------------------------------------------------------------------
-
 
 def foreground_mask(images_uint8: np.ndarray, threshold: float = 18.0) -> np.ndarray:
     """A plain saliency mask when no true mask exists: pixels whose Lab colour differs from the

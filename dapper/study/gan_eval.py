@@ -117,7 +117,7 @@ def identity_after_projection(G, n_per_class: int, steps: int | None = None, spa
     space, ``kept`` (share assigned to their class), ``per_class`` (that share per class [10]) and
     ``pair_kept`` (share assigned to their class or its look-alike twin: what is left when only the
     fine detail is lost). ``init``: the projection's start (``"w_avg"`` for a generator with no
-    encoder of its own). Raises ImportError while dapper.inversion.projection is unavailable."""
+    encoder of its own)."""
     from dapper.data import toycars
     from dapper.inversion.projection import ProjectionSettings, project_images
 

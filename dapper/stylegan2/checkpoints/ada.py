@@ -9,9 +9,6 @@ import torch
 from .common import NETWORK_CLASSES, CheckpointError, NetworkState, as_tensor, bind_kwargs, plain
 from .unpickle import PersistentRecord
 
-# ---------------------------------------------------------------------------------------------
-# stylegan2-ada-pytorch pickles
-
 
 def _record_state_dict(path, record: PersistentRecord) -> dict[str, torch.Tensor]:
     sd = {}

@@ -21,9 +21,6 @@ from .common import (
     plain,
 )
 
-# ---------------------------------------------------------------------------------------------
-# dapper safetensors + JSON
-
 
 def dapper_paths(path: Path) -> tuple[Path, Path]:
     stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path

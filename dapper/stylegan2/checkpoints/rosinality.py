@@ -15,9 +15,6 @@ from .. import ops
 from ..networks import MappingNetwork
 from .common import CheckpointError, NetworkState, UnsafeCheckpointError, plain
 
-# ---------------------------------------------------------------------------------------------
-# rosinality/stylegan2-pytorch
-
 
 def _fit_channels(path, channels: dict[int, int]) -> tuple[int, int]:
     """(channel_base, channel_max) with min(base // res, max) == channels[res] for every res."""

@@ -13,9 +13,6 @@ import torch
 from .common import CheckpointError, NetworkState, as_tensor, plain
 from .unpickle import TFNetworkStub
 
-# ---------------------------------------------------------------------------------------------
-# Original TensorFlow pickles
-
 _TF_G_KNOWN = {"truncation_psi", "truncation_cutoff", "style_mixing_prob", "structure",
                "dlatent_avg_beta"}
 _TF_D_KNOWN = {"structure"}

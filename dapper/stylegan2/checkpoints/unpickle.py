@@ -15,10 +15,6 @@ import torch
 
 from .common import CheckpointError, UnsafeCheckpointError
 
-# ---------------------------------------------------------------------------------------------
-# Restricted unpickler: every global a pickle names is looked up in a whitelist of harmless
-# stand-ins. Anything else (os.system, builtins.eval, a network class...) is refused.
-
 
 class PersistentRecord:
     """What a ``torch_utils.persistence`` object becomes: data only, no class, no code."""
