@@ -301,3 +301,64 @@ def test_fit_ridge_picks_the_penalty_with_the_least_leave_one_out_error():
     full = Ridge(alpha=alpha).fit(x, y)
     assert np.allclose(coef, full.coef_.T) and np.allclose(intercept, full.intercept_)
     assert coef.shape == (5, 2) and intercept.shape == (2,)
+
+
+# ---------------------------------------------------------------------------------------------
+# The method's own choice (dapper.directions.select): annotator and detector only
+# ---------------------------------------------------------------------------------------------
+
+
+def _planted_measures():
+    import pandas as pd
+
+    # "a" is what the method's instruments favour; "b" is what the oracles would pick.
+    return pd.DataFrame({
+        "direction": ["a", "b", "capped", "still"], "units": ["degrees"] * 4, "capped": [False, False, True, False],
+        "annotator_deg_per_unit": [1.0, 0.7, 1.0, 0.1], "annotator_r2": [0.95, 0.6, 0.99, 0.2],
+        "annotator_jump_share": [0.0, 0.4, 0.0, 0.0], "detector_kept_at_30": [1.0, 0.8, 1.0, 1.0],
+        "colour_drift_at_30": [2.0, 6.0, 1.0, 0.5], "w_shift_at_30": [1.0, 1.5, 3.0, 0.1],
+        "oracle_deg_per_unit": [0.3, 1.0, 1.0, 1.0], "identity_kept_at_30": [0.1, 0.99, 1.0, 1.0],
+        "jump_share": [0.9, 0.0, 0.0, 0.0], "fidelity_psnr_at_30": [10.0, 30.0, 40.0, 40.0]})
+
+
+def test_selection_reads_the_methods_measures_never_the_oracles():
+    df = _planted_measures()
+    sel = D.select_direction(df)
+    assert sel.name == "a" and sel.reason.startswith("a:")
+    assert np.isnan(sel.table.set_index("direction").loc[["capped", "still"], "mean_rank"]).all()
+    # Scrambling or dropping every oracle column changes nothing; the oracles alone cannot select.
+    oracle_cols = ["oracle_deg_per_unit", "identity_kept_at_30", "jump_share", "fidelity_psnr_at_30"]
+    scrambled = df.copy()
+    scrambled[oracle_cols] = scrambled[oracle_cols].iloc[::-1].to_numpy()
+    assert D.select_direction(scrambled).name == "a" == D.select_direction(df.drop(columns=oracle_cols)).name
+    assert set(sel.table.columns) == {"direction", "units", "capped", "mean_rank", *D.SELECTION_COLUMNS}
+    with pytest.raises(ValueError, match="method's measures"):
+        D.select_direction(df[["direction", "units", "capped", *oracle_cols]])
+    # And an oracle ranking on the same table would have chosen otherwise (the plant is not trivial).
+    assert df.sort_values("identity_kept_at_30", ascending=False).direction.iloc[0] != "a"
+
+
+def test_selection_says_so_when_nothing_turns():
+    df = _planted_measures()
+    df["annotator_deg_per_unit"] = 0.1
+    sel = D.select_direction(df)
+    assert sel.name == "" and "no direction turns" in sel.reason
+
+
+def test_measures_and_layer_split_on_a_tiny_generator(G):
+    ann = _FakeAnnotator()
+    s = D.annotate_samples(G, 300, _FakeDetector(), ann, seed=0, progress=False)
+    ref = D.circular_mean_deg(s.yaw)
+    dirs = D.fit_directions(G, s, ann, reference_yaw=ref, n_calibration=8, max_shift_factor=2.0, progress=False)
+    ws = D.calibration_latents(s, 6, ref, num_ws=G.num_ws)
+    cands = {k: dirs[k] for k in ("paper/all", "random/all")}
+    table = D.measure_candidates(G, cands, ws, ann, _FakeDetector())
+    assert list(table.direction) == ["paper/all", "random/all"]
+    assert set(D.SELECTION_COLUMNS) <= set(table.columns) and (table.n_images == 6).all()
+    assert (table.detector_kept_at_30 == 1.0).all()  # the fake detector accepts everything
+    paper = table.set_index("direction").loc["paper/all"]
+    assert 0.5 < paper.annotator_deg_per_unit < 1.5  # calibrated in annotator degrees
+    assert np.isclose(paper.w_shift_at_30, abs(cands["paper/all"].scale) * 30)
+    stop, turn = D.choose_layer_split(G, dirs["paper/all"], ann, ws, keep=0.9)
+    assert set(turn) == set(range(1, G.num_ws + 1)) and 1 <= stop <= G.num_ws
+    assert turn[stop] >= 0.9 * turn[G.num_ws] and all(turn[s] < 0.9 * turn[G.num_ws] for s in range(1, stop))

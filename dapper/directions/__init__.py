@@ -5,6 +5,8 @@
   generated samples that the method's own detector and pose annotator labelled; editing along them.
 * :mod:`.calibrate`: rescaling a direction so that one unit is one degree of yaw as the annotator
   reads it; every method fitted on one set of samples.
+* :mod:`.select`: the choice of direction and of the rows an edit touches, by the annotator and
+  the vehicle detector alone.
 * :mod:`.store`: the direction of a generator and profile, fitted once and cached for the notebooks.
 
 How well a direction turns a vehicle and keeps its identity is measured by the independent oracles
@@ -37,6 +39,16 @@ from .methods import (
                       wrap_deg,
                       yaw_sequence_metrics,
 )
+from .select import (
+                      SELECTION_COLUMNS,
+                      SELECTION_RULE,
+                      Selection,
+                      choose_layer_split,
+                      foreground_mask,
+                      masked_mean_lab,
+                      measure_candidates,
+                      select_direction,
+)
 from .store import PROFILES, load_or_fit_pose_direction, save_chosen_direction
 
 __all__ = [
@@ -45,5 +57,6 @@ __all__ = [
     "calibrate_direction", "calibration_latents", "fit_directions", "fit_ridge", "threshold_weights",
     "w_spread", "load_or_fit_pose_direction", "save_chosen_direction", "style_layers", "coarse_layers",
     "wrap_deg", "unwrap_deg", "circular_mean_deg", "srgb_to_lab", "yaw_sequence_metrics", "PAPER_COEFFICIENTS",
-    "DEFAULT_REFERENCE_YAW", "PROFILES",
+    "DEFAULT_REFERENCE_YAW", "PROFILES", "SELECTION_COLUMNS", "SELECTION_RULE", "Selection", "measure_candidates",
+    "select_direction", "choose_layer_split", "foreground_mask", "masked_mean_lab",
 ]

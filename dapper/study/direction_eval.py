@@ -10,35 +10,13 @@ import numpy as np
 import torch
 
 from dapper.data.images import to_uint8
-from dapper.directions import PAPER_COEFFICIENTS, Direction, edit_images, srgb_to_lab, unwrap_deg, yaw_sequence_metrics
+from dapper.directions import PAPER_COEFFICIENTS, Direction, edit_images, unwrap_deg, yaw_sequence_metrics
+from dapper.directions.select import foreground_mask, masked_mean_lab
 
 EVAL_COEFFICIENTS = tuple(range(-30, 31, 5))
 # Held-out target images for the evaluation come from a stream no notebook trains on.
 EVAL_SEED = 808
 
-
-
-def foreground_mask(images_uint8: np.ndarray, threshold: float = 18.0) -> np.ndarray:
-    """A plain saliency mask when no true mask exists: pixels whose Lab colour differs from the
-    median colour of the image border by more than ``threshold`` (Delta E), inside the central
-    90%. bool [N, H, W]."""
-    lab = srgb_to_lab(images_uint8 / 255.0)
-    n, h, w, _ = lab.shape
-    border = np.concatenate([lab[:, 0], lab[:, -1], lab[:, :, 0], lab[:, :, -1]], 1)
-    ref = np.median(border, 1)
-    mask = np.linalg.norm(lab - ref[:, None, None], axis=-1) > threshold
-    m = int(0.05 * h)
-    mask[:, :m], mask[:, h - m:], mask[:, :, :m], mask[:, :, w - m:] = False, False, False, False
-    return mask
-
-
-def _masked_mean_lab(images_uint8: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    lab = srgb_to_lab(images_uint8 / 255.0)
-    out = np.full((len(lab), 3), np.nan)
-    for i in range(len(lab)):
-        if masks[i].any():
-            out[i] = lab[i][masks[i]].mean(0)
-    return out
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -114,8 +92,8 @@ def evaluate_directions(G, directions: dict[str, Direction], ws, coefficients=EV
                 gt_img = np.stack([g.image for g in gts])
                 gt_mask = np.stack([g.mask for g in gts])
                 ref_mask = toycars.render_same_vehicle(metas[i], metas[i]["yaw"], size=res).mask
-                lab = _masked_mean_lab(u8[i], gt_mask)
-                lab0 = _masked_mean_lab(u8[i, k0:k0 + 1], ref_mask[None])[0]
+                lab = masked_mean_lab(u8[i], gt_mask)
+                lab0 = masked_mean_lab(u8[i, k0:k0 + 1], ref_mask[None])[0]
                 drift[i] = np.linalg.norm(lab - lab0, axis=1)
                 psnr[i] = _psnr(u8[i], gt_img)
                 if perceptual is not None:  # the costliest measure: only where the summary reports it
@@ -128,7 +106,7 @@ def evaluate_directions(G, directions: dict[str, Direction], ws, coefficients=EV
             base_masks = masks if masks is not None else foreground_mask(u8[:, k0])
             for i in range(n):
                 mm = foreground_mask(u8[i]) if masks is None else np.repeat(base_masks[i][None], k, 0)
-                lab = _masked_mean_lab(u8[i], mm)
+                lab = masked_mean_lab(u8[i], mm)
                 drift[i] = np.linalg.norm(lab - lab[k0], axis=1)
         kept = (cls == cls[:, k0:k0 + 1]) if cls is not None else None
         row = {

@@ -1,0 +1,59 @@
+"""dapper.study.augment_eval on a tiny generator, with stand-in oracles planted in the module."""
+
+import numpy as np
+import pytest
+import torch
+
+from dapper import directions as D
+from dapper.judges import oracles
+from dapper.study import augment_eval as AE
+
+
+class _Annotator:
+    def predict(self, images):
+        x = torch.as_tensor(images).float()
+        return ((40 + 200 * (x[:, 0, :, :8].mean((1, 2)) - x[:, 0, :, 8:].mean((1, 2)))) % 360).numpy()
+
+
+class _Detector:
+    threshold = 0.5
+
+    def predict(self, images):
+        return np.ones(len(images)), np.tile([2.0, 3.0, 14.0, 13.0], (len(images), 1))
+
+
+@pytest.fixture
+def planted(monkeypatch):
+    # identity: which of two colour channels is brighter; pose: the annotator's reading
+    monkeypatch.setattr(oracles, "predict_identity", lambda images, model=None, batch_size=256: (
+        (torch.as_tensor(images).float()[:, 1].mean((1, 2)) > torch.as_tensor(images).float()[:, 2].mean((1, 2)))
+        .long().numpy(), None))
+    monkeypatch.setattr(oracles, "predict_yaw", lambda images, model=None, batch_size=256: _Annotator().predict(images))
+
+
+def test_augment_identity_table(tiny_generator, planted):
+    G = tiny_generator()
+    ann = _Annotator()
+    s = D.annotate_samples(G, 300, _Detector(), ann, seed=0, progress=False)
+    ref = D.circular_mean_deg(s.yaw)
+    dirs = D.fit_directions(G, s, ann, reference_yaw=ref, n_calibration=8, max_shift_factor=2.0, progress=False)
+    ws = D.calibration_latents(s, 6, ref, num_ws=G.num_ws)
+    labels = oracles.predict_identity(G.synthesis(ws, noise_mode="const"))[0]
+    paper = dirs["paper/all"]
+    variants = {"all rows": (paper, (0, G.num_ws)), "rows 0-2": (paper.with_layers(0, 2), (0, 2))}
+    table = AE.augment_identity(G, {"W": ws, "W+": ws + 0.01 * torch.randn_like(ws)}, labels, variants,
+                                torch.ones(G.w_dim), strengths=(0.0, 0.5), coefficients=(-20, -10, 10, 20),
+                                identity_oracle=object(), pose_oracle=object())
+    assert len(table) == 2 * 2 * (2 + 4)
+    still = table[(table.edit == "perturb") & (table.amount == 0.0)]
+    assert (still.identity_kept_vs_projection == 1.0).all() and (still.oracle_yaw_change_median == 0).all()
+    assert (still.psnr_to_projection > 60).all()
+    w_all = table[(table.space == "W") & (table.variant == "all rows")]
+    assert (w_all[w_all.edit == "perturb"].study_setting.tolist() == [False, True])
+    turn = w_all[w_all.edit == "rotate"].set_index("amount")
+    assert turn.loc[20.0, "oracle_yaw_change_median"] > 0 > turn.loc[-20.0, "oracle_yaw_change_median"]
+    assert np.isclose(turn.loc[20.0, "oracle_deg_per_unit"], turn.loc[20.0, "oracle_yaw_change_median"] / 20)
+    assert 0.3 < turn.loc[20.0, "oracle_deg_per_unit"] < 3  # oracle = annotator here: roughly calibrated
+    assert (w_all.projection_identity_kept == 1.0).all()  # labels are what the oracle says of the projection
+    lines = AE.goal_lines(table)
+    assert len(lines) == 4 and all(("NOT met" in line) or ("met" in line) for line in lines)
