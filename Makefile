@@ -53,15 +53,15 @@ lint:
 # The embedded world's helper models, each a fixed number of steps on its own render stream (so a
 # rerun gives the same model); every JSON records the world it was trained on.
 world-models:
-	$(PY) -m dapper.judges.oracles train identity --threads 2
-	$(PY) -m dapper.judges.oracles train pose --threads 2
-	$(PY) -m dapper.judges.annotators train pose --threads 2
-	$(PY) -m dapper.judges.annotators train detector --threads 2
-	$(PY) -m dapper.inversion.perceptual train
-	$(PY) -m dapper.classify pretrain --threads 2
+	$(PY) -m dapper oracles train identity --threads 2
+	$(PY) -m dapper oracles train pose --threads 2
+	$(PY) -m dapper annotators train pose --threads 2
+	$(PY) -m dapper annotators train detector --threads 2
+	$(PY) -m dapper perceptual train
+	$(PY) -m dapper classify pretrain --threads 2
 
 world-calibration:
-	$(PY) -m dapper.study.world_calibration
+	$(PY) -m dapper world-calibration
 
 # Resumable: interrupt and run again to continue; the finished run is exported to checkpoints/.
 source-gan:

@@ -39,7 +39,8 @@ from dapper.fitting import EpochSampler, fit
 
 __all__ = [
     "EMBEDDED_MODEL", "REAL_MODEL", "PRETRAINED_PATH", "FineTuneSettings", "create_classifier", "data_config",
-    "prepare_images", "normalise", "affine_augment", "fine_tune", "train_classifier", "predict", "accuracy",
+    "prepare_images", "normalise", "affine_transform", "describe_affine", "affine_augment",
+    "fine_tune", "train_classifier", "predict", "accuracy",
     "pretrain", "main",
 ]
 
@@ -172,8 +173,8 @@ def normalise(x: torch.Tensor, config: dict) -> torch.Tensor:
 AFFINE_POLICIES = ("randaugment", "trivialaugment", "flipcrop")
 
 
-def _affine_transform(size: tuple[int, int], policy: str = "randaugment", crop_scale: float = 0.7,
-                      magnitude: int = 9):
+def affine_transform(size: tuple[int, int], policy: str = "randaugment", crop_scale: float = 0.7,
+                     magnitude: int = 5):
     """The classic baseline: random crop (area ``crop_scale``..1, aspect kept: the look-alike
     classes differ in proportions, which a squashing crop would blur) resized back, mirror, then
     ``randaugment`` (RandAugment, 2 ops at ``magnitude``; the study uses 5: at 9, the usual
@@ -193,10 +194,17 @@ def _affine_transform(size: tuple[int, int], policy: str = "randaugment", crop_s
     return T.Compose(ops)
 
 
-def affine_augment(x: torch.Tensor, transform=None, policy: str = "randaugment") -> torch.Tensor:
-    """Independent random crop + mirror + RandAugment (or ``policy``) per image; uint8 [N, 3, h, w]
+def describe_affine(settings: FineTuneSettings) -> str:
+    """The affine baseline of ``settings`` in words (for captions, generated, never typed)."""
+    tail = {"randaugment": f", then RandAugment (2 ops at magnitude {settings.affine_magnitude})",
+            "trivialaugment": ", then TrivialAugmentWide (one op at a random magnitude)", "flipcrop": ""}
+    return (f"random crop of {settings.affine_crop_scale:.0%}-100% of the area (aspect kept), mirror"
+            + tail[settings.affine_policy])
+
+
+def affine_augment(x: torch.Tensor, transform) -> torch.Tensor:
+    """Independent random ``transform`` (:func:`affine_transform`) per image; uint8 [N, 3, h, w]
     in and out. Draws from torch's global generator (seeded per run)."""
-    transform = transform or _affine_transform(tuple(x.shape[-2:]), policy)
     return torch.stack([transform(im) for im in x])
 
 
@@ -256,8 +264,8 @@ def fine_tune(model: torch.nn.Module, real_x: torch.Tensor, real_y: torch.Tensor
     b = settings.batch_size
     b_syn = int(round(b * settings.synthetic_share)) if n_syn else 0
     b_real = b - b_syn
-    transform = (_affine_transform(tuple(real_x.shape[-2:]), settings.affine_policy, settings.affine_crop_scale,
-                                   settings.affine_magnitude) if settings.affine else None)
+    transform = (affine_transform(tuple(real_x.shape[-2:]), settings.affine_policy, settings.affine_crop_scale,
+                                  settings.affine_magnitude) if settings.affine else None)
     opt = torch.optim.AdamW(_param_groups(model, settings), weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=steps, pct_start=0.1)

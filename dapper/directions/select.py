@@ -9,8 +9,8 @@ judge the choice afterwards (:mod:`dapper.study.direction_eval`).
   W distance moved.
 * :func:`select_direction`: a fixed rule on those columns alone (:data:`SELECTION_COLUMNS`).
 * :func:`choose_layer_split`: how many of the coarse W+ rows an edit needs: the fewest rows from the
-  top whose edit still turns the vehicle, as the annotator reads it, by ``keep`` of what an edit of
-  every row does. Rows after the split keep the projection's styles (the fine detail that carries
+  top whose edit turns the vehicle, as the annotator reads it, within 10% of what an edit of every
+  row does. Rows after the split keep the projection's styles (the fine detail that carries
   identity).
 """
 
@@ -140,22 +140,25 @@ def select_direction(measures, min_rotation: float = 0.5) -> Selection:
 def choose_layer_split(G, direction: Direction, annotator, ws, keep: float = 0.9, coefficient: float = 20.0,
                        batch_size: int = 64) -> tuple[int, dict]:
     """The fewest W+ rows ``(0, stop)`` an edit along ``direction`` needs: the smallest ``stop``
-    whose edit turns the vehicles ``ws`` [N, num_ws, w_dim] (median annotator yaw change between
-    ``-coefficient`` and ``+coefficient`` units) by at least ``keep`` of the all-row edit's turn.
-    Returns ``(stop, {stop: median turn in degrees})``. The annotator reads the pose; nothing here
-    knows the vehicles' identity."""
+    whose edit turns the vehicles ``ws`` [N, num_ws, w_dim] by between ``keep`` and ``1 / keep``
+    times what the all-row edit turns them (when no ``stop`` does, the one closest to it in ratio).
+    The turn is the median over the vehicles of the annotator's degrees per unit along
+    ``-coefficient .. +coefficient`` (five steps; least squares on the unwrapped yaw) times
+    ``2 * coefficient``. Returns ``(stop, {stop: turn in degrees})``. The annotator reads the pose;
+    nothing here knows the vehicles' identity."""
     num_ws = int(G.num_ws)
-    coeffs = np.array([-coefficient, coefficient], dtype=np.float64)
+    coeffs = np.linspace(-coefficient, coefficient, 5)
     turn = {}
     for stop in range(1, num_ws + 1):
-        d = direction.replace(layers=(0, stop))
-        images = edit_images(G, ws, d, coeffs, batch_size)
-        n = images.shape[0]
-        yaw = np.asarray(annotator.predict(images.reshape(2 * n, *images.shape[2:]))).reshape(n, 2)
-        change = np.unwrap(np.deg2rad(yaw), axis=1)
-        turn[stop] = float(np.median(np.rad2deg(change[:, 1] - change[:, 0])))
+        images = edit_images(G, ws, direction.replace(layers=(0, stop)), coeffs, batch_size)
+        n, k = images.shape[:2]
+        yaw = np.asarray(annotator.predict(images.reshape(n * k, *images.shape[2:]))).reshape(n, k)
+        turn[stop] = float(np.median(yaw_sequence_metrics(coeffs, yaw)["slope"]) * 2 * coefficient)
     full = turn[num_ws]
     if full == 0:
         return num_ws, turn
-    stop = next(s for s in range(1, num_ws + 1) if turn[s] / full >= keep)
-    return stop, turn
+    ratio = {s: t / full for s, t in turn.items()}
+    inside = [s for s in range(1, num_ws + 1) if keep <= ratio[s] <= 1 / keep]
+    if inside:
+        return inside[0], turn
+    return min(turn, key=lambda s: (abs(np.log(max(ratio[s], 1e-6))), s)), turn

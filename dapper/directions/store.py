@@ -36,11 +36,20 @@ def _direction_dir(G) -> Path:
     return cache_dir("directions", weights_hash(G)[:16])
 
 
-def save_chosen_direction(G, direction: Direction, profile: str, name: str) -> Path:
-    """Store the direction notebook 02 chose, for notebooks 03/06 and :mod:`dapper.augment`."""
+def _chosen_path(G, profile: str, variant: str) -> Path:
+    if variant not in ("all", "split"):
+        raise ValueError(f"variant must be 'all' or 'split', got {variant!r}")
+    return _direction_dir(G) / (f"{profile}-chosen.json" if variant == "all" else f"{profile}-chosen-split.json")
+
+
+def save_chosen_direction(G, direction: Direction, profile: str, name: str, variant: str = "all",
+                          reason: str = "") -> Path:
+    """Store the direction notebook 02 chose with the method's own instruments
+    (:func:`dapper.directions.select_direction`), for notebooks 03/06 and :mod:`dapper.augment`:
+    ``variant="all"`` edits every W+ row, ``"split"`` only the rows :func:`choose_layer_split` kept."""
     d = direction.replace()
-    d.metadata["chosen_as"] = name
-    return d.save(_direction_dir(G) / f"{profile}-chosen.json")
+    d.metadata.update(chosen_as=name, chosen_variant=variant, chosen_because=reason)
+    return d.save(_chosen_path(G, profile, variant))
 
 
 def load_or_fit_pose_direction(G, profile: str = "quick", method: str = "chosen", detector=None, annotator=None,
@@ -48,17 +57,18 @@ def load_or_fit_pose_direction(G, profile: str = "quick", method: str = "chosen"
     """The pose direction for generator ``G``, calibrated in annotator degrees.
 
     ``method="chosen"``: the one notebook 02 picked for this generator and profile if it ran,
-    else the paper's (all layers). ``method="paper"`` (or ``"<method>/<range>"`` such as
+    else the paper's (all layers); ``"chosen-split"``: its variant on the rows the method kept,
+    else the paper's on the coarse rows. ``method="paper"`` (or ``"<method>/<range>"`` such as
     ``"interfacegan/coarse"``): that method. Fitted on ``PROFILES[profile]`` samples and cached
     in ``cache_dir("directions", weights_hash(G)[:16])``. Coefficients are degrees;
     ``.in_paper_units()`` gives the paper's units for the paper's direction.
     """
     folder = _direction_dir(G)
-    chosen = folder / f"{profile}-chosen.json"
-    if method == "chosen":
+    if method in ("chosen", "chosen-split"):
+        chosen = _chosen_path(G, profile, "all" if method == "chosen" else "split")
         if chosen.exists():
             return Direction.load(chosen)
-        method = "paper/all"
+        method = "paper/all" if method == "chosen" else "paper/coarse"
     if "/" not in method:
         method = f"{method}/all"
     path = folder / f"{profile}-{method.replace('/', '-')}-ref{reference_yaw:g}.json"

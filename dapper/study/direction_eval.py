@@ -171,8 +171,10 @@ def per_coefficient_table(per_image):
     return pd.DataFrame(rows)
 
 
-def choose_winner(summary, min_rotation: float = 0.5) -> tuple[str, str]:
-    """Pick the best direction of an :func:`evaluate_directions` summary, and say why.
+def rank_by_oracles(summary, min_rotation: float = 0.5) -> tuple[str, str]:
+    """The direction the oracles' measures rank best in an :func:`evaluate_directions` summary,
+    and why: hindsight for the report, set beside the method's own choice
+    (:func:`dapper.directions.select_direction`), never used to choose.
 
     Eligible: calibrated in degrees, not capped, and the oracle sees at least ``min_rotation``
     of the intended rotation. Among those, the mean rank over: no jumps (jump share), identity
@@ -190,7 +192,8 @@ def choose_winner(summary, min_rotation: float = 0.5) -> tuple[str, str]:
         ranks.append((-df.fidelity_psnr_at_30).rank())
     df["mean_rank"] = sum(ranks) / len(ranks)
     best = df.sort_values(["mean_rank", "jump_share"]).iloc[0]
-    reason = (f"{best.direction}: best mean rank ({best.mean_rank:.1f}) among {len(df)} directions that turn; "
+    reason = (f"{best.direction}: best mean rank by the oracles ({best.mean_rank:.1f}) among {len(df)} directions "
+              "that turn; "
               f"{best.oracle_deg_per_unit:.2f} oracle deg/unit, R^2 {best.r2:.2f}, jumps {best.jump_share:.0%}, "
               f"identity kept at +-30 {best.identity_kept_at_30:.0%}")
     return str(best.direction), reason

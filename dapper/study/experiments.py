@@ -6,7 +6,7 @@ images per class (``shots``), the same real subset (nested: the 2 images of a cl
 
 ====================== =====================================================================
 ``real``               the real images only
-``real+affine``        the classic strong baseline: random crops, flips and TrivialAugment
+``real+affine``        the classic strong baseline: random crops, flips and RandAugment (classify.describe_affine)
 ``real+perturb``       plus ``k`` random W perturbations of each real image's projection
 ``real+rotate``        plus ``k`` pose-direction rotations of each
 ``real+perturb+rotate`` plus ``k`` images both perturbed and rotated
