@@ -206,7 +206,8 @@ def test_fit_calibrate_and_evaluate_end_to_end(G):
     assert len(table) == 2 * 3 and table.identity_kept.isna().all()
     assert (table[table.coefficient == 0].yaw_change_median == 0).all()
     name, reason = DE.rank_by_oracles(summary)
-    assert name in set(summary.direction) | {""} and (reason.startswith(f"{name}:") if name else "no direction" in reason)
+    assert name in set(summary.direction) | {""}
+    assert reason.startswith(f"{name}:") if name else "no direction" in reason
 
 
 # ---------------------------------------------------------------------------------------------
