@@ -3,56 +3,108 @@ runs on its papermill parameters before anything else."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-__all__ = ["PROFILES", "DATASETS", "check_params"]
+__all__ = ["PROFILES", "DATASETS", "REAL_MODE_MODELS", "check_params", "check_classes", "real_mode_command"]
 
 PROFILES = ("quick", "full")
 DATASETS = ("toycars", "stanford_cars")
 _NOT_GIVEN = object()
 
 
-def check_params(
-    profile: str,
-    dataset: str,
-    data_root: str | os.PathLike | None = _NOT_GIVEN,
-    network: str | os.PathLike | None = _NOT_GIVEN,
-) -> None:
-    """Validate a notebook's papermill parameters; raise with a message naming the bad one.
+# What each real-mode model parameter is, and an example value (the README's command uses them).
+REAL_MODE_MODELS = {
+    "data_root": ("the Stanford Cars folder (devkit or torchvision layout)", "/data/stanford_cars"),
+    "network": ("a StyleGAN2 car checkpoint (stylegan2-ada-pytorch or TF .pkl, rosinality .pt, dapper .safetensors)",
+                "/models/stylegan2-car-config-f.pkl"),
+    "classifier_weights": ("ImageNet weights of timm's resnext50_32x4d in a local file (.safetensors, .pth or .bin); "
+                           "'scratch' trains from random initialisation, and the report says so",
+                           "/models/resnext50_32x4d.a1h_in1k.safetensors"),
+    "vehicle_detector": ("the weights of a torchvision COCO detector (e.g. fasterrcnn_resnet50_fpn_v2's .pth); "
+                         "'embedded' uses the toycars detector, and the report says so",
+                         "/models/fasterrcnn_resnet50_fpn_v2_coco.pth"),
+    "pose_annotator": ("'module:function' making your pose estimator (see dapper.instruments); 'embedded' uses the "
+                       "toycars annotator, and the report says so", "my_pose:load"),
+    "vgg16_weights": ("torchvision's VGG16 ImageNet state dict, for the LPIPS distance of projection",
+                      "/models/vgg16-397923af.pth"),
+    "lpips_weights": ("the LPIPS linear layers for VGG16 (lin0..lin4)", "/models/lpips_vgg_v0.1.pth"),
+}
+KEYWORDS = {"classifier_weights": ("scratch",), "vehicle_detector": ("embedded",), "pose_annotator": ("embedded",)}
 
-    ``profile`` is ``quick`` or ``full``; ``dataset`` is ``toycars`` or ``stanford_cars``;
-    ``data_root`` and ``network`` (real-mode paths) must exist when given, and a notebook passes
-    both (None when unset): real mode then needs them, and ``network`` must be a checkpoint file,
-    which is checked here, before anything runs.
+
+def real_mode_command(names) -> str:
+    """The ``make report`` command of real mode with an example value for each of ``names``."""
+    args = " ".join(f"-p {n} {REAL_MODE_MODELS[n][1]}" for n in names)
+    return f'make report PROFILE=quick DATASET=stanford_cars REPORT_ARGS="{args}"'
+
+
+def _check_model(name: str, value) -> None:
+    if value in KEYWORDS.get(name, ()):
+        return
+    if name == "pose_annotator":
+        from dapper.instruments import check_pose_spec
+
+        check_pose_spec(value)
+        return
+    path = Path(value).expanduser()
+    if name == "data_root":
+        if not path.is_dir():
+            raise FileNotFoundError(f"data_root={str(value)!r} is not a folder; point it at the extracted "
+                                    "Stanford Cars data (devkit layout or torchvision layout)")
+        return
+    if not path.is_file():
+        raise FileNotFoundError(f"{name}={str(value)!r} is not a file; expected {REAL_MODE_MODELS[name][0]}")
+    if name == "network":
+        from dapper.stylegan2.checkpoints import CheckpointError, detect_format
+
+        try:
+            detect_format(path)
+        except CheckpointError as e:
+            raise ValueError(f"network={str(value)!r} is not a StyleGAN2 checkpoint: {e}") from e
+
+
+def check_classes(classes) -> None:
+    """``classes``: None (the ten default classes) or an even number of class names, look-alike
+    pairs in consecutive places."""
+    if classes is None:
+        return
+    if isinstance(classes, str) or not all(isinstance(c, str) for c in classes):
+        raise ValueError(f"classes={classes!r}: expected a list of class names")
+    if len(classes) < 2 or len(classes) % 2:
+        raise ValueError(f"classes: {len(classes)} names given; the study needs look-alike pairs, an even number "
+                         "of at least 2 (pairs in consecutive places)")
+    if len(set(classes)) != len(classes):
+        raise ValueError("classes: a class is named twice")
+
+
+def check_params(profile: str, dataset: str, data_root=_NOT_GIVEN, network=_NOT_GIVEN, classes=_NOT_GIVEN,
+                 **models) -> None:
+    """Validate a notebook's papermill parameters before anything runs; raise with a message
+    naming the bad one.
+
+    ``profile`` is ``quick`` or ``full``; ``dataset`` is ``toycars`` or ``stanford_cars``. A
+    notebook passes every model parameter it uses (``data_root``, ``network`` and those of
+    :data:`REAL_MODE_MODELS`), None when unset: in real mode each is then required (nothing of the
+    embedded world is used unless named), and each given one must exist and be of its kind
+    (``network`` a checkpoint, ``pose_annotator`` an importable ``module:function``).
+    ``classes``: see :func:`check_classes`.
     """
     if profile not in PROFILES:
         raise ValueError(f"profile={profile!r} is not one of {', '.join(PROFILES)}")
     if dataset not in DATASETS:
         raise ValueError(f"dataset={dataset!r} is not one of {', '.join(DATASETS)}")
+    unknown = sorted(set(models) - set(REAL_MODE_MODELS))
+    if unknown:
+        raise TypeError(f"check_params got unknown parameter(s) {unknown}")
+    given = {k: v for k, v in {"data_root": data_root, "network": network, **models}.items() if v is not _NOT_GIVEN}
     if dataset == "stanford_cars":
-        missing = [name for name, value in (("data_root", data_root), ("network", network)) if value is None]
+        missing = [name for name, value in given.items() if value is None]
         if missing:
-            raise ValueError(
-                f"dataset='stanford_cars' needs {' and '.join(missing)}: the Stanford Cars folder and a StyleGAN2 "
-                "checkpoint, e.g. make report DATASET=stanford_cars REPORT_ARGS=\"-p data_root /data/stanford_cars "
-                "-p network /models/stylegan2-car-config-f.pkl\"")
-    data_root = None if data_root is _NOT_GIVEN else data_root
-    network = None if network is _NOT_GIVEN else network
-    if data_root is not None and not Path(data_root).expanduser().is_dir():
-        raise FileNotFoundError(
-            f"data_root={str(data_root)!r} is not a folder; point it at the extracted "
-            "Stanford Cars data (devkit layout or torchvision layout)"
-        )
-    if network is not None and not Path(network).expanduser().is_file():
-        raise FileNotFoundError(
-            f"network={str(network)!r} is not a file; point it at a StyleGAN2 checkpoint "
-            "(stylegan2-ada-pytorch or TF .pkl, rosinality .pt, or a dapper .safetensors)"
-        )
-    if network is not None:
-        from dapper.stylegan2.checkpoints import CheckpointError, detect_format
-
-        try:
-            detect_format(Path(network).expanduser())
-        except CheckpointError as e:
-            raise ValueError(f"network={str(network)!r} is not a StyleGAN2 checkpoint: {e}") from e
+            lines = "; ".join(f"{n}: {REAL_MODE_MODELS[n][0]}" for n in missing)
+            raise ValueError(f"dataset='stanford_cars' needs {', '.join(missing)} ({lines}); nothing of the embedded "
+                             f"world is used in real mode unless named. For example: {real_mode_command(given)}")
+    for name, value in given.items():
+        if value is not None:
+            _check_model(name, value)
+    if classes is not _NOT_GIVEN:
+        check_classes(classes)

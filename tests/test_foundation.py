@@ -397,7 +397,7 @@ def test_check_params_names_the_bad_parameter(tmp_path):
     with pytest.raises(FileNotFoundError, match="network="):
         check_params("full", "toycars", network=tmp_path / "G.pkl")
     # real mode: a notebook passes both paths; unset ones are named before anything runs
-    with pytest.raises(ValueError, match="needs data_root and network"):
+    with pytest.raises(ValueError, match="needs data_root, network "):
         check_params("quick", "stanford_cars", None, None)
     with pytest.raises(ValueError, match="needs network"):
         check_params("quick", "stanford_cars", tmp_path, None)
@@ -406,6 +406,35 @@ def test_check_params_names_the_bad_parameter(tmp_path):
     text.write_text("not a network")
     with pytest.raises(ValueError, match="network=.*not a StyleGAN2 checkpoint"):
         check_params("quick", "toycars", None, text)
+
+
+def test_real_mode_names_every_missing_model_and_checks_each_given_one(tmp_path):
+    (tmp_path / "cars").mkdir()
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"x")
+    real = dict(data_root=tmp_path / "cars", network=None, classifier_weights=None, vehicle_detector="embedded",
+                pose_annotator=None, vgg16_weights=weights, lpips_weights=weights)
+    with pytest.raises(ValueError) as err:
+        check_params("quick", "stanford_cars", **real)
+    message = str(err.value)
+    assert "needs network, classifier_weights, pose_annotator (" in message
+    assert "-p classifier_weights " in message and "-p vehicle_detector " in message  # the command to run
+    # the toycars world needs none of them; a named model must still exist
+    check_params("quick", "toycars", **{k: None for k in real})
+    with pytest.raises(FileNotFoundError, match="classifier_weights='.*' is not a file"):
+        check_params("quick", "toycars", classifier_weights=tmp_path / "none.pth")
+    with pytest.raises(ValueError, match="pose_annotator='nomodule_xyz:f'.*cannot be found"):
+        check_params("quick", "toycars", pose_annotator="nomodule_xyz:f")
+    with pytest.raises(ValueError, match="expected 'module:function'"):
+        check_params("quick", "toycars", pose_annotator="just_a_name")
+    check_params("quick", "toycars", pose_annotator="dapper.instruments:describe", classifier_weights="scratch")
+    with pytest.raises(ValueError, match="even number"):
+        check_params("quick", "toycars", classes=["a", "b", "c"])
+    with pytest.raises(ValueError, match="named twice"):
+        check_params("quick", "toycars", classes=["a", "a"])
+    check_params("quick", "toycars", classes=["a", "b"])
+    with pytest.raises(TypeError, match="unknown"):
+        check_params("quick", "toycars", detector="x")
 
 
 def test_display_path_is_relative_inside_the_repo_only(tmp_path):

@@ -18,7 +18,8 @@ PACKAGE = ROOT / "dapper"
 
 ENGINE = ("dapper.stylegan2",)
 DATA = ("dapper.data",)
-METHOD = ("dapper.inversion", "dapper.directions", "dapper.augment", "dapper.classify", "dapper.judges.annotators")
+METHOD = ("dapper.inversion", "dapper.directions", "dapper.augment", "dapper.classify", "dapper.instruments",
+          "dapper.judges.annotators")
 ORACLES = ("dapper.judges.oracles",)
 STUDY = ("dapper.study",)
 FACE = ("dapper.plots", "dapper.widgets", "dapper.report", "dapper.__main__")

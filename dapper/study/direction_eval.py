@@ -223,12 +223,13 @@ class HeldoutTargets:
 
 
 def heldout_targets(G, dataset: str = "toycars", n_per_class: int = 1, data_root=None,
-                    projection_settings=None, progress: bool = True) -> HeldoutTargets:
+                    projection_settings=None, progress: bool = True, classes=None) -> HeldoutTargets:
     """Held-out target images projected into W (``dapper.inversion.projection.project_images``).
 
     toycars: ``n_per_class`` front-right three-quarter views per class (the kind of image the
     study augments), from a render stream (``EVAL_SEED``) that no notebook trains on.
-    stanford_cars: the first ``n_per_class`` images per class of ``data_root``.
+    stanford_cars: the first ``n_per_class`` images per class (of ``classes``, default the ten) of
+    ``data_root``, letterboxed into the generator's content box and projected with the bars masked out.
     """
     if dataset == "toycars":
         from dapper.data import toycars
@@ -239,15 +240,19 @@ def heldout_targets(G, dataset: str = "toycars", n_per_class: int = 1, data_root
     elif dataset == "stanford_cars":
         from dapper.data import stanford_cars
 
-        pool = stanford_cars.load_pool(data_root, size=G.img_resolution, progress=progress)
+        x0, y0, x1, y1 = G.content_box
+        pool = stanford_cars.load_pool(data_root, classes=classes or stanford_cars.DEFAULT_CLASSES,
+                                       size=G.img_resolution, content_size=(x1 - x0, y1 - y0), progress=progress)
         keep = np.concatenate([np.flatnonzero(pool.labels == c)[:n_per_class] for c in np.unique(pool.labels)])
         images, labels, metas, masks = pool.images[keep], pool.labels[keep], None, pool.bbox_masks[keep]
+        content = pool.content_masks[keep]  # the photo, not the letterbox bars
         what = f"{len(images)} Stanford Cars images ({n_per_class} per class)"
     else:
         raise ValueError(f"unknown dataset {dataset!r}")
     from dapper.inversion.projection import project_images
 
-    proj = project_images(G, images, settings=projection_settings, progress=progress)
+    proj = project_images(G, images, masks=content if dataset == "stanford_cars" else None,
+                          settings=projection_settings, progress=progress)
     return HeldoutTargets(torch.as_tensor(proj.ws, dtype=torch.float32).cpu(), images, labels, metas, masks,
                           f"projections of {what}")
 

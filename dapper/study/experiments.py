@@ -58,7 +58,7 @@ __all__ = [
     "StudyConfig", "study_config", "ScenarioData", "load_scenario", "condition_ids", "make_folds", "real_subset",
     "run_seed", "RunSpec", "plan_runs", "results_path", "append_row", "read_results", "finished_runs", "StudyInputs",
     "prepare_inputs", "run_one", "five_fold_runs", "study_tables", "study_statements", "main",
-    "projection_settings", "classifier_weights_path",
+    "projection_settings", "classifier_weights_path", "config_from_params", "pose_instruments",
 ]
 
 CONDITIONS = ("real", "real+affine", "real+perturb", "real+rotate", "real+perturb+rotate")
@@ -108,6 +108,12 @@ class StudyConfig:
     data_root: str | None = None
     workers: int = 2
     direction_profile: str | None = None  # profile of the pose direction (default: the study's)
+    # real mode's models (dapper.params.REAL_MODE_MODELS; None: the embedded world's) and classes
+    classes: tuple[str, ...] | None = None
+    vehicle_detector: str | None = None
+    pose_annotator: str | None = None
+    vgg16_weights: str | None = None
+    lpips_weights: str | None = None
 
     @property
     def fold_ids(self) -> tuple[int, ...]:
@@ -118,7 +124,42 @@ class StudyConfig:
         d = asdict(self)
         for k in ("folds", "shots", "conditions", "scenarios", "workers", "profile"):
             d.pop(k)
+        for k in OPTIONAL_FIELDS:  # unset: the study id is what it was before these settings existed
+            if d[k] is None:
+                d.pop(k)
         return d
+
+
+OPTIONAL_FIELDS = ("classes", "vehicle_detector", "pose_annotator", "vgg16_weights", "lpips_weights")
+
+
+def config_from_params(profile: str, dataset: str, data_root=None, network=None, classifier_weights=None,
+                       vehicle_detector=None, pose_annotator=None, vgg16_weights=None, lpips_weights=None,
+                       classes=None, **overrides) -> StudyConfig:
+    """The study's settings from a notebook's parameters (checked with :func:`dapper.params.check_params`).
+    Real mode: images at the generator's resolution and timm's ``resnext50_32x4d`` from
+    ``classifier_weights`` (``"scratch"``: random initialisation); the models given are used,
+    None meaning the embedded world's (real mode requires them all, see ``check_params``)."""
+    from dapper.params import check_params
+
+    check_params(profile, dataset, data_root, network, classes, classifier_weights=classifier_weights,
+                 vehicle_detector=vehicle_detector, pose_annotator=pose_annotator, vgg16_weights=vgg16_weights,
+                 lpips_weights=lpips_weights)
+    o = dict(data_root=None if data_root is None else str(data_root), network=None if network is None else str(network),
+             vehicle_detector=None if vehicle_detector is None else str(vehicle_detector),
+             pose_annotator=pose_annotator, classes=None if classes is None else tuple(classes),
+             vgg16_weights=None if vgg16_weights is None else str(vgg16_weights),
+             lpips_weights=None if lpips_weights is None else str(lpips_weights))
+    if dataset == "stanford_cars":
+        from dapper.classify import REAL_MODEL
+        from dapper.stylegan2 import load_generator
+
+        o.update(image_size=load_generator(network).img_resolution, classifier=REAL_MODEL,
+                 classifier_weights=str(classifier_weights))
+    elif classifier_weights is not None:
+        o["classifier_weights"] = str(classifier_weights)
+    o.update(overrides)
+    return study_config(profile, dataset, **o)
 
 
 def study_config(profile: str = "full", dataset: str = "toycars", **overrides) -> StudyConfig:
@@ -208,9 +249,9 @@ def load_scenario(config: StudyConfig, scenario: str, workers: int = 1) -> Scena
     elif config.dataset == "stanford_cars":
         if scenario != "diverse":
             raise ValueError("Stanford Cars has one scenario: the photos as they come ('diverse')")
-        from dapper.data.stanford_cars import load_pool
+        from dapper.data.stanford_cars import DEFAULT_CLASSES, load_pool
 
-        p = load_pool(config.data_root, size=config.image_size)
+        p = load_pool(config.data_root, classes=config.classes or DEFAULT_CLASSES, size=config.image_size)
         a = {"images": p.images, "labels": p.labels}
         v = {"images": np.zeros((0, *p.images.shape[1:]), np.uint8), "labels": np.zeros(0, np.int64)}
         names = list(p.class_names)
@@ -389,10 +430,17 @@ def _file_hash(path) -> str:
 
 
 def classifier_weights_path(config: StudyConfig):
+    """The classifier's starting weights: the shipped toycars ResNeXt by default, the file named in
+    ``classifier_weights``, or None for ``"scratch"`` (random initialisation, asked for by name)."""
     from dapper.classify import PRETRAINED_PATH
 
-    if config.classifier_weights == "default":
-        return PRETRAINED_PATH if config.classifier == EMBEDDED_MODEL else None
+    if config.classifier_weights == "scratch":
+        return None
+    if config.classifier_weights in ("default", None):
+        if config.classifier != EMBEDDED_MODEL:
+            raise ValueError(f"{config.classifier} needs classifier_weights: a local file of its ImageNet weights, "
+                             "or 'scratch' to train it from random initialisation")
+        return PRETRAINED_PATH
     return config.classifier_weights
 
 
@@ -415,7 +463,20 @@ def condition_ids(config: StudyConfig, generator: str, direction_id: str) -> dic
 def projection_settings(config: StudyConfig):
     from dapper.inversion.projection import ProjectionSettings
 
-    return ProjectionSettings(**(config.projection or {}))
+    lpips = {k: getattr(config, k) for k in ("vgg16_weights", "lpips_weights") if getattr(config, k) is not None}
+    return ProjectionSettings(**{**(config.projection or {}), **lpips})
+
+
+def pose_instruments(config: StudyConfig, device="cpu") -> tuple:
+    """(vehicle detector, pose estimator) the config names (:mod:`dapper.instruments`); None for
+    each left unset (the embedded world's then, loaded where needed)."""
+    from dapper import instruments
+
+    detector = None if config.vehicle_detector is None else instruments.load_vehicle_detector(
+        config.vehicle_detector, device=device)
+    annotator = None if config.pose_annotator is None else instruments.load_pose_estimator(
+        config.pose_annotator, device=device)
+    return detector, annotator
 
 
 def _project_chunk(args) -> int:
@@ -478,7 +539,9 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
         if direction is None:
             from dapper.directions import load_or_fit_pose_direction
 
-            direction = load_or_fit_pose_direction(G, config.direction_profile or config.profile)
+            detector, annotator = pose_instruments(config, device=next(G.parameters()).device)
+            direction = load_or_fit_pose_direction(G, config.direction_profile or config.profile,
+                                                   detector=detector, annotator=annotator)
         if apply_direction is None:
             from dapper.directions import apply_direction
         d_id = augment.direction_id(direction, apply_direction, (1, G.num_ws, G.w_dim))

@@ -1,0 +1,52 @@
+"""dapper.instruments: real mode's vehicle filter and pose estimator, from files and the user's code."""
+
+import numpy as np
+import pytest
+import torch
+
+from dapper import instruments
+
+
+def test_a_torchvision_detector_loads_from_its_weights_file(tmp_path):
+    import torchvision.models.detection as det
+
+    torch.manual_seed(0)
+    model = det.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None, num_classes=91)
+    torch.save(model.state_dict(), tmp_path / "detector.pth")
+    d = instruments.load_vehicle_detector(tmp_path / "detector.pth")
+    assert d.architecture == "fasterrcnn_mobilenet_v3_large_fpn" and d.threshold == 0.5
+    d.model.transform.min_size, d.model.transform.max_size = (128,), 128  # small inputs keep the test fast
+    images = torch.rand(3, 3, 64, 64) * 2 - 1
+    score, box = d.predict(images)
+    assert score.shape == (3,) and box.shape == (3, 4) and ((score >= 0) & (score <= 1)).all()
+    u8 = ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    assert d.accepts(u8).shape == (3,)
+    torch.save({"not": torch.zeros(3)}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="have no backbone"):
+        instruments.load_vehicle_detector(tmp_path / "other.pth")
+    with pytest.raises(FileNotFoundError, match="vehicle_detector="):
+        instruments.load_vehicle_detector(tmp_path / "missing.pth")
+
+
+class _Estimator:
+    def predict(self, images):
+        return np.full(len(images), 42.0)
+
+
+def make_estimator(device="cpu"):
+    return _Estimator()
+
+
+def make_nothing(device="cpu"):
+    return object()
+
+
+def test_the_users_pose_estimator_is_imported_by_name():
+    est = instruments.load_pose_estimator("test_instruments:make_estimator")
+    assert est.predict(torch.zeros(2, 3, 8, 8)).tolist() == [42.0, 42.0]
+    with pytest.raises(TypeError, match="no predict"):
+        instruments.load_pose_estimator("test_instruments:make_nothing")
+    with pytest.raises(ValueError, match="cannot be found"):
+        instruments.load_pose_estimator("no_such_module_q:f")
+    text = instruments.describe("embedded", "test_instruments:make_estimator")
+    assert "embedded toycars vehicle detector" in text and "test_instruments:make_estimator" in text
