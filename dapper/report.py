@@ -171,6 +171,23 @@ def plan_parameters(
     }
 
 
+def check_models(plan: dict[Path, dict[str, object]], profile: str, dataset: str) -> None:
+    """Every model parameter any notebook of the run declares (``dapper.params.REAL_MODE_MODELS``,
+    and ``classes``), checked at once before the first notebook runs: in real mode a model no
+    ``-p`` names is missing for the notebook that needs it, hours later otherwise."""
+    from dapper.params import REAL_MODE_MODELS, check_params
+
+    names = {n for nb in plan for n in declared_parameters(nb)}
+    given = {k: v for params in plan.values() for k, v in params.items()}
+    models = {n: given.get(n) for n in REAL_MODE_MODELS if n in names}
+    positional = {n: models.pop(n) for n in ("data_root", "network") if n in models}
+    extra = {"classes": given.get("classes")} if "classes" in names else {}
+    try:
+        check_params(profile, dataset, **positional, **extra, **models)
+    except (ValueError, FileNotFoundError) as exc:
+        raise ParameterError(str(exc)) from None
+
+
 def parse_value(text: str) -> object:
     """``-p`` values: Python literals (3, 0.5, None, True, [1, 2], 'x') else the plain string."""
     try:
@@ -268,6 +285,7 @@ def run_report(
     reports_dir = prepare_reports_dir(Path(reports_dir or repo_root() / "reports"))
     notebooks = find_notebooks(notebooks_dir, only)
     plan = plan_parameters(notebooks, {"profile": profile, "dataset": dataset}, extras or {})
+    check_models(plan, profile, dataset)
     kernel = kernel or choose_kernel()
     # Kernels inherit the environment: notebooks find the output folders through it.
     os.environ["DAPPER_REPORTS"] = str(reports_dir)

@@ -443,3 +443,20 @@ def test_display_path_is_relative_inside_the_repo_only(tmp_path):
     assert display_path(str(shipped)) == "checkpoints/source_gan.safetensors"
     outside = tmp_path / "my_gan.pkl"
     assert display_path(outside) == str(outside)  # a user's file elsewhere keeps its full path
+
+
+def test_real_mode_models_are_checked_for_every_notebook_before_the_first_runs(tmp_path, capsys):
+    books = tmp_path / "nb"
+    books.mkdir()
+    real = BASE_PARAMS + "\ndata_root = None\nnetwork = None"
+    _write_notebook(books / "00_a.ipynb", real, "raise SystemExit('ran')")
+    _write_notebook(books / "04_b.ipynb", real + "\nclassifier_weights = None", "raise SystemExit('ran')")
+    (tmp_path / "cars").mkdir()
+    ckpt = tmp_path / "G.pkl"
+    ckpt.write_bytes(b"\x80\x04" + b"\x00" * 64)  # a pickle's first bytes: a StyleGAN2 checkpoint's format
+    argv = ["--notebooks-dir", str(books), "--reports-dir", str(tmp_path / "rep"), "--profile", "quick",
+            "--dataset", "stanford_cars", "-p", "data_root", str(tmp_path / "cars"), "-p", "network", str(ckpt)]
+    assert report.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "needs classifier_weights" in err and "-p classifier_weights" in err
+    assert not (tmp_path / "rep" / "notebooks" / "00_a.ipynb").exists()  # nothing ran
