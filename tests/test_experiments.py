@@ -220,3 +220,53 @@ def test_holm_adjusts_one_family_and_keeps_nans_out():
     assert adj[0] == pytest.approx(0.03) and adj[3] == pytest.approx(0.06) and adj[1] == pytest.approx(0.06)
     assert math.isnan(adj[2])
     assert S.holm([]).shape == (0,) and S.holm([0.5, 0.9]).tolist() == [1.0, 1.0]
+
+
+def test_the_study_device_reaches_every_stage(tmp_path, monkeypatch):
+    """Generator, projection, augmentation, fine-tuning and the saliency pair all run on
+    ``config.device`` (here "cpu:0", a name the default never produces, so a stage that drops it shows)."""
+    import torch
+
+    from dapper import classify
+    from dapper.classify import FineTuneSettings
+    from dapper.inversion import projection
+    from dapper.study import saliency
+    from dapper.stylegan2 import checkpoints
+
+    monkeypatch.setenv("DAPPER_CACHE", str(tmp_path / "cache"))
+    seen = {}
+    G = FakeGenerator(resolution=32)
+
+    def load(path, device="cpu", **k):
+        seen["generator"] = torch.device(device)
+        return G.to(device)
+
+    class Proj:
+        def __init__(self, ws):
+            self.ws = ws
+
+    def project(G_, images, settings=None, cache=True, progress=True, device=None, **k):
+        seen["projection"] = torch.device(device)
+        return Proj(fake_project(G_, images))
+
+    train = classify.train_classifier
+
+    def train_on(*a, device=None, **k):
+        seen.setdefault("fine-tuning", []).append(torch.device(device))
+        return train(*a, device=device, **k)
+
+    monkeypatch.setattr(checkpoints, "load_generator", load)
+    monkeypatch.setattr(projection, "project_images", project)
+    monkeypatch.setattr(classify, "train_classifier", train_on)
+    cfg = E.study_config("quick", n_per_class=5, image_size=32, folds=(0,), shots=(1,), n_test_views=1,
+                         conditions=("real", "real+perturb"), classifier_weights=None, workers=1, device="cpu:0",
+                         network=str(tmp_path / "G.pkl"),
+                         finetune=FineTuneSettings(min_steps=1, max_steps=1, batch_size=4))
+    monkeypatch.setattr(E, "classifier_weights_path", lambda config: None)
+    inputs = E.prepare_inputs(cfg, progress=False)
+    row = E.run_one(inputs, E.plan_runs(cfg)[1])
+    pair = saliency.train_pair(inputs, "diverse", 0, 1, "real+perturb")
+    cpu0 = torch.device("cpu:0")
+    assert seen["generator"] == cpu0 and seen["projection"] == cpu0
+    assert seen["fine-tuning"] == [cpu0] * 3 and row["device"] == "cpu:0"  # the run, then the pair's two
+    assert pair.augmented is not None and next(pair.augmented.parameters()).device.type == "cpu"

@@ -58,7 +58,8 @@ __all__ = [
     "StudyConfig", "study_config", "ScenarioData", "load_scenario", "condition_ids", "make_folds", "real_subset",
     "run_seed", "RunSpec", "plan_runs", "results_path", "append_row", "read_results", "finished_runs", "StudyInputs",
     "prepare_inputs", "run_one", "five_fold_runs", "study_tables", "study_statements", "main",
-    "projection_settings", "classifier_weights_path", "config_from_params", "pose_instruments",
+    "projection_settings", "classifier_weights_path", "config_from_params", "pose_instruments", "study_device",
+    "fit_run", "FittedRun", "prepared_config",
 ]
 
 CONDITIONS = ("real", "real+affine", "real+perturb", "real+rotate", "real+perturb+rotate")
@@ -114,6 +115,7 @@ class StudyConfig:
     pose_annotator: str | None = None
     vgg16_weights: str | None = None
     lpips_weights: str | None = None
+    device: str | None = None  # every stage's device; None: CUDA when present, else the CPU
 
     @property
     def fold_ids(self) -> tuple[int, ...]:
@@ -122,7 +124,7 @@ class StudyConfig:
     def identity(self) -> dict:
         """The settings that change a row's result (not which rows are run, nor how many workers)."""
         d = asdict(self)
-        for k in ("folds", "shots", "conditions", "scenarios", "workers", "profile"):
+        for k in ("folds", "shots", "conditions", "scenarios", "workers", "profile", "device"):
             d.pop(k)
         for k in OPTIONAL_FIELDS:  # unset: the study id is what it was before these settings existed
             if d[k] is None:
@@ -467,6 +469,13 @@ def projection_settings(config: StudyConfig):
     return ProjectionSettings(**{**(config.projection or {}), **lpips})
 
 
+def study_device(config: StudyConfig):
+    """The device every stage of the study runs on (``config.device``, else CUDA when present)."""
+    from dapper.utils import get_device
+
+    return get_device(config.device)
+
+
 def pose_instruments(config: StudyConfig, device="cpu") -> tuple:
     """(vehicle detector, pose estimator) the config names (:mod:`dapper.instruments`); None for
     each left unset (the embedded world's then, loaded where needed)."""
@@ -528,11 +537,12 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
                if any(CONDITION_METHOD.get(c) == m for c in config.conditions)]
     composes = sorted({condition_compose(c) for c in config.conditions if c in CONDITION_METHOD})
     need_rotation = any("rotate" in m for m in methods)
+    device = study_device(config)
     if G is None and methods:
         from dapper.stylegan2 import load_generator
         from dapper.utils import default_generator_path
 
-        G = load_generator(config.network or default_generator_path()).eval()
+        G = load_generator(config.network or default_generator_path(), device=device).eval()
     g_hash = weights_hash(G) if G is not None else "none"
     d_id = ""
     if need_rotation:
@@ -556,8 +566,10 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
             settings = projection_settings(config)
 
             def project(G, images):
-                _project_in_parallel(G, images, settings, config.workers)
-                return project_images(G, images, settings=settings, cache=True, progress=progress).ws
+                if device.type == "cpu":  # CPU processes fill the cache; one GPU does better alone
+                    _project_in_parallel(G, images, settings, config.workers)
+                return project_images(G, images, settings=settings, cache=True, progress=progress,
+                                      device=device).ws
 
         top = max(config.shots)
         for sc, d in data.items():
@@ -596,6 +608,11 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
 _PREPARED: dict = {}  # per process: (scenario, kind) -> prepared classifier tensors
 
 
+def prepared_config(inputs: StudyInputs, scenario: str) -> dict:
+    """The classifier's data config the study prepares a scenario's images with."""
+    return _prepared(inputs, scenario)["config"]
+
+
 def _prepared(inputs: StudyInputs, scenario: str):
     import torch
 
@@ -612,17 +629,31 @@ def _prepared(inputs: StudyInputs, scenario: str):
     return _PREPARED[key]
 
 
-def run_one(inputs: StudyInputs, spec: RunSpec, device=None) -> dict:
-    """Fine-tune and test one (scenario, condition, shots, fold); returns the results row."""
+@dataclass
+class FittedRun:
+    """A classifier fine-tuned as the study fine-tunes one run, and what it was fitted on."""
+
+    model: object
+    real_idx: np.ndarray
+    test_idx: np.ndarray
+    n_synthetic: int
+    steps: int
+    device: object
+
+
+def fit_run(inputs: StudyInputs, spec: RunSpec, device=None) -> FittedRun:
+    """Fine-tune the classifier of one (scenario, condition, shots, fold), exactly as the study does
+    (the one function behind :func:`run_one` and :func:`dapper.study.saliency.train_pair`): the
+    fold's nested real subset, the condition's synthetic images of those (its composition), the
+    study's settings and seed, on ``device`` (default: :func:`study_device`)."""
     import dataclasses as dc
-    import datetime
 
     import torch
 
-    from dapper.classify import accuracy, prepare_images, train_classifier
+    from dapper.classify import prepare_images, train_classifier
 
-    t0, cpu0 = time.time(), time.process_time()
     cfg = inputs.config
+    device = study_device(cfg) if device is None else device
     d = inputs.data[spec.scenario]
     train_idx, test_idx = inputs.folds[spec.scenario][spec.fold]
     real_idx = real_subset(d.labels, train_idx, spec.shots, spec.fold, cfg.seed)
@@ -641,6 +672,23 @@ def run_one(inputs: StudyInputs, spec: RunSpec, device=None) -> dict:
     settings = dc.replace(cfg.finetune, affine=spec.condition == "real+affine")
     model = train_classifier(real_x, real_y, len(d.class_names), syn_x, syn_y, settings, seed=spec.seed,
                              model_name=cfg.classifier, weights=classifier_weights_path(cfg), device=device)
+    return FittedRun(model.eval(), real_idx, test_idx, n_syn, settings.steps(len(real_idx)), device)
+
+
+def run_one(inputs: StudyInputs, spec: RunSpec, device=None) -> dict:
+    """Fine-tune (:func:`fit_run`) and test one (scenario, condition, shots, fold); returns the
+    results row."""
+    import datetime
+
+    from dapper.classify import accuracy
+
+    t0, cpu0 = time.time(), time.process_time()
+    cfg = inputs.config
+    d = inputs.data[spec.scenario]
+    p = _prepared(inputs, spec.scenario)
+    fitted = fit_run(inputs, spec, device)
+    model, real_idx, test_idx, n_syn = fitted.model, fitted.real_idx, fitted.test_idx, fitted.n_synthetic
+    method = CONDITION_METHOD.get(spec.condition)
     acc_fold = accuracy(model, p["x"][test_idx], p["y"][test_idx])
     acc_views = accuracy(model, p["views"], p["views_y"]) if p["views"] is not None else math.nan
     primary = acc_views if spec.scenario == "homogeneous" else acc_fold
@@ -649,8 +697,8 @@ def run_one(inputs: StudyInputs, spec: RunSpec, device=None) -> dict:
         "seed": spec.seed, "accuracy": round(primary, 6), "n_real": len(real_idx), "n_synthetic": n_syn,
         "scenario": spec.scenario, "accuracy_fold": round(acc_fold, 6),
         "accuracy_views": round(acc_views, 6) if math.isfinite(acc_views) else "",
-        "n_test": len(test_idx), "n_test_views": len(d.views_labels), "steps": settings.steps(len(real_idx)),
-        "profile": cfg.profile, "study_id": inputs.ids[spec.condition],
+        "n_test": len(test_idx), "n_test_views": len(d.views_labels), "steps": fitted.steps,
+        "profile": cfg.profile, "study_id": inputs.ids[spec.condition], "device": str(fitted.device),
         "generator": inputs.generator if method is not None else "",
         "seconds": round(time.time() - t0, 2), "cpu_seconds": round(time.process_time() - cpu0, 2),
         "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -687,6 +735,8 @@ def five_fold_runs(config: StudyConfig, inputs: StudyInputs | None = None, path:
     done = finished_runs(path, inputs.ids)
     todo = [s for s in plan_runs(config) if _row_key(s.scenario, s.condition, s.shots, s.fold) not in done]
     workers = config.workers if workers is None else workers
+    if study_device(config).type == "cuda":  # one GPU: runs one after another, each on it
+        workers = 1
     workers = max(1, min(workers, len(todo)))
     t = time.time()
     bar = None

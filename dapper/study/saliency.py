@@ -96,7 +96,7 @@ def resolve_target_layers(model: torch.nn.Module, target_layers=None) -> list[to
 
 
 def model_input(model: torch.nn.Module, images, config: dict | None = None) -> torch.Tensor:
-    """The classifier's input tensor, float [N, 3, h, w].
+    """The classifier's input tensor, float [N, 3, h, w], on the classifier's device.
 
     images: uint8 ``[N, H, W, 3]`` (numpy, as datasets give them) or uint8 ``[N, 3, h, w]``
     (from :func:`dapper.classify.prepare_images`) are resized/cropped by timm's eval transform
@@ -105,16 +105,17 @@ def model_input(model: torch.nn.Module, images, config: dict | None = None) -> t
     """
     from dapper.classify import data_config, normalise, prepare_images
 
+    device = next(model.parameters()).device
     if isinstance(images, torch.Tensor) and images.is_floating_point():
         assert images.ndim == 4, images.shape
-        return images
+        return images.to(device)
     config = config or data_config(model)
     x = images
     if isinstance(x, np.ndarray):
         assert x.dtype == np.uint8 and x.ndim == 4, (x.dtype, x.shape)
         x = prepare_images(x, config) if x.shape[-1] == 3 else torch.from_numpy(x)
     assert x.dtype == torch.uint8 and x.ndim == 4 and x.shape[1] == 3, (x.dtype, x.shape)
-    return normalise(x, config)
+    return normalise(x, config).to(device)
 
 
 def prepare_masks(masks: np.ndarray, config: dict) -> np.ndarray:
@@ -566,40 +567,17 @@ def train_pair(inputs, scenario: str, fold: int, shots: int, condition: str = "r
     keeping the models (the study keeps only their accuracy).
 
     inputs: :class:`dapper.study.experiments.StudyInputs` whose config lists ``condition`` (its
-    synthetic images are made by ``prepare_inputs``). A test holds the accuracies equal to
-    ``run_one``'s.
+    synthetic images are made by ``prepare_inputs``); both models come from
+    :func:`dapper.study.experiments.fit_run`, the function behind every row of the study.
     """
-    import dataclasses
-
-    from dapper.classify import create_classifier, data_config, prepare_images, train_classifier
     from dapper.study import experiments as E
 
-    cfg = inputs.config
-    d = inputs.data[scenario]
-    train_idx, test_idx = inputs.folds[scenario][fold]
-    real_idx = E.real_subset(d.labels, train_idx, shots, fold, cfg.seed)
-    seed = E.run_seed(cfg.seed, fold, shots)
-    n_classes = len(d.class_names)
-    # The study's own reading of classifier_weights ("default" means the shipped file for the
-    # embedded model), so that both code paths fine-tune the same starting point.
-    weights = E.classifier_weights_path(cfg)
-    config = data_config(create_classifier(n_classes, cfg.classifier, weights))
-    real_x = prepare_images(d.images[real_idx], config)
-    real_y = torch.from_numpy(d.labels[real_idx])
-    method = E.CONDITION_METHOD.get(condition)
-    syn_x = syn_y = None
-    if method is not None:
-        syn = inputs.synthetic[scenario].select(
-            [d.keys[i] for i in real_idx], [method], test_keys=[d.keys[i] for i in test_idx], fold=fold)
-        syn_x, syn_y = prepare_images(syn.images, config), torch.from_numpy(syn.labels)
-    models = {}
-    for cond in ("real", condition):
-        settings = dataclasses.replace(cfg.finetune, affine=cond == "real+affine")
-        sx, sy = (syn_x, syn_y) if cond == condition else (None, None)
-        models[cond] = train_classifier(real_x, real_y, n_classes, sx, sy, settings, seed=seed,
-                                        model_name=cfg.classifier, weights=weights, device=device).eval()
-    return ClassifierPair(models["real"], models[condition], scenario, fold, shots, seed, condition,
-                          len(real_idx), 0 if syn_x is None else len(syn_x), config)
+    seed = E.run_seed(inputs.config.seed, fold, shots)
+    fitted = {cond: E.fit_run(inputs, E.RunSpec(scenario, cond, shots, fold, seed), device)
+              for cond in ("real", condition)}
+    config = E.prepared_config(inputs, scenario)
+    return ClassifierPair(fitted["real"].model, fitted[condition].model, scenario, fold, shots, seed, condition,
+                          len(fitted["real"].real_idx), fitted[condition].n_synthetic, config)
 
 
 def object_masks(config, data, idx: Sequence[int], views: bool = False) -> np.ndarray:
