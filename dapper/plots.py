@@ -422,27 +422,32 @@ def fig_source_gan(result: dict, log=None, path=None):
     return fig
 
 
-def fig0_datasets(source: np.ndarray, targets: np.ndarray, class_names: Sequence[str], yaws: Sequence[float],
-                  path=None):
-    """The two datasets: source images (uint8 [N, R, R, 3], N a multiple of 8) in a grid of 8
-    columns, beside the target classes (uint8 [C, K, R, R, 3]: one row per class, one column per
-    yaw in ``yaws``, look-alike pairs in consecutive rows)."""
+def fig0_datasets(source, targets: np.ndarray, class_names: Sequence[str], columns: Sequence[str], path=None,
+                  target_title: str = "target classes, pairs in consecutive rows"):
+    """The datasets: source images (uint8 [N, R, R, 3], N a multiple of 8; None when the generator's
+    training set is not at hand, as in real mode) in a grid of 8 columns, beside the target classes
+    (uint8 [C, K, S, S, 3]: one row per class, column ``k`` labelled ``columns[k]``, look-alike
+    pairs in consecutive rows)."""
     import matplotlib.pyplot as plt
 
     use_style()
-    size = source.shape[1]
-    grid = source.reshape(-1, 8, size, size, 3).transpose(0, 2, 1, 3, 4).reshape(-1, 8 * size, 3)
-    c, k = targets.shape[:2]
+    c, k, size = targets.shape[:3]
     rows = targets.transpose(0, 2, 1, 3, 4).reshape(c * size, k * size, 3)
-    fig, axes = plt.subplots(1, 2, figsize=(14, 9), gridspec_kw={"width_ratios": [1, 1]})
-    axes[0].imshow(grid)
-    axes[0].set_title("source set (unlabeled, no pickups)")
-    axes[0].set_axis_off()
-    axes[1].imshow(rows)
-    axes[1].set_yticks([size * (i + 0.5) for i in range(c)], list(class_names))
-    axes[1].set_xticks([size * (i + 0.5) for i in range(k)], [f"{y:g}°" for y in yaws])
-    axes[1].set_title("target classes, pairs in consecutive rows")
-    axes[1].grid(False)
+    panels = 1 if source is None else 2
+    fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 9), squeeze=False)
+    axes = axes[0]
+    if source is not None:
+        r = source.shape[1]
+        grid = source.reshape(-1, 8, r, r, 3).transpose(0, 2, 1, 3, 4).reshape(-1, 8 * r, 3)
+        axes[0].imshow(grid)
+        axes[0].set_title("source set (unlabeled, no pickups)")
+        axes[0].set_axis_off()
+    ax = axes[-1]
+    ax.imshow(rows)
+    ax.set_yticks([size * (i + 0.5) for i in range(c)], list(class_names))
+    ax.set_xticks([size * (i + 0.5) for i in range(k)], list(columns))
+    ax.set_title(target_title)
+    ax.grid(False)
     fig.tight_layout()
     _save(fig, path)
     return fig

@@ -279,7 +279,8 @@ def run_report(
     """Run the notebooks in order; return ``[(notebook name, seconds)]``; rebuild the index.
 
     Raises :class:`ParameterError` before running anything, or :class:`NotebookFailed` at the
-    first notebook that raises (later notebooks are not run, the index is left as it was).
+    first notebook that raises: later notebooks are not run, and the index records the notebooks
+    that finished and marks the failed one (its outputs and those after it are stale).
     """
     notebooks_dir = Path(notebooks_dir or repo_root() / "notebooks")
     reports_dir = prepare_reports_dir(Path(reports_dir or repo_root() / "reports"))
@@ -299,6 +300,12 @@ def run_report(
             run_notebook(nb, reports_dir / "notebooks" / nb.name, plan[nb], kernel, progress)
         except NotebookFailed as exc:
             exc.timings = [*timings, (nb.name, time.perf_counter() - start)]
+            # The notebooks that finished wrote new outputs: say so, and mark the failed one, so the
+            # index never describes the previous run beside this run's figures.
+            run_info = {"profile": profile, "dataset": dataset, **(extras or {})}
+            record_runs(reports_dir, run_info, timings, {n.name: plan[n] for n in notebooks})
+            mark_failed(reports_dir, nb.name, run_info, str(exc).splitlines()[0] if str(exc) else "failed")
+            write_index(reports_dir, run_info, timings)
             raise
         timings.append((nb.name, time.perf_counter() - start))
         print(f"    {nb.name} done in {_fmt_seconds(timings[-1][1])}", flush=True)
@@ -318,6 +325,15 @@ def read_runs(reports_dir: Path) -> dict:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     except (OSError, ValueError):
         return {}
+
+
+def mark_failed(reports_dir: Path, name: str, run_info: dict[str, object], error: str) -> None:
+    """Record in ``notebook_runs.json`` that notebook ``name`` failed in this run: its outputs
+    (and those of the notebooks after it) are from earlier runs, or missing."""
+    runs = read_runs(reports_dir)
+    runs[name] = {**{k: v for k, v in run_info.items() if k != "only"}, "status": "FAILED", "error": error[:200],
+                  "finished": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "seconds": 0.0}
+    atomic_write_bytes(Path(reports_dir) / RUNS_FILE, (json.dumps(runs, indent=1, sort_keys=True) + "\n").encode())
 
 
 def record_runs(reports_dir: Path, run_info: dict[str, object], timings: list[tuple[str, float]],
@@ -445,12 +461,17 @@ def _runs_table(reports_dir: Path) -> list[str]:
     runs = read_runs(reports_dir)
     if not runs:
         return []
-    keys = sorted({k for r in runs.values() for k in r} - {"finished", "seconds"})
-    lines = ["Outputs on this page, by the notebook run that wrote them:", "",
+    keys = sorted({k for r in runs.values() for k in r} - {"finished", "seconds", "status", "error"})
+    failed = sorted(n for n, r in runs.items() if r.get("status") == "FAILED")
+    warn = [f"**The last run of {n} failed** ({runs[n].get('error', '')}): its outputs below, and those of the "
+            "notebooks after it, are from earlier runs or missing." for n in failed]
+    lines = [*warn, *([""] if warn else []), "Outputs on this page, by the notebook run that wrote them:", "",
              "| notebook | " + " | ".join(keys) + " | finished | wall |", "|---" * (len(keys) + 3) + "|"]
     for name in sorted(runs):
         r = runs[name]
         cells = [str(r.get(k, "")) for k in keys]
+        if r.get("status") == "FAILED":
+            name = f"{name} (FAILED)"
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {r.get('finished', '')} | "
                      f"{_fmt_seconds(float(r.get('seconds', 0)))} |")
     mixed = {r.get("profile") for r in runs.values()}

@@ -210,7 +210,7 @@ def test_failing_notebook_stops_the_batch_and_names_notebook_and_cell(tmp_path, 
     assert "00_ok.ipynb" in err and "total" in err  # wall times of what ran
     assert not marker.exists(), "the batch went on after a failing notebook"
     assert (reports / "notebooks" / "01_bad.ipynb").exists()
-    assert not (reports / "index.md").exists()
+    assert "**The last run of 01_bad.ipynb failed**" in (reports / "index.md").read_text()
 
 
 def test_report_run_passes_parameters_and_rebuilds_index(tmp_path, monkeypatch):
@@ -460,3 +460,20 @@ def test_real_mode_models_are_checked_for_every_notebook_before_the_first_runs(t
     err = capsys.readouterr().err
     assert "needs classifier_weights" in err and "-p classifier_weights" in err
     assert not (tmp_path / "rep" / "notebooks" / "00_a.ipynb").exists()  # nothing ran
+
+
+def test_a_failed_run_marks_its_stale_outputs_in_the_index(tmp_path):
+    books, reports = tmp_path / "nb", tmp_path / "rep"
+    books.mkdir()
+    _write_notebook(books / "00_a.ipynb", BASE_PARAMS,
+                    "from dapper.utils import reports_dir\n"
+                    "(reports_dir('figures') / 'fig0_new.png').write_bytes(b'png')")
+    _write_notebook(books / "01_b.ipynb", BASE_PARAMS, "raise RuntimeError('boom')")
+    with pytest.raises(report.NotebookFailed):
+        report.run_report("quick", "toycars", notebooks_dir=books, reports_dir=reports, kernel="python3",
+                          progress=False)
+    index = (reports / "index.md").read_text()
+    assert "**The last run of 01_b.ipynb failed**" in index and "01_b.ipynb (FAILED)" in index
+    assert "| 00_a.ipynb | toycars | quick |" in index  # the notebook that finished is this run's
+    runs = json.loads((reports / "notebook_runs.json").read_text())
+    assert runs["01_b.ipynb"]["status"] == "FAILED" and "status" not in runs["00_a.ipynb"]
