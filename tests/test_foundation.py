@@ -477,3 +477,12 @@ def test_a_failed_run_marks_its_stale_outputs_in_the_index(tmp_path):
     assert "| 00_a.ipynb | toycars | quick |" in index  # the notebook that finished is this run's
     runs = json.loads((reports / "notebook_runs.json").read_text())
     assert runs["01_b.ipynb"]["status"] == "FAILED" and "status" not in runs["00_a.ipynb"]
+
+
+def test_the_readme_real_mode_command_names_every_model_parameter():
+    from dapper.params import REAL_MODE_MODELS
+
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("make report PROFILE=quick DATASET=stanford_cars")
+    command = readme[start:readme.index("```", start)]
+    assert [n for n in REAL_MODE_MODELS if f"-p {n} " not in command] == []
