@@ -194,12 +194,13 @@ def main(argv=None) -> int:
     ap.add_argument("--n-fd", type=int, default=2000, help="generated and source images per FD")
     ap.add_argument("--n-per-class", type=int, default=10, help="held-out views projected per class at the end")
     ap.add_argument("--report", action="store_true", help="only redraw the figure from the csv")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of --evaluate")
     args = ap.parse_args(argv)
     names = args.only or list(PILOTS)
     if args.report:
         write_rows(read_rows())
     elif args.evaluate:
-        evaluate_snapshots(names, args.n_fd, args.n_per_class, read_rows())
+        evaluate_snapshots(names, args.n_fd, args.n_per_class, read_rows(), threads=args.threads)
     else:
         for name in names:
             run_pilot(name, args.cpu_minutes, args.eval_every)
