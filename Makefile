@@ -17,7 +17,7 @@ REPORT_ARGS ?=
 TEST_REPORTS := $(CURDIR)/.cache/test-reports
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test report lint world-models world-calibration source-gan source-gan-gpu clean
+.PHONY: help setup test report lint world-models world-calibration source-gan source-gan-more source-gan-gpu clean
 
 help:
 	@echo "make setup     create .venv, install dapper (pinned), register the 'dapper' Jupyter kernel"
@@ -26,8 +26,9 @@ help:
 	@echo "make lint      ruff check"
 	@echo "make world-models  retrain every helper model of the embedded world (oracles, annotators, perceptual, classifier)"
 	@echo "make world-calibration  measure the embedded world against its 64 px instruments (reports/results/world_calibration.csv)"
-	@echo "make source-gan  the world-v1 generator's CPU recipe, 0-160 kimg, on the current (v2) source set (about 100 min)"
-	@echo "make source-gan-gpu  both legs of that recipe, the GPU one 160-410 kimg (needs CUDA)"
+	@echo "make source-gan  the world-v2 source generator from scratch on the CPU, resumable, in legs (hours)"
+	@echo "make source-gan-more  one more leg of it, from its exported training state"
+	@echo "make source-gan-gpu  world v1's two-leg recipe (CPU 0-160 kimg, GPU 160-410; needs CUDA)"
 	@echo "make clean     remove caches, build files and executed notebooks (keeps .venv and .cache)"
 
 setup:
@@ -63,11 +64,21 @@ world-models:
 world-calibration:
 	$(PY) -m dapper world-calibration
 
-# Resumable: interrupt and run again to continue; the finished run is exported to checkpoints/.
+# The world-v2 source generator from scratch on the 2 CPU cores, resumable (interrupt and run
+# again), to the length of the exported one (checkpoints/source_gan_v2.json); every snapshot, at
+# least every 30 minutes, exports it and its training state and records the leg in its JSON.
+SOURCE_GAN_KIMG = $(shell $(PY) -c "import json; print(json.load(open('checkpoints/source_gan_v2.json'))['metadata']['kimg'])" 2>/dev/null || echo 5000)
 source-gan:
-	$(PY) -m dapper train-gan --config checkpoints/source_gan_train.json --out runs/source_gan --export checkpoints/source_gan
+	$(PY) -m dapper train-gan --config checkpoints/source_gan_v2_train.json --out runs/source_gan_v2 \
+		--export checkpoints/source_gan_v2 --snapshot-minutes 30 --total-kimg $(SOURCE_GAN_KIMG)
 
-# The shipped generator: the CPU leg (not exported, so a failed GPU leg leaves the shipped file as
+# One more leg of the world-v2 generator: from runs/source_gan_v2 when it is there, else from the
+# exported training state (fresh optimisers); stop it with Ctrl-C (it exports on the way out).
+source-gan-more:
+	$(PY) -m dapper train-gan --config checkpoints/source_gan_v2_train.json --out runs/source_gan_v2 \
+		--init checkpoints/source_gan_v2_state.safetensors --export checkpoints/source_gan_v2 --snapshot-minutes 30
+
+# The world-v1 generator (shipped until v2 replaces it) was trained in a CPU leg (not exported, so a failed GPU leg leaves the shipped file as
 # it was), then the GPU leg from its last state (fresh optimisers), which exports. Where the shipped
 # file was trained on in further legs (bench/gpu_train_leg.sh, listed under "legs" in the GPU config),
 # this trains the same network and data to the same length in one GPU leg, at the last leg's batch.
