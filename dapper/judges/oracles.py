@@ -20,7 +20,6 @@ Never used inside the method: the study's own pose annotator and classifiers are
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
@@ -33,6 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dapper.fitting import EpochSampler, fit, one_cycle
+from dapper.judges import command_line
 from dapper.modelfile import read_model, save_model
 from dapper.utils import repo_root
 
@@ -449,20 +449,8 @@ def evaluate(kind: str, model: nn.Module, scale: float = 1.0) -> dict:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m dapper oracles", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("action", choices=["train", "eval"])
-    ap.add_argument("kind", choices=sorted(CONFIGS))
-    ap.add_argument("--scale", type=float, default=1.0, help="shrink data/epochs (smoke tests)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=None, help="checkpoint folder (default checkpoints/)")
-    args = ap.parse_args(argv)
-    if args.action == "train":
-        train(args.kind, args.out, args.scale, args.threads)
-    else:
-        torch.set_num_threads(args.threads)
-        model = _load(args.kind, "cpu", checkpoint_path(args.kind, args.out))
-        print(json.dumps(evaluate(args.kind, model, args.scale), indent=1))
+    command_line(argv, "python -m dapper oracles", __doc__, CONFIGS, train,
+                 lambda kind, out, scale: evaluate(kind, _load(kind, "cpu", checkpoint_path(kind, out)), scale))
 
 
 if __name__ == "__main__":

@@ -302,19 +302,14 @@ def _atomic_torch_save(obj, path: Path) -> None:
 
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
-    """Write images [N, 3, H, W] in [-1, 1] as one PNG grid."""
-    from PIL import Image
+    """Write images [N, 3, H, W] in [-1, 1] as one PNG grid (torchvision's ``save_image``), atomically."""
+    from torchvision.utils import save_image
 
-    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    n, c, h, w = x.shape
-    rows = math.ceil(n / nrow)
-    grid = torch.zeros([c, rows * h, nrow * w], dtype=torch.uint8)
-    for i in range(n):
-        r, col = divmod(i, nrow)
-        grid[:, r * h:(r + 1) * h, col * w:(col + 1) * w] = x[i]
-    tmp = path.with_name(path.name + ".tmp.png")
-    Image.fromarray(grid.permute(1, 2, 0).numpy()).save(tmp)
-    os.replace(tmp, path)
+    from ..utils import atomic_save
+
+    x = images.detach().float().cpu().clamp(-1, 1)
+    atomic_save(path, lambda p: save_image(x, p, nrow=nrow, padding=0, normalize=True, value_range=(-1, 1),
+                                           format="png"))
 
 
 def export_generator(trainer: Trainer, path: Path, extra: dict | None = None) -> Path:
