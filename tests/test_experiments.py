@@ -270,3 +270,45 @@ def test_the_study_device_reaches_every_stage(tmp_path, monkeypatch):
     assert seen["generator"] == cpu0 and seen["projection"] == cpu0
     assert seen["fine-tuning"] == [cpu0] * 3 and row["device"] == "cpu:0"  # the run, then the pair's two
     assert pair.augmented is not None and next(pair.augmented.parameters()).device.type == "cpu"
+
+
+def test_superseded_rows_move_to_the_archive_and_the_code_is_part_of_the_study_id(tmp_path, monkeypatch):
+    path = tmp_path / "five_fold.csv"
+    rows = [dict(dataset="toycars", condition=c, shots_per_class=2, fold=0, seed=1, accuracy=0.5, n_real=20,
+                 n_synthetic=0, profile=p, study_id=i) for c, p, i in
+            [("real", "full", "old"), ("real", "full", "new"), ("real+affine", "full", "new2"),
+             ("real", "quick", "old"), ("real+perturb", "full", "gone")]]
+    for r in rows:
+        E.append_row(path, r)
+    moved = E.archive_superseded(path, {"real": "new", "real+affine": "new2"}, "full", "toycars")
+    assert moved == 1  # the quick row and the condition this study does not run stay
+    kept = pd.read_csv(path, dtype={"study_id": str})
+    assert sorted(kept.study_id) == ["gone", "new", "new2", "old"] and len(kept) == 4
+    archived = pd.read_csv(E.archive_path(path), dtype={"study_id": str})
+    assert archived.study_id.tolist() == ["old"] and archived.profile.tolist() == ["full"]
+    assert E.archive_superseded(path, {"real": "new", "real+affine": "new2"}, "full", "toycars") == 0
+    # a change to the fine-tuning code gives other ids
+    cfg = E.study_config("quick")
+    a = E.condition_ids(cfg, "g", "d")
+    monkeypatch.setattr(E, "code_version", lambda files: "changed")
+    b = E.condition_ids(cfg, "g", "d")
+    assert all(a[c] != b[c] for c in a)
+
+
+def test_synthetic_label_agreement_counts_what_the_oracle_says(tmp_path, monkeypatch):
+    from dapper.augment import SyntheticSet
+    from dapper.judges import oracles
+
+    manifest = pd.DataFrame({"source_key": ["a", "a", "b", "b"], "method": ["perturb"] * 4,
+                             "compose": ["generated"] * 4, "fold": [0] * 4})
+    syn = SyntheticSet(np.zeros((4, 8, 8, 3), np.uint8), np.array([0, 0, 2, 2]), manifest)
+    monkeypatch.setattr(oracles, "predict_identity", lambda images, model=None: (np.array([0, 1, 3, 5]), None))
+
+    class Inputs:
+        config = E.study_config("quick", conditions=("real", "real+perturb"))
+        synthetic = {"diverse": syn}
+
+    table = E.synthetic_label_agreement(Inputs(), identity_oracle=object())
+    row = table.iloc[0]
+    assert (row.condition, row.n_images, row.oracle_class_kept, row.oracle_pair_kept) == ("real+perturb", 4, 0.25, 0.75)
+    assert "real+perturb 25% (pair 75%)" in E.label_agreement_statement(table)

@@ -59,7 +59,8 @@ __all__ = [
     "run_seed", "RunSpec", "plan_runs", "results_path", "append_row", "read_results", "finished_runs", "StudyInputs",
     "prepare_inputs", "run_one", "five_fold_runs", "study_tables", "study_statements", "main",
     "projection_settings", "classifier_weights_path", "config_from_params", "pose_instruments", "study_device",
-    "fit_run", "FittedRun", "prepared_config",
+    "fit_run", "FittedRun", "prepared_config", "archive_superseded", "code_version",
+    "synthetic_label_agreement", "label_agreement_statement",
 ]
 
 CONDITIONS = ("real", "real+affine", "real+perturb", "real+rotate", "real+perturb+rotate")
@@ -77,7 +78,12 @@ def condition_compose(condition: str) -> str:
 
 REQUIRED_COLUMNS = ["dataset", "condition", "shots_per_class", "fold", "seed", "accuracy", "n_real", "n_synthetic"]
 EXTRA_COLUMNS = ["scenario", "accuracy_fold", "accuracy_views", "n_test", "n_test_views", "steps", "profile",
-                 "study_id", "generator", "seconds", "cpu_seconds", "finished_at"]
+                 "study_id", "generator", "seconds", "cpu_seconds", "finished_at", "device"]
+# The code a row's number comes from: a change to any of these files (the fine-tuning recipe, its
+# loop, the classifier's data handling; the augmentation for the generative conditions) gives new
+# study ids, so rows made by other code are never reused.
+RECIPE_FILES = ("dapper/classify.py", "dapper/fitting.py")
+GENERATIVE_RECIPE_FILES = ("dapper/augment.py",)
 COLUMNS = REQUIRED_COLUMNS + EXTRA_COLUMNS
 SCENARIOS = ("diverse", "homogeneous")
 
@@ -366,6 +372,47 @@ def _row_key(scenario, condition, shots, fold) -> tuple:
     return (str(scenario), str(condition), int(shots), int(fold))
 
 
+def archive_path(path: str | Path) -> Path:
+    """Where :func:`archive_superseded` keeps the rows it takes out of ``path``."""
+    path = Path(path)
+    return path.with_name(path.stem + "_archive" + path.suffix)
+
+
+def archive_superseded(path: str | Path, ids: dict, profile: str, dataset: str) -> int:
+    """Move the rows of ``path`` that this study (``ids``: condition -> study id) supersedes, rows of
+    the same profile, dataset and condition made with other settings, code or models, to
+    :func:`archive_path` (appended), so the results file holds one study. Returns how many moved.
+    Rows of other profiles or datasets stay."""
+    import fcntl
+
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return 0
+    with open(path, "r+", newline="") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            df = pd.read_csv(f, dtype={"study_id": str, "generator": str})
+            if df.empty or "study_id" not in df.columns:
+                return 0
+            mine = (df.get("profile", pd.Series(profile, index=df.index)).astype(str) == profile) & (
+                df["dataset"].astype(str) == dataset) & df["condition"].isin(list(ids))
+            old = mine & (df["study_id"] != df["condition"].map(ids))
+            if not old.any():
+                return 0
+            archive = archive_path(path)
+            # archive first, then replace the file atomically: a crash in between duplicates rows in
+            # the archive and never loses one (the study runs start only after this)
+            df[old].to_csv(archive, mode="a", header=not archive.exists() or archive.stat().st_size == 0, index=False)
+            from dapper.utils import atomic_save
+
+            atomic_save(path, lambda p: df[~old].to_csv(p, index=False))
+            return int(old.sum())
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 def finished_runs(path: str | Path, study_id: str | dict) -> set[tuple]:
     """Keys ``(scenario, condition, shots, fold)`` of the rows the study already wrote."""
     import pandas as pd
@@ -446,11 +493,24 @@ def classifier_weights_path(config: StudyConfig):
     return config.classifier_weights
 
 
+def code_version(files) -> str:
+    """sha256 (16 hex digits) of the source files ``files`` (paths from the repository root)."""
+    from dapper.utils import repo_root
+
+    h = hashlib.sha256()
+    for name in files:
+        h.update(name.encode() + b"\0" + (repo_root() / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def condition_ids(config: StudyConfig, generator: str, direction_id: str) -> dict[str, str]:
-    """Study id per condition: a hash of what that condition's rows depend on."""
+    """Study id per condition: a hash of what that condition's rows depend on, the code that makes
+    them included (:data:`RECIPE_FILES`)."""
     ident = config.identity()
     ident["classifier_weights"] = _file_hash(classifier_weights_path(config))
+    ident["code"] = code_version(RECIPE_FILES)
     generative = {k: ident.pop(k) for k in ("augment", "projection", "network")}
+    generative["augment_code"] = code_version(GENERATIVE_RECIPE_FILES)
     ids = {}
     for cond in CONDITIONS + RESIDUAL_CONDITIONS:
         d = dict(ident)
@@ -732,6 +792,9 @@ def five_fold_runs(config: StudyConfig, inputs: StudyInputs | None = None, path:
 
     inputs = inputs or prepare_inputs(config, progress=progress)
     path = Path(path) if path is not None else results_path()
+    moved = archive_superseded(path, inputs.ids, config.profile, config.dataset)
+    if moved and progress:
+        print(f"{moved} superseded rows moved to {archive_path(path).name}")
     done = finished_runs(path, inputs.ids)
     todo = [s for s in plan_runs(config) if _row_key(s.scenario, s.condition, s.shots, s.fold) not in done]
     workers = config.workers if workers is None else workers
@@ -808,6 +871,45 @@ def _with_holm(table):
         for _, idx in table.groupby("scenario").groups.items():
             table.loc[idx, f"{col}_holm"] = stats.holm(table.loc[idx, col].to_numpy(float))
     return table
+
+
+def synthetic_label_agreement(inputs: StudyInputs, identity_oracle=None):
+    """How many of each generative condition's synthetic images the independent identity oracle
+    still assigns to their label (and to their look-alike pair), per scenario: a gain or a loss of
+    a condition can then be read against the label noise it adds. toycars only (a DataFrame with
+    scenario, condition, n_images, oracle_class_kept, oracle_pair_kept); empty in real mode."""
+    import pandas as pd
+
+    if inputs.config.dataset != "toycars":
+        return pd.DataFrame(columns=["scenario", "condition", "n_images", "oracle_class_kept", "oracle_pair_kept"])
+    from dapper.data import toycars
+    from dapper.judges import oracles
+
+    identity_oracle = oracles.load_identity_oracle() if identity_oracle is None else identity_oracle
+    twin = np.arange(len(toycars.TARGET_CLASSES))
+    for a, b in toycars.PAIRS:
+        twin[a], twin[b] = b, a
+    rows = []
+    for scenario, pool in inputs.synthetic.items():
+        for cond in [c for c in inputs.config.conditions if c in CONDITION_METHOD]:
+            part = pool.select(methods=[CONDITION_METHOD[cond]], compose=condition_compose(cond))
+            if not len(part):
+                continue
+            pred = oracles.predict_identity(part.images, identity_oracle)[0]
+            rows.append({"scenario": scenario, "condition": cond, "n_images": len(part),
+                         "oracle_class_kept": float((pred == part.labels).mean()),
+                         "oracle_pair_kept": float(((pred == part.labels) | (pred == twin[part.labels])).mean())})
+    return pd.DataFrame(rows)
+
+
+def label_agreement_statement(table) -> str:
+    """One sentence per scenario from :func:`synthetic_label_agreement` (generated, never typed)."""
+    lines = []
+    for sc, df in table.groupby("scenario", sort=False):
+        parts = ", ".join(f"{r.condition} {100 * r.oracle_class_kept:.0f}% (pair {100 * r.oracle_pair_kept:.0f}%)"
+                          for r in df.itertuples())
+        lines.append(f"- {sc}: the identity oracle assigns the synthetic images of {parts} to their label.")
+    return "\n".join(lines)
 
 
 def _pts(x: float) -> str:
