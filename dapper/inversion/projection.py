@@ -666,7 +666,7 @@ def project_images(G, images, masks=None, settings: ProjectionSettings | None = 
             finally:
                 bar.close()
     wall = time.perf_counter() - t_start
-    recon = synthesize(G, ws, max(bs, 8))
+    recon = synthesize(G, ws, max(bs, 8), clamp=False)  # quality clamps where it measures
     psnr, perc = _quality(recon, targets, valid, perceptual, max(bs, 8), device)
     metrics = {"psnr": psnr, "perceptual": perc, "steps": steps, "converged": converged,
                "failed": np.array(failed, dtype=object), "seconds": seconds, "cached": cached}

@@ -556,11 +556,13 @@ class Discriminator(torch.nn.Module):
 
 
 @torch.no_grad()
-def synthesize(G, ws, batch_size: int = 64, noise_mode: str = "const") -> torch.Tensor:
+def synthesize(G, ws, batch_size: int = 64, noise_mode: str = "const", clamp: bool = True) -> torch.Tensor:
     """Images of W+ latents ``ws`` [N, num_ws, w_dim] (any device; batches of ``batch_size`` on
-    ``G``'s device): float32 [N, C, R, R] clamped to [-1, 1], on the CPU."""
+    ``G``'s device): float32 [N, C, R, R] on the CPU, clamped to [-1, 1] unless ``clamp=False``."""
     device = next(G.parameters()).device
     ws = torch.as_tensor(ws, dtype=torch.float32)
-    out = [G.synthesis(ws[a:a + batch_size].to(device), noise_mode=noise_mode).float().clamp(-1, 1).cpu()
-           for a in range(0, len(ws), batch_size)]
+    out = []
+    for a in range(0, len(ws), batch_size):
+        x = G.synthesis(ws[a:a + batch_size].to(device), noise_mode=noise_mode).float()
+        out.append((x.clamp(-1, 1) if clamp else x).cpu())
     return torch.cat(out) if out else torch.zeros(0, G.img_channels, G.img_resolution, G.img_resolution)
