@@ -129,8 +129,24 @@ def check_pose_spec(spec: str) -> None:
         raise ValueError(f"pose_annotator={spec!r}: module {module!r} cannot be found on the Python path")
 
 
+class _FloatImages:
+    """The user's estimator, always given float NCHW images in [-1, 1] (uint8 NHWC ones converted)."""
+
+    def __init__(self, estimator, spec: str):
+        self.estimator, self.config = estimator, {"estimator": spec}
+
+    def predict(self, images) -> np.ndarray:
+        x = torch.as_tensor(images)
+        if x.dtype == torch.uint8:
+            x = x.permute(0, 3, 1, 2).float() / 127.5 - 1
+        return np.asarray(self.estimator.predict(x), dtype=np.float64) % 360.0
+
+    __call__ = predict
+
+
 def load_pose_estimator(spec: str, device="cpu"):
-    """The pose estimator ``spec`` names (see the module docstring); it must have ``predict``."""
+    """The pose estimator ``spec`` names (see the module docstring); it must have ``predict``.
+    A user's estimator is always given float NCHW images in [-1, 1]; its yaw is taken mod 360."""
     check_pose_spec(spec)
     if spec == "embedded":
         from dapper.judges.annotators import load_pose_annotator
@@ -140,7 +156,7 @@ def load_pose_estimator(spec: str, device="cpu"):
     estimator = getattr(importlib.import_module(module), attr)(device=device)
     if not callable(getattr(estimator, "predict", None)):
         raise TypeError(f"pose_annotator={spec!r} returned {type(estimator).__name__}, which has no predict(images)")
-    return estimator
+    return _FloatImages(estimator, spec)
 
 
 def describe(vehicle_detector, pose_annotator) -> str:

@@ -30,7 +30,8 @@ def test_a_torchvision_detector_loads_from_its_weights_file(tmp_path):
 
 class _Estimator:
     def predict(self, images):
-        return np.full(len(images), 42.0)
+        assert images.dtype == torch.float32 and images.shape[1] == 3  # always float NCHW
+        return np.full(len(images), 402.0)
 
 
 def make_estimator(device="cpu"):
@@ -43,7 +44,8 @@ def make_nothing(device="cpu"):
 
 def test_the_users_pose_estimator_is_imported_by_name():
     est = instruments.load_pose_estimator("test_instruments:make_estimator")
-    assert est.predict(torch.zeros(2, 3, 8, 8)).tolist() == [42.0, 42.0]
+    assert est.predict(torch.zeros(2, 3, 8, 8)).tolist() == [42.0, 42.0]  # mod 360
+    assert est.predict(np.zeros((2, 8, 8, 3), np.uint8)).tolist() == [42.0, 42.0]  # uint8 NHWC converted
     with pytest.raises(TypeError, match="no predict"):
         instruments.load_pose_estimator("test_instruments:make_nothing")
     with pytest.raises(ValueError, match="cannot be found"):
