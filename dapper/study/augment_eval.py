@@ -39,7 +39,7 @@ def _measure(images: torch.Tensor, labels: np.ndarray, base_cls: np.ndarray, pai
              pose_oracle) -> dict:
     cls = oracles.predict_identity(images, identity_oracle)[0]
     yaw = oracles.predict_yaw(images, pose_oracle)
-    twin = np.arange(int(max(labels.max(), cls.max())) + 1)
+    twin = np.arange(int(max(labels.max(), cls.max(), *(max(p) for p in pairs))) + 1)
     for a, b in pairs:
         twin[a], twin[b] = b, a
     return {"cls": cls, "yaw": yaw, "kept": cls == labels, "kept_vs_projection": cls == base_cls,
