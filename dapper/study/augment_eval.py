@@ -22,6 +22,7 @@ import torch
 from dapper.augment import perturb_ws
 from dapper.directions import Direction, apply_direction, yaw_sequence_metrics
 from dapper.judges import oracles
+from dapper.study.gan_eval import pair_hits
 from dapper.stylegan2 import synthesize
 
 __all__ = ["GOALS", "augment_identity", "goal_lines"]
@@ -39,11 +40,8 @@ def _measure(images: torch.Tensor, labels: np.ndarray, base_cls: np.ndarray, pai
              pose_oracle) -> dict:
     cls = oracles.predict_identity(images, identity_oracle)[0]
     yaw = oracles.predict_yaw(images, pose_oracle)
-    twin = np.arange(int(max(labels.max(), cls.max(), *(max(p) for p in pairs))) + 1)
-    for a, b in pairs:
-        twin[a], twin[b] = b, a
     return {"cls": cls, "yaw": yaw, "kept": cls == labels, "kept_vs_projection": cls == base_cls,
-            "pair_kept": (cls == labels) | (cls == twin[labels])}
+            "pair_kept": pair_hits(cls, labels, pairs)}
 
 
 def augment_identity(G, spaces: dict[str, torch.Tensor], labels, variants: dict[str, tuple[Direction, tuple]],

@@ -884,11 +884,9 @@ def synthetic_label_agreement(inputs: StudyInputs, identity_oracle=None):
         return pd.DataFrame(columns=["scenario", "condition", "n_images", "oracle_class_kept", "oracle_pair_kept"])
     from dapper.data import toycars
     from dapper.judges import oracles
+    from dapper.study.gan_eval import pair_hits
 
     identity_oracle = oracles.load_identity_oracle() if identity_oracle is None else identity_oracle
-    twin = np.arange(len(toycars.TARGET_CLASSES))
-    for a, b in toycars.PAIRS:
-        twin[a], twin[b] = b, a
     rows = []
     for scenario, pool in inputs.synthetic.items():
         for cond in [c for c in inputs.config.conditions if c in CONDITION_METHOD]:
@@ -898,7 +896,7 @@ def synthetic_label_agreement(inputs: StudyInputs, identity_oracle=None):
             pred = oracles.predict_identity(part.images, identity_oracle)[0]
             rows.append({"scenario": scenario, "condition": cond, "n_images": len(part),
                          "oracle_class_kept": float((pred == part.labels).mean()),
-                         "oracle_pair_kept": float(((pred == part.labels) | (pred == twin[part.labels])).mean())})
+                         "oracle_pair_kept": float(pair_hits(pred, part.labels, toycars.PAIRS).mean())})
     return pd.DataFrame(rows)
 
 

@@ -135,17 +135,24 @@ def identity_after_projection(G, n_per_class: int, steps: int | None = None, spa
     return out
 
 
+def pair_hits(pred, labels, pairs) -> np.ndarray:
+    """bool [N]: each prediction is its true label or that label's look-alike twin (``pairs`` of
+    class indices; a class outside every pair is its own pair)."""
+    pred, labels = np.asarray(pred), np.asarray(labels)
+    twin = np.arange(int(max(pred.max(initial=0), labels.max(initial=0), *(max(p) for p in pairs))) + 1)
+    for a, b in pairs:
+        twin[a], twin[b] = b, a
+    return (pred == labels) | (pred == twin[labels])
+
+
 def identity_shares(pred, labels, n_classes: int, pairs) -> dict:
     """``kept``, ``per_class`` and ``pair_kept`` (see :func:`identity_after_projection`) of
     predicted against true labels; classes outside every pair count as their own pair."""
     pred, labels = np.asarray(pred), np.asarray(labels)
-    twin = np.arange(n_classes)
-    for a, b in pairs:
-        twin[a], twin[b] = b, a
     hit = pred == labels
     per_class = np.array([hit[labels == c].mean() if (labels == c).any() else np.nan for c in range(n_classes)])
     return {"kept": float(hit.mean()), "per_class": per_class,
-            "pair_kept": float((hit | (pred == twin[labels])).mean())}
+            "pair_kept": float(pair_hits(pred, labels, pairs).mean())}
 
 
 def evaluate(G, n: int = 5000, seed: int = 0, with_projection: bool = True, n_per_class: int = 20) -> dict:
