@@ -194,7 +194,7 @@ def test_fit_calibrate_and_evaluate_end_to_end(G):
     ws = D.calibration_latents(s, 4, ref, num_ws=G.num_ws)
     # Calibrated (not capped at the W budget): the annotator reads about +-10 degrees at +-10 units.
     assert not d.metadata["calibration"]["capped"]
-    y = DC._annotate_edits(G, ws, d, [-10, 0, 10], ann, 64)
+    y = DC.annotate_edits(G, ws, d, [-10, 0, 10], ann, 64)
     assert 4 < np.median(D.yaw_sequence_metrics([-10, 0, 10], y)["slope"]) * 10 < 16
     summary, per_image = DE.evaluate_directions(
         G, {k: dirs[k] for k in ("paper/all", "random/all")}, ws, coefficients=(-10, 0, 10),

@@ -52,12 +52,12 @@ def calibrate_direction(G, direction: Direction, annotator, ws, target_degrees: 
     """
     probe = probe_shift / abs(direction.scale)
     coeffs = np.linspace(-probe, probe, n_coefficients)
-    dpu = _median_slope(coeffs, _annotate_edits(G, ws, direction, coeffs, annotator, batch_size))
+    dpu = _median_slope(coeffs, annotate_edits(G, ws, direction, coeffs, annotator, batch_size))
     limit = np.inf if max_shift is None else max_shift / abs(direction.scale)  # in the direction's units
     for _ in range(rounds):  # refine at the size of the real edit (yaw is not linear in W far out)
         reach = min(target_degrees / max(abs(dpu), 1e-9), limit)
         coeffs = np.linspace(-reach, reach, n_coefficients)
-        dpu_new = _median_slope(coeffs, _annotate_edits(G, ws, direction, coeffs, annotator, batch_size))
+        dpu_new = _median_slope(coeffs, annotate_edits(G, ws, direction, coeffs, annotator, batch_size))
         if dpu_new != 0:
             dpu = dpu_new
     capped = target_degrees / max(abs(dpu), 1e-9) > limit
@@ -74,7 +74,8 @@ def calibrate_direction(G, direction: Direction, annotator, ws, target_degrees: 
     return out
 
 
-def _annotate_edits(G, ws, direction, coeffs, annotator, batch_size) -> np.ndarray:
+def annotate_edits(G, ws, direction, coeffs, annotator, batch_size: int = 64) -> np.ndarray:
+    """Yaw the annotator reads on the edits of ``ws`` along ``direction`` at ``coeffs``: [N, K] degrees."""
     images = edit_images(G, ws, direction, coeffs, batch_size)
     n, k = images.shape[:2]
     return annotator.predict(images.reshape(n * k, *images.shape[2:])).reshape(n, k)

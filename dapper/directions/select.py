@@ -21,6 +21,7 @@ import dataclasses
 import numpy as np
 import torch
 
+from .calibrate import annotate_edits
 from .methods import Direction, edit_images, srgb_to_lab, yaw_sequence_metrics
 
 __all__ = ["SELECTION_COLUMNS", "SELECTION_RULE", "Selection", "measure_candidates", "select_direction",
@@ -150,9 +151,7 @@ def choose_layer_split(G, direction: Direction, annotator, ws, keep: float = 0.9
     coeffs = np.linspace(-coefficient, coefficient, 5)
     turn = {}
     for stop in range(1, num_ws + 1):
-        images = edit_images(G, ws, direction.replace(layers=(0, stop)), coeffs, batch_size)
-        n, k = images.shape[:2]
-        yaw = np.asarray(annotator.predict(images.reshape(n * k, *images.shape[2:]))).reshape(n, k)
+        yaw = annotate_edits(G, ws, direction.replace(layers=(0, stop)), coeffs, annotator, batch_size)
         turn[stop] = float(np.median(yaw_sequence_metrics(coeffs, yaw)["slope"]) * 2 * coefficient)
     full = turn[num_ws]
     if full == 0:
