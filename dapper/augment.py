@@ -305,7 +305,7 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
                 continue
         todo.append(i)
     if todo and w_std is None and any("perturb" in m for m in compute):
-        w_std = w_statistics(G, settings.w_samples, seed=settings.seed).std
+        w_std = w_statistics(G, settings.w_samples, seed=settings.seed, g_hash=g_hash).std
     if todo:
         bar = None
         if progress:

@@ -198,7 +198,7 @@ def train(network=None, out=None, scale: float = 1.0, threads: int = 1, seed: in
     t_sample = time.time() - t0
 
     enc = Encoder(G.w_dim, input_size=min(64, G.img_resolution) if G.img_resolution >= 16 else 16)
-    w_avg = w_statistics(G, 10000).mean
+    w_avg = w_statistics(G, 10000, g_hash=g_hash).mean
     with torch.no_grad():
         enc.w_avg.copy_(w_avg)
         enc.w_scale.copy_((w_train - w_avg).std(0).clamp_min(1e-3))

@@ -28,11 +28,12 @@ _MEMO: dict = {}
 
 
 @torch.no_grad()
-def w_statistics(G, n: int = 10000, seed: int = 123, batch_size: int = 2000) -> WStatistics:
+def w_statistics(G, n: int = 10000, seed: int = 123, batch_size: int = 2000, g_hash: str | None = None) -> WStatistics:
     """:class:`WStatistics` of ``G`` from ``n`` latents drawn with ``seed`` (123, as the official
     projector) on the CPU, mapped in batches of ``batch_size`` on ``G``'s device; memoised per
-    generator weights, ``n`` and ``seed``."""
-    key = (weights_hash(G), n, seed)
+    generator weights (``g_hash``: their :func:`dapper.utils.weights_hash` when the caller has it),
+    ``n`` and ``seed``."""
+    key = (g_hash or weights_hash(G), n, seed)
     if key not in _MEMO:
         device = next(G.parameters()).device
         z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed)).to(device)

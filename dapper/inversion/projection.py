@@ -632,7 +632,7 @@ def project_images(G, images, masks=None, settings: ProjectionSettings | None = 
     bs = batch_size or choose_batch_size(G, device)
     t_start = time.perf_counter()
     if todo:
-        stats = w_statistics(G, effective.w_avg_samples)
+        stats = w_statistics(G, effective.w_avg_samples, g_hash=g_hash)
         w_avg, w_std = stats.mean, stats.spread
         from tqdm.auto import tqdm
 
