@@ -78,7 +78,7 @@ def check_classes(classes) -> None:
 
 
 def check_params(profile: str, dataset: str, data_root=_NOT_GIVEN, network=_NOT_GIVEN, classes=_NOT_GIVEN,
-                 **models) -> None:
+                 executor="local", ray_address=None, **models) -> None:
     """Validate a notebook's papermill parameters before anything runs; raise with a message
     naming the bad one.
 
@@ -87,7 +87,8 @@ def check_params(profile: str, dataset: str, data_root=_NOT_GIVEN, network=_NOT_
     :data:`REAL_MODE_MODELS`), None when unset: in real mode each is then required (nothing of the
     embedded world is used unless named), and each given one must exist and be of its kind
     (``network`` a checkpoint, ``pose_annotator`` an importable ``module:function``).
-    ``classes``: see :func:`check_classes`.
+    ``classes``: see :func:`check_classes`. ``executor``/``ray_address``: where projection batches
+    and study runs go (:func:`dapper.executor.check_executor`).
     """
     if profile not in PROFILES:
         raise ValueError(f"profile={profile!r} is not one of {', '.join(PROFILES)}")
@@ -108,3 +109,6 @@ def check_params(profile: str, dataset: str, data_root=_NOT_GIVEN, network=_NOT_
             _check_model(name, value)
     if classes is not _NOT_GIVEN:
         check_classes(classes)
+    from dapper.executor import check_executor
+
+    check_executor(executor, ray_address)

@@ -173,8 +173,9 @@ def plan_parameters(
 
 def check_models(plan: dict[Path, dict[str, object]], profile: str, dataset: str) -> None:
     """Every model parameter any notebook of the run declares (``dapper.params.REAL_MODE_MODELS``,
-    and ``classes``), checked at once before the first notebook runs: in real mode a model no
-    ``-p`` names is missing for the notebook that needs it, hours later otherwise."""
+    ``classes``, ``executor`` and ``ray_address``), checked at once before the first notebook runs:
+    in real mode a model no ``-p`` names is missing for the notebook that needs it, hours later
+    otherwise."""
     from dapper.params import REAL_MODE_MODELS, check_params
 
     names = {n for nb in plan for n in declared_parameters(nb)}
@@ -182,9 +183,10 @@ def check_models(plan: dict[Path, dict[str, object]], profile: str, dataset: str
     models = {n: given.get(n) for n in REAL_MODE_MODELS if n in names}
     positional = {n: models.pop(n) for n in ("data_root", "network") if n in models}
     extra = {"classes": given.get("classes")} if "classes" in names else {}
+    extra.update({k: given[k] for k in ("executor", "ray_address") if k in names and k in given})
     try:
         check_params(profile, dataset, **positional, **extra, **models)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, ImportError) as exc:
         raise ParameterError(str(exc)) from None
 
 

@@ -312,3 +312,33 @@ def test_synthetic_label_agreement_counts_what_the_oracle_says(tmp_path, monkeyp
     row = table.iloc[0]
     assert (row.condition, row.n_images, row.oracle_class_kept, row.oracle_pair_kept) == ("real+perturb", 4, 0.25, 0.75)
     assert "real+perturb 25% (pair 75%)" in E.label_agreement_statement(table)
+
+
+# ---------------------------------------------------------------------------------------------
+# The study's tasks on a cluster
+
+
+def test_cluster_plan_counts_the_tasks_and_schedules_longest_first():
+    from dapper.study import cluster_plan as C
+
+    assert C.list_schedule([5, 4, 3, 3, 3], 2) == 10.0  # 5 / 4, 4+3, 5+3, 7+3: the queue, not the optimum (9)
+    assert C.list_schedule([], 3) == 0.0
+    with pytest.raises(ValueError):
+        C.list_schedule([1], 0)
+    cfg = E.study_config("full", "stanford_cars")
+    runs = E.plan_runs(cfg)
+    ordered = C.longest_first(cfg, runs, n_classes=10)
+    steps = [C.run_steps(cfg, s, 10) for s in ordered]
+    assert steps == sorted(steps, reverse=True) and len(ordered) == len(runs) == 5 * 5 * 5
+    n = C.projected_images(cfg, n_classes=10, n_per_class=80)
+    assert 10 * max(cfg.shots) <= n <= 10 * 80
+    tasks = C.study_tasks(cfg, 10, 80, projection_batch=8)
+    assert sum(tasks.projection_batches) == n and max(tasks.projection_batches) == 8
+    plan = C.study_plan(tasks, [1, 2, 8], step_seconds=2.0, batch_step_seconds=1.0)
+    one, two, eight = plan
+    expected = (sum(tasks.runs) * 2.0 + tasks.projection_steps * sum(tasks.projection_batches) / 8) / 3600
+    assert one["work_hours"] == pytest.approx(expected, abs=0.01) and one["hours"] == pytest.approx(expected, abs=0.01)
+    assert one["hours"] > two["hours"] > eight["hours"] >= one["hours"] / 8 - 0.01
+    assert all(0 < r["efficiency"] <= 1.0 for r in plan)
+    real_only = E.study_config("full", "stanford_cars", conditions=("real",))
+    assert C.study_tasks(real_only, 10, 80, 8).projection_batches == []

@@ -567,7 +567,8 @@ def _perceptual_for(settings: ProjectionSettings, device):
 
 
 def project_images(G, images, masks=None, settings: ProjectionSettings | None = None, cache: bool = True,
-                   progress: bool = True, device=None, batch_size: int | None = None) -> Projection:
+                   progress: bool = True, device=None, batch_size: int | None = None, executor="local",
+                   threads: int = 1) -> Projection:
     """Project images into the frozen generator's W (or W+) space.
 
     G: a dapper/stylegan2-ada style generator (``G.synthesis(ws, noise_mode=...)``, ``G.mapping``,
@@ -580,6 +581,10 @@ def project_images(G, images, masks=None, settings: ProjectionSettings | None = 
     cache: read and write per-image results under ``cache_dir("projections", <generator hash>)``.
     device: where to optimise (default: the generator's device). batch_size: None picks one by
     :func:`choose_batch_size`.
+    executor: ``"local"``, ``"ray"`` or an executor of :mod:`dapper.executor`; with Ray each batch is
+    a task (``threads`` CPUs, one GPU when ``device`` is CUDA and the cluster has GPUs), and this
+    process writes the cache as batches come back, so an interrupted run resumes from it. The
+    batches and their per-image noise are the same on both, so the results are too.
     """
     settings = settings or ProjectionSettings()
     device = torch.device(device) if device is not None else next(G.parameters()).device
@@ -633,38 +638,36 @@ def project_images(G, images, masks=None, settings: ProjectionSettings | None = 
     t_start = time.perf_counter()
     if todo:
         stats = w_statistics(G, effective.w_avg_samples, g_hash=g_hash)
-        w_avg, w_std = stats.mean, stats.spread
         from tqdm.auto import tqdm
 
+        from dapper.executor import get_executor
+
+        executor = get_executor(executor)
+        batches = [todo[a:a + bs] for a in range(0, len(todo), bs)]
         bar = tqdm(total=n, initial=n - len(todo), desc="projecting", unit="img", disable=not progress)
-        # Projection is an optimisation: it needs gradients even when called under torch.no_grad()
-        # (a notebook's inference block), or every image would stay at its start.
-        with torch.enable_grad():
-            try:
-                for a in range(0, len(todo), bs):
-                    chunk = todo[a:a + bs]
-                    tgt, msk = targets[chunk], valid[chunk]
-                    if encoder is not None:
-                        with torch.no_grad():
-                            w0 = encoder(tgt.to(device)).float()
-                            # A non-finite image gives a non-finite guess; start it at the mean so the
-                            # failure is reported by the loss, like any other.
-                            w0 = torch.where(torch.isfinite(w0).all(1, keepdim=True), w0, w_avg.to(device))
-                    else:
-                        w0 = w_avg.to(device).expand(len(chunk), -1)
-                    out = _optimise_batch(G, tgt, msk, w0, effective, perceptual, w_std, [keys[i] for i in chunk],
-                                          device, bar)
-                    b_ws, b_steps, b_conv, b_failed, b_sec = out
-                    for j, i in enumerate(chunk):
-                        ws[i], steps[i], converged[i] = b_ws[j], b_steps[j], b_conv[j]
-                        failed[i], seconds[i] = b_failed[j], b_sec[j]
-                        # Failures are not cached: a rerun tries them again.
-                        if folder is not None and not b_failed[j]:
-                            _write_cache(_cache_path(folder, keys[i], g_hash, s_hash), b_ws[j].numpy(), b_steps[j],
-                                         b_conv[j], b_sec[j], keys[i], g_hash, s_hash)
-                    bar.update(len(chunk))
-            finally:
-                bar.close()
+        if executor.name == "local":
+            parts = {"G": G, "perceptual": perceptual, "encoder": encoder, "w_avg": stats.mean, "w_std": stats.spread,
+                     "settings": effective, "device": device, "bar": bar}
+        else:  # the models travel to the workers on the CPU; each worker moves them to its device
+            gpus = 1 if device.type == "cuda" and executor.gpus_available() else 0
+            parts = {"G": _cpu_copy(G), "perceptual": _cpu_copy(perceptual), "encoder": _cpu_copy(encoder),
+                     "w_avg": stats.mean.cpu(), "w_std": _on(stats.spread, "cpu"), "settings": effective,
+                     "device": "cuda" if gpus else "cpu", "threads": threads, "key": (g_hash, s_hash)}
+        jobs = [(targets[c], valid[c], [keys[i] for i in c]) for c in batches]
+        options = {} if executor.name == "local" else {"num_cpus": threads, "num_gpus": gpus}
+        try:
+            for b, out in executor.map(_project_batch, jobs, shared=parts, **options):
+                b_ws, b_steps, b_conv, b_failed, b_sec = out
+                for j, i in enumerate(batches[b]):
+                    ws[i], steps[i], converged[i] = b_ws[j], b_steps[j], b_conv[j]
+                    failed[i], seconds[i] = b_failed[j], b_sec[j]
+                    # Failures are not cached: a rerun tries them again.
+                    if folder is not None and not b_failed[j]:
+                        _write_cache(_cache_path(folder, keys[i], g_hash, s_hash), b_ws[j].numpy(), b_steps[j],
+                                     b_conv[j], b_sec[j], keys[i], g_hash, s_hash)
+                bar.update(len(batches[b]))
+        finally:
+            bar.close()
     wall = time.perf_counter() - t_start
     recon = synthesize(G, ws, max(bs, 8), clamp=False)  # quality clamps where it measures
     psnr, perc = _quality(recon, targets, valid, perceptual, max(bs, 8), device)
@@ -679,6 +682,51 @@ def project_images(G, images, masks=None, settings: ProjectionSettings | None = 
 # ---------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------
+
+
+_WORKER_MODELS: dict = {}  # per worker process: (generator hash, settings hash, device) -> models on it
+
+
+def _on(x, device):
+    """A module or tensor moved to ``device``; anything else (None, a float) as it is."""
+    return x.to(device) if isinstance(x, (torch.Tensor, torch.nn.Module)) else x
+
+
+def _cpu_copy(module):
+    import copy
+
+    if module is None or all(p.device.type == "cpu" for p in module.parameters()):
+        return module
+    return copy.deepcopy(module).cpu()
+
+
+def _project_batch(parts: dict, job) -> tuple:
+    """Optimise one batch ``job = (targets, masks, keys)`` with the models in ``parts`` (see
+    :func:`project_images`); returns what :func:`_optimise_batch` does."""
+    tgt, msk, keys = job
+    device = torch.device(parts["device"])
+    models = {k: parts[k] for k in ("G", "perceptual", "encoder", "w_avg", "w_std")}
+    if "key" in parts:  # a worker: its models, moved to its device once per process
+        torch.set_num_threads(int(parts["threads"]))
+        cache_key = (*parts["key"], str(device))
+        if cache_key not in _WORKER_MODELS:
+            _WORKER_MODELS.clear()
+            _WORKER_MODELS[cache_key] = {k: _on(v, device) for k, v in models.items()}
+        models = _WORKER_MODELS[cache_key]
+    G, encoder, w_avg = models["G"], models["encoder"], models["w_avg"]
+    # Projection is an optimisation: it needs gradients even when called under torch.no_grad()
+    # (a notebook's inference block), or every image would stay at its start.
+    with torch.enable_grad():
+        if encoder is not None:
+            with torch.no_grad():
+                w0 = encoder(tgt.to(device)).float()
+                # A non-finite image gives a non-finite guess; start it at the mean so the
+                # failure is reported by the loss, like any other.
+                w0 = torch.where(torch.isfinite(w0).all(1, keepdim=True), w0, w_avg.to(device))
+        else:
+            w0 = w_avg.to(device).expand(len(keys), -1)
+        return _optimise_batch(G, tgt, msk, w0, parts["settings"], models["perceptual"], models["w_std"], keys,
+                               device, parts.get("bar"))
 
 
 def _list_images(folder: Path) -> list[Path]:
@@ -732,16 +780,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when present)")
     ap.add_argument("--no-cache", action="store_true")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (per Ray task with --executor ray)")
+    ap.add_argument("--executor", choices=["local", "ray"], default="local",
+                    help="ray: each batch is a Ray task (pip install -e \".[ray]\")")
+    ap.add_argument("--ray-address", default=None,
+                    help="the Ray cluster to join (ray.init's address: 'auto', 'ray://head:10001'); "
+                    "default: a local Ray on this machine")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
 
     from dapper.data.images import load_images
+    from dapper.executor import get_executor
     from dapper.stylegan2 import load_generator
     from dapper.utils import default_generator_path, get_device
 
+    try:
+        executor = get_executor(args.executor, args.ray_address)
+    except (ValueError, ImportError) as e:
+        print(str(e), file=sys.stderr)
+        return 2
     if not args.images.is_dir():
         print(f"--images {args.images}: not a folder", file=sys.stderr)
         return 2
@@ -766,7 +825,7 @@ def main(argv: list[str] | None = None) -> int:
                                                 {k: np.zeros(0) for k in METRIC_COLUMNS}, [], settings, ""), skipped)
         return 1
     proj = project_images(G, images, settings=settings, cache=not args.no_cache, device=device,
-                          batch_size=args.batch_size)
+                          batch_size=args.batch_size, executor=executor, threads=args.threads or 1)
     names = [Path(p).name for p in kept]
     _write_outputs(args.out, names, proj, skipped)
     m = proj.metrics

@@ -223,13 +223,15 @@ class HeldoutTargets:
 
 
 def heldout_targets(G, dataset: str = "toycars", n_per_class: int = 1, data_root=None,
-                    projection_settings=None, progress: bool = True, classes=None) -> HeldoutTargets:
+                    projection_settings=None, progress: bool = True, classes=None,
+                    executor="local") -> HeldoutTargets:
     """Held-out target images projected into W (``dapper.inversion.projection.project_images``).
 
     toycars: ``n_per_class`` front-right three-quarter views per class (the kind of image the
     study augments), from a render stream (``EVAL_SEED``) that no notebook trains on.
     stanford_cars: the first ``n_per_class`` images per class (of ``classes``, default the ten) of
     ``data_root``, letterboxed into the generator's content box and projected with the bars masked out.
+    ``executor``: where the projection's batches run (:mod:`dapper.executor`).
     """
     if dataset == "toycars":
         from dapper.data import toycars
@@ -252,7 +254,7 @@ def heldout_targets(G, dataset: str = "toycars", n_per_class: int = 1, data_root
     from dapper.inversion.projection import project_images
 
     proj = project_images(G, images, masks=content if dataset == "stanford_cars" else None,
-                          settings=projection_settings, progress=progress)
+                          settings=projection_settings, progress=progress, executor=executor)
     return HeldoutTargets(torch.as_tensor(proj.ws, dtype=torch.float32).cpu(), images, labels, metas, masks,
                           f"projections of {what}")
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -60,7 +61,7 @@ __all__ = [
     "prepare_inputs", "run_one", "five_fold_runs", "study_tables", "study_statements", "main",
     "projection_settings", "classifier_weights_path", "config_from_params", "pose_instruments", "study_device",
     "fit_run", "FittedRun", "prepared_config", "archive_superseded", "code_version",
-    "synthetic_label_agreement", "label_agreement_statement",
+    "synthetic_label_agreement", "label_agreement_statement", "study_executor", "generator_resolution",
 ]
 
 CONDITIONS = ("real", "real+affine", "real+perturb", "real+rotate", "real+perturb+rotate")
@@ -122,6 +123,9 @@ class StudyConfig:
     vgg16_weights: str | None = None
     lpips_weights: str | None = None
     device: str | None = None  # every stage's device; None: CUDA when present, else the CPU
+    # where the grid's runs and the projection's batches run (dapper.executor): "local" or "ray"
+    executor: str = "local"
+    ray_address: str | None = None  # ray.init's address; None: a local Ray on this machine
 
     @property
     def fold_ids(self) -> tuple[int, ...]:
@@ -130,7 +134,8 @@ class StudyConfig:
     def identity(self) -> dict:
         """The settings that change a row's result (not which rows are run, nor how many workers)."""
         d = asdict(self)
-        for k in ("folds", "shots", "conditions", "scenarios", "workers", "profile", "device"):
+        for k in ("folds", "shots", "conditions", "scenarios", "workers", "profile", "device", "executor",
+                  "ray_address"):
             d.pop(k)
         for k in OPTIONAL_FIELDS:  # unset: the study id is what it was before these settings existed
             if d[k] is None:
@@ -160,14 +165,28 @@ def config_from_params(profile: str, dataset: str, data_root=None, network=None,
              lpips_weights=None if lpips_weights is None else str(lpips_weights))
     if dataset == "stanford_cars":
         from dapper.classify import REAL_MODEL
-        from dapper.stylegan2 import load_generator
 
-        o.update(image_size=load_generator(network).img_resolution, classifier=REAL_MODEL,
+        o.update(image_size=generator_resolution(network), classifier=REAL_MODEL,
                  classifier_weights=str(classifier_weights))
     elif classifier_weights is not None:
         o["classifier_weights"] = str(classifier_weights)
     o.update(overrides)
     return study_config(profile, dataset, **o)
+
+
+@functools.lru_cache(maxsize=8)
+def _resolution(path: str, stamp: tuple) -> int:
+    from dapper.stylegan2 import load_generator
+
+    return int(load_generator(path).img_resolution)
+
+
+def generator_resolution(network) -> int:
+    """The image size of the generator in the checkpoint ``network``, read once per file version
+    in a process (a notebook that builds two configs loads a 512 px checkpoint once)."""
+    path = Path(network).expanduser().resolve()
+    st = path.stat()
+    return _resolution(str(path), (st.st_mtime_ns, st.st_size))
 
 
 def study_config(profile: str = "full", dataset: str = "toycars", **overrides) -> StudyConfig:
@@ -625,11 +644,14 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
 
             settings = projection_settings(config)
 
+            executor = study_executor(config)
+
             def project(G, images):
-                if device.type == "cpu":  # CPU processes fill the cache; one GPU does better alone
+                if executor.name == "local" and device.type == "cpu":
+                    # CPU processes fill the cache; one GPU does better alone
                     _project_in_parallel(G, images, settings, config.workers)
                 return project_images(G, images, settings=settings, cache=True, progress=progress,
-                                      device=device).ws
+                                      device=device, executor=executor).ws
 
         top = max(config.shots)
         for sc, d in data.items():
@@ -765,6 +787,22 @@ def run_one(inputs: StudyInputs, spec: RunSpec, device=None) -> dict:
     }
 
 
+def study_executor(config: StudyConfig):
+    """The executor (:mod:`dapper.executor`) the config names."""
+    from dapper.executor import get_executor
+
+    return get_executor(config.executor, config.ray_address)
+
+
+def _grid_task(inputs: StudyInputs, job: tuple) -> dict:
+    """One grid cell as an executor's task: ``job = (spec, threads)``; returns its row."""
+    import torch
+
+    spec, threads = job
+    torch.set_num_threads(threads)
+    return run_one(inputs, spec)
+
+
 _WORKER: dict = {}
 
 
@@ -782,11 +820,15 @@ def _worker_run(spec: RunSpec) -> dict:
 
 
 def five_fold_runs(config: StudyConfig, inputs: StudyInputs | None = None, path: str | Path | None = None,
-                   workers: int | None = None, progress: bool = True, threads: int = 1):
+                   workers: int | None = None, progress: bool = True, threads: int = 1, executor=None):
     """Run every planned run not yet in the results file; return the study's rows (data frame).
 
     Each row is appended as soon as its run ends, so an interrupted study resumes where it
     stopped. ``workers > 1`` runs in that many processes (spawned, ``threads`` torch threads each).
+    ``executor`` (default: the config's, see :mod:`dapper.executor`): with Ray every run is a task
+    asking for ``threads`` CPUs and, when the study is not pinned to the CPU and the cluster has
+    GPUs, one GPU; this process appends the rows as the tasks finish (same file, lock and resume
+    rules; ``workers`` does not apply).
     """
     import torch
 
@@ -801,13 +843,28 @@ def five_fold_runs(config: StudyConfig, inputs: StudyInputs | None = None, path:
     if study_device(config).type == "cuda":  # one GPU: runs one after another, each on it
         workers = 1
     workers = max(1, min(workers, len(todo)))
+    from dapper.executor import get_executor
+
+    executor = study_executor(config) if executor is None else get_executor(executor)
     t = time.time()
     bar = None
     if progress and todo:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(todo), desc="five-fold runs", unit="run")
-    if workers == 1:
+    if executor.name != "local" and todo:
+        on_cpu = config.device is not None and str(config.device).startswith("cpu")
+        gpus = 0 if on_cpu or not executor.gpus_available() else 1
+        # longest first (a run's steps depend on its real images only): a first-come queue then
+        # finishes soonest (dapper.study.cluster_plan)
+        n_classes = {sc: len(d.class_names) for sc, d in inputs.data.items()}
+        todo = sorted(todo, key=lambda s: -config.finetune.steps(s.shots * n_classes[s.scenario]))
+        for _, row in executor.map(_grid_task, [(s, threads) for s in todo], shared=inputs, num_cpus=threads,
+                                   num_gpus=gpus):
+            append_row(path, row)
+            if bar is not None:
+                bar.update(1)
+    elif workers == 1:
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
@@ -1000,10 +1057,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--network", default=None)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default=None, help="results CSV (default: reports_dir('results')/five_fold.csv)")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="ray: every run and projection batch is a Ray task (pip install -e \".[ray]\")")
+    parser.add_argument("--ray-address", default=None,
+                        help="the Ray cluster to join ('auto', 'ray://head:10001'); default: a local Ray")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (CPUs per Ray task)")
     args = parser.parse_args(argv)
+    from dapper.executor import check_executor
+
+    check_executor(args.executor, args.ray_address)
     config = study_config(args.profile, args.dataset, data_root=args.data_root, network=args.network,
-                          workers=args.workers)
-    rows = five_fold_runs(config, path=args.out)
+                          workers=args.workers, executor=args.executor, ray_address=args.ray_address)
+    rows = five_fold_runs(config, path=args.out, threads=args.threads)
     tables = study_tables(rows)
     import pandas as pd
 
