@@ -5,7 +5,9 @@
 Measures the exported generator the way the pilots were measured (``bench/gan_pilots.py``: FD ratio
 to source renders in the identity oracle's features over two halves of source renders, pose
 coverage, and identity and pair kept after projecting 100 held-out target views in W and in W+,
-starting at the mean w) and appends one row to ``bench/results/source_gan_v2_legs.csv`` with the
+starting at the mean w; and, as the projection's own ceiling, the share of 100 generated images
+the oracle names most confidently that keep that name when projected back in W) and appends one
+row to ``bench/results/source_gan_v2_legs.csv`` with the
 generator's kimg and the CPU-hours of all its legs (from the legs its JSON records). A row for a
 kimg already measured is replaced. The curve, against the pilots' 45-minute points and the issue's
 goals, is drawn to ``bench/results/source_gan_v2_legs.png``. Run it with the training leg paused:
@@ -43,8 +45,10 @@ def plot(df) -> None:
     axes[0].set(xlabel="training CPU-hours (2 cores)", ylabel="FD ratio (log)", yscale="log",
                 title="distance to the source")
     for col, label in (("identity_kept_w", "identity, W"), ("identity_kept_wplus", "identity, W+"),
-                       ("pair_kept_w", "pair, W"), ("pose_coverage", "pose coverage")):
-        axes[1].plot(df["cpu_hours"], df[col], "o-", label=label)
+                       ("pair_kept_w", "pair, W"), ("pose_coverage", "pose coverage"),
+                       ("self_identity_kept_w", "own samples, W")):
+        if col in df:
+            axes[1].plot(df["cpu_hours"], df[col], "o-", label=label)
     for col, goal in GOALS.items():
         axes[1].axhline(goal, ls=":", lw=0.8, color="grey")
     axes[1].set(xlabel="training CPU-hours (2 cores)", ylim=(0, 1), ylabel="share",

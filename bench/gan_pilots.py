@@ -132,6 +132,9 @@ def evaluate_pilot(name, G, minutes, meta, n_fd, n_per_class) -> dict:
                    identity_kept_wplus=ident["w+"]["kept"], pair_kept_wplus=ident["w+"]["pair_kept"],
                    oracle_on_originals=ident["oracle_on_originals"],
                    n_projected=n_per_class * len(ident["w"]["per_class"]))
+        own = gan_eval.self_identity_after_projection(G, n=n_per_class * 10, init="w_avg")
+        row.update(self_identity_kept_w=own["w"]["kept"], self_pair_kept_w=own["w"]["pair_kept"],
+                   self_confidence=own["confidence"])
     row["g_params"] = sum(p.numel() for p in G.parameters())
     row["config"] = json.dumps(meta["train_config"])
     row["torch"] = torch.__version__

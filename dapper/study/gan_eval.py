@@ -135,6 +135,29 @@ def identity_after_projection(G, n_per_class: int, steps: int | None = None, spa
     return out
 
 
+def self_identity_after_projection(G, n: int = 100, pool: int = 1000, seed: int = 11, spaces=("w",),
+                                   init: str = "encoder") -> dict:
+    """The projection's own ceiling: of ``pool`` generated images, the ``n`` the identity oracle
+    names most confidently are projected back (as :func:`identity_after_projection` does); per
+    space, the share whose reconstruction the oracle names as it named the image (``kept``) or its
+    twin (``pair_kept``). The generator can draw these identities, so a low share here points at
+    the projection (its start, schedule or loss), a high one beside a low held-out share at what
+    the generator cannot draw. Also ``confidence``: the oracle's lowest probability among them."""
+    from dapper.data import toycars
+    from dapper.inversion.projection import ProjectionSettings, project_images
+
+    images = generate(G, pool, seed=seed)
+    named, probs = oracles.predict_identity(images)
+    top = np.argsort(-probs.max(1), kind="stable")[:n]
+    out = {"n": len(top), "confidence": float(probs.max(1)[top].min())}
+    for space in spaces:
+        proj = project_images(G, images[top], settings=ProjectionSettings(space=space, init=init), progress=True)
+        pred, _ = oracles.predict_identity(proj.reconstructions)
+        out[space] = {"kept": float((pred == named[top]).mean()),
+                      "pair_kept": float(pair_hits(pred, named[top], toycars.PAIRS).mean())}
+    return out
+
+
 def pair_hits(pred, labels, pairs) -> np.ndarray:
     """bool [N]: each prediction is its true label or that label's look-alike twin (``pairs`` of
     class indices; a class outside every pair is its own pair)."""
