@@ -47,6 +47,7 @@ test:
 
 report:
 	$(PY) -m dapper.report --profile $(PROFILE) --dataset $(DATASET) $(if $(ONLY),--only $(ONLY)) $(REPORT_ARGS)
+	$(PY) -m dapper status --write
 
 lint:
 	$(PY) -m ruff check .

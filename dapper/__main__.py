@@ -12,6 +12,7 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("dapper.report", "run the notebooks with papermill and rebuild reports/index.md"),
+    "status": ("dapper.study.status", "the README's status from the results files (--write updates README.md)"),
     "project": ("dapper.inversion.projection", "project real images into the generator's W space"),
     "augment": ("dapper.augment", "write synthetic training images for a fold"),
     "experiments": ("dapper.study.experiments", "run the five-fold study (resumable) and write its tables"),

@@ -1,0 +1,44 @@
+"""The README's status block is what the results files say (dapper.study.status)."""
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dapper.study import status as S
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_status_is_generated_from_the_results_files():
+    block = S.readme_block((ROOT / "README.md").read_text())
+    assert block == S.status_markdown(ROOT), (
+        "README.md's status block differs from the results files: run `python -m dapper status --write`")
+
+
+def test_a_changed_result_changes_the_status(tmp_path):
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    (tmp_path / "reports" / "results").mkdir(parents=True)
+    legs = ROOT / "bench" / "results" / "source_gan_v2_legs.csv"
+    shutil.copy(legs, tmp_path / "bench" / "results" / legs.name)
+    before = S.status_markdown(tmp_path)
+    assert "no full-profile rows" in before and "World-v2 source generator" in before
+    df = pd.read_csv(legs)
+    df.loc[df.index[-1], "identity_kept_w"] = 0.123
+    df.to_csv(tmp_path / "bench" / "results" / legs.name, index=False)
+    after = S.status_markdown(tmp_path)
+    assert after != before and "12% of cases in W" in after
+
+
+def test_only_the_latest_study_counts_and_the_block_round_trips():
+    rows = pd.DataFrame({"condition": ["real", "real", "real+perturb", "real+perturb"],
+                         "study_id": ["a", "a", "old", "new"],
+                         "finished_at": ["2026-01-01", "2026-01-02", "2026-01-01", "2026-01-03"]})
+    kept = S.latest_study(rows)
+    assert list(kept["study_id"]) == ["a", "a", "new"]
+    text = f"# x\n\n{S.BEGIN}\nold\n{S.END}\n\nafter\n"
+    new = S.replace_block(text, "- new line")
+    assert S.readme_block(new) == "- new line" and new.endswith("\n\nafter\n")
+    with pytest.raises(ValueError, match="markers"):
+        S.readme_block("# no block")
