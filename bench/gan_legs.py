@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gan_pilots import RESULTS, evaluate_pilot  # noqa: E402
 
-GOALS = {"identity_kept_w": 0.85, "identity_kept_wplus": 0.92, "pose_coverage": 0.95}
+from dapper.study.gan_eval import GOALS  # noqa: E402
 
 
 def legs_record(json_path: Path) -> tuple[float, float, int]:
@@ -49,7 +49,8 @@ def plot(df) -> None:
                        ("self_identity_kept_w", "own samples, W")):
         if col in df:
             axes[1].plot(df["cpu_hours"], df[col], "o-", label=label)
-    for col, goal in GOALS.items():
+    for col in ("identity_kept_w", "identity_kept_wplus", "pose_coverage"):
+        goal = GOALS[col]
         axes[1].axhline(goal, ls=":", lw=0.8, color="grey")
     axes[1].set(xlabel="training CPU-hours (2 cores)", ylim=(0, 1), ylabel="share",
                 title="kept after projection (100 views); goals dotted")

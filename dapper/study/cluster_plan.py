@@ -17,13 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dapper.study.experiments import run_steps
+
 __all__ = ["run_steps", "longest_first", "projected_images", "list_schedule", "StudyTasks", "study_tasks",
            "study_plan"]
-
-
-def run_steps(config, spec, n_classes: int) -> int:
-    """Optimiser steps of one fine-tuning run (they depend on its real images only)."""
-    return config.finetune.steps(spec.shots * n_classes)
 
 
 def longest_first(config, specs, n_classes: int) -> list:
