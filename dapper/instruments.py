@@ -71,11 +71,25 @@ def _build_detector(state: dict, path: Path):
 class TorchvisionVehicleDetector:
     """``predict(images) -> (score float64 [N] in [0, 1], box float64 [N, 4])``: the best car, bus
     or truck detection per image (score 0, box zeros when none), box ``(x0, y0, x1, y1)`` in pixels
-    of the input. Images float NCHW in [-1, 1] or uint8 NHWC. ``accepts`` compares with ``threshold``."""
+    of the input. Images float NCHW in [-1, 1] or uint8 NHWC. ``accepts`` compares with ``threshold``.
 
-    def __init__(self, model, architecture: str, threshold: float = 0.5, source: str = ""):
+    Images are detected at their own size, at least ``min_size`` px on the short side (torchvision
+    would scale every image to 800 px; a 128 px generated car gains nothing from it but the cost),
+    and a two-stage detector classifies its ``proposals`` best region proposals (torchvision: 1000;
+    its MobileNet 320 model: 150), since the filter asks for one vehicle that fills the picture.
+    With 300, the box head no longer takes most of the time (``bench/real_quick.py``).
+    """
+
+    def __init__(self, model, architecture: str, threshold: float = 0.5, source: str = "", min_size: int = 320,
+                 proposals: int = 300):
         self.model, self.architecture, self.threshold, self.source = model, architecture, threshold, source
-        self.config = {"architecture": architecture, "weights": source}
+        self.min_size = int(min_size)
+        rpn = getattr(model, "rpn", None)
+        if rpn is not None:  # never more than the model's own test-time count
+            for counts in (rpn._pre_nms_top_n, rpn._post_nms_top_n):
+                counts["testing"] = min(int(counts["testing"]), int(proposals))
+        self.config = {"architecture": architecture, "weights": source, "min_size": self.min_size,
+                       "proposals": int(rpn._post_nms_top_n["testing"]) if rpn is not None else None}
 
     @torch.no_grad()
     def predict(self, images, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -85,6 +99,9 @@ class TorchvisionVehicleDetector:
         else:
             x = (x.float().clamp(-1, 1) + 1) / 2
         device = next(self.model.parameters()).device
+        side = max(self.min_size, min(x.shape[-2:]) if len(x) else 0)
+        self.model.transform.min_size = (side,)
+        self.model.transform.max_size = max(self.model.transform.max_size, side)
         score, box = np.zeros(len(x)), np.zeros((len(x), 4))
         for a in range(0, len(x), batch_size):
             outs = self.model(list(x[a:a + batch_size].to(device)))

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["PROFILES", "DATASETS", "REAL_MODE_MODELS", "check_params", "check_classes", "real_mode_command"]
+__all__ = ["PROFILES", "DATASETS", "REAL_MODE_MODELS", "NOT_GIVEN", "check_params", "check_classes", "check_classifier",
+           "real_mode_command"]
 
 PROFILES = ("quick", "full")
 DATASETS = ("toycars", "stanford_cars")
-_NOT_GIVEN = object()
+NOT_GIVEN = object()  # a parameter a notebook does not declare (None: declared, unset)
 
 
 # What each real-mode model parameter is, and an example value (the README's command uses them).
@@ -17,7 +18,8 @@ REAL_MODE_MODELS = {
     "data_root": ("the Stanford Cars folder (devkit or torchvision layout)", "/data/stanford_cars"),
     "network": ("a StyleGAN2 car checkpoint (stylegan2-ada-pytorch or TF .pkl, rosinality .pt, dapper .safetensors)",
                 "/models/stylegan2-car-config-f.pkl"),
-    "classifier_weights": ("ImageNet weights of timm's resnext50_32x4d in a local file (.safetensors, .pth or .bin); "
+    "classifier_weights": ("ImageNet weights of the classifier (timm's resnext50_32x4d unless 'classifier' names "
+                           "another timm model) in a local file (.safetensors, .pth or .bin); "
                            "'scratch' trains from random initialisation, and the report says so",
                            "/models/resnext50_32x4d.a1h_in1k.safetensors"),
     "vehicle_detector": ("the weights of a torchvision COCO detector (e.g. fasterrcnn_resnet50_fpn_v2's .pth); "
@@ -77,8 +79,31 @@ def check_classes(classes) -> None:
         raise ValueError("classes: a class is named twice")
 
 
-def check_params(profile: str, dataset: str, data_root=_NOT_GIVEN, network=_NOT_GIVEN, classes=_NOT_GIVEN,
-                 executor="local", ray_address=None, **models) -> None:
+def check_classifier(classifier, dataset: str, classifier_weights=NOT_GIVEN) -> None:
+    """``classifier``: None (real mode: timm's ``resnext50_32x4d``, the paper's; toycars: the embedded
+    ResNeXt) or the name of a timm model; where ``classifier_weights`` is declared (a notebook that
+    fine-tunes), one other than the embedded model needs it in the toycars world too (only the
+    embedded model ships weights). A notebook that only reads the model's input size declares none."""
+    if classifier is None:
+        return
+    import difflib
+
+    import timm
+
+    from dapper.classify import EMBEDDED_MODEL, register_embedded_model
+
+    register_embedded_model()
+    if not isinstance(classifier, str) or not timm.is_model(classifier):
+        close = difflib.get_close_matches(str(classifier), timm.list_models(), n=3)
+        hint = f"; close matches: {', '.join(close)}" if close else ""
+        raise ValueError(f"classifier={classifier!r} is not a timm model name (e.g. resnext50_32x4d){hint}")
+    if dataset == "toycars" and classifier != EMBEDDED_MODEL and classifier_weights is None:  # declared, unset
+        raise ValueError(f"classifier={classifier!r} needs classifier_weights (a local file of its weights, or "
+                         "'scratch'): only the embedded classifier ships weights")
+
+
+def check_params(profile: str, dataset: str, data_root=NOT_GIVEN, network=NOT_GIVEN, classes=NOT_GIVEN,
+                 executor="local", ray_address=None, classifier=None, **models) -> None:
     """Validate a notebook's papermill parameters before anything runs; raise with a message
     naming the bad one.
 
@@ -87,8 +112,9 @@ def check_params(profile: str, dataset: str, data_root=_NOT_GIVEN, network=_NOT_
     :data:`REAL_MODE_MODELS`), None when unset: in real mode each is then required (nothing of the
     embedded world is used unless named), and each given one must exist and be of its kind
     (``network`` a checkpoint, ``pose_annotator`` an importable ``module:function``).
-    ``classes``: see :func:`check_classes`. ``executor``/``ray_address``: where projection batches
-    and study runs go (:func:`dapper.executor.check_executor`).
+    ``classes``: see :func:`check_classes`; ``classifier``: :func:`check_classifier`.
+    ``executor``/``ray_address``: where projection batches and study runs go
+    (:func:`dapper.executor.check_executor`).
     """
     if profile not in PROFILES:
         raise ValueError(f"profile={profile!r} is not one of {', '.join(PROFILES)}")
@@ -97,7 +123,7 @@ def check_params(profile: str, dataset: str, data_root=_NOT_GIVEN, network=_NOT_
     unknown = sorted(set(models) - set(REAL_MODE_MODELS))
     if unknown:
         raise TypeError(f"check_params got unknown parameter(s) {unknown}")
-    given = {k: v for k, v in {"data_root": data_root, "network": network, **models}.items() if v is not _NOT_GIVEN}
+    given = {k: v for k, v in {"data_root": data_root, "network": network, **models}.items() if v is not NOT_GIVEN}
     if dataset == "stanford_cars":
         missing = [name for name, value in given.items() if value is None]
         if missing:
@@ -107,8 +133,9 @@ def check_params(profile: str, dataset: str, data_root=_NOT_GIVEN, network=_NOT_
     for name, value in given.items():
         if value is not None:
             _check_model(name, value)
-    if classes is not _NOT_GIVEN:
+    if classes is not NOT_GIVEN:
         check_classes(classes)
+    check_classifier(classifier, dataset, models.get("classifier_weights", NOT_GIVEN))
     from dapper.executor import check_executor
 
     check_executor(executor, ray_address)

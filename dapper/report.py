@@ -173,16 +173,16 @@ def plan_parameters(
 
 def check_models(plan: dict[Path, dict[str, object]], profile: str, dataset: str) -> None:
     """Every model parameter any notebook of the run declares (``dapper.params.REAL_MODE_MODELS``,
-    ``classes``, ``executor`` and ``ray_address``), checked at once before the first notebook runs:
-    in real mode a model no ``-p`` names is missing for the notebook that needs it, hours later
-    otherwise."""
+    ``classes``, ``classifier``, ``executor`` and ``ray_address``), checked at once before the first
+    notebook runs: in real mode a model no ``-p`` names is missing for the notebook that needs it,
+    hours later otherwise."""
     from dapper.params import REAL_MODE_MODELS, check_params
 
     names = {n for nb in plan for n in declared_parameters(nb)}
     given = {k: v for params in plan.values() for k, v in params.items()}
     models = {n: given.get(n) for n in REAL_MODE_MODELS if n in names}
     positional = {n: models.pop(n) for n in ("data_root", "network") if n in models}
-    extra = {"classes": given.get("classes")} if "classes" in names else {}
+    extra = {k: given.get(k) for k in ("classes", "classifier") if k in names}
     extra.update({k: given[k] for k in ("executor", "ray_address") if k in names and k in given})
     try:
         check_params(profile, dataset, **positional, **extra, **models)
@@ -261,6 +261,12 @@ def _failure(notebook: Path, executed_copy: Path, exc) -> NotebookFailed:
     )
 
 
+def default_reports_dir() -> Path:
+    """``$DAPPER_REPORTS`` when set (as :func:`dapper.utils.reports_dir` reads it), else ``<repo>/reports``."""
+    root = os.environ.get("DAPPER_REPORTS")
+    return Path(root).expanduser() if root else repo_root() / "reports"
+
+
 def prepare_reports_dir(reports_dir: Path) -> Path:
     reports_dir = Path(reports_dir).resolve()
     for sub in ("notebooks", "figures", "results"):
@@ -285,7 +291,7 @@ def run_report(
     that finished and marks the failed one (its outputs and those after it are stale).
     """
     notebooks_dir = Path(notebooks_dir or repo_root() / "notebooks")
-    reports_dir = prepare_reports_dir(Path(reports_dir or repo_root() / "reports"))
+    reports_dir = prepare_reports_dir(Path(reports_dir or default_reports_dir()))
     notebooks = find_notebooks(notebooks_dir, only)
     plan = plan_parameters(notebooks, {"profile": profile, "dataset": dataset}, extras or {})
     check_models(plan, profile, dataset)
@@ -514,7 +520,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--only", metavar="NAME", help="run one notebook (e.g. 03 or 03_augmentation)")
     p.add_argument("--notebooks-dir", type=Path, default=None, help="default: <repo>/notebooks")
-    p.add_argument("--reports-dir", type=Path, default=None, help="default: <repo>/reports")
+    p.add_argument("--reports-dir", type=Path, default=None, help="default: $DAPPER_REPORTS, else <repo>/reports")
     p.add_argument("--kernel", default=None, help="Jupyter kernel (default: dapper, else python3)")
     p.add_argument("--index-only", action="store_true", help="only rebuild reports/index.md")
     p.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
@@ -523,7 +529,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    reports_dir = args.reports_dir or repo_root() / "reports"
+    reports_dir = args.reports_dir or default_reports_dir()
     if args.index_only:
         print(f"wrote {write_index(prepare_reports_dir(reports_dir))}")
         return 0

@@ -10,17 +10,15 @@ layouts are written by hand from the official conventions, independently of the 
 from __future__ import annotations
 
 import argparse
-import collections
-import contextlib
 import io
 import json
 import pickle
 import sys
-import types
 
 import numpy as np
 import pytest
 import torch
+from real_fakes import fake_modules, place, write_ada_pickle
 
 from dapper.stylegan2 import checkpoints as ck
 from dapper.stylegan2 import ops
@@ -66,92 +64,12 @@ def _scores(D):
         return D(img, None)
 
 
-# ---------------------------------------------------------------------------------------------
-# Fake foreign modules, present only while a fixture pickles through them
-
-
-@contextlib.contextmanager
-def _fake_modules(*names):
-    saved = {n: sys.modules.get(n) for n in names}
-    mods = {}
-    for n in names:
-        mods[n] = sys.modules[n] = types.ModuleType(n)
-    try:
-        yield mods
-    finally:
-        for n, m in saved.items():
-            if m is None:
-                sys.modules.pop(n, None)
-            else:
-                sys.modules[n] = m
-
-
-def _place(obj, module, name):
-    obj.__module__ = module
-    obj.__qualname__ = name
-    obj.__name__ = name
-    setattr(sys.modules[module], name, obj)
-    return obj
-
-
-_ADA_MODULES = ("torch_utils", "torch_utils.persistence", "dnnlib", "dnnlib.util")
-
-
-def _write_ada_pickle(path, nets: dict, module_src="", training_set_kwargs=None):
-    """Write ``nets`` ({'G': (module, init_kwargs), ...}) the way stylegan2-ada-pytorch does."""
-    with _fake_modules(*_ADA_MODULES):
-
-        def _reconstruct_persistent_obj(meta):
-            raise AssertionError("fixture only")
-
-        recon = _place(_reconstruct_persistent_obj, "torch_utils.persistence",
-                       "_reconstruct_persistent_obj")
-        easy = _place(type("EasyDict", (dict,), {}), "dnnlib.util", "EasyDict")
-
-        def easydict(d):
-            return easy({k: easydict(v) if isinstance(v, dict) else v for k, v in d.items()})
-
-        class Persistent:
-            def __init__(self, module, kwargs):
-                self.module, self.kwargs = module, kwargs
-
-            def __reduce__(self):
-                m = self.module
-                state = {
-                    "training": False,
-                    "_parameters": collections.OrderedDict(m._parameters),
-                    "_buffers": collections.OrderedDict(m._buffers),
-                    "_non_persistent_buffers_set": set(),
-                    "_backward_hooks": collections.OrderedDict(),
-                    "_forward_hooks": collections.OrderedDict(),
-                    "_forward_pre_hooks": collections.OrderedDict(),
-                    "_state_dict_hooks": collections.OrderedDict(),
-                    "_load_state_dict_pre_hooks": collections.OrderedDict(),
-                    "_modules": collections.OrderedDict(
-                        (n, Persistent(c, {})) for n, c in m._modules.items()),
-                    "_init_args": (),
-                    "_init_kwargs": easydict(self.kwargs),
-                    "weight_gain": np.float64(0.125),
-                    "activation": "lrelu",
-                }
-                meta = dict(type="class", version=4, module_src=module_src,
-                            class_name=type(m).__name__, state=state)
-                return recon, (meta,)
-
-        data = {k: Persistent(*v) for k, v in nets.items()}
-        data["augment_pipe"] = None
-        data["training_set_kwargs"] = easydict(training_set_kwargs or {"path": "~/data/x.zip"})
-        with open(path, "wb") as f:
-            pickle.dump(data, f, protocol=4)
-    return path
-
-
 _TF_MODULES = ("dnnlib", "dnnlib.tflib", "dnnlib.tflib.network")
 
 
 def _write_tf_pickle(path, networks, build_src=""):
     """``networks``: three (name, static_kwargs, own_vars, components) specs for G, D, Gs."""
-    with _fake_modules(*_TF_MODULES):
+    with fake_modules(*_TF_MODULES):
 
         class Network:
             def __init__(self, state):
@@ -160,7 +78,7 @@ def _write_tf_pickle(path, networks, build_src=""):
             def __getstate__(self):
                 return self._state
 
-        _place(Network, "dnnlib.tflib.network", "Network")
+        place(Network, "dnnlib.tflib.network", "Network")
 
         def make(name, static_kwargs, own_vars, components):
             comps = {k: make(*v) for k, v in components.items()}
@@ -338,7 +256,7 @@ def test_dapper_round_trip(G, D, tmp_path):
 
 
 def test_ada_pickle_round_trip(G, D, tmp_path, marker):
-    path = _write_ada_pickle(tmp_path / "network-snapshot-000100.pkl",
+    path = write_ada_pickle(tmp_path / "network-snapshot-000100.pkl",
                              {"G": (G, G_KWARGS), "D": (D, D_KWARGS), "G_ema": (G, G_KWARGS)},
                              module_src=_evil_src(marker))
     assert "torch_utils.persistence" not in sys.modules
@@ -434,13 +352,13 @@ def _car_sized_G():
 def test_car_content_box(tmp_path):
     G, kw = _car_sized_G()
     nets = {"G": (G, kw), "D": (G, kw), "G_ema": (G, kw)}
-    car = _write_ada_pickle(tmp_path / "stylegan2-car-config-f.pkl", nets)
+    car = write_ada_pickle(tmp_path / "stylegan2-car-config-f.pkl", nets)
     assert ck.load_generator(car).content_box == ck.LSUN_CAR_CONTENT_BOX
     assert ck.load_generator(car, content_box="full").content_box == (0, 0, 512, 512)
     assert ck.load_generator(car, content_box=(0, 0, 512, 256)).content_box == (0, 0, 512, 256)
-    plain = _write_ada_pickle(tmp_path / "cartoon-faces.pkl", nets)
+    plain = write_ada_pickle(tmp_path / "cartoon-faces.pkl", nets)
     assert ck.load_generator(plain).content_box == (0, 0, 512, 512)
-    by_dataset = _write_ada_pickle(tmp_path / "network-snapshot-001000.pkl", nets,
+    by_dataset = write_ada_pickle(tmp_path / "network-snapshot-001000.pkl", nets,
                                    training_set_kwargs={"path": "/data/lsun/car_512x384.zip"})
     G2 = ck.load_generator(by_dataset)
     assert G2.content_box == ck.LSUN_CAR_CONTENT_BOX
@@ -483,7 +401,7 @@ def test_reduce_payload_is_refused(which, tmp_path, marker):
 def test_payload_hidden_in_ada_pickle_is_refused(G, tmp_path, marker):
     import os
 
-    path = _write_ada_pickle(tmp_path / "evil-ada.pkl", {"G_ema": (G, G_KWARGS)},
+    path = write_ada_pickle(tmp_path / "evil-ada.pkl", {"G_ema": (G, G_KWARGS)},
                              training_set_kwargs={"path": _Payload(os.system, f"touch {marker}")})
     with pytest.raises(ck.UnsafeCheckpointError, match="posix.system|os.system"):
         ck.load_generator(path)
@@ -535,7 +453,7 @@ def test_unknown_empty_and_missing_files(tmp_path):
 
 
 def test_truncated_files(G, D, tmp_path):
-    ada = _write_ada_pickle(tmp_path / "a.pkl", {"G_ema": (G, G_KWARGS)})
+    ada = write_ada_pickle(tmp_path / "a.pkl", {"G_ema": (G, G_KWARGS)})
     ros = tmp_path / "r.pt"
     torch.save({"g_ema": _rosinality_generator(G)}, ros)
     mine = ck.save_generator(G, tmp_path / "m")

@@ -24,7 +24,7 @@ def test_create_classifier_loads_weights_from_a_file_with_a_new_head(tmp_path):
     # its own size in the overlay, and timm then drops that head for the new one.
     import timm
 
-    C._register_embedded_model()
+    C.register_embedded_model()
     model = timm.create_model(C.EMBEDDED_MODEL, pretrained=True, num_classes=3,
                               pretrained_cfg_overlay=dict(file=str(tmp_path / "w.safetensors"), num_classes=7))
     assert model.get_classifier().out_features == 3
@@ -63,6 +63,23 @@ def test_fine_tune_on_tiny_data_is_deterministic_and_learns():
     m = C.train_classifier(x[:6], y[:6], 2, x[6:], y[6:], settings=aff, seed=0, weights=None)
     assert C.predict(m, x).shape == (len(x), 2)
     assert aff.steps(6) == aff.steps(600) == 4
+
+
+def test_bf16_fine_tuning_learns_and_evaluates_close_to_fp32():
+    torch.set_num_threads(1)
+    images, labels = _tiny_data()
+    x, y = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels)
+    settings = C.FineTuneSettings(min_steps=25, max_steps=25, batch_size=10, lr=3e-3, bf16=True)
+    model = C.train_classifier(x, y, 2, settings=settings, seed=3, weights=None)
+    assert C.accuracy(model, x, y, bf16=True) >= 0.9
+    full, half = C.predict(model, x), C.predict(model, x, bf16=True)
+    assert half.dtype == torch.float32  # logits leave autocast as fp32
+    assert not torch.equal(full, half)  # autocast ran in bf16...
+    assert torch.allclose(full, half, atol=0.1 * float(full.abs().max()))  # ...within bf16's precision
+    from dapper.study.experiments import study_config
+
+    assert study_config("full", "stanford_cars").finetune.bf16  # real mode: bf16
+    assert not study_config("full", "toycars").finetune.bf16  # the embedded study: fp32
 
 
 def test_step_count_depends_only_on_real_images():

@@ -365,3 +365,16 @@ def test_measures_and_layer_split_on_a_tiny_generator(G):
     ratio = {s: t / turn[G.num_ws] for s, t in turn.items()}
     inside = [s for s in turn if 0.9 <= ratio[s] <= 1 / 0.9]
     assert inside and stop == min(inside)  # the all-row edit itself is always inside
+
+
+def test_profile_settings_per_world():
+    from dapper import directions as dd
+
+    assert dd.profile_settings("quick") == dd.PROFILES["quick"]
+    assert dd.profile_settings("full", "stanford_cars") == dd.PROFILES["full"]
+    real = dd.profile_settings("quick", "stanford_cars")  # fewer, costlier generated images in real mode
+    assert real["n_samples"] < dd.PROFILES["quick"]["n_samples"] and real == dd.REAL_QUICK_PROFILE
+    real["n_samples"] = 1  # a copy: the table stays as it is
+    assert dd.REAL_QUICK_PROFILE["n_samples"] != 1
+    with pytest.raises(ValueError, match="profile="):
+        dd.profile_settings("medium")

@@ -437,6 +437,19 @@ def test_real_mode_names_every_missing_model_and_checks_each_given_one(tmp_path)
         check_params("quick", "toycars", detector="x")
 
 
+def test_classifier_is_a_timm_name_and_needs_weights_where_a_notebook_fine_tunes():
+    check_params("quick", "stanford_cars", classifier="resnet50")
+    with pytest.raises(ValueError, match="classifier='resnext50_32x4' is not a timm model.*resnext50_32x4d"):
+        check_params("quick", "stanford_cars", classifier="resnext50_32x4")  # close matches named
+    # toycars: only the embedded model ships weights, so a notebook that fine-tunes needs them...
+    with pytest.raises(ValueError, match="needs classifier_weights"):
+        check_params("quick", "toycars", classifier="resnet50", classifier_weights=None)
+    check_params("quick", "toycars", classifier="resnet50", classifier_weights="scratch")
+    # ...while one that reads only the input size (notebook 03) declares no weights
+    check_params("quick", "toycars", classifier="resnet50")
+    check_params("quick", "toycars", classifier="dapper_resnext_8x4d", classifier_weights=None)
+
+
 def test_display_path_is_relative_inside_the_repo_only(tmp_path):
     shipped = ROOT / "checkpoints" / "source_gan.safetensors"
     assert display_path(shipped) == "checkpoints/source_gan.safetensors"
@@ -486,3 +499,10 @@ def test_the_readme_real_mode_command_names_every_model_parameter():
     start = readme.index("make report PROFILE=quick DATASET=stanford_cars")
     command = readme[start:readme.index("```", start)]
     assert [n for n in REAL_MODE_MODELS if f"-p {n} " not in command] == []
+
+
+def test_the_runner_writes_where_DAPPER_REPORTS_points(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAPPER_REPORTS", str(tmp_path / "elsewhere"))
+    assert report.default_reports_dir() == tmp_path / "elsewhere"  # as every notebook's reports_dir() reads it
+    monkeypatch.delenv("DAPPER_REPORTS")
+    assert report.default_reports_dir() == ROOT / "reports"

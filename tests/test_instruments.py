@@ -15,9 +15,13 @@ def test_a_torchvision_detector_loads_from_its_weights_file(tmp_path):
     torch.save(model.state_dict(), tmp_path / "detector.pth")
     d = instruments.load_vehicle_detector(tmp_path / "detector.pth")
     assert d.architecture == "fasterrcnn_mobilenet_v3_large_fpn" and d.threshold == 0.5
-    d.model.transform.min_size, d.model.transform.max_size = (128,), 128  # small inputs keep the test fast
+    assert d.min_size == 320  # not torchvision's 800 px: images are detected at their size, at least this
+    d.min_size = 128  # small inputs keep the test fast
     images = torch.rand(3, 3, 64, 64) * 2 - 1
     score, box = d.predict(images)
+    assert d.model.transform.min_size == (128,)
+    d.predict(torch.zeros(1, 3, 160, 160))
+    assert d.model.transform.min_size == (160,)
     assert score.shape == (3,) and box.shape == (3, 4) and ((score >= 0) & (score <= 1)).all()
     u8 = ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
     assert d.accepts(u8).shape == (3,)

@@ -1,12 +1,12 @@
 """Stanford Cars loader on a tiny fake devkit written with scipy.io.savemat."""
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.io
 from PIL import Image
+from real_fakes import BOX, META_NAMES, annotations, make_devkit, meta_class
 
 from dapper.data.stanford_cars import (
     DEFAULT_CLASSES,
@@ -17,84 +17,6 @@ from dapper.data.stanford_cars import (
     read_class_names,
     resolve_classes,
 )
-
-# A slice of the real 196-class list (order differs, which the loader must not care about),
-# holding every default class plus near-namesakes that make close-match hints meaningful.
-META_NAMES = [
-    "AM General Hummer SUV 2000",
-    "Acura RL Sedan 2012",
-    "Acura TL Sedan 2012",
-    "Acura TL Type-S 2008",
-    "Acura TSX Sedan 2012",
-    "Audi A5 Coupe 2012",
-    "Audi S5 Coupe 2012",
-    "Audi S5 Convertible 2012",
-    "BMW X5 SUV 2007",
-    "BMW X6 SUV 2012",
-    "BMW X3 SUV 2012",
-    "Chevrolet Silverado 1500 Regular Cab 2012",
-    "Chevrolet Silverado 2500HD Regular Cab 2012",
-    "Mercedes-Benz C-Class Sedan 2012",
-    "Mercedes-Benz E-Class Sedan 2012",
-    "Mercedes-Benz S-Class Sedan 2012",
-]
-W, H = 48, 32  # photo size in the fake set
-BOX = (9, 5, 40, 28)  # MATLAB 1-based inclusive -> 0-based exclusive (8, 4, 40, 28)
-
-
-def _meta_class(name):
-    return META_NAMES.index(name) + 1  # 1-based, as in cars_meta.mat
-
-
-def _photo(path: Path):
-    """Dark photo with a bright car box, so crops and bbox masks can be checked by brightness."""
-    a = np.full((H, W, 3), 20, np.uint8)
-    x1, y1, x2, y2 = BOX
-    a[y1 - 1 : y2, x1 - 1 : x2] = 230
-    Image.fromarray(a).save(path, quality=95)
-
-
-def _annotations(rows, with_labels=True):
-    fields = ["bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2"] + (["class"] if with_labels else [])
-    dtype = [(f, "O") for f in fields] + [("fname", "O")]
-    records = []
-    for cls, fname in rows:
-        records.append(
-            tuple(np.array([[v]], np.uint16) for v in BOX)
-            + ((np.array([[cls]], np.uint8),) if with_labels else ())
-            + (fname,)
-        )
-    return np.array(records, dtype=dtype)
-
-
-def make_devkit(base: Path, layout="devkit", test_annos_at_root=False, per_class=(2, 1)):
-    """Write a fake Stanford Cars copy under ``base`` (the dataset folder itself).
-
-    Each default class gets ``per_class = (n_train, n_test)`` photos; two distractor classes get
-    one photo each so filtering by class is exercised.
-    """
-    (base / "devkit").mkdir(parents=True)
-    scipy.io.savemat(base / "devkit" / "cars_meta.mat", {"class_names": np.array(META_NAMES, dtype=object)})
-    classes = list(DEFAULT_CLASSES) + ["Acura RL Sedan 2012", "BMW X6 SUV 2012"]
-    counter = 0
-    for split, n in zip(("train", "test"), per_class, strict=True):
-        folder = base / f"cars_{split}"
-        folder.mkdir()
-        rows = []
-        for name in classes:
-            for _ in range(n if name in DEFAULT_CLASSES else 1):
-                counter += 1
-                fname = f"{counter:05d}.jpg"
-                _photo(folder / fname)
-                rows.append((_meta_class(name), fname))
-        annos = {"annotations": _annotations(rows)}
-        if split == "train":
-            scipy.io.savemat(base / "devkit" / "cars_train_annos.mat", annos)
-        elif layout == "torchvision" or test_annos_at_root:
-            scipy.io.savemat(base / "cars_test_annos_withlabels.mat", annos)
-        else:
-            scipy.io.savemat(base / "devkit" / "cars_test_annos_withlabels.mat", annos)
-    return base
 
 
 @pytest.fixture
@@ -119,13 +41,13 @@ def test_read_mat_files(devkit):
     rows = read_annotations(devkit / "devkit" / "cars_train_annos.mat")
     assert rows[0] == {
         "bbox_x1": 9, "bbox_y1": 5, "bbox_x2": 40, "bbox_y2": 28,
-        "class": _meta_class("Acura TL Sedan 2012"), "fname": "00001.jpg",
+        "class": meta_class("Acura TL Sedan 2012"), "fname": "00001.jpg",
     }  # fmt: skip
 
 
 def test_unlabelled_test_annotations_are_refused(tmp_path):
     path = tmp_path / "cars_test_annos.mat"
-    scipy.io.savemat(path, {"annotations": _annotations([(1, "00001.jpg")], with_labels=False)})
+    scipy.io.savemat(path, {"annotations": annotations([(1, "00001.jpg", BOX)], with_labels=False)})
     with pytest.raises(ValueError, match="unlabelled"):
         read_annotations(path)
 

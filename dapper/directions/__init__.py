@@ -49,7 +49,13 @@ from .select import (
                       measure_candidates,
                       select_direction,
 )
-from .store import PROFILES, load_or_fit_pose_direction, save_chosen_direction
+from .store import (
+                      PROFILES,
+                      REAL_QUICK_PROFILE,
+                      load_or_fit_pose_direction,
+                      profile_settings,
+                      save_chosen_direction,
+)
 
 __all__ = [
     "Direction", "PoseSamples", "apply_direction", "edit_images", "annotate_samples", "paper_pose_direction",
@@ -57,6 +63,7 @@ __all__ = [
     "calibrate_direction", "calibration_latents", "fit_directions", "fit_ridge", "threshold_weights",
     "w_spread", "load_or_fit_pose_direction", "save_chosen_direction", "style_layers", "coarse_layers",
     "wrap_deg", "unwrap_deg", "circular_mean_deg", "srgb_to_lab", "yaw_sequence_metrics", "PAPER_COEFFICIENTS",
-    "DEFAULT_REFERENCE_YAW", "PROFILES", "SELECTION_COLUMNS", "SELECTION_RULE", "Selection", "measure_candidates",
+    "DEFAULT_REFERENCE_YAW", "PROFILES", "REAL_QUICK_PROFILE", "profile_settings", "SELECTION_COLUMNS",
+    "SELECTION_RULE", "Selection", "measure_candidates",
     "select_direction", "choose_layer_split", "foreground_mask", "masked_mean_lab",
 ]

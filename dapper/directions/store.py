@@ -23,10 +23,24 @@ from .methods import (
 PROFILES = {
     # quick: a few minutes on 2 busy CPU cores (CI); full: the paper's 25,000 samples, 50 held-out targets.
     "quick": dict(n_samples=1000, n_calibration=8, calibration_rounds=1, n_eval_per_class=1, eval_step=10,
-                  projection_steps=40, sample_seed=0),
+                  projection_steps=40, sample_seed=0, evaluate_all=True),
     "full": dict(n_samples=25000, n_calibration=64, calibration_rounds=2, n_eval_per_class=5, eval_step=5,
-                 projection_steps=200, sample_seed=0),
+                 projection_steps=200, sample_seed=0, evaluate_all=True),
 }
+# Real mode's quick profile: a generated image costs several times more at 128-512 px than at 64 px,
+# so the smoke test draws fewer samples, calibrates on fewer latents and evaluates only the directions
+# it reports on (the method's choice and the paper's) (bench/real_quick.py times the quick profile
+# against its budget at 128 px).
+REAL_QUICK_PROFILE = dict(PROFILES["quick"], n_samples=400, n_calibration=4, projection_steps=20,
+                          evaluate_all=False)
+
+
+def profile_settings(profile: str, dataset: str = "toycars") -> dict:
+    """Notebook 02's settings for ``profile`` on ``dataset`` (:data:`PROFILES`; real mode's quick
+    profile is :data:`REAL_QUICK_PROFILE`)."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile={profile!r} is not one of {', '.join(PROFILES)}")
+    return dict(REAL_QUICK_PROFILE if profile == "quick" and dataset != "toycars" else PROFILES[profile])
 
 
 
@@ -53,13 +67,14 @@ def save_chosen_direction(G, direction: Direction, profile: str, name: str, vari
 
 
 def load_or_fit_pose_direction(G, profile: str = "quick", method: str = "chosen", detector=None, annotator=None,
-                               reference_yaw: float = DEFAULT_REFERENCE_YAW, progress: bool = True) -> Direction:
+                               reference_yaw: float = DEFAULT_REFERENCE_YAW, progress: bool = True,
+                               dataset: str = "toycars") -> Direction:
     """The pose direction for generator ``G``, calibrated in annotator degrees.
 
     ``method="chosen"``: the one notebook 02 picked for this generator and profile if it ran,
     else the paper's (all layers); ``"chosen-split"``: its variant on the rows the method kept,
     else the paper's on the coarse rows. ``method="paper"`` (or ``"<method>/<range>"`` such as
-    ``"interfacegan/coarse"``): that method. Fitted on ``PROFILES[profile]`` samples and cached
+    ``"interfacegan/coarse"``): that method. Fitted on ``profile_settings(profile, dataset)`` samples and cached
     in ``cache_dir("directions", weights_hash(G)[:16])``. Coefficients are degrees;
     ``.in_paper_units()`` gives the paper's units for the paper's direction.
     """
@@ -76,7 +91,7 @@ def load_or_fit_pose_direction(G, profile: str = "quick", method: str = "chosen"
         return Direction.load(path)
     from dapper.judges.annotators import load_pose_annotator, load_vehicle_detector
 
-    cfg = PROFILES[profile]
+    cfg = profile_settings(profile, dataset)
     detector = load_vehicle_detector(device=next(G.parameters()).device) if detector is None else detector
     annotator = load_pose_annotator(device=next(G.parameters()).device) if annotator is None else annotator
     samples = annotate_samples(G, cfg["n_samples"], detector, annotator, cfg["sample_seed"], progress=progress)

@@ -53,6 +53,7 @@ import numpy as np
 
 from dapper.augment import AugmentSettings
 from dapper.classify import EMBEDDED_MODEL, FineTuneSettings
+from dapper.params import NOT_GIVEN
 
 __all__ = [
     "CONDITIONS", "RESIDUAL_CONDITIONS", "CONDITION_METHOD", "condition_compose", "REQUIRED_COLUMNS", "COLUMNS",
@@ -62,7 +63,7 @@ __all__ = [
     "projection_settings", "classifier_weights_path", "config_from_params", "pose_instruments", "study_device",
     "fit_run", "FittedRun", "prepared_config", "archive_superseded", "code_version",
     "synthetic_label_agreement", "label_agreement_statement", "study_executor", "generator_resolution",
-    "run_steps", "GAIN_GOAL", "SAVING_GOAL",
+    "run_steps", "GAIN_GOAL", "SAVING_GOAL", "points", "percent",
 ]
 
 CONDITIONS = ("real", "real+affine", "real+perturb", "real+rotate", "real+perturb+rotate")
@@ -149,30 +150,34 @@ class StudyConfig:
 OPTIONAL_FIELDS = ("classes", "vehicle_detector", "pose_annotator", "vgg16_weights", "lpips_weights")
 
 
-def config_from_params(profile: str, dataset: str, data_root=None, network=None, classifier_weights=None,
-                       vehicle_detector=None, pose_annotator=None, vgg16_weights=None, lpips_weights=None,
-                       classes=None, **overrides) -> StudyConfig:
+def config_from_params(profile: str, dataset: str, data_root=None, network=None, classifier_weights=NOT_GIVEN,
+                       vehicle_detector=NOT_GIVEN, pose_annotator=NOT_GIVEN, vgg16_weights=NOT_GIVEN,
+                       lpips_weights=NOT_GIVEN, classes=None, classifier=None, **overrides) -> StudyConfig:
     """The study's settings from a notebook's parameters (checked with :func:`dapper.params.check_params`).
-    Real mode: images at the generator's resolution and timm's ``resnext50_32x4d`` from
-    ``classifier_weights`` (``"scratch"``: random initialisation); the models given are used,
-    None meaning the embedded world's (real mode requires them all, see ``check_params``)."""
+    Real mode: images at the generator's resolution and the timm model ``classifier`` (None: the
+    paper's ``resnext50_32x4d``) from ``classifier_weights`` (``"scratch"``: random initialisation).
+    A model the notebook passes is used, None meaning the embedded world's (real mode requires each
+    one passed, see ``check_params``); one it does not pass is not checked: a notebook passes every
+    model its stages use (one that never fine-tunes has no ``classifier_weights``, and
+    :func:`classifier_weights_path` refuses a real-mode run without them)."""
     from dapper.params import check_params
 
-    check_params(profile, dataset, data_root, network, classes, classifier_weights=classifier_weights,
-                 vehicle_detector=vehicle_detector, pose_annotator=pose_annotator, vgg16_weights=vgg16_weights,
-                 lpips_weights=lpips_weights)
-    o = dict(data_root=None if data_root is None else str(data_root), network=None if network is None else str(network),
-             vehicle_detector=None if vehicle_detector is None else str(vehicle_detector),
-             pose_annotator=pose_annotator, classes=None if classes is None else tuple(classes),
-             vgg16_weights=None if vgg16_weights is None else str(vgg16_weights),
-             lpips_weights=None if lpips_weights is None else str(lpips_weights))
+    models = {k: v for k, v in dict(classifier_weights=classifier_weights, vehicle_detector=vehicle_detector,
+                                    pose_annotator=pose_annotator, vgg16_weights=vgg16_weights,
+                                    lpips_weights=lpips_weights).items() if v is not NOT_GIVEN}
+    check_params(profile, dataset, data_root, network, classes, classifier=classifier, **models)
+    o = {k: None if models.get(k) is None else str(models[k])
+         for k in ("vehicle_detector", "pose_annotator", "vgg16_weights", "lpips_weights")}
+    o.update(data_root=None if data_root is None else str(data_root), network=None if network is None else str(network),
+             classes=None if classes is None else tuple(classes))
     if dataset == "stanford_cars":
         from dapper.classify import REAL_MODEL
 
-        o.update(image_size=generator_resolution(network), classifier=REAL_MODEL,
-                 classifier_weights=str(classifier_weights))
-    elif classifier_weights is not None:
-        o["classifier_weights"] = str(classifier_weights)
+        o.update(image_size=generator_resolution(network), classifier=classifier or REAL_MODEL)
+    elif classifier is not None:
+        o["classifier"] = classifier
+    if models.get("classifier_weights") is not None:
+        o["classifier_weights"] = str(models["classifier_weights"])
     o.update(overrides)
     return study_config(profile, dataset, **o)
 
@@ -203,6 +208,7 @@ def study_config(profile: str = "full", dataset: str = "toycars", **overrides) -
     if dataset == "stanford_cars":
         cfg.scenarios = ("diverse",)
         cfg.shots = (2, 4, 8, 16, 24)
+        cfg.finetune = dataclasses.replace(cfg.finetune, bf16=True)
     if profile == "quick":
         cfg.scenarios = ("diverse",)
         cfg.n_per_class = 20
@@ -212,6 +218,12 @@ def study_config(profile: str = "full", dataset: str = "toycars", **overrides) -
         cfg.augment = dataclasses.replace(cfg.augment, k=2)
         cfg.finetune = dataclasses.replace(cfg.finetune, min_steps=20, max_steps=40)
         cfg.projection = {"steps": 10}  # the encoder's guess, briefly refined: a smoke test
+        if dataset == "stanford_cars":
+            # real mode's smoke test: a step of an ImageNet classifier at its input size (ResNeXt-50:
+            # 224 px) and a 128-512 px generated image cost many times the embedded ones
+            # (bench/real_quick.py times the quick profile against its budget at 128 px)
+            cfg.augment = dataclasses.replace(cfg.augment, k=1)
+            cfg.finetune = dataclasses.replace(cfg.finetune, batch_size=16, min_steps=10, max_steps=10)
     for k, v in overrides.items():
         if not hasattr(cfg, k):
             raise TypeError(f"StudyConfig has no setting {k!r}")
@@ -638,7 +650,7 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
 
             detector, annotator = pose_instruments(config, device=next(G.parameters()).device)
             direction = load_or_fit_pose_direction(G, config.direction_profile or config.profile,
-                                                   detector=detector, annotator=annotator)
+                                                   detector=detector, annotator=annotator, dataset=config.dataset)
         if apply_direction is None:
             from dapper.directions import apply_direction
         d_id = augment.direction_id(direction, apply_direction, (1, G.num_ws, G.w_dim))
@@ -779,8 +791,9 @@ def run_one(inputs: StudyInputs, spec: RunSpec, device=None) -> dict:
     fitted = fit_run(inputs, spec, device)
     model, real_idx, test_idx, n_syn = fitted.model, fitted.real_idx, fitted.test_idx, fitted.n_synthetic
     method = CONDITION_METHOD.get(spec.condition)
-    acc_fold = accuracy(model, p["x"][test_idx], p["y"][test_idx])
-    acc_views = accuracy(model, p["views"], p["views_y"]) if p["views"] is not None else math.nan
+    bf16 = cfg.finetune.bf16
+    acc_fold = accuracy(model, p["x"][test_idx], p["y"][test_idx], bf16=bf16)
+    acc_views = accuracy(model, p["views"], p["views_y"], bf16=bf16) if p["views"] is not None else math.nan
     primary = acc_views if spec.scenario == "homogeneous" else acc_fold
     return {
         "dataset": cfg.dataset, "condition": spec.condition, "shots_per_class": spec.shots, "fold": spec.fold,
@@ -975,12 +988,14 @@ def label_agreement_statement(table) -> str:
     return "\n".join(lines)
 
 
-def _pts(x: float) -> str:
-    return "n/a" if not math.isfinite(x) else f"{100 * x:+.1f}"
+def points(x) -> str:
+    """A difference of shares in percentage points, signed (``+6.5``); ``n/a`` when not finite."""
+    return "n/a" if x is None or not math.isfinite(float(x)) else f"{100 * float(x):+.1f}"
 
 
-def _pct(x: float) -> str:
-    return "n/a" if not math.isfinite(x) else f"{100 * x:.1f}%"
+def percent(x, digits: int = 1) -> str:
+    """A share in percent (``43.5%``); ``n/a`` when missing or not finite."""
+    return "n/a" if x is None or not math.isfinite(float(x)) else f"{100 * float(x):.{digits}f}%"
 
 
 def study_statements(tables: dict, gain_goal: float = GAIN_GOAL, saving_goal: float = SAVING_GOAL,
@@ -1002,17 +1017,18 @@ def study_statements(tables: dict, gain_goal: float = GAIN_GOAL, saving_goal: fl
         lo_shots, hi_shots = int(few["shots_per_class"]), int(most["shots_per_class"])
         gap = most["mean"] - few["mean"]
         lines.append(f"**{sc}** ({int(few['n_folds'])} folds). Real-only accuracy rises from "
-                     f"{_pct(few['mean'])} [{_pct(few['ci_low'])}, {_pct(few['ci_high'])}] at {lo_shots} images per "
-                     f"class to {_pct(most['mean'])} [{_pct(most['ci_low'])}, {_pct(most['ci_high'])}] at {hi_shots} "
-                     f"({_pts(gap)} points" + (f"; the task {'is' if gap >= 0.2 else 'is not'} hard enough by the "
+                     f"{percent(few['mean'])} [{percent(few['ci_low'])}, {percent(few['ci_high'])}] at {lo_shots} "
+                     f"images per class to {percent(most['mean'])} [{percent(most['ci_low'])}, "
+                     f"{percent(most['ci_high'])}] at {hi_shots} "
+                     f"({points(gap)} points" + (f"; the task {'is' if gap >= 0.2 else 'is not'} hard enough by the "
                                                "study's 20-point rule)." if hardness_rule else ")."))
         v = vs[(vs["scenario"] == sc) & (vs["shots_per_class"] == lo_shots)]
         family = int(vs.loc[vs["scenario"] == sc, "p_ttest"].notna().sum())  # holm leaves NaN p out
         for r in v.itertuples():
             holm = (f" (Holm-adjusted over the scenario's {family} comparisons: p={r.p_ttest_holm:.3g})"
                     if hasattr(r, "p_ttest_holm") and family > 1 else "")
-            lines.append(f"- {r.condition} at {lo_shots} shots: {_pts(r.diff)} points over real-only "
-                         f"[{_pts(r.diff_low)}, {_pts(r.diff_high)}], paired t p={r.p_ttest:.3g}{holm}, Wilcoxon "
+            lines.append(f"- {r.condition} at {lo_shots} shots: {points(r.diff)} points over real-only "
+                         f"[{points(r.diff_low)}, {points(r.diff_high)}], paired t p={r.p_ttest:.3g}{holm}, Wilcoxon "
                          f"p={r.p_wilcoxon:.3g}, better in {r.wins} of {r.n_pairs} folds.")
         for cond in [c for c in dict.fromkeys(vs[vs["scenario"] == sc]["condition"]) if c != "real+affine"]:
             rows = vs[(vs["scenario"] == sc) & (vs["condition"] == cond)]
@@ -1021,14 +1037,14 @@ def study_statements(tables: dict, gain_goal: float = GAIN_GOAL, saving_goal: fl
             sv_def = sv[sv["saving"].notna()]
             parts = []
             if best is not None:
-                parts.append(f"best difference {_pts(best['diff'])} points [{_pts(best['diff_low'])}, "
-                             f"{_pts(best['diff_high'])}] at {int(best['shots_per_class'])} shots")
+                parts.append(f"best difference {points(best['diff'])} points [{points(best['diff_low'])}, "
+                             f"{points(best['diff_high'])}] at {int(best['shots_per_class'])} shots")
             if len(sv_def):
                 b = sv_def.loc[sv_def["saving"].idxmax()]
-                parts.append(f"largest real-data saving {_pct(b['saving'])} at {int(b['shots_per_class'])} shots "
+                parts.append(f"largest real-data saving {percent(b['saving'])} at {int(b['shots_per_class'])} shots "
                              f"(real-only needs {b['shots_needed']:.1f} per class for the same accuracy; per-fold "
-                             f"interval [{_pct(b['saving_low'])}, {_pct(b['saving_high'])}], {int(b['n_defined'])} "
-                             f"folds defined)")
+                             f"interval [{percent(b['saving_low'])}, {percent(b['saving_high'])}], "
+                             f"{int(b['n_defined'])} folds defined)")
             else:
                 parts.append("no shot level where a saving is defined (its accuracy is below real-only's first "
                              "point or beyond its last)")
@@ -1037,22 +1053,22 @@ def study_statements(tables: dict, gain_goal: float = GAIN_GOAL, saving_goal: fl
                            & (vs_aff["shots_per_class"] == lo_shots)]
                 if len(a):
                     a = a.iloc[0]
-                    parts.append(f"vs real+affine at {lo_shots} shots {_pts(a['diff'])} points "
-                                 f"[{_pts(a['diff_low'])}, {_pts(a['diff_high'])}]")
+                    parts.append(f"vs real+affine at {lo_shots} shots {points(a['diff'])} points "
+                                 f"[{points(a['diff_low'])}, {points(a['diff_high'])}]")
             ar = areas[(areas["scenario"] == sc) & (areas["condition"] == cond)]
             ar_real = areas[(areas["scenario"] == sc) & (areas["condition"] == "real")]
             if len(ar) and len(ar_real):
-                parts.append(f"area under the learning curve {_pct(ar.iloc[0]['aulc'])} "
-                             f"[{_pct(ar.iloc[0]['aulc_low'])}, {_pct(ar.iloc[0]['aulc_high'])}] vs real-only "
-                             f"{_pct(ar_real.iloc[0]['aulc'])}")
+                parts.append(f"area under the learning curve {percent(ar.iloc[0]['aulc'])} "
+                             f"[{percent(ar.iloc[0]['aulc_low'])}, {percent(ar.iloc[0]['aulc_high'])}] vs real-only "
+                             f"{percent(ar_real.iloc[0]['aulc'])}")
             low = rows[rows["shots_per_class"] == lo_shots]
             gain_ok = bool(len(low)) and low.iloc[0]["diff_low"] >= gain_goal
             gain_point = bool(len(low)) and low.iloc[0]["diff"] >= gain_goal
             save_ok = bool(len(sv_def)) and sv_def["saving"].max() >= saving_goal
             verdict = ("meets" if gain_ok else "reaches in its mean only" if gain_point else "does not reach")
-            lines.append(f"- {cond}: " + "; ".join(parts) + f". It {verdict} the goal of {_pts(gain_goal)} points "
+            lines.append(f"- {cond}: " + "; ".join(parts) + f". It {verdict} the goal of {points(gain_goal)} points "
                          f"at the fewest shots, and {'reaches' if save_ok else 'does not reach'} "
-                         f"{_pct(saving_goal)} real data saved.")
+                         f"{percent(saving_goal)} real data saved.")
         lines.append("")
     return "\n".join(lines).strip()
 

@@ -35,7 +35,8 @@ import numpy as np
 import torch
 
 __all__ = [
-    "CAM_METHODS", "METRICS", "default_target_layer", "resolve_target_layers", "model_input", "prepare_masks",
+    "CAM_METHODS", "METRICS", "default_target_layer", "stage_layers", "resolve_target_layers", "model_input",
+    "prepare_masks",
     "cam_maps", "energy_share", "pointing_points", "pointing_game", "road_scores", "classifier_metrics",
     "compare_classifiers", "saliency_summary", "figure_selection", "ClassifierPair", "train_pair",
     "object_masks", "describe_summary",
@@ -83,6 +84,15 @@ def default_target_layer(model: torch.nn.Module) -> torch.nn.Module:
     if not convs:
         raise ValueError("the model has no Conv2d layer; pass target_layers")
     return convs[-1]
+
+
+def stage_layers(model: torch.nn.Module) -> list[str]:
+    """Module names of the model's feature stages (timm's ``feature_info``), finest first: for a
+    ResNet/ResNeXt ``[..., "layer3", "layer4"]``. Empty for a model without ``feature_info``."""
+    info = getattr(model, "feature_info", None)
+    if not info:
+        return []
+    return [f["module"] for f in (info if isinstance(info, list) else info.info)]
 
 
 def resolve_target_layers(model: torch.nn.Module, target_layers=None) -> list[torch.nn.Module]:
@@ -296,8 +306,9 @@ def road_scores(model: torch.nn.Module, images, cams: np.ndarray, targets,
 def classifier_metrics(model: torch.nn.Module, images, labels, masks, target_layers=None, method: str = "gradcam",
                        tolerance: float = 0.0, road_percentiles: Sequence[float] = DEFAULT_ROAD_PERCENTILES,
                        road_subset=None, seed: int = 0, config: dict | None = None,
-                       return_cams: bool = False):
-    """Per-image measures of one classifier's maps of the true class.
+                       return_cams: bool = False, bf16: bool = False):
+    """Per-image measures of one classifier's maps of the true class. ``bf16``: its predictions
+    under bf16 autocast, as the study evaluates it (``FineTuneSettings.bf16``); maps in fp32.
 
     images: uint8 ``[N, H, W, 3]`` (or see :func:`model_input`); labels: int ``[N]``; masks: bool
     ``[N, H, W]`` at the images' size (moved through the same transform as the images when they
@@ -308,7 +319,7 @@ def classifier_metrics(model: torch.nn.Module, images, labels, masks, target_lay
     """
     import pandas as pd
 
-    from dapper.classify import data_config
+    from dapper.classify import autocast, data_config
 
     labels = np.asarray(labels, np.int64)
     masks = np.asarray(masks, bool)
@@ -318,7 +329,7 @@ def classifier_metrics(model: torch.nn.Module, images, labels, masks, target_lay
         masks = prepare_masks(masks, config or data_config(model))
     assert masks.shape == (n, *x.shape[-2:]), (masks.shape, x.shape)
     cams = cam_maps(model, x, target_layers, method, targets=labels)
-    with torch.no_grad():
+    with torch.no_grad(), autocast(x.device, bf16):
         model.eval()
         logits = torch.cat([model(x[a:a + 256]).float().cpu() for a in range(0, n, 256)]) if n else torch.zeros(0, 1)
     prob = torch.softmax(logits, 1)
