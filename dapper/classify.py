@@ -272,9 +272,11 @@ def fine_tune(model: torch.nn.Module, real_x: torch.Tensor, real_y: torch.Tensor
     transform = (affine_transform(tuple(real_x.shape[-2:]), settings.affine_policy, settings.affine_crop_scale,
                                   settings.affine_magnitude) if settings.affine else None)
     opt = torch.optim.AdamW(_param_groups(model, settings), weight_decay=settings.weight_decay)
-    # warm-up over 10% of the steps, and at least two (OneCycleLR divides by zero at exactly one)
+    # warm-up over 10% of the steps; OneCycleLR divides by zero when that is exactly one step (10
+    # steps: real mode's quick profile), so that case warms up over 1.5 steps
+    pct_start = 0.15 if abs(0.1 * steps - 1.0) < 1e-9 else 0.1
     sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=steps, pct_start=max(0.1, 2.0 / steps))
+        opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=steps, pct_start=pct_start)
     real_order, syn_order = _Sampler(n_real, gen), _Sampler(n_syn, gen) if n_syn else None
 
     def loss_fn(step: int) -> torch.Tensor:

@@ -82,6 +82,15 @@ def test_bf16_fine_tuning_learns_and_evaluates_close_to_fp32():
     assert not study_config("full", "toycars").finetune.bf16  # the embedded study: fp32
 
 
+def test_fine_tuning_runs_at_every_short_step_count():
+    # OneCycleLR divides by zero when its warm-up is exactly one step (10 steps at 10%)
+    torch.set_num_threads(1)
+    images, labels = _tiny_data(n=8)
+    x, y = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels)
+    for n in (1, 2, 10):
+        C.train_classifier(x, y, 2, settings=C.FineTuneSettings(min_steps=n, max_steps=n, batch_size=4), weights=None)
+
+
 def test_step_count_depends_only_on_real_images():
     s = C.FineTuneSettings(epochs=10, min_steps=40, max_steps=150, batch_size=32)
     assert s.steps(20) == 40 and s.steps(320) == 100 and s.steps(10_000) == 150
