@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dapper.fitting import EpochSampler, fit
+from dapper.fitting import EpochSampler, fit, one_cycle
 
 __all__ = [
     "EMBEDDED_MODEL", "REAL_MODEL", "PRETRAINED_PATH", "FineTuneSettings", "register_embedded_model",
@@ -272,11 +272,7 @@ def fine_tune(model: torch.nn.Module, real_x: torch.Tensor, real_y: torch.Tensor
     transform = (affine_transform(tuple(real_x.shape[-2:]), settings.affine_policy, settings.affine_crop_scale,
                                   settings.affine_magnitude) if settings.affine else None)
     opt = torch.optim.AdamW(_param_groups(model, settings), weight_decay=settings.weight_decay)
-    # warm-up over 10% of the steps; OneCycleLR divides by zero when that is exactly one step (10
-    # steps: real mode's quick profile), so that case warms up over 1.5 steps
-    pct_start = 0.15 if abs(0.1 * steps - 1.0) < 1e-9 else 0.1
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=steps, pct_start=pct_start)
+    sched = one_cycle(opt, [g["lr"] for g in opt.param_groups], steps, pct_start=0.1)
     real_order, syn_order = _Sampler(n_real, gen), _Sampler(n_syn, gen) if n_syn else None
 
     def loss_fn(step: int) -> torch.Tensor:
@@ -473,7 +469,7 @@ def pretrain(out: str | Path = PRETRAINED_PATH, settings: PretrainSettings | Non
     steps_per_epoch = n // settings.batch_size
     steps = settings.epochs * steps_per_epoch
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=steps, pct_start=0.1)
+    sched = one_cycle(opt, settings.lr, steps, pct_start=0.1)
     gen = torch.Generator().manual_seed(settings.seed)
     batches = EpochSampler(n, settings.batch_size, gen)
 

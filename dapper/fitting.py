@@ -49,9 +49,14 @@ def warmup_cosine(peak: float, steps: int, warmup: float = 0.05) -> Callable[[in
     return lr
 
 
-def one_cycle(optimizer, peak: float, steps: int, pct_start: float = 0.15):
-    """torch's OneCycleLR over ``steps`` (stepped by :func:`fit` after every optimiser step)."""
-    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=max(steps, 1), pct_start=pct_start)
+def one_cycle(optimizer, peak, steps: int, pct_start: float = 0.15):
+    """torch's OneCycleLR over ``steps`` (stepped by :func:`fit` after every optimiser step);
+    ``peak``: one learning rate or one per parameter group. OneCycleLR divides by zero when its
+    warm-up is exactly one step (10 steps at 10%); that case warms up over 1.5 steps."""
+    steps = max(steps, 1)
+    if abs(pct_start * steps - 1.0) < 1e-9:
+        pct_start *= 1.5
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=steps, pct_start=pct_start)
 
 
 class EpochSampler:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dapper.params import DATASETS, PROFILES
-from dapper.utils import atomic_write_bytes, display_path, repo_root
+from dapper.utils import atomic_write_bytes, display_path, repo_root, reports_root
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 PREFERRED_KERNEL = "dapper"
@@ -261,12 +261,6 @@ def _failure(notebook: Path, executed_copy: Path, exc) -> NotebookFailed:
     )
 
 
-def default_reports_dir() -> Path:
-    """``$DAPPER_REPORTS`` when set (as :func:`dapper.utils.reports_dir` reads it), else ``<repo>/reports``."""
-    root = os.environ.get("DAPPER_REPORTS")
-    return Path(root).expanduser() if root else repo_root() / "reports"
-
-
 def prepare_reports_dir(reports_dir: Path) -> Path:
     reports_dir = Path(reports_dir).resolve()
     for sub in ("notebooks", "figures", "results"):
@@ -291,7 +285,7 @@ def run_report(
     that finished and marks the failed one (its outputs and those after it are stale).
     """
     notebooks_dir = Path(notebooks_dir or repo_root() / "notebooks")
-    reports_dir = prepare_reports_dir(Path(reports_dir or default_reports_dir()))
+    reports_dir = prepare_reports_dir(Path(reports_dir or reports_root()))
     notebooks = find_notebooks(notebooks_dir, only)
     plan = plan_parameters(notebooks, {"profile": profile, "dataset": dataset}, extras or {})
     check_models(plan, profile, dataset)
@@ -529,7 +523,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    reports_dir = args.reports_dir or default_reports_dir()
+    reports_dir = args.reports_dir or reports_root()
     if args.index_only:
         print(f"wrote {write_index(prepare_reports_dir(reports_dir))}")
         return 0

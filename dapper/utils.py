@@ -128,6 +128,12 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
+def reports_root() -> Path:
+    """``$DAPPER_REPORTS`` when set, else ``<repo root>/reports`` (not created)."""
+    root = os.environ.get("DAPPER_REPORTS")
+    return Path(root).expanduser() if root else repo_root() / "reports"
+
+
 def reports_dir(*parts: str) -> Path:
     """Where notebooks write outputs: ``reports_dir("figures")``, ``reports_dir("results")``.
 
@@ -135,9 +141,7 @@ def reports_dir(*parts: str) -> Path:
     ``make test`` to a scratch folder so quick test runs never overwrite the real report),
     else ``<repo root>/reports``. Created if missing.
     """
-    root = os.environ.get("DAPPER_REPORTS")
-    base = Path(root).expanduser() if root else repo_root() / "reports"
-    path = base.joinpath(*parts)
+    path = reports_root().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

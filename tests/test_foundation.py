@@ -503,6 +503,6 @@ def test_the_readme_real_mode_command_names_every_model_parameter():
 
 def test_the_runner_writes_where_DAPPER_REPORTS_points(tmp_path, monkeypatch):
     monkeypatch.setenv("DAPPER_REPORTS", str(tmp_path / "elsewhere"))
-    assert report.default_reports_dir() == tmp_path / "elsewhere"  # as every notebook's reports_dir() reads it
+    assert report.reports_root() == tmp_path / "elsewhere"  # the runner's default, as every notebook's reports_dir()
     monkeypatch.delenv("DAPPER_REPORTS")
-    assert report.default_reports_dir() == ROOT / "reports"
+    assert report.reports_root() == ROOT / "reports"
