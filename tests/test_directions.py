@@ -208,6 +208,14 @@ def test_fit_calibrate_and_evaluate_end_to_end(G):
     name, reason = DE.rank_by_oracles(summary)
     assert name in set(summary.direction) | {""}
     assert reason.startswith(f"{name}:") if name else "no direction" in reason
+    # a subset of the candidates: the paper's always comes with them, fitted as in the full set
+    some = D.fit_directions(G, s, ann, reference_yaw=ref, n_calibration=8, max_shift_factor=2.0, progress=False,
+                            methods=("ridge-local",))
+    assert set(some) == {"paper/all", "paper/coarse", "ridge-local/all", "ridge-local/coarse",
+                         "paper/all (paper units)"}
+    assert np.allclose(some["ridge-local/coarse"].vector, dirs["ridge-local/coarse"].vector)
+    with pytest.raises(ValueError, match="unknown direction methods"):
+        D.fit_directions(G, s, ann, reference_yaw=ref, methods=("paper", "stylespace"), progress=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,6 +382,8 @@ def test_profile_settings_per_world():
     assert dd.profile_settings("full", "stanford_cars") == dd.PROFILES["full"]
     real = dd.profile_settings("quick", "stanford_cars")  # fewer, costlier generated images in real mode
     assert real["n_samples"] < dd.PROFILES["quick"]["n_samples"] and real == dd.REAL_QUICK_PROFILE
+    assert set(real["methods"]) < set(dd.DIRECTION_METHODS) and dd.PROFILES["quick"]["methods"] is None
+    assert real["n_selection"] < dd.PROFILES["quick"]["n_selection"]
     real["n_samples"] = 1  # a copy: the table stays as it is
     assert dd.REAL_QUICK_PROFILE["n_samples"] != 1
     with pytest.raises(ValueError, match="profile="):

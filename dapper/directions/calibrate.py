@@ -86,31 +86,43 @@ def annotate_edits(G, ws, direction, coeffs, annotator, batch_size: int = 64) ->
 # ---------------------------------------------------------------------------------------------
 
 
+DIRECTION_METHODS = ("paper", "ridge-local", "interfacegan", "sefa", "ganspace", "random")  # fit_directions' candidates
+
+
 def fit_directions(G, samples: PoseSamples, annotator, reference_yaw: float = DEFAULT_REFERENCE_YAW,
                    layer_ranges: dict | None = None, n_calibration: int = 24, threshold_quantile: float = 0.5,
                    max_shift_factor: float = 1.0, calibration_rounds: int = 2,
-                   progress: bool = True) -> dict[str, Direction]:
-    """Every method on the same samples, for every layer range, calibrated in annotator degrees.
+                   progress: bool = True, methods=None) -> dict[str, Direction]:
+    """Every method (or those of ``methods``, names from :data:`DIRECTION_METHODS`; the paper's always) on the
+    same samples, for every layer range, calibrated in annotator degrees.
 
     ``layer_ranges``: name -> (start, stop); default ``{"all": (0, num_ws), "coarse":
     coarse_layers(G)}``. Keys of the result are ``"<method>/<range>"``; ``"paper/all (paper units)"``
     is the paper's direction left in its own units. Edits never move W more than
     ``max_shift_factor`` times the spread of W (:func:`w_spread`) at 30 degrees.
     """
+    methods = DIRECTION_METHODS if methods is None else tuple(methods)
+    unknown = sorted(set(methods) - set(DIRECTION_METHODS))
+    if unknown:
+        raise ValueError(f"unknown direction methods {unknown}; known: {', '.join(DIRECTION_METHODS)}")
     layer_ranges = layer_ranges or {"all": (0, G.num_ws), "coarse": coarse_layers(G)}
     ws = calibration_latents(samples, n_calibration, reference_yaw, num_ws=G.num_ws)
     max_shift = max_shift_factor * w_spread(samples)
+    fitters = {
+        "paper": lambda lr: paper_pose_direction(G, samples=samples, threshold_quantile=threshold_quantile,
+                                                 reference_yaw=reference_yaw, layers=lr),
+        "ridge-local": lambda lr: paper_pose_direction(G, samples=samples, threshold_quantile=0.0,
+                                                       reference_yaw=reference_yaw, layers=lr, window=60.0,
+                                                       method="ridge-local"),
+        "interfacegan": lambda lr: interfacegan_direction(samples, reference_yaw, lr),
+        "sefa": lambda lr: sefa_direction(G, samples, lr, reference_yaw),
+        "ganspace": lambda lr: ganspace_direction(samples, lr, reference_yaw),
+        "random": lambda lr: random_direction(G.w_dim, lr, 0, samples, reference_yaw),
+    }
     raw = {}
     for name, lr in layer_ranges.items():
-        raw[f"paper/{name}"] = paper_pose_direction(G, samples=samples, threshold_quantile=threshold_quantile,
-                                                    reference_yaw=reference_yaw, layers=lr)
-        raw[f"ridge-local/{name}"] = paper_pose_direction(G, samples=samples, threshold_quantile=0.0,
-                                                          reference_yaw=reference_yaw, layers=lr, window=60.0,
-                                                          method="ridge-local")
-        raw[f"interfacegan/{name}"] = interfacegan_direction(samples, reference_yaw, lr)
-        raw[f"sefa/{name}"] = sefa_direction(G, samples, lr, reference_yaw)
-        raw[f"ganspace/{name}"] = ganspace_direction(samples, lr, reference_yaw)
-        raw[f"random/{name}"] = random_direction(G.w_dim, lr, 0, samples, reference_yaw)
+        for method in dict.fromkeys(("paper",) + methods):  # the paper's is the reference row
+            raw[f"{method}/{name}"] = fitters[method](lr)
     out = {}
     items = raw.items()
     if progress:
