@@ -17,7 +17,7 @@ REPORT_ARGS ?=
 TEST_REPORTS := $(CURDIR)/.cache/test-reports
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test report lint world-models world-calibration source-gan source-gan-more source-gan-gpu clean
+.PHONY: help setup test report lint world-models world-calibration source-gan source-gan-more encoder clean
 
 help:
 	@echo "make setup     create .venv, install dapper (pinned), register the 'dapper' Jupyter kernel"
@@ -28,7 +28,7 @@ help:
 	@echo "make world-calibration  measure the embedded world against its 64 px instruments (reports/results/world_calibration.csv)"
 	@echo "make source-gan  the world-v2 source generator from scratch on the CPU, resumable, in legs (hours)"
 	@echo "make source-gan-more  one more leg of it, from its exported training state"
-	@echo "make source-gan-gpu  world v1's two-leg recipe (CPU 0-160 kimg, GPU 160-410; needs CUDA)"
+	@echo "make encoder  retrain the projection's encoder for the shipped generator (after a leg)"
 	@echo "make clean     remove caches, build files and executed notebooks (keeps .venv and .cache)"
 
 setup:
@@ -79,14 +79,11 @@ source-gan-more:
 	$(PY) -m dapper train-gan --config checkpoints/source_gan_v2_train.json --out runs/source_gan_v2 \
 		--init checkpoints/source_gan_v2_state.safetensors --export checkpoints/source_gan_v2 --snapshot-minutes 30
 
-# The world-v1 generator (shipped until v2 replaces it) was trained in a CPU leg (not exported, so a failed GPU leg leaves the shipped file as
-# it was), then the GPU leg from its last state (fresh optimisers), which exports. Where the shipped
-# file was trained on in further legs (bench/gpu_train_leg.sh, listed under "legs" in the GPU config),
-# this trains the same network and data to the same length in one GPU leg, at the last leg's batch.
-source-gan-gpu:
-	$(PY) -m dapper train-gan --config checkpoints/source_gan_train.json --out runs/source_gan
-	$(PY) -m dapper train-gan --config checkpoints/source_gan_gpu_train.json --init runs/source_gan/resume.pt \
-		--out runs/source_gan_gpu --export checkpoints/source_gan --device cuda
+# The encoder that starts projection, retrained for the shipped generator (after every leg that
+# changes it: the encoder refuses a generator other than its own, and projection then starts at the
+# mean w). About 10 minutes on 2 cores.
+encoder:
+	$(PY) -m dapper encoder train --network checkpoints/source_gan_v2.safetensors --threads 2
 
 clean:
 	rm -rf build *.egg-info .pytest_cache .ruff_cache reports/notebooks $(TEST_REPORTS)

@@ -1,5 +1,5 @@
-# Shared by the GPU session scripts (source it): a timestamped log line, what the machine is, and
-# the source set rendered into the cache before training wants it.
+# Sourced by bench/gpu_train_leg.sh: a timestamped log line, what the machine is, and the source
+# set rendered into the cache before training wants it.
 say() { echo "[$(date +%H:%M:%S) +${SECONDS}s] $*"; }
 
 describe_machine() {

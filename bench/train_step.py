@@ -4,7 +4,7 @@ and precisions, against the shipped CPU setting measured in the same run.
     python bench/train_step.py --device cuda                     # shipped network, GPU
     python bench/train_step.py --device cpu --threads 2 --steps 8 --variants 32:fp32
 
-Each variant builds the shipped source-GAN networks (``checkpoints/source_gan_train.json``, or
+Each variant builds the shipped source-GAN networks (``checkpoints/source_gan_v2_train.json``, or
 ``--config``) with fresh weights, runs ``--warmup`` steps (cuDNN autotuning, allocator, the first
 R1 and path-length steps), then times ``--steps`` steps on random "real" images, reading the losses
 back only at the end (as the training loop does). ``--steps`` defaults to 48, a multiple of both
@@ -75,7 +75,8 @@ def time_variants(cfgs: list, device: torch.device, warmup: int, steps: int, rou
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", type=Path, default=None, help="training config (default: the shipped CPU one)")
+    ap.add_argument("--config", type=Path, default=None,
+                    help="training config (default: checkpoints/source_gan_v2_train.json)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--variants", nargs="+", default=["32:fp32", "64:fp32", "128:fp32", "64:bf16"],
                     help="BATCH:fp32|bf16; the first is the baseline")
@@ -90,7 +91,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     from dapper.utils import repo_root
 
-    base = TrainConfig.from_json(args.config or repo_root() / "checkpoints" / "source_gan_train.json")
+    base = TrainConfig.from_json(args.config or repo_root() / "checkpoints" / "source_gan_v2_train.json")
     if args.channels:
         gb, gm, db, dm = (int(c) for c in args.channels.split("/"))
         base = dataclasses.replace(base, channel_base=gb, channel_max=gm, d_channel_base=db, d_channel_max=dm)

@@ -56,10 +56,11 @@ def repo_root() -> Path:
 
 
 def default_generator_path():
-    """The shipped toycars source GAN (``checkpoints/source_gan``); while it is being trained,
-    the latest snapshot of ``runs/source_gan``. Raises FileNotFoundError naming both."""
-    shipped = Path(repo_root()) / "checkpoints" / "source_gan.safetensors"
-    interim = Path(repo_root()) / "runs" / "source_gan" / "generator_ema.safetensors"
+    """The shipped toycars source GAN, the world-v2 generator (``checkpoints/source_gan_v2``, trained
+    in legs by ``make source-gan``); before its first export, the latest snapshot of
+    ``runs/source_gan_v2``. Raises FileNotFoundError naming both."""
+    shipped = Path(repo_root()) / "checkpoints" / "source_gan_v2.safetensors"
+    interim = Path(repo_root()) / "runs" / "source_gan_v2" / "generator_ema.safetensors"
     for path in (shipped, interim):
         if path.exists():
             return path

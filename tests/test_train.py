@@ -72,26 +72,27 @@ def test_config_rejects_unknown_settings(tmp_path):
 def test_shipped_config_parses():
     from dapper.utils import repo_root
 
-    cfg = TrainConfig.from_json(repo_root() / "checkpoints" / "source_gan_train.json")
+    cfg = TrainConfig.from_json(repo_root() / "checkpoints" / "source_gan_v2_train.json")
     assert cfg.resolution == 64 and cfg.dataset == "toycars-source"
 
 
 def test_shipped_generator_records_its_training_run():
-    from dapper.utils import repo_root
+    from dapper.utils import default_generator_path, repo_root
 
-    ckpt = repo_root() / "checkpoints" / "source_gan.json"
+    ckpt = repo_root() / "checkpoints" / "source_gan_v2.json"
+    assert default_generator_path() == ckpt.with_suffix(".safetensors")
     cfg = TrainConfig.from_json(ckpt)
     meta = json.loads(ckpt.read_text())["metadata"]
     # the generator names the config it was trained with; the shipped copy of that config matches
     config = meta["command"].split("--config ")[1].split()[0]
-    assert config in ("checkpoints/source_gan_train.json", "checkpoints/source_gan_gpu_train.json")
+    assert config == "checkpoints/source_gan_v2_train.json"
     assert cfg == TrainConfig.from_json(repo_root() / config)
-    # a run stopped by a signal just after the target exports the step it reached
-    assert cfg.total_kimg <= meta["kimg"] < cfg.total_kimg + 1
-    if "gpu" in config:  # the GPU leg goes on from where the CPU leg ends, on the same network and data
-        cpu = TrainConfig.from_json(repo_root() / "checkpoints" / "source_gan_train.json")
-        assert cfg.total_kimg > cpu.total_kimg and "--init" in meta["command"]
-        assert not config_differences(cfg, vars(cpu), ignore=SCHEDULE_FIELDS)
+    assert 0 < meta["kimg"] <= cfg.total_kimg
+    # its legs follow one another without a gap, up to the exported step, each with its CPU time
+    legs = meta["legs"]
+    assert legs[0]["kimg_from"] == 0 and legs[-1]["kimg_to"] == meta["kimg"]
+    assert all(a["kimg_to"] == b["kimg_from"] for a, b in zip(legs, legs[1:]))
+    assert all(leg["cpu_seconds"] > 0 and leg["kimg_to"] > leg["kimg_from"] for leg in legs)
 
 
 def test_init_starts_from_another_run_with_fresh_optimisers(tmp_path):
@@ -183,18 +184,29 @@ def test_export_from_the_command_line_writes_generator_and_state(tmp_path, monke
     assert "--export" in meta["command"]
 
 
+def test_config_differences_leave_out_the_schedule_when_asked():
+    import dataclasses
+
+    cfg = TrainConfig(**TINY)
+    other = dataclasses.asdict(cfg) | {"batch": cfg.batch * 2, "channel_base": cfg.channel_base * 2}
+    assert config_differences(cfg, other) == {"batch": (cfg.batch, cfg.batch * 2),
+                                              "channel_base": (cfg.channel_base, cfg.channel_base * 2)}
+    assert config_differences(cfg, other, ignore=SCHEDULE_FIELDS) == {
+        "channel_base": (cfg.channel_base, cfg.channel_base * 2)}
+
+
 def test_shipped_training_state_goes_with_the_shipped_generator():
     from dapper.stylegan2.train import load_training_state
     from dapper.utils import repo_root
 
     ck = repo_root() / "checkpoints"
-    state = load_training_state(ck / "source_gan_state.safetensors")  # checks the EMA generator's hash
-    meta = json.loads((ck / "source_gan.json").read_text())["metadata"]
+    state = load_training_state(ck / "source_gan_v2_state.safetensors")  # checks the EMA generator's hash
+    meta = json.loads((ck / "source_gan_v2.json").read_text())["metadata"]
     assert state["nimg"] / 1000 == meta["kimg"]
     cfg = TrainConfig(**state["config"])
     tr = Trainer(cfg, torch.device("cpu"))
     tr.load_state_dict(state, weights_only=True)  # every weight fits the shipped recipe
-    assert cfg == TrainConfig.from_json(ck / "source_gan_gpu_train.json")  # the run the shipped config describes
+    assert cfg == TrainConfig.from_json(ck / "source_gan_v2_train.json")  # the run the shipped config describes
 
 
 def test_training_state_names_only_a_safetensors_file_beside_it(tmp_path):

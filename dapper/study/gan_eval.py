@@ -223,29 +223,37 @@ def evaluate(G, n: int = 5000, seed: int = 0, with_projection: bool = True, n_pe
 
 
 def write_results(result: dict, network: str, out_dir: Path | None = None) -> Path:
+    """``results/source_gan.csv``: one row per measure, with the goal of :data:`GOALS` where it has
+    one (the FD ratio's goal: below that of source renders resampled to 3/4 of the resolution) and whether it is met."""
     import pandas as pd
 
+    floor = result["fd_source_halves"]
+    size = max(result["fd_source_resampled"], default=None)  # 3/4 of the resolution: 48 px at 64
+    ref = None if size is None else result["fd_source_resampled"][size] / floor
     rows = [
         ("fd_generated_vs_source", result["fd_generated_vs_source"], "", ""),
-        ("fd_source_halves", result["fd_source_halves"], "", ""),
-        ("fd_ratio", result["fd_ratio"], "<= 3", result["fd_ratio"] <= 3),
+        ("fd_source_halves", floor, "", ""),
+        ("fd_ratio", result["fd_ratio"], "" if ref is None else f"< {ref:.3g} (source resampled to {size} px)",
+         "" if ref is None else result["fd_ratio"] < ref),
         ("fd_mean_term", result["fd_mean_term"], "", ""),
         ("fd_covariance_term", result["fd_covariance_term"], "", ""),
     ]
     for size, fd in sorted(result["fd_source_resampled"].items(), reverse=True):
         rows += [(f"fd_source_resampled_{size}px", fd, "", ""),
-                 (f"fd_ratio_source_resampled_{size}px", fd / result["fd_source_halves"], "", "")]
+                 (f"fd_ratio_source_resampled_{size}px", fd / floor, "", "")]
+    goal = GOALS["pose_coverage"]
     rows += [
-        ("pose_coverage_generated", result["pose_coverage_generated"], ">= 0.90",
-         result["pose_coverage_generated"] >= 0.9),
+        ("pose_coverage_generated", result["pose_coverage_generated"], f">= {goal:.2f}",
+         result["pose_coverage_generated"] >= goal),
         ("pose_coverage_source", result["pose_coverage_source"], "", ""),
     ]
-    if "identity_kept_after_projection" in result:
-        v = result["identity_kept_after_projection"]
-        rows.append(("identity_kept_after_projection", v, ">= 0.85 (moonshot 0.95)", v >= 0.85))
-    # the goal is judged in W, the study's space; the rest say where the identity goes
-    rows += [(k, result[k], "", "") for k in ("pair_kept_after_projection", "identity_kept_after_projection_wplus",
-                                              "pair_kept_after_projection_wplus", "identity_oracle_on_originals")
+    # the identity goals are judged on the projections (W, the study's space, and W+)
+    for key, goal_key in (("identity_kept_after_projection", "identity_kept_w"),
+                          ("identity_kept_after_projection_wplus", "identity_kept_wplus"),
+                          ("pair_kept_after_projection", "pair_kept_w")):
+        if key in result:
+            rows.append((key, result[key], f">= {GOALS[goal_key]:.2f}", result[key] >= GOALS[goal_key]))
+    rows += [(k, result[k], "", "") for k in ("pair_kept_after_projection_wplus", "identity_oracle_on_originals")
              if k in result]
     df = pd.DataFrame(rows, columns=["metric", "value", "goal", "met"])
     df["n_generated"] = result["n"]
@@ -272,7 +280,8 @@ def main(argv=None) -> None:
     from dapper import plots
 
     fig = reports_dir("figures") / "fig_source_gan.png"
-    plots.fig_source_gan(result, Path(network).parent / "source_gan_log.csv", path=fig)
+    log = Path(network).with_name(Path(network).stem + "_log.csv")  # beside it, as the exports ship it
+    plots.fig_source_gan(result, log if log.exists() else None, path=fig)
     summary = {k: v for k, v in result.items() if k not in ("samples", "yaw_hist_generated", "yaw_hist_source")}
     print(json.dumps(summary, indent=1, default=float))
     print(f"wrote {csv} and {fig}")

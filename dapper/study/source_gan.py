@@ -1,8 +1,8 @@
 """The toycars source generator: the StyleGAN2 engine (:mod:`dapper.stylegan2.train`) trained on the
 embedded world's unlabeled source renders.
 
-    python -m dapper train-gan --config checkpoints/source_gan_train.json --out runs/source_gan \\
-        --export checkpoints/source_gan
+    python -m dapper train-gan --config checkpoints/source_gan_v2_train.json --out runs/source_gan_v2 \\
+        --export checkpoints/source_gan_v2 --snapshot-minutes 30
 
 takes every option of the engine's command line; a config whose ``dataset`` is ``"toycars-source"``
 trains on ``dataset_size`` source renders at the config's resolution (rendered once, then cached);

@@ -5,7 +5,7 @@ The schedule follows stylegan2-ada-pytorch (Adam with betas (0, 0.99), lazy regu
 learning rate and betas rescaled by interval / (interval + 1), EMA half-life in kimg with a ramp-up),
 written for small models on a CPU.
 
-Run: ``python -m dapper train-gan --config checkpoints/source_gan_train.json [--out runs/source_gan]``
+Run: ``python -m dapper train-gan --config checkpoints/source_gan_v2_train.json [--out runs/source_gan_v2]``
 (``make source-gan``). A dapper generator checkpoint JSON also works as ``--config``: its
 ``metadata.train_config`` is the run that made it.
 The run folder holds ``resume.pt`` (weights + optimiser state, rewritten atomically, loaded with
