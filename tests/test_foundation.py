@@ -451,9 +451,9 @@ def test_classifier_is_a_timm_name_and_needs_weights_where_a_notebook_fine_tunes
 
 
 def test_display_path_is_relative_inside_the_repo_only(tmp_path):
-    shipped = ROOT / "checkpoints" / "source_gan.safetensors"
-    assert display_path(shipped) == "checkpoints/source_gan.safetensors"
-    assert display_path(str(shipped)) == "checkpoints/source_gan.safetensors"
+    shipped = ROOT / "checkpoints" / "source_gan_v2.safetensors"
+    assert display_path(shipped) == "checkpoints/source_gan_v2.safetensors"
+    assert display_path(str(shipped)) == "checkpoints/source_gan_v2.safetensors"
     outside = tmp_path / "my_gan.pkl"
     assert display_path(outside) == str(outside)  # a user's file elsewhere keeps its full path
 

@@ -6,7 +6,7 @@ the reconstruction ``G(encoder(x))`` against ``x`` (masked-free pixel MSE plus t
 distance of :mod:`dapper.inversion.perceptual`). Real images are never used, so nothing about the target
 classes leaks in; the optimisation that follows corrects what the guess misses.
 
-    python -m dapper encoder train --network checkpoints/source_gan.safetensors   # ~10 min, 1 CPU thread
+    python -m dapper encoder train --threads 2   # the shipped generator (make encoder); ~6 min on 2 cores
 
 The checkpoint (``checkpoints/encoder_source_gan.safetensors`` + ``.json``) records the sha256 of the
 generator it was trained for; :func:`encoder_for` refuses (with a warning, projection then starts

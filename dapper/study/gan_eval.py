@@ -280,8 +280,10 @@ def main(argv=None) -> None:
     from dapper import plots
 
     fig = reports_dir("figures") / "fig_source_gan.png"
-    log = Path(network).with_name(Path(network).stem + "_log.csv")  # beside it, as the exports ship it
-    plots.fig_source_gan(result, log if log.exists() else None, path=fig)
+    # the training log beside it: <name>_log.csv as the shipped exports have it, or a run folder's log.csv
+    logs = [p for p in (Path(network).with_name(Path(network).stem + "_log.csv"), Path(network).with_name("log.csv"))
+            if p.exists()]
+    plots.fig_source_gan(result, logs[0] if logs else None, path=fig)
     summary = {k: v for k, v in result.items() if k not in ("samples", "yaw_hist_generated", "yaw_hist_source")}
     print(json.dumps(summary, indent=1, default=float))
     print(f"wrote {csv} and {fig}")

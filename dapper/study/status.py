@@ -113,7 +113,8 @@ def _projection_lines(root: Path) -> list[str]:
         text += (f". In W+ with at most {w['dapper_settings']['steps']} steps: {w['speedup_images_per_cpu_s']:.1f} "
                  f"times as many per CPU second, PSNR {pw['psnr']['mean']:+.2f} dB, perceptual distance "
                  f"{pw['perceptual']['mean']:+.3f}")
-    return [text + " (world-v1 generator)."]
+    shipped = (root / c["network"]).exists()
+    return [text + f" (generator `{c['network']}`" + ("" if shipped else ", no longer shipped") + ")."]
 
 
 def latest_study(rows):

@@ -457,7 +457,14 @@ def train(cfg: TrainConfig, out: Path, device: torch.device | None = None, image
     trainer = Trainer(cfg, device)
     resume = out / "resume.pt"
     if resume.exists():
-        trainer.load_state_dict(torch.load(resume, map_location=device, weights_only=True))
+        state = torch.load(resume, map_location=device, weights_only=True)
+        ahead = int(read_init_state(init)["nimg"]) if init is not None and Path(init).is_file() else -1
+        if ahead > int(state["nimg"]):
+            # e.g. a leg trained elsewhere and unpacked here: resuming would train over it and drop its legs
+            raise ValueError(f"--init {init} is ahead of this run folder's {resume} ({ahead / 1000:.1f} vs "
+                             f"{int(state['nimg']) / 1000:.1f} kimg); remove {resume} to go on from --init, "
+                             "or give another --out")
+        trainer.load_state_dict(state)
         print(f"resumed from {resume} at {trainer.nimg / 1000:.1f} kimg")
     elif init is not None:
         trainer.load_state_dict(read_init_state(init, device), weights_only=True)
@@ -553,7 +560,7 @@ def main(argv=None, sources: dict | None = None) -> None:
                         help="write nothing but the training state of this resume.pt beside --export's generator, "
                              "which must be that run's EMA generator (for runs exported before states were)")
     parser.add_argument("--export", default=None,
-                        help="when the run is complete, write its EMA generator here (e.g. checkpoints/source_gan)")
+                        help="when the run is complete, write its EMA generator here (e.g. checkpoints/source_gan_v2)")
     args = parser.parse_args(argv)
     cfg = TrainConfig.from_json(args.config)
     if args.total_kimg is not None:
