@@ -162,7 +162,9 @@ def _one_study(rows, dataset: str) -> list[str]:
             f"  - {sc} pool: at {few} images per class the best generative condition is {best.condition}, "
             f"{points(best['diff'])} points over real-only [{points(best.diff_low)}, {points(best.diff_high)}] "
             f"(Holm-adjusted p = {best.p_ttest_holm:.2g}); {len(significant)} of the {len(v)} comparisons of a "
-            f"generative condition with real-only are significant after Holm correction; "
+            f"generative condition with real-only are significant after Holm correction"
+            + (f" ({int((significant['diff'] > 0).sum())} gains, {int((significant['diff'] < 0).sum())} losses); "
+               if len(significant) else "; ")
             + (f"{', '.join(reached)} {'reaches' if len(reached) == 1 else 'reach'} both goals "
                f"(+{100 * GAIN_GOAL:.0f} points, {100 * SAVING_GOAL:.0f}% less real data) in the mean." if reached else
                f"no condition reaches both goals (+{100 * GAIN_GOAL:.0f} points, {100 * SAVING_GOAL:.0f}% less "
