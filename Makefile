@@ -81,7 +81,7 @@ source-gan-more:
 
 # The encoder that starts projection, retrained for the shipped generator (after every leg that
 # changes it: the encoder refuses a generator other than its own, and projection then starts at the
-# mean w). About 10 minutes on 2 cores.
+# mean w). About 6 minutes on 2 cores.
 encoder:
 	$(PY) -m dapper encoder train --network checkpoints/source_gan_v2.safetensors --threads 2
 

@@ -228,12 +228,12 @@ def write_results(result: dict, network: str, out_dir: Path | None = None) -> Pa
     import pandas as pd
 
     floor = result["fd_source_halves"]
-    size = max(result["fd_source_resampled"], default=None)  # 3/4 of the resolution: 48 px at 64
-    ref = None if size is None else result["fd_source_resampled"][size] / floor
+    ref_size = max(result["fd_source_resampled"], default=None)  # 3/4 of the resolution: 48 px at 64
+    ref = None if ref_size is None else result["fd_source_resampled"][ref_size] / floor
     rows = [
         ("fd_generated_vs_source", result["fd_generated_vs_source"], "", ""),
         ("fd_source_halves", floor, "", ""),
-        ("fd_ratio", result["fd_ratio"], "" if ref is None else f"< {ref:.3g} (source resampled to {size} px)",
+        ("fd_ratio", result["fd_ratio"], "" if ref is None else f"< {ref:.3g} (source resampled to {ref_size} px)",
          "" if ref is None else result["fd_ratio"] < ref),
         ("fd_mean_term", result["fd_mean_term"], "", ""),
         ("fd_covariance_term", result["fd_covariance_term"], "", ""),
