@@ -12,6 +12,13 @@ generator's latent space, :func:`augment_images` makes ``k`` new images per meth
   direction's calibration (``Direction.degrees_per_unit``) or as raw coefficients.
 * ``perturb+rotate``: each perturbed latent also rotated.
 
+**Pose check** (``settings.pose_check``, method v2): the method's own pose annotator reads each
+rotated image and the image it was rotated from; an edit whose read turn misses the intended degrees
+by more than ``pose_tolerance`` of them (at least ``pose_tolerance_min_deg``), a front/back flip or
+no turn at all, is redone at half the amount, then dropped for the unrotated latent
+(:func:`pose_checked_edits`). The manifest's ``pose_factor`` says which (1, 0.5 or 0; empty when
+unchecked) and its coefficient and degrees are those of the edit made. Only the annotator judges.
+
 Each synthetic image is either the generator's image of the edited latent (``compose=
 "generated"``, the paper) or the real image plus the change the edit makes to the generator's
 reconstruction, ``clip(x + G(w') - G(w))`` (``compose="residual"``): when the generator cannot
@@ -51,14 +58,15 @@ from dapper.utils import image_key, weights_hash
 
 __all__ = [
     "METHODS", "AugmentSettings", "LeakageError", "check_no_leakage", "image_keys",
-    "perturb_ws", "synthetic_latents", "SyntheticSet",
+    "perturb_ws", "synthetic_latents", "pose_checked_edits", "annotator_id", "SyntheticSet",
     "augment_images", "write_dataset", "read_dataset", "direction_id", "main",
 ]
 
 METHODS = ("perturb", "rotate", "perturb+rotate")
 COMPOSITIONS = ("generated", "residual")
 MANIFEST_COLUMNS = ["synthetic_key", "source_key", "label", "fold", "method", "index", "strength", "layer_start",
-                    "layer_stop", "coefficient", "degrees", "seed", "generator_hash", "direction_id", "compose"]
+                    "layer_stop", "coefficient", "degrees", "pose_factor", "seed", "generator_hash", "direction_id",
+                    "compose"]
 
 
 class LeakageError(ValueError):
@@ -114,14 +122,59 @@ class AugmentSettings:
     seed: int = 0
     w_samples: int = 10000
     noise_mode: str = "const"
+    pose_check: bool = False
+    pose_tolerance: float = 0.5
+    pose_tolerance_min_deg: float = 5.0
 
     def __post_init__(self):
         assert self.units in ("degrees", "coefficient"), self.units
         assert self.k >= 1 and self.strength >= 0
+        assert 0 < self.pose_tolerance and self.pose_tolerance_min_deg >= 0
 
     def signature(self) -> str:
         """Hash of everything that changes the generated images (for cache keys)."""
         return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def pose_checked_edits(G, base: torch.Tensor, edited: torch.Tensor, degrees, annotator,
+                       tolerance: float = 0.5, min_deg: float = 5.0, base_yaw=None, batch_size: int = 64,
+                       noise_mode: str = "const", edited_images=None) -> tuple[torch.Tensor, np.ndarray]:
+    """Rotations the pose annotator agrees with (the module docstring's pose check).
+
+    base, edited: latents [M, num_ws, w_dim] before and after a rotation meant to turn each vehicle
+    by ``degrees`` [M] (in the annotator's degrees: the direction is calibrated by it). An edit is
+    kept when the annotator's yaw of it minus that of the base is within ``max(min_deg, tolerance *
+    |degrees|)`` of ``degrees`` and nearer to it than to no turn; otherwise the half edit is tried,
+    and when that misses too the base is kept. ``base_yaw`` [M] and ``edited_images`` [M, C, R, R]:
+    the annotator's yaw of the base images and the images of ``edited``, when already made. Returns
+    the images (float [M, C, R, R] in [-1, 1]) and each edit's factor (1, 0.5 or 0). Edits of 0
+    degrees are kept as they are.
+    """
+    degrees = np.asarray(degrees, dtype=np.float64)
+    m = len(base)
+    assert edited.shape == base.shape and degrees.shape == (m,), (base.shape, edited.shape, degrees.shape)
+    if base_yaw is None:
+        base_yaw = annotator.predict(synthesize(G, base, batch_size, noise_mode))
+    base_yaw = np.asarray(base_yaw, np.float64)
+    images = synthesize(G, edited, batch_size, noise_mode) if edited_images is None else edited_images.clone()
+    factor = np.ones(m)
+    pending = np.flatnonzero(degrees != 0)
+    for f in (1.0, 0.5):
+        if not len(pending):
+            break
+        if f != 1.0:
+            lat = base[pending] + f * (edited[pending] - base[pending])
+            images[pending] = synthesize(G, lat, batch_size, noise_mode)
+        yaw = np.asarray(annotator.predict(images[pending]), np.float64)
+        want = f * degrees[pending]
+        miss = np.abs((yaw - base_yaw[pending] - want + 180.0) % 360.0 - 180.0)
+        ok = (miss <= np.maximum(min_deg, tolerance * np.abs(want))) & (miss < np.abs(want))
+        factor[pending[ok]] = f
+        pending = pending[~ok]
+    if len(pending):
+        images[pending] = synthesize(G, base[pending], batch_size, noise_mode)
+        factor[pending] = 0.0
+    return images, factor
 
 
 def _method_rng(seed: int, key: str, method: str) -> np.random.Generator:
@@ -143,9 +196,10 @@ def _raw_coefficients(settings: AugmentSettings, direction) -> tuple[np.ndarray,
 
 def synthetic_latents(ws: torch.Tensor, keys: Sequence[str], method: str, settings: AugmentSettings,
                       std: torch.Tensor | None = None, direction=None,
-                      apply_direction: Callable | None = None) -> tuple[torch.Tensor, list[list[dict]]]:
+                      apply_direction: Callable | None = None, return_base: bool = False):
     """The ``k`` latents of ``method`` for each image: ws [N, num_ws, w_dim] -> [N, k, num_ws, w_dim],
-    with the parameters of each (``params[i][j]``: strength, layers, coefficient, degrees)."""
+    with the parameters of each (``params[i][j]``: strength, layers, coefficient, degrees,
+    pose_factor). With ``return_base`` also the latents before any rotation (same shape)."""
     assert method in METHODS, method
     n, k = len(ws), settings.k
     perturb = "perturb" in method
@@ -154,8 +208,8 @@ def synthetic_latents(ws: torch.Tensor, keys: Sequence[str], method: str, settin
         raise ValueError("perturbation needs the W standard deviation (w_statistics)")
     rngs = [_method_rng(settings.seed, key, method) for key in keys]
     base = ws[:, None].expand(n, k, *ws.shape[1:]).reshape(n * k, *ws.shape[1:])
-    params = [[{"strength": 0.0, "layer_start": None, "layer_stop": None, "coefficient": 0.0, "degrees": 0.0}
-               for _ in range(k)] for _ in range(n)]
+    params = [[{"strength": 0.0, "layer_start": None, "layer_stop": None, "coefficient": 0.0, "degrees": 0.0,
+                "pose_factor": None} for _ in range(k)] for _ in range(n)]
     if perturb:
         eps = torch.from_numpy(np.stack([r.standard_normal((k, ws.shape[2])) for r in rngs]).astype(np.float32))
         base = perturb_ws(base, std, settings.strength, eps.reshape(n * k, -1), settings.layers)
@@ -163,6 +217,7 @@ def synthetic_latents(ws: torch.Tensor, keys: Sequence[str], method: str, settin
         for row in params:
             for p in row:
                 p.update(strength=settings.strength, layer_start=start, layer_stop=stop)
+    unrotated = base
     if rotate:
         if direction is None:
             raise ValueError("rotation needs a pose direction")
@@ -179,7 +234,8 @@ def synthetic_latents(ws: torch.Tensor, keys: Sequence[str], method: str, settin
             for j, p in enumerate(row):
                 c = float(coeffs[choice[i, j]])
                 p.update(coefficient=c, degrees=c * per_unit if math.isfinite(per_unit) else math.nan)
-    return base.reshape(n, k, *ws.shape[1:]), params
+    out = base.reshape(n, k, *ws.shape[1:])
+    return (out, params, unrotated.reshape(n, k, *ws.shape[1:])) if return_base else (out, params)
 
 
 
@@ -230,6 +286,13 @@ def _empty_set(resolution: int) -> SyntheticSet:
                         pd.DataFrame(columns=MANIFEST_COLUMNS))
 
 
+def annotator_id(annotator) -> str:
+    """A short id of a pose annotator for cache keys: its checkpoint's hash when it has one."""
+    config = getattr(annotator, "config", None) or {}
+    what = config.get("sha256") or json.dumps(config, sort_keys=True, default=str) if config else repr(type(annotator))
+    return hashlib.sha1(str(what).encode()).hexdigest()[:8]
+
+
 def direction_id(direction, apply_direction, ws_shape) -> str:
     if direction is None:
         return ""
@@ -246,7 +309,7 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
                    fold=None, test_keys: Iterable[str] = (), apply_direction: Callable | None = None,
                    w_std: torch.Tensor | None = None, cache: bool = True, batch_size: int = 64,
                    progress: bool = False, compose: str | Sequence[str] = "generated",
-                   images: np.ndarray | None = None) -> SyntheticSet:
+                   images: np.ndarray | None = None, pose_annotator=None) -> SyntheticSet:
     """Synthetic images from real training images (see the module docstring).
 
     ws: float [N, num_ws, w_dim] projections of the images whose content keys are ``keys`` [N]
@@ -255,7 +318,8 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
     ``cache``: per-image results are stored under ``cache_dir("synthetic", ...)`` keyed by
     generator hash, settings and direction, and reused (only uncached images are synthesised).
     ``compose``: ``"generated"``, ``"residual"`` or both (a list); residual needs the real
-    ``images`` (uint8 [N, R, R, 3] at the generator's resolution).
+    ``images`` (uint8 [N, R, R, 3] at the generator's resolution). ``pose_annotator``: the method's
+    pose annotator (``predict(images) -> yaw``), needed by ``settings.pose_check``.
     Returns ``len(compose) * len(methods) * k`` images per real image, labelled with its class.
     """
     import pandas as pd
@@ -285,10 +349,14 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
     ws = torch.as_tensor(ws).float().cpu()
     g_hash = weights_hash(G)
     d_id = direction_id(direction, apply_direction, ws.shape) if any("rotate" in m for m in methods) else ""
-    folder = cache_dir("synthetic", f"{g_hash}-{settings.signature()}-{d_id or 'none'}") if cache else None
+    if settings.pose_check and any("rotate" in m for m in methods) and pose_annotator is None:
+        raise ValueError("settings.pose_check needs the method's pose annotator (pose_annotator=)")
+    a_id = f"-{annotator_id(pose_annotator)}" if settings.pose_check and pose_annotator is not None else ""
+    folder = cache_dir("synthetic", f"{g_hash}-{settings.signature()}-{d_id or 'none'}{a_id}") if cache else None
     # The cache holds every method the inputs allow, so that a later call asking for another
     # method finds it; without a cache only what was asked is made.
-    compute = [m for m in METHODS if direction is not None or "rotate" not in m] if cache else methods
+    compute = [m for m in METHODS if (direction is not None and (pose_annotator is not None or not settings.pose_check))
+               or "rotate" not in m] if cache else methods
     compute = sorted(set(compute) | set(methods), key=METHODS.index)
 
     per_image: dict[str, dict] = {}
@@ -320,8 +388,23 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
             made_params = {}
             recon = to_uint8(synthesize(G, ws[idx], batch_size, settings.noise_mode))
             for m in compute:
-                lat, params = synthetic_latents(ws[idx], sub_keys, m, settings, w_std, direction, apply_direction)
-                imgs = to_uint8(synthesize(G, lat.reshape(-1, *lat.shape[2:]), batch_size, settings.noise_mode))
+                if settings.pose_check and "rotate" in m:
+                    lat, params, unrotated = synthetic_latents(ws[idx], sub_keys, m, settings, w_std, direction,
+                                                               apply_direction, return_base=True)
+                    wanted = np.array([p["degrees"] for row in params for p in row])
+                    base_yaw = (np.repeat(np.asarray(pose_annotator.predict(recon)), settings.k)
+                                if m == "rotate" else None)  # the unrotated latents are the projections
+                    checked, factor = pose_checked_edits(
+                        G, unrotated.reshape(-1, *lat.shape[2:]), lat.reshape(-1, *lat.shape[2:]), wanted,
+                        pose_annotator, settings.pose_tolerance, settings.pose_tolerance_min_deg, base_yaw,
+                        batch_size, settings.noise_mode)
+                    imgs = to_uint8(checked)
+                    for p, f in zip((p for row in params for p in row), factor):
+                        p.update(pose_factor=float(f), coefficient=p["coefficient"] * f, degrees=p["degrees"] * f)
+                else:
+                    lat, params = synthetic_latents(ws[idx], sub_keys, m, settings, w_std, direction,
+                                                    apply_direction)
+                    imgs = to_uint8(synthesize(G, lat.reshape(-1, *lat.shape[2:]), batch_size, settings.noise_mode))
                 made[m] = imgs.reshape(len(idx), settings.k, *imgs.shape[1:])
                 made_params[m] = params
             for j, key in enumerate(sub_keys):
@@ -415,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fold", default=None, help="fold label recorded in the manifest")
     parser.add_argument("--test-keys", default=None, help="text file of test image keys (one per line)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pose-check", action="store_true",
+                        help="halve, then drop, rotations the embedded pose annotator reads missing their degrees")
     parser.add_argument("--device", default=None)
     parser.add_argument("--no-png", action="store_true", help="skip the per-image PNG files")
     args = parser.parse_args(argv)
@@ -428,7 +513,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown method(s) {bad}; choose from {METHODS}")
     layers = tuple(int(v) for v in args.layers.split(":")) if args.layers else None
     settings = AugmentSettings(k=args.k, strength=args.strength, layers=layers, units=args.units, seed=args.seed,
-                               coefficients=tuple(float(c) for c in args.coefficients.split(",")))
+                               coefficients=tuple(float(c) for c in args.coefficients.split(",")),
+                               pose_check=args.pose_check)
     device = get_device(args.device)
     network = args.network or default_generator_path()
     G = load_generator(network, device=device).eval()
@@ -439,14 +525,19 @@ def main(argv: list[str] | None = None) -> int:
         test_keys = [str(k) for k in f["test_keys"]] if "test_keys" in f.files else []
     if args.test_keys:
         test_keys += [line.strip() for line in Path(args.test_keys).read_text().splitlines() if line.strip()]
-    direction = None
+    direction = annotator = None
     if any("rotate" in m for m in methods):
         from dapper.directions import load_or_fit_pose_direction
 
         direction = load_or_fit_pose_direction(G, args.profile)
+        if args.pose_check:
+            from dapper.judges.annotators import load_pose_annotator
+
+            annotator = load_pose_annotator(device=device)
     images = np.load(args.images) if args.images else None
     synthetic = augment_images(G, ws, keys, labels, methods, settings, direction, fold=args.fold,
-                               test_keys=test_keys, progress=True, compose=args.compose, images=images)
+                               test_keys=test_keys, progress=True, compose=args.compose, images=images,
+                               pose_annotator=annotator)
     info = {"network": str(network), "projections": str(args.projections), "settings": asdict(settings),
             "methods": methods, "compose": args.compose, "fold": args.fold, "n_test_keys_checked": len(test_keys)}
     out = write_dataset(args.out, synthetic, info=info, png=not args.no_png)

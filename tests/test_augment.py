@@ -153,3 +153,75 @@ def test_residual_composition_adds_the_edit_to_the_real_image():
     assert set(res2.manifest["compose"]) == {"residual"}
     with pytest.raises(ValueError, match="real images"):
         _augment(G, ws, keys, labels, methods=["perturb"], cache=False, compose="residual")
+
+
+class _LatentWorld(torch.nn.Module):
+    """Generator-shaped toy whose image carries the first coordinate of its mean W row (over 1000)."""
+
+    z_dim = w_dim = 4
+    num_ws = 2
+    c_dim = 0
+    img_channels = 3
+    img_resolution = 4
+
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def synthesis(self, ws, noise_mode="const"):
+        return (ws.mean(1)[:, :1] / 1000).view(-1, 1, 1, 1).expand(-1, 3, 4, 4).clone()
+
+
+class _FlipAnnotator:
+    """Reads that coordinate as the yaw up to 20 degrees; beyond, a front/back flip (180 degrees off)."""
+
+    def predict(self, images):
+        w0 = torch.as_tensor(images)[:, 0, 0, 0].double().numpy() * 1000
+        return np.where(np.abs(w0) <= 20, w0, w0 + 180) % 360
+
+
+def test_pose_check_keeps_halves_or_drops_each_rotation():
+    G = _LatentWorld()
+    base = torch.zeros(4, 2, 4)
+    edited = base.clone()
+    edited[0, :, 0] = 10.0  # turns 10 as meant: kept
+    edited[1, :, 0] = 30.0  # flips at 30; its half turns 15 as meant: halved
+    edited[2, :, 1] = 30.0  # moves a coordinate the annotator does not read: no turn, dropped
+    images, factor = A.pose_checked_edits(G, base, edited, [10.0, 30.0, 30.0, 0.0], _FlipAnnotator())
+    assert factor.tolist() == [1.0, 0.5, 0.0, 1.0]  # an edit of 0 degrees is nothing to check
+    assert torch.allclose(images[:, 0, 0, 0] * 1000, torch.tensor([10.0, 15.0, 0.0, 0.0]), atol=1e-3)
+    # The tolerance: 30 degrees meant, 20 read, misses by 10 (within half of 30) and is kept;
+    # a reading of no turn is never kept, however small the turn meant.
+    edited[1, :, 0] = 20.0
+    assert A.pose_checked_edits(G, base, edited, [10.0, 30.0, 30.0, 0.0], _FlipAnnotator(),
+                                tolerance=0.5)[1][1] == 1.0
+    assert A.pose_checked_edits(G, base, edited, [10.0, 30.0, 30.0, 0.0], _FlipAnnotator(),
+                                tolerance=0.2, min_deg=0.0)[1][1] == 0.0  # 6 deg allowed: 10 and 5 miss
+
+
+class _StillAnnotator:
+    config = {"sha256": "still"}
+
+    def predict(self, images):
+        return np.zeros(len(images))
+
+
+def test_augment_images_with_the_pose_check_records_what_it_did(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAPPER_CACHE", str(tmp_path))
+    G, ws, keys, labels = _inputs(n=3)
+    settings = A.AugmentSettings(k=2, strength=0.5, pose_check=True)
+    with pytest.raises(ValueError, match="pose annotator"):
+        _augment(G, ws, keys, labels, settings=settings)
+    synthetic = _augment(G, ws, keys, labels, settings=settings, pose_annotator=_StillAnnotator())
+    m = synthetic.manifest
+    rot = m[m.method.str.contains("rotate")]
+    # An annotator that never sees a turn rejects every rotation: the unrotated latents are kept, and said so.
+    assert (rot.pose_factor == 0).all() and (rot.degrees == 0).all() and (rot.coefficient == 0).all()
+    assert m[m.method == "perturb"].pose_factor.isna().all()
+    recon = to_uint8(synthesize(G, ws))
+    rotate = synthetic.select(methods=["rotate"])
+    assert np.array_equal(rotate.images, np.repeat(recon, 2, axis=0))
+    # Unchecked, the same settings rotate; the check and its annotator are part of the cache key.
+    plain = _augment(G, ws, keys, labels, settings=A.AugmentSettings(k=2, strength=0.5))
+    assert (plain.manifest.query("method == 'rotate'").degrees.abs() > 0).all()
+    assert plain.manifest.pose_factor.isna().all()

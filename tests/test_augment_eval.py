@@ -57,3 +57,35 @@ def test_augment_identity_table(tiny_generator, planted):
     assert (w_all.projection_identity_kept == 1.0).all()  # labels are what the oracle says of the projection
     lines = AE.goal_lines(table)
     assert len(lines) == 4 and all(("NOT met" in line) or ("met" in line) for line in lines)
+
+
+class _HalfBlindAnnotator(_Annotator):
+    """The method's annotator that sees no turn in half of the images (every other one): the pose
+    check keeps the other half's rotations whole and drops these."""
+
+    def predict(self, images):
+        yaw = super().predict(images)
+        yaw[1::2] = 40.0
+        return yaw
+
+
+def test_pose_checked_rows(tiny_generator, planted):
+    G = tiny_generator()
+    ann = _Annotator()
+    s = D.annotate_samples(G, 300, _Detector(), ann, seed=0, progress=False)
+    ref = D.circular_mean_deg(s.yaw)
+    paper = D.fit_directions(G, s, ann, reference_yaw=ref, n_calibration=8, max_shift_factor=2.0,
+                             methods=("paper",), progress=False)["paper/all"]
+    ws = D.calibration_latents(s, 6, ref, num_ws=G.num_ws)
+    labels = oracles.predict_identity(G.synthesis(ws, noise_mode="const"))[0]
+    table = AE.augment_identity(G, {"W": ws}, labels, {"all rows": (paper, (0, G.num_ws))}, torch.ones(G.w_dim),
+                                strengths=(0.5,), coefficients=(-10, 10), identity_oracle=object(),
+                                pose_oracle=object(), pose_annotator=_HalfBlindAnnotator())
+    assert table.variant.tolist() == ["all rows"] * 3 + ["all rows, pose-checked"] * 2
+    checked = table[table.variant == "all rows, pose-checked"].set_index("amount")
+    plain = table[(table.variant == "all rows") & (table.edit == "rotate")].set_index("amount")
+    assert (checked.pose_kept <= 0.5).all()  # every image the annotator is blind to is dropped
+    # dropped edits are the projection itself: less turn, closer to the projection
+    assert (checked.oracle_yaw_change_median.abs() <= plain.oracle_yaw_change_median.abs() + 1e-9).all()
+    assert (checked.psnr_to_projection >= plain.psnr_to_projection).all()
+    assert plain.pose_kept.isna().all()  # the unchecked rows have no such column value

@@ -35,7 +35,8 @@ def calibration_latents(samples: PoseSamples, n: int, reference_yaw: float = DEF
 
 
 def _median_slope(coefficients, yaw: np.ndarray) -> float:
-    return float(np.median(yaw_sequence_metrics(coefficients, yaw)["slope"]))
+    """The median over the vehicles of each one's step slope (a jump does not count as turning)."""
+    return float(np.median(yaw_sequence_metrics(coefficients, yaw)["step_slope"]))
 
 
 def calibrate_direction(G, direction: Direction, annotator, ws, target_degrees: float = 30.0,

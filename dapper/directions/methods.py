@@ -548,7 +548,9 @@ def yaw_sequence_metrics(coefficients, yaw, jump_factor: float = 3.0, min_jump_d
     """Per-image measures of yaw read along a sweep of coefficients.
 
     coefficients [K] ascending; yaw [N, K] degrees (any wrap). Returns arrays [N]: ``slope``
-    (degrees per unit, least squares on the unwrapped yaw), ``r2`` (linearity; 0 when the yaw does
+    (degrees per unit, least squares on the unwrapped yaw), ``step_slope`` (the median over the
+    sweep's steps of each step's degrees per unit: a jump, say a front/back flip, moves the least
+    squares slope a lot and this one hardly at all), ``r2`` (linearity; 0 when the yaw does
     not move), ``monotone`` (every step goes the way of the slope), ``n_jumps`` (steps whose
     change exceeds ``jump_factor`` times the image's median absolute step and ``min_jump_deg``,
     the floor keeping reading noise of a direction that hardly turns from counting as jumps),
@@ -566,7 +568,9 @@ def yaw_sequence_metrics(coefficients, yaw, jump_factor: float = 3.0, min_jump_d
     monotone = (steps * np.sign(slope)[:, None] > 0).all(1) & (slope != 0)
     med = np.median(np.abs(steps), axis=1, keepdims=True)
     jumps = (np.abs(steps) > np.maximum(jump_factor * med, min_jump_deg)).sum(1)
-    return {"slope": slope, "r2": r2, "monotone": monotone, "n_jumps": jumps, "span": y[:, -1] - y[:, 0]}
+    step_slope = np.median(steps / np.diff(c)[None], axis=1) if len(c) > 1 else np.zeros(len(y))
+    return {"slope": slope, "step_slope": step_slope, "r2": r2, "monotone": monotone, "n_jumps": jumps,
+            "span": y[:, -1] - y[:, 0]}
 
 
 def w_spread(samples: PoseSamples) -> float:

@@ -30,7 +30,8 @@ __all__ = ["SELECTION_COLUMNS", "SELECTION_RULE", "Selection", "measure_candidat
 SELECTION_COLUMNS = ("annotator_deg_per_unit", "annotator_r2", "annotator_jump_share", "detector_kept_at_30",
                      "colour_drift_at_30", "w_shift_at_30")
 SELECTION_RULE = ("among candidates calibrated in degrees whose edits the annotator reads turning by at least half "
-                  "the intended degrees, the best mean rank over: annotator degrees per unit closest to 1, fewest "
+                  "the intended degrees (median step slope along the sweep, so that a front/back jump is no turn), "
+                  "the best mean rank over: annotator degrees per unit closest to 1, fewest "
                   "orientation jumps, highest linearity (R^2), most edits at +-30 deg the vehicle detector still "
                   "accepts, least colour drift in the vehicle mask, smallest W shift at 30 deg")
 
@@ -90,7 +91,7 @@ def measure_candidates(G, directions: dict[str, Direction], ws, annotator, detec
         rows.append({
             "direction": name, "units": d.units,
             "capped": bool(d.metadata.get("calibration", {}).get("capped", False)),
-            "annotator_deg_per_unit": float(np.median(m["slope"])),
+            "annotator_deg_per_unit": float(np.median(m["step_slope"])),
             "annotator_r2": float(np.median(m["r2"])),
             "annotator_monotone_share": float(m["monotone"].mean()),
             "annotator_jump_share": float((m["n_jumps"] > 0).mean()),
@@ -144,7 +145,7 @@ def choose_layer_split(G, direction: Direction, annotator, ws, keep: float = 0.9
     whose edit turns the vehicles ``ws`` [N, num_ws, w_dim] by between ``keep`` and ``1 / keep``
     times what the all-row edit turns them (when no ``stop`` does, the one closest to it in ratio).
     The turn is the median over the vehicles of the annotator's degrees per unit along
-    ``-coefficient .. +coefficient`` (five steps; least squares on the unwrapped yaw) times
+    ``-coefficient .. +coefficient`` (five steps; the median step slope, so a jump is no turn) times
     ``2 * coefficient``. Returns ``(stop, {stop: turn in degrees})``. The annotator reads the pose;
     nothing here knows the vehicles' identity."""
     num_ws = int(G.num_ws)
@@ -152,7 +153,7 @@ def choose_layer_split(G, direction: Direction, annotator, ws, keep: float = 0.9
     turn = {}
     for stop in range(1, num_ws + 1):
         yaw = annotate_edits(G, ws, direction.replace(layers=(0, stop)), coeffs, annotator, batch_size)
-        turn[stop] = float(np.median(yaw_sequence_metrics(coeffs, yaw)["slope"]) * 2 * coefficient)
+        turn[stop] = float(np.median(yaw_sequence_metrics(coeffs, yaw)["step_slope"]) * 2 * coefficient)
     full = turn[num_ws]
     if full == 0:
         return num_ws, turn

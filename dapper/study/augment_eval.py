@@ -9,6 +9,12 @@ the edit turned the vehicle, degrees per unit, jumps along the rotation sweep), 
 edit against the projection it started from. One row per (space, variant, edit, amount):
 ``reports/results/augment_identity.csv``.
 
+With the method's pose annotator given, each variant's rotations are measured a second time as the
+augmentation makes them under its pose check (:func:`dapper.augment.pose_checked_edits`: an edit
+the annotator reads missing its degrees is halved, then dropped for the projection); those rows'
+variant ends in ", pose-checked" and ``pose_kept`` is the share of edits the annotator let through
+whole (``pose_factor_mean`` their mean factor).
+
 Identity is counted two ways: against the true class (what a classifier trained on the synthetic
 image is told) and against the class the oracle gives the unedited projection (what the edit alone
 changed).
@@ -19,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dapper.augment import perturb_ws
+from dapper.augment import perturb_ws, pose_checked_edits
 from dapper.directions import Direction, apply_direction, yaw_sequence_metrics
 from dapper.judges import oracles
 from dapper.study.gan_eval import pair_hits
@@ -47,7 +53,8 @@ def _measure(images: torch.Tensor, labels: np.ndarray, base_cls: np.ndarray, pai
 def augment_identity(G, spaces: dict[str, torch.Tensor], labels, variants: dict[str, tuple[Direction, tuple]],
                      w_std: torch.Tensor, strengths=(0.25, 0.5, 1.0), coefficients=(-30, -20, -10, 10, 20, 30),
                      pairs=(), study_strength: float = 0.5, draws: int = 2, seed: int = 0, identity_oracle=None,
-                     pose_oracle=None, batch_size: int = 64):
+                     pose_oracle=None, batch_size: int = 64, pose_annotator=None, pose_tolerance: float = 0.5,
+                     pose_tolerance_min_deg: float = 5.0):
     """The table described in the module docstring, as a pandas DataFrame.
 
     ``spaces``: name -> projected latents [N, num_ws, w_dim] of the same N target views (e.g.
@@ -55,6 +62,8 @@ def augment_identity(G, spaces: dict[str, torch.Tensor], labels, variants: dict[
     (pose direction calibrated in degrees, the ``(start, stop)`` rows the perturbation moves);
     ``w_std``: per-dimension W standard deviation (whitened perturbation units); ``draws``
     perturbations per image and strength (seeded). ``study_strength`` marks the study's row.
+    ``pose_annotator`` (the method's, never an oracle) adds the pose-checked rotation rows with the
+    augmentation's ``pose_tolerance`` and ``pose_tolerance_min_deg``.
     """
     import pandas as pd
 
@@ -89,31 +98,59 @@ def augment_identity(G, spaces: dict[str, torch.Tensor], labels, variants: dict[
                              "psnr_to_projection": float(_psnr(images, base.repeat(draws, 1, 1, 1)).mean()),
                              "oracle_deg_per_unit": np.nan, "jump_share": np.nan})
             sweep = np.concatenate([coeffs, [0.0]]) if 0.0 not in coeffs else coeffs
-            order = np.argsort(sweep)
-            edited = apply_direction(ws, direction, sweep[order])  # [N, K, num_ws, w_dim]
+            sweep = sweep[np.argsort(sweep)]
+            edited = apply_direction(ws, direction, sweep)  # [N, K, num_ws, w_dim]
             k = edited.shape[1]
             images = synthesize(G, edited.reshape(n * k, *edited.shape[2:]), batch_size)
-            m = _measure(images, np.repeat(labels, k), np.repeat(base_cls, k), pairs, identity_oracle, pose_oracle)
-            yaw = m["yaw"].reshape(n, k)
-            unwrapped = np.unwrap(np.deg2rad(yaw), axis=1)
-            j0 = int(np.flatnonzero(sweep[order] == 0)[0])
-            psnr = _psnr(images, base.repeat_interleave(k, 0)).reshape(n, k)
-            for j, c in enumerate(sweep[order]):
-                if c == 0:
-                    continue
-                change = np.rad2deg(unwrapped[:, j] - unwrapped[:, j0])
-                within = np.abs(sweep[order]) <= abs(c)
-                jumps = yaw_sequence_metrics(sweep[order][within], yaw[:, within])["n_jumps"]
-                rows.append({**common, "variant": variant, "edit": "rotate", "amount": float(c),
-                             "rows": f"{direction.layers[0]}-{direction.layers[1]}", "study_setting": True,
-                             "identity_kept": float(m["kept"].reshape(n, k)[:, j].mean()),
-                             "identity_kept_vs_projection": float(m["kept_vs_projection"].reshape(n, k)[:, j].mean()),
-                             "pair_kept": float(m["pair_kept"].reshape(n, k)[:, j].mean()),
-                             "oracle_yaw_change_median": float(np.median(change)),
-                             "psnr_to_projection": float(psnr[:, j].mean()),
-                             "oracle_deg_per_unit": float(np.median(change / c)),
-                             "jump_share": float((jumps > 0).mean())})
+            measure = dict(labels=labels, base=base, base_cls=base_cls, pairs=pairs, identity_oracle=identity_oracle,
+                           pose_oracle=pose_oracle, common=common, direction=direction, sweep=sweep)
+            rows += _rotation_rows(images, variant, **measure)
+            if pose_annotator is None:
+                continue
+            base_yaw = pose_annotator.predict(base)
+            checked = images.reshape(n, k, *images.shape[1:]).clone()
+            factors = np.ones((n, k))
+            for j, c in enumerate(sweep):
+                if c != 0:
+                    checked[:, j], factors[:, j] = pose_checked_edits(
+                        G, ws, edited[:, j], np.full(n, c * direction.degrees_per_unit), pose_annotator,
+                        pose_tolerance, pose_tolerance_min_deg, base_yaw, batch_size,
+                        edited_images=checked[:, j])
+            rows += _rotation_rows(checked.reshape(n * k, *images.shape[1:]), f"{variant}, pose-checked",
+                                   factors=factors, **measure)
     return pd.DataFrame(rows)
+
+
+def _rotation_rows(images, variant, labels, base, base_cls, pairs, identity_oracle, pose_oracle, common, direction,
+                   sweep, factors=None) -> list[dict]:
+    """The rotate rows of one variant from its sweep's images [N * K, C, R, R] (K = len(sweep), in
+    sweep order, which includes 0); ``factors`` [N, K]: the pose check's factors when checked."""
+    n, k = len(labels), len(sweep)
+    m = _measure(images, np.repeat(labels, k), np.repeat(base_cls, k), pairs, identity_oracle, pose_oracle)
+    yaw = m["yaw"].reshape(n, k)
+    unwrapped = np.unwrap(np.deg2rad(yaw), axis=1)
+    j0 = int(np.flatnonzero(sweep == 0)[0])
+    psnr = _psnr(images, base.repeat_interleave(k, 0)).reshape(n, k)
+    rows = []
+    for j, c in enumerate(sweep):
+        if c == 0:
+            continue
+        change = np.rad2deg(unwrapped[:, j] - unwrapped[:, j0])
+        within = np.abs(sweep) <= abs(c)
+        jumps = yaw_sequence_metrics(sweep[within], yaw[:, within])["n_jumps"]
+        row = {**common, "variant": variant, "edit": "rotate", "amount": float(c),
+               "rows": f"{direction.layers[0]}-{direction.layers[1]}", "study_setting": True,
+               "identity_kept": float(m["kept"].reshape(n, k)[:, j].mean()),
+               "identity_kept_vs_projection": float(m["kept_vs_projection"].reshape(n, k)[:, j].mean()),
+               "pair_kept": float(m["pair_kept"].reshape(n, k)[:, j].mean()),
+               "oracle_yaw_change_median": float(np.median(change)),
+               "psnr_to_projection": float(psnr[:, j].mean()),
+               "oracle_deg_per_unit": float(np.median(change / c)),
+               "jump_share": float((jumps > 0).mean())}
+        if factors is not None:
+            row.update(pose_kept=float((factors[:, j] == 1).mean()), pose_factor_mean=float(factors[:, j].mean()))
+        rows.append(row)
+    return rows
 
 
 def goal_lines(table) -> list[str]:

@@ -61,7 +61,7 @@ __all__ = [
     "run_seed", "RunSpec", "plan_runs", "results_path", "append_row", "read_results", "finished_runs", "StudyInputs",
     "prepare_inputs", "run_one", "five_fold_runs", "study_tables", "study_statements", "main",
     "projection_settings", "classifier_weights_path", "config_from_params", "pose_instruments", "study_device",
-    "fit_run", "FittedRun", "prepared_config", "archive_superseded", "code_version",
+    "fit_run", "FittedRun", "checking_annotator", "prepared_config", "archive_superseded", "code_version",
     "synthetic_label_agreement", "label_agreement_statement", "study_executor", "generator_resolution",
     "run_steps", "GAIN_GOAL", "SAVING_GOAL", "points", "percent",
 ]
@@ -109,7 +109,8 @@ class StudyConfig:
     seed: int = 0
     n_test_views: int = 30
     image_size: int = 64
-    augment: AugmentSettings = field(default_factory=AugmentSettings)
+    # method v2: rotations the method's pose annotator reads missing their degrees are halved, then dropped
+    augment: AugmentSettings = field(default_factory=lambda: AugmentSettings(pose_check=True))
     finetune: FineTuneSettings = field(default_factory=FineTuneSettings)
     # keyword arguments of dapper.inversion.projection.ProjectionSettings; 100 steps reach within ~1 dB of
     # the default 200 at half the cost (about 2 CPU seconds per 64 px image)
@@ -588,6 +589,16 @@ def pose_instruments(config: StudyConfig, device="cpu") -> tuple:
     return detector, annotator
 
 
+def checking_annotator(annotator, device="cpu"):
+    """The pose annotator the augmentation's pose check reads: ``annotator`` (the config's, from
+    :func:`pose_instruments`), else the embedded world's, as the pose direction's own fit does."""
+    if annotator is not None:
+        return annotator
+    from dapper.judges.annotators import load_pose_annotator
+
+    return load_pose_annotator(device=device)
+
+
 def _project_chunk(args) -> int:
     import torch
 
@@ -645,16 +656,20 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
         G = load_generator(config.network or default_generator_path(), device=device).eval()
     g_hash = weights_hash(G) if G is not None else "none"
     d_id = ""
+    pose_annotator = None
     if need_rotation:
+        detector, pose_annotator = pose_instruments(config, device=next(G.parameters()).device)
         if direction is None:
             from dapper.directions import load_or_fit_pose_direction
 
-            detector, annotator = pose_instruments(config, device=next(G.parameters()).device)
             direction = load_or_fit_pose_direction(G, config.direction_profile or config.profile,
-                                                   detector=detector, annotator=annotator, dataset=config.dataset)
+                                                   detector=detector, annotator=pose_annotator, dataset=config.dataset)
         if apply_direction is None:
             from dapper.directions import apply_direction
         d_id = augment.direction_id(direction, apply_direction, (1, G.num_ws, G.w_dim))
+        if config.augment.pose_check:
+            pose_annotator = checking_annotator(pose_annotator, next(G.parameters()).device)
+            d_id += "-" + augment.annotator_id(pose_annotator)
     clock.stop("generator+direction")
     ids = condition_ids(config, g_hash, d_id)
 
@@ -697,7 +712,7 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
                 parts.append(augment_images(
                     G, ws, [d.keys[i] for i in new], d.labels[new], methods, config.augment, direction,
                     test_keys=test_keys, apply_direction=apply_direction, progress=progress, compose=composes,
-                    images=d.images[new] if "residual" in composes else None))
+                    images=d.images[new] if "residual" in composes else None, pose_annotator=pose_annotator))
                 made.update(d.keys[i] for i in new)
             synthetic[sc] = SyntheticSet.concat(parts)
             clock.stop("augment")
