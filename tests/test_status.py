@@ -42,3 +42,24 @@ def test_only_the_latest_study_counts_and_the_block_round_trips():
     assert S.readme_block(new) == "- new line" and new.endswith("\n\nafter\n")
     with pytest.raises(ValueError, match="markers"):
         S.readme_block("# no block")
+
+
+def test_results_of_an_older_generator_say_so(tmp_path):
+    (tmp_path / "reports" / "results").mkdir(parents=True)
+    (tmp_path / "checkpoints").mkdir()
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(ROOT / "checkpoints" / f"source_gan_v2{suffix}", tmp_path / "checkpoints")
+    shipped, _ = S.shipped_generator(tmp_path)
+    assert len(shipped) == 16
+    gan = pd.DataFrame({"metric": ["fd_ratio", "pose_coverage_generated"], "value": [10.0, 1.0],
+                        "network": "checkpoints/source_gan_v2.safetensors", "generator_hash": "0123456789abcdef",
+                        "kimg": 100.0})
+    gan.to_csv(tmp_path / "reports" / "results" / "source_gan.csv", index=False)
+    older = S.status_markdown(tmp_path)
+    assert "It measured generator 0123456789ab at 100 kimg; the shipped one has trained on since" in older
+    gan["generator_hash"] = shipped
+    gan.to_csv(tmp_path / "reports" / "results" / "source_gan.csv", index=False)
+    assert "It measured the shipped generator" in S.status_markdown(tmp_path)
+    gan.drop(columns=["generator_hash", "kimg"]).to_csv(tmp_path / "reports" / "results" / "source_gan.csv",
+                                                        index=False)
+    assert "not recorded" in S.status_markdown(tmp_path)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from dapper.judges import oracles
-from dapper.utils import atomic_save, display_path, get_device, reports_dir
+from dapper.utils import atomic_save, display_path, get_device, reports_dir, weights_hash
 
 YAW_BINS = 36
 COVERAGE_MIN_SHARE = 0.2  # a bin counts as covered with >= 20% of the uniform share of samples
@@ -222,9 +222,12 @@ def evaluate(G, n: int = 5000, seed: int = 0, with_projection: bool = True, n_pe
     return result
 
 
-def write_results(result: dict, network: str, out_dir: Path | None = None) -> Path:
+def write_results(result: dict, network: str, out_dir: Path | None = None, generator_hash: str = "",
+                  kimg=None) -> Path:
     """``results/source_gan.csv``: one row per measure, with the goal of :data:`GOALS` where it has
-    one (the FD ratio's goal: below that of source renders resampled to 3/4 of the resolution) and whether it is met."""
+    one (the FD ratio's goal: below that of source renders resampled to 3/4 of the resolution) and whether it is met;
+    every row names the generator measured (``network``, its :func:`dapper.utils.weights_hash` and
+    training kimg when known), so a later reader can tell whether the shipped generator has moved on."""
     import pandas as pd
 
     floor = result["fd_source_halves"]
@@ -258,6 +261,8 @@ def write_results(result: dict, network: str, out_dir: Path | None = None) -> Pa
     df = pd.DataFrame(rows, columns=["metric", "value", "goal", "met"])
     df["n_generated"] = result["n"]
     df["network"] = display_path(network)
+    df["generator_hash"] = generator_hash
+    df["kimg"] = "" if kimg is None else kimg
     csv = Path(out_dir or reports_dir("results")) / "source_gan.csv"
     atomic_save(csv, lambda p: df.to_csv(p, index=False))
     return csv
@@ -276,7 +281,9 @@ def main(argv=None) -> None:
     network = str(args.network or default_generator_path())
     G = load_generator(network, device=get_device())
     result = evaluate(G, n=args.n, with_projection=not args.no_projection, n_per_class=args.n_per_class)
-    csv = write_results(result, network)
+    sidecar = Path(network).with_suffix(".json")
+    kimg = json.loads(sidecar.read_text()).get("metadata", {}).get("kimg") if sidecar.exists() else None
+    csv = write_results(result, network, generator_hash=weights_hash(G)[:16], kimg=kimg)
     from dapper import plots
 
     fig = reports_dir("figures") / "fig_source_gan.png"

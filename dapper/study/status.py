@@ -49,6 +49,35 @@ def _metrics(path: Path) -> dict:
     return {"network": str(df["network"].iloc[0]), **dict(zip(df["metric"], df["value"].astype(float)))}
 
 
+def shipped_generator(root: Path) -> tuple[str, float | None]:
+    """The shipped default generator under ``root``: its :func:`dapper.utils.weights_hash` (16 hex
+    digits; "" when the file is missing) and training kimg (None when not recorded)."""
+    from dapper.utils import default_generator_path, repo_root, weights_hash
+
+    path = root / default_generator_path().relative_to(repo_root())
+    if not path.exists():
+        return "", None
+    from dapper.stylegan2 import load_generator
+
+    sidecar = path.with_suffix(".json")
+    kimg = json.loads(sidecar.read_text()).get("metadata", {}).get("kimg") if sidecar.exists() else None
+    return weights_hash(load_generator(path))[:16], kimg
+
+
+def _which_generator(measured_hash: str, measured_kimg, root: Path) -> str:
+    """Words saying which generator a result measured, and whether that is still the shipped one."""
+    shipped, kimg = shipped_generator(root)
+    at = lambda k: "" if k is None or k != k or k == "" else f" at {float(k):.0f} kimg"  # noqa: E731
+    if not measured_hash:
+        return " Which generator version it measured is not recorded."
+    if not shipped:
+        return f" It measured generator {measured_hash[:12]}{at(measured_kimg)}."
+    if shipped.startswith(measured_hash[:12]):
+        return f" It measured the shipped generator ({measured_hash[:12]}{at(measured_kimg)})."
+    return (f" It measured generator {measured_hash[:12]}{at(measured_kimg)}; the shipped one has trained on since "
+            f"({shipped[:12]}{at(kimg)}) and is not measured yet.")
+
+
 def _generator_lines(root: Path) -> list[str]:
     import pandas as pd
 
@@ -78,6 +107,10 @@ def _generator_lines(root: Path) -> list[str]:
     gan = root / "reports" / "results" / "source_gan.csv"
     if gan.exists():
         m = _metrics(gan)
+        raw = pd.read_csv(gan, dtype={"generator_hash": str})
+        known = "generator_hash" in raw and raw["generator_hash"].notna().any()
+        measured = str(raw["generator_hash"].iloc[0]) if known else ""
+        measured_kimg = raw["kimg"].iloc[0] if "kimg" in raw else None
         lines.append(
             f"- **Default generator** (`{m['network']}`, measured by `python -m dapper gan-eval` into "
             f"`reports/results/source_gan.csv`): Frechet distance {m['fd_ratio']:.0f} times the floor "
@@ -86,7 +119,8 @@ def _generator_lines(root: Path) -> list[str]:
             f"{_pct(m['pose_coverage_generated'])}; identity kept after projection "
             f"{_pct(m.get('identity_kept_after_projection'))} in W and "
             f"{_pct(m.get('identity_kept_after_projection_wplus'))} in W+ (pair "
-            f"{_pct(m.get('pair_kept_after_projection'))} / {_pct(m.get('pair_kept_after_projection_wplus'))}).")
+            f"{_pct(m.get('pair_kept_after_projection'))} / {_pct(m.get('pair_kept_after_projection_wplus'))})."
+            + _which_generator(measured, measured_kimg, root))
     return lines
 
 
@@ -135,20 +169,24 @@ def _study_lines(root: Path) -> list[str]:
         return ["- **The five-fold study**: no full-profile rows in `reports/results/five_fold.csv` yet."]
     lines = []
     for dataset, part in rows[rows["profile"] == "full"].groupby("dataset", sort=True):
-        lines += _one_study(latest_study(part), str(dataset))
+        lines += _one_study(latest_study(part), str(dataset), root)
     return lines
 
 
-def _one_study(rows, dataset: str) -> list[str]:
+def _one_study(rows, dataset: str, root: Path) -> list[str]:
     from dapper.study.experiments import study_tables
 
     generators = sorted({g for g in rows.get("generator", []) if isinstance(g, str) and g})
     tables = study_tables(rows)
     vs, sav = tables["vs_real"], tables["savings"]
+    shipped = shipped_generator(root)[0] if dataset == "toycars" else ""
+    stale = bool(shipped) and bool(generators) and not any(shipped.startswith(g[:12]) for g in generators)
     lines = [f"- **The five-fold study on {dataset}** (`reports/results/five_fold.csv`, full profile: "
              f"{len(rows)} runs, "
-             f"{rows['condition'].nunique()} conditions, generator {', '.join(g[:12] for g in generators) or 'none'}; "
-             f"the sentences of every comparison are in `reports/results/fig6_accuracy_vs_shots.md`):"]
+             f"{rows['condition'].nunique()} conditions, generator {', '.join(g[:12] for g in generators) or 'none'}"
+             + (f", not the shipped one ({shipped[:12]}), which has trained on since: the study has not been rerun "
+                "on it" if stale else "")
+             + "; the sentences of every comparison are in `reports/results/fig6_accuracy_vs_shots.md`):"]
     for sc in dict.fromkeys(vs["scenario"]):
         v = vs[(vs["scenario"] == sc) & (vs["condition"] != "real+affine")]
         few = int(v["shots_per_class"].min())
