@@ -17,7 +17,8 @@ rotated image and the image it was rotated from; an edit whose read turn misses 
 by more than ``pose_tolerance`` of them (at least ``pose_tolerance_min_deg``), a front/back flip or
 no turn at all, is redone at half the amount, then dropped for the unrotated latent
 (:func:`pose_checked_edits`). The manifest's ``pose_factor`` says which (1, 0.5 or 0; empty when
-unchecked) and its coefficient and degrees are those of the edit made. Only the annotator judges.
+unchecked) and its coefficient and degrees are those of the edit made. Only the annotator judges,
+and it reads the generated image: a residual image of a dropped edit is the real image itself.
 
 Each synthetic image is either the generator's image of the edited latent (``compose=
 "generated"``, the paper) or the real image plus the change the edit makes to the generator's
@@ -151,6 +152,8 @@ def pose_checked_edits(G, base: torch.Tensor, edited: torch.Tensor, degrees, ann
     degrees are kept as they are.
     """
     degrees = np.asarray(degrees, dtype=np.float64)
+    if not np.isfinite(degrees).all():
+        raise ValueError("the pose check needs the degrees each edit means to turn: a direction calibrated in degrees")
     m = len(base)
     assert edited.shape == base.shape and degrees.shape == (m,), (base.shape, edited.shape, degrees.shape)
     if base_yaw is None:
@@ -167,8 +170,9 @@ def pose_checked_edits(G, base: torch.Tensor, edited: torch.Tensor, degrees, ann
             images[pending] = synthesize(G, lat, batch_size, noise_mode)
         yaw = np.asarray(annotator.predict(images[pending]), np.float64)
         want = f * degrees[pending]
-        miss = np.abs((yaw - base_yaw[pending] - want + 180.0) % 360.0 - 180.0)
-        ok = (miss <= np.maximum(min_deg, tolerance * np.abs(want))) & (miss < np.abs(want))
+        turn = (yaw - base_yaw[pending] + 180.0) % 360.0 - 180.0
+        miss = np.abs((turn - want + 180.0) % 360.0 - 180.0)
+        ok = (miss <= np.maximum(min_deg, tolerance * np.abs(want))) & (miss < np.abs(turn))
         factor[pending[ok]] = f
         pending = pending[~ok]
     if len(pending):
@@ -316,7 +320,8 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
     (:func:`dapper.utils.image_key`) and classes ``labels`` [N]. ``test_keys``: the keys of the fold's test
     images; any overlap with ``keys`` raises :class:`LeakageError` before anything is made.
     ``cache``: per-image results are stored under ``cache_dir("synthetic", ...)`` keyed by
-    generator hash, settings and direction, and reused (only uncached images are synthesised).
+    generator hash, settings, direction and (with the pose check) the annotator, and reused (only
+    uncached images are synthesised).
     ``compose``: ``"generated"``, ``"residual"`` or both (a list); residual needs the real
     ``images`` (uint8 [N, R, R, 3] at the generator's resolution). ``pose_annotator``: the method's
     pose annotator (``predict(images) -> yaw``), needed by ``settings.pose_check``.
@@ -386,13 +391,14 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
             sub_keys = [keys[i] for i in idx]
             made = {}
             made_params = {}
-            recon = to_uint8(synthesize(G, ws[idx], batch_size, settings.noise_mode))
+            recon_float = synthesize(G, ws[idx], batch_size, settings.noise_mode)
+            recon = to_uint8(recon_float)
             for m in compute:
                 if settings.pose_check and "rotate" in m:
                     lat, params, unrotated = synthetic_latents(ws[idx], sub_keys, m, settings, w_std, direction,
                                                                apply_direction, return_base=True)
                     wanted = np.array([p["degrees"] for row in params for p in row])
-                    base_yaw = (np.repeat(np.asarray(pose_annotator.predict(recon)), settings.k)
+                    base_yaw = (np.repeat(np.asarray(pose_annotator.predict(recon_float)), settings.k)
                                 if m == "rotate" else None)  # the unrotated latents are the projections
                     checked, factor = pose_checked_edits(
                         G, unrotated.reshape(-1, *lat.shape[2:]), lat.reshape(-1, *lat.shape[2:]), wanted,

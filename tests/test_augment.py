@@ -156,7 +156,7 @@ def test_residual_composition_adds_the_edit_to_the_real_image():
 
 
 class _LatentWorld(torch.nn.Module):
-    """Generator-shaped toy whose image carries the first coordinate of its mean W row (over 1000)."""
+    """Generator-shaped toy whose image carries the first coordinate of its mean W row (over 100)."""
 
     z_dim = w_dim = 4
     num_ws = 2
@@ -169,15 +169,17 @@ class _LatentWorld(torch.nn.Module):
         self.unused = torch.nn.Parameter(torch.zeros(1))
 
     def synthesis(self, ws, noise_mode="const"):
-        return (ws.mean(1)[:, :1] / 1000).view(-1, 1, 1, 1).expand(-1, 3, 4, 4).clone()
+        return (ws.mean(1)[:, :1] / 100).view(-1, 1, 1, 1).expand(-1, 3, 4, 4).clone()
 
 
 class _FlipAnnotator:
-    """Reads that coordinate as the yaw up to 20 degrees; beyond, a front/back flip (180 degrees off)."""
+    """Reads that coordinate as the yaw up to 25 degrees; beyond, a front/back flip (180 degrees off)."""
 
     def predict(self, images):
-        w0 = torch.as_tensor(images)[:, 0, 0, 0].double().numpy() * 1000
-        return np.where(np.abs(w0) <= 20, w0, w0 + 180) % 360
+        x = torch.as_tensor(images)
+        x = x.permute(0, 3, 1, 2).double() / 127.5 - 1 if x.dtype == torch.uint8 else x.double()
+        w0 = x[:, 0, 0, 0].numpy() * 100
+        return np.where(np.abs(w0) <= 25, w0, w0 + 180) % 360
 
 
 def test_pose_check_keeps_halves_or_drops_each_rotation():
@@ -189,7 +191,7 @@ def test_pose_check_keeps_halves_or_drops_each_rotation():
     edited[2, :, 1] = 30.0  # moves a coordinate the annotator does not read: no turn, dropped
     images, factor = A.pose_checked_edits(G, base, edited, [10.0, 30.0, 30.0, 0.0], _FlipAnnotator())
     assert factor.tolist() == [1.0, 0.5, 0.0, 1.0]  # an edit of 0 degrees is nothing to check
-    assert torch.allclose(images[:, 0, 0, 0] * 1000, torch.tensor([10.0, 15.0, 0.0, 0.0]), atol=1e-3)
+    assert torch.allclose(images[:, 0, 0, 0] * 100, torch.tensor([10.0, 15.0, 0.0, 0.0]), atol=1e-3)
     # The tolerance: 30 degrees meant, 20 read, misses by 10 (within half of 30) and is kept;
     # a reading of no turn is never kept, however small the turn meant.
     edited[1, :, 0] = 20.0
@@ -197,6 +199,13 @@ def test_pose_check_keeps_halves_or_drops_each_rotation():
                                 tolerance=0.5)[1][1] == 1.0
     assert A.pose_checked_edits(G, base, edited, [10.0, 30.0, 30.0, 0.0], _FlipAnnotator(),
                                 tolerance=0.2, min_deg=0.0)[1][1] == 0.0  # 6 deg allowed: 10 and 5 miss
+    small = base[:1].clone()
+    small[:, :, 0] = 0.5  # meant to turn 4 degrees, turns 0.5: inside the 5 degree floor, but nearer no turn
+    assert A.pose_checked_edits(G, base[:1], small, [4.0], _FlipAnnotator())[1].tolist() == [0.0]
+    small[:, :, 0] = 3.0  # turns 3 of the 4: kept
+    assert A.pose_checked_edits(G, base[:1], small, [4.0], _FlipAnnotator())[1].tolist() == [1.0]
+    with pytest.raises(ValueError, match="calibrated in degrees"):
+        A.pose_checked_edits(G, base[:1], small, [float("nan")], _FlipAnnotator())
 
 
 class _StillAnnotator:
@@ -225,3 +234,28 @@ def test_augment_images_with_the_pose_check_records_what_it_did(tmp_path, monkey
     plain = _augment(G, ws, keys, labels, settings=A.AugmentSettings(k=2, strength=0.5))
     assert (plain.manifest.query("method == 'rotate'").degrees.abs() > 0).all()
     assert plain.manifest.pose_factor.isna().all()
+
+
+class _NamedFlipAnnotator(_FlipAnnotator):
+    config = {"sha256": "flip"}
+
+
+def test_augment_images_keeps_halves_and_caches_per_annotator(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAPPER_CACHE", str(tmp_path))
+    G = _LatentWorld()
+    ws = torch.zeros(2, G.num_ws, G.w_dim)
+    keys, labels = ["0a", "0b"], np.array([0, 1])
+    settings = A.AugmentSettings(k=4, coefficients=(-30.0, -20.0, 20.0, 30.0), pose_check=True)
+    kw = dict(methods=["rotate"], settings=settings, direction=FakeDirection(w_dim=G.w_dim, degrees_per_unit=1.0),
+              apply_direction=fake_apply_direction, w_std=torch.ones(G.w_dim))
+    flip = A.augment_images(G, ws, keys, labels, pose_annotator=_NamedFlipAnnotator(), **kw)
+    m = flip.manifest.set_index("synthetic_key")
+    # +-20 turns as meant; +-30 flips and its half, +-15, is kept
+    for key, row in m.iterrows():
+        assert row.pose_factor == (1.0 if abs(row.coefficient) == 20 else 0.5), (key, row.coefficient)
+        assert abs(row.degrees) in (20.0, 15.0) and row.degrees == row.coefficient
+    made = np.sort((flip.images[:, 0, 0, 0] / 127.5 - 1) * 100)  # uint8 images: within 0.4 degrees
+    assert np.allclose(made, sorted([-20.0, -15.0, 15.0, 20.0] * 2), atol=0.5)
+    # Another annotator is another cache entry, never the first one's images.
+    still = A.augment_images(G, ws, keys, labels, pose_annotator=_StillAnnotator(), **kw)
+    assert (still.manifest.pose_factor == 0).all()

@@ -161,15 +161,17 @@ def goal_lines(table) -> list[str]:
     for (space, variant), df in table.groupby(["space", "variant"], sort=False):
         pert = df[(df.edit == "perturb") & df.study_setting]
         rot = df[(df.edit == "rotate") & (df.amount.abs() <= 30)]
+        # a goal with no rows to judge it (the pose-checked variants have rotation rows only) is not measured
         checks = {
-            "identity kept >= 90% (perturbation)": bool((pert.identity_kept >= GOALS["identity_kept"]).all()),
-            "identity kept >= 90% (rotation)": bool((rot.identity_kept >= GOALS["identity_kept"]).all()),
-            "no jumps within +-30 deg": bool((rot.jump_share <= GOALS["jump_share"]).all()),
-            "0.8-1.25 oracle deg per unit": bool(rot.oracle_deg_per_unit.between(*GOALS["oracle_deg_per_unit"]).all()),
+            "identity kept >= 90% (perturbation)": (pert, lambda d: d.identity_kept >= GOALS["identity_kept"]),
+            "identity kept >= 90% (rotation)": (rot, lambda d: d.identity_kept >= GOALS["identity_kept"]),
+            "no jumps within +-30 deg": (rot, lambda d: d.jump_share <= GOALS["jump_share"]),
+            "0.8-1.25 oracle deg per unit": (rot, lambda d: d.oracle_deg_per_unit.between(
+                *GOALS["oracle_deg_per_unit"])),
         }
-        worst_p = pert.identity_kept.min() if len(pert) else np.nan
-        worst_r = rot.identity_kept.min() if len(rot) else np.nan
-        lines.append(f"{space}, {variant}: identity kept {worst_p:.0%} at the study's perturbation, at least "
-                     f"{worst_r:.0%} under rotation within +-30 deg; "
-                     + "; ".join(f"{k}: {'met' if ok else 'NOT met'}" for k, ok in checks.items()) + ".")
+        verdicts = [f"{k}: " + ("not measured" if not len(d) else "met" if bool(ok(d).all()) else "NOT met")
+                    for k, (d, ok) in checks.items()]
+        parts = ([f"identity kept {pert.identity_kept.min():.0%} at the study's perturbation"] if len(pert) else [])
+        parts += [f"at least {rot.identity_kept.min():.0%} under rotation within +-30 deg"] if len(rot) else []
+        lines.append(f"{space}, {variant}: " + ", ".join(parts) + "; " + "; ".join(verdicts) + ".")
     return lines

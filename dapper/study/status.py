@@ -49,17 +49,25 @@ def _metrics(path: Path) -> dict:
     return {"network": str(df["network"].iloc[0]), **dict(zip(df["metric"], df["value"].astype(float)))}
 
 
+SHIPPED_GENERATOR = Path("checkpoints") / "source_gan_v2.safetensors"  # dapper.utils.default_generator_path
+
+
 def shipped_generator(root: Path) -> tuple[str, float | None]:
     """The shipped default generator under ``root``: its :func:`dapper.utils.weights_hash` (16 hex
     digits; "" when the file is missing) and training kimg (None when not recorded)."""
-    from dapper.utils import default_generator_path, repo_root, weights_hash
-
-    path = root / default_generator_path().relative_to(repo_root())
+    path = root / SHIPPED_GENERATOR
     if not path.exists():
         return "", None
-    from dapper.stylegan2 import load_generator
+    st = path.stat()
+    return _generator_identity(str(path), st.st_mtime_ns, st.st_size)
 
-    sidecar = path.with_suffix(".json")
+
+@functools.lru_cache(maxsize=4)
+def _generator_identity(path: str, mtime_ns: int, size: int) -> tuple[str, float | None]:
+    from dapper.stylegan2 import load_generator
+    from dapper.utils import weights_hash
+
+    sidecar = Path(path).with_suffix(".json")
     kimg = json.loads(sidecar.read_text()).get("metadata", {}).get("kimg") if sidecar.exists() else None
     return weights_hash(load_generator(path))[:16], kimg
 
