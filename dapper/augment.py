@@ -151,6 +151,8 @@ def pose_checked_edits(G, base: torch.Tensor, edited: torch.Tensor, degrees, ann
     the images (float [M, C, R, R] in [-1, 1]) and each edit's factor (1, 0.5 or 0). Edits of 0
     degrees are kept as they are.
     """
+    from dapper.directions import wrap_deg
+
     degrees = np.asarray(degrees, dtype=np.float64)
     if not np.isfinite(degrees).all():
         raise ValueError("the pose check needs the degrees each edit means to turn: a direction calibrated in degrees")
@@ -170,8 +172,8 @@ def pose_checked_edits(G, base: torch.Tensor, edited: torch.Tensor, degrees, ann
             images[pending] = synthesize(G, lat, batch_size, noise_mode)
         yaw = np.asarray(annotator.predict(images[pending]), np.float64)
         want = f * degrees[pending]
-        turn = (yaw - base_yaw[pending] + 180.0) % 360.0 - 180.0
-        miss = np.abs((turn - want + 180.0) % 360.0 - 180.0)
+        turn = wrap_deg(yaw - base_yaw[pending])
+        miss = np.abs(wrap_deg(turn - want))
         ok = (miss <= np.maximum(min_deg, tolerance * np.abs(want))) & (miss < np.abs(turn))
         factor[pending[ok]] = f
         pending = pending[~ok]
@@ -360,8 +362,8 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
     folder = cache_dir("synthetic", f"{g_hash}-{settings.signature()}-{d_id or 'none'}{a_id}") if cache else None
     # The cache holds every method the inputs allow, so that a later call asking for another
     # method finds it; without a cache only what was asked is made.
-    compute = [m for m in METHODS if (direction is not None and (pose_annotator is not None or not settings.pose_check))
-               or "rotate" not in m] if cache else methods
+    can_rotate = direction is not None and (pose_annotator is not None or not settings.pose_check)
+    compute = [m for m in METHODS if can_rotate or "rotate" not in m] if cache else methods
     compute = sorted(set(compute) | set(methods), key=METHODS.index)
 
     per_image: dict[str, dict] = {}
