@@ -222,6 +222,12 @@ def evaluate(G, n: int = 5000, seed: int = 0, with_projection: bool = True, n_pe
     return result
 
 
+def checkpoint_kimg(path) -> float | None:
+    """The training kimg a generator checkpoint's JSON sidecar records (None when it has none)."""
+    sidecar = Path(path).with_suffix(".json")
+    return json.loads(sidecar.read_text()).get("metadata", {}).get("kimg") if sidecar.exists() else None
+
+
 def write_results(result: dict, network: str, out_dir: Path | None = None, generator_hash: str = "",
                   kimg=None) -> Path:
     """``results/source_gan.csv``: one row per measure, with the goal of :data:`GOALS` where it has
@@ -281,9 +287,7 @@ def main(argv=None) -> None:
     network = str(args.network or default_generator_path())
     G = load_generator(network, device=get_device())
     result = evaluate(G, n=args.n, with_projection=not args.no_projection, n_per_class=args.n_per_class)
-    sidecar = Path(network).with_suffix(".json")
-    kimg = json.loads(sidecar.read_text()).get("metadata", {}).get("kimg") if sidecar.exists() else None
-    csv = write_results(result, network, generator_hash=weights_hash(G)[:16], kimg=kimg)
+    csv = write_results(result, network, generator_hash=weights_hash(G)[:16], kimg=checkpoint_kimg(network))
     from dapper import plots
 
     fig = reports_dir("figures") / "fig_source_gan.png"

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from dapper.study.experiments import GAIN_GOAL, SAVING_GOAL, percent, points
-from dapper.study.gan_eval import GOALS
+from dapper.study.gan_eval import GOALS, checkpoint_kimg
 
 __all__ = ["BEGIN", "END", "latest_study", "status_markdown", "readme_block", "replace_block", "main"]
 
@@ -67,9 +67,7 @@ def _generator_identity(path: str, mtime_ns: int, size: int) -> tuple[str, float
     from dapper.stylegan2 import load_generator
     from dapper.utils import weights_hash
 
-    sidecar = Path(path).with_suffix(".json")
-    kimg = json.loads(sidecar.read_text()).get("metadata", {}).get("kimg") if sidecar.exists() else None
-    return weights_hash(load_generator(path))[:16], kimg
+    return weights_hash(load_generator(path))[:16], checkpoint_kimg(path)
 
 
 def _which_generator(measured_hash: str, measured_kimg, root: Path) -> str:
