@@ -8,8 +8,10 @@ generator's latent space, :func:`augment_images` makes ``k`` new images per meth
   whitened W units: 1.0 moves each coordinate by one W standard deviation). The same offset is
   added to every ``ws`` row (a move in W), or only to rows ``layers = (start, stop)`` (W+).
 * ``rotate``: the pose direction added with the coefficients of the set (the paper: -30, -20,
-  20, 30; the unedited 0 is the reconstruction itself), in degrees by default through the
-  direction's calibration (``Direction.degrees_per_unit``) or as raw coefficients.
+  20, 30; the unedited 0 is the reconstruction itself), in degrees by default or as raw
+  coefficients. Degrees go through the direction's calibration: the annotator's measured response
+  (``Direction.coefficients_for``: a turn that is steep near 0 and saturates still makes the degrees
+  asked for), else its ``degrees_per_unit``.
 * ``perturb+rotate``: each perturbed latent also rotated.
 
 **Pose check** (``settings.pose_check``, method v2): the method's own pose annotator reads each
@@ -110,8 +112,8 @@ class AugmentSettings:
 
     strength: perturbation size in whitened W units; layers: ``(start, stop)`` rows of ``ws``
     to perturb (None: all, a move in W); coefficients: rotation amounts, in degrees when
-    ``units == "degrees"`` (converted by the direction's ``degrees_per_unit``) else raw
-    direction coefficients. With ``k`` below the number of coefficients each image gets a
+    ``units == "degrees"`` (converted through the direction's measured response,
+    ``Direction.coefficients_for``, or else its ``degrees_per_unit``) else raw direction coefficients. With ``k`` below the number of coefficients each image gets a
     random subset; above it, they repeat (with fresh perturbations for ``perturb+rotate``).
     """
 
@@ -139,7 +141,8 @@ class AugmentSettings:
 
 def pose_checked_edits(G, base: torch.Tensor, edited: torch.Tensor, degrees, annotator,
                        tolerance: float = 0.5, min_deg: float = 5.0, base_yaw=None, batch_size: int = 64,
-                       noise_mode: str = "const", edited_images=None) -> tuple[torch.Tensor, np.ndarray]:
+                       noise_mode: str = "const", edited_images=None,
+                       half_degrees=None) -> tuple[torch.Tensor, np.ndarray]:
     """Rotations the pose annotator agrees with (the module docstring's pose check).
 
     base, edited: latents [M, num_ws, w_dim] before and after a rotation meant to turn each vehicle
@@ -147,9 +150,11 @@ def pose_checked_edits(G, base: torch.Tensor, edited: torch.Tensor, degrees, ann
     kept when the annotator's yaw of it minus that of the base is within ``max(min_deg, tolerance *
     |degrees|)`` of ``degrees`` and nearer to it than to no turn; otherwise the half edit is tried,
     and when that misses too the base is kept. ``base_yaw`` [M] and ``edited_images`` [M, C, R, R]:
-    the annotator's yaw of the base images and the images of ``edited``, when already made. Returns
-    the images (float [M, C, R, R] in [-1, 1]) and each edit's factor (1, 0.5 or 0). Edits of 0
-    degrees are kept as they are.
+    the annotator's yaw of the base images and the images of ``edited``, when already made.
+    ``half_degrees`` [M]: the turn the half edit means to make (default ``degrees / 2``; a direction
+    whose turn is not linear knows better, ``Direction.degrees_for``). Returns the images (float [M,
+    C, R, R] in [-1, 1]) and each edit's factor (1, 0.5 or 0). Edits of 0 degrees are kept as they
+    are.
     """
     from dapper.directions import wrap_deg
 
@@ -157,7 +162,9 @@ def pose_checked_edits(G, base: torch.Tensor, edited: torch.Tensor, degrees, ann
     if not np.isfinite(degrees).all():
         raise ValueError("the pose check needs the degrees each edit means to turn: a direction calibrated in degrees")
     m = len(base)
-    assert edited.shape == base.shape and degrees.shape == (m,), (base.shape, edited.shape, degrees.shape)
+    half_degrees = degrees / 2 if half_degrees is None else np.asarray(half_degrees, dtype=np.float64)
+    assert edited.shape == base.shape and degrees.shape == half_degrees.shape == (m,), (
+        base.shape, edited.shape, degrees.shape, half_degrees.shape)
     if base_yaw is None:
         base_yaw = annotator.predict(synthesize(G, base, batch_size, noise_mode))
     base_yaw = np.asarray(base_yaw, np.float64)
@@ -171,7 +178,7 @@ def pose_checked_edits(G, base: torch.Tensor, edited: torch.Tensor, degrees, ann
             lat = base[pending] + f * (edited[pending] - base[pending])
             images[pending] = synthesize(G, lat, batch_size, noise_mode)
         yaw = np.asarray(annotator.predict(images[pending]), np.float64)
-        want = f * degrees[pending]
+        want = (degrees if f == 1.0 else half_degrees)[pending]
         turn = wrap_deg(yaw - base_yaw[pending])
         miss = np.abs(wrap_deg(turn - want))
         ok = (miss <= np.maximum(min_deg, tolerance * np.abs(want))) & (miss < np.abs(turn))
@@ -188,7 +195,21 @@ def _method_rng(seed: int, key: str, method: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), key_bits, METHODS.index(method)])
 
 
-def _raw_coefficients(settings: AugmentSettings, direction) -> tuple[np.ndarray, float]:
+def _turns(direction, coefficients) -> np.ndarray:
+    """Annotator degrees the direction's ``coefficients`` turn (its measured response when it has
+    one, else ``degrees_per_unit``; NaN when never calibrated)."""
+    c = np.asarray(coefficients, dtype=np.float64)
+    if hasattr(direction, "degrees_for"):
+        return direction.degrees_for(c)
+    per_unit = getattr(direction, "degrees_per_unit", None)
+    return c * (math.nan if per_unit is None else float(per_unit))
+
+
+def _raw_coefficients(settings: AugmentSettings, direction) -> tuple[np.ndarray, np.ndarray]:
+    """The direction's coefficients of the settings' rotations and the annotator degrees each turns
+    (NaN when the direction was never calibrated). In degrees, a direction with a measured response
+    (``Direction.coefficients_for``) is asked through it, so a nonlinear turn still makes the
+    degrees asked for; otherwise through ``degrees_per_unit``."""
     per_unit = getattr(direction, "degrees_per_unit", None)
     per_unit = math.nan if per_unit is None else float(per_unit)
     values = np.asarray(settings.coefficients, dtype=np.float64)
@@ -196,8 +217,10 @@ def _raw_coefficients(settings: AugmentSettings, direction) -> tuple[np.ndarray,
         if not math.isfinite(per_unit) or per_unit == 0:
             raise ValueError("rotation in degrees needs a calibrated direction (degrees_per_unit); "
                              "use units='coefficient' for raw coefficients")
-        return values / per_unit, per_unit
-    return values, per_unit
+        coeffs = direction.coefficients_for(values) if hasattr(direction, "coefficients_for") else values / per_unit
+    else:
+        coeffs = values
+    return coeffs, _turns(direction, coeffs)
 
 
 def synthetic_latents(ws: torch.Tensor, keys: Sequence[str], method: str, settings: AugmentSettings,
@@ -229,7 +252,7 @@ def synthetic_latents(ws: torch.Tensor, keys: Sequence[str], method: str, settin
             raise ValueError("rotation needs a pose direction")
         if apply_direction is None:
             from dapper.directions import apply_direction
-        coeffs, per_unit = _raw_coefficients(settings, direction)
+        coeffs, turns = _raw_coefficients(settings, direction)
         n_c = len(coeffs)
         choice = np.stack([np.resize(r.permutation(n_c), k) for r in rngs])  # [N, k]
         edited = apply_direction(base, direction, [float(c) for c in coeffs])  # [N*k, C, L, D]
@@ -238,8 +261,7 @@ def synthetic_latents(ws: torch.Tensor, keys: Sequence[str], method: str, settin
         base = edited[torch.arange(n * k), pick]
         for i, row in enumerate(params):
             for j, p in enumerate(row):
-                c = float(coeffs[choice[i, j]])
-                p.update(coefficient=c, degrees=c * per_unit if math.isfinite(per_unit) else math.nan)
+                p.update(coefficient=float(coeffs[choice[i, j]]), degrees=float(turns[choice[i, j]]))
     out = base.reshape(n, k, *ws.shape[1:])
     return (out, params, unrotated.reshape(n, k, *ws.shape[1:])) if return_base else (out, params)
 
@@ -307,6 +329,9 @@ def direction_id(direction, apply_direction, ws_shape) -> str:
     delta = apply_direction(zero, direction, [1.0])[0, 0]
     h = hashlib.sha1(delta.detach().cpu().float().contiguous().numpy().tobytes())
     h.update(repr(getattr(direction, "degrees_per_unit", None)).encode())
+    response = getattr(direction, "metadata", {}).get("response")
+    if response:  # the degrees asked for go through it
+        h.update(json.dumps([response["coefficients"], response["degrees"]]).encode())
     return h.hexdigest()[:12]
 
 
@@ -402,13 +427,15 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
                     wanted = np.array([p["degrees"] for row in params for p in row])
                     base_yaw = (np.repeat(np.asarray(pose_annotator.predict(recon_float)), settings.k)
                                 if m == "rotate" else None)  # the unrotated latents are the projections
+                    made_coeffs = np.array([p["coefficient"] for row in params for p in row])
                     checked, factor = pose_checked_edits(
                         G, unrotated.reshape(-1, *lat.shape[2:]), lat.reshape(-1, *lat.shape[2:]), wanted,
                         pose_annotator, settings.pose_tolerance, settings.pose_tolerance_min_deg, base_yaw,
-                        batch_size, settings.noise_mode)
+                        batch_size, settings.noise_mode, half_degrees=_turns(direction, made_coeffs / 2))
                     imgs = to_uint8(checked)
                     for p, f in zip((p for row in params for p in row), factor):
-                        p.update(pose_factor=float(f), coefficient=p["coefficient"] * f, degrees=p["degrees"] * f)
+                        c = p["coefficient"] * f
+                        p.update(pose_factor=float(f), coefficient=c, degrees=float(_turns(direction, c)))
                 else:
                     lat, params = synthetic_latents(ws[idx], sub_keys, m, settings, w_std, direction,
                                                     apply_direction)

@@ -11,8 +11,9 @@ The logic (state, latents, rendering, saving) is plain Python and testable witho
 What the sliders do to the source latent ``ws`` [num_ws, w_dim] (a projected target image, or
 ``G.mapping(z(seed))`` for a random car):
 
-* ``pose``: ``+ pose * direction.step()`` on the direction's rows (:func:`dapper.directions.apply_direction`);
-  in degrees of yaw when the direction is calibrated (``degrees_per_unit``), else in its own units;
+* ``pose``: ``+ c * direction.step()`` on the direction's rows (:func:`dapper.directions.apply_direction`);
+  ``pose`` in degrees of yaw when the direction is calibrated (``c = direction.coefficients_for(pose)``:
+  its measured response, else ``degrees_per_unit``), else in its own units (``c = pose``);
 * ``strength`` and ``perturb_seed``: ``+ strength * std * eps``, eps ~ N(0, I) drawn from the seed,
   std the per-dimension spread of W, on every row (the ``perturb`` augmentation of
   :mod:`dapper.augment`; strength in whitened W units);
@@ -361,7 +362,9 @@ class LatentExplorer:
         s = state or self.state
         ws = self.source_ws(s).clone()
         if s.pose:
-            ws += s.pose * self._pose_offset
+            coef = (float(self.pose_direction.coefficients_for(s.pose)) if self.pose_units == "degrees"
+                    else s.pose)  # degrees through the direction's measured response, as the augmentation asks
+            ws += coef * self._pose_offset
         if s.strength:
             ws += s.strength * self._noise(s.perturb_seed)  # a move in W: every row
         if any(s.components):

@@ -40,7 +40,8 @@ def test_augment_identity_table(tiny_generator, planted):
     ws = D.calibration_latents(s, 6, ref, num_ws=G.num_ws)
     labels = oracles.predict_identity(G.synthesis(ws, noise_mode="const"))[0]
     paper = dirs["paper/all"]
-    variants = {"all rows": (paper, (0, G.num_ws)), "rows 0-2": (paper.with_layers(0, 2), (0, 2))}
+    rows02 = D.calibrate_direction(G, paper.with_layers(0, 2), ann, ws, max_shift=2.0 * D.w_spread(s))
+    variants = {"all rows": (paper, (0, G.num_ws)), "rows 0-2": (rows02, (0, 2))}
     table = AE.augment_identity(G, {"W": ws, "W+": ws + 0.01 * torch.randn_like(ws)}, labels, variants,
                                 torch.ones(G.w_dim), strengths=(0.0, 0.5), coefficients=(-20, -10, 10, 20),
                                 identity_oracle=object(), pose_oracle=object())
@@ -53,6 +54,8 @@ def test_augment_identity_table(tiny_generator, planted):
     turn = w_all[w_all.edit == "rotate"].set_index("amount")
     assert turn.loc[20.0, "oracle_yaw_change_median"] > 0 > turn.loc[-20.0, "oracle_yaw_change_median"]
     assert np.isclose(turn.loc[20.0, "oracle_deg_per_unit"], turn.loc[20.0, "oracle_yaw_change_median"] / 20)
+    # the degrees are asked through the calibration's measured response, and each row says which coefficient
+    assert np.allclose(turn.coefficient, paper.coefficients_for(turn.index.to_numpy()))
     assert 0.3 < turn.loc[20.0, "oracle_deg_per_unit"] < 3  # oracle = annotator here: roughly calibrated
     assert (w_all.projection_identity_kept == 1.0).all()  # labels are what the oracle says of the projection
     lines = AE.goal_lines(table)

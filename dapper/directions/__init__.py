@@ -13,7 +13,7 @@ How well a direction turns a vehicle and keeps its identity is measured by the i
 in :mod:`dapper.study.direction_eval`; nothing in this package reads them.
 """
 
-from .calibrate import DIRECTION_METHODS, calibrate_direction, calibration_latents, fit_directions
+from .calibrate import DIRECTION_METHODS, annotator_response, calibrate_direction, calibration_latents, fit_directions
 from .methods import (
                       DEFAULT_REFERENCE_YAW,
                       PAPER_COEFFICIENTS,
@@ -60,7 +60,7 @@ from .store import (
 __all__ = [
     "Direction", "PoseSamples", "apply_direction", "edit_images", "annotate_samples", "paper_pose_direction",
     "interfacegan_direction", "sefa_direction", "sefa_basis", "ganspace_direction", "random_direction",
-    "DIRECTION_METHODS", "calibrate_direction", "calibration_latents", "fit_directions", "fit_ridge",
+    "DIRECTION_METHODS", "annotator_response", "calibrate_direction", "calibration_latents", "fit_directions", "fit_ridge",
     "threshold_weights",
     "w_spread", "load_or_fit_pose_direction", "save_chosen_direction", "style_layers", "coarse_layers",
     "wrap_deg", "unwrap_deg", "circular_mean_deg", "srgb_to_lab", "yaw_sequence_metrics", "PAPER_COEFFICIENTS",

@@ -39,9 +39,31 @@ def _median_slope(coefficients, yaw: np.ndarray) -> float:
     return float(np.median(yaw_sequence_metrics(coefficients, yaw)["step_slope"]))
 
 
+def annotator_response(G, direction: Direction, annotator, ws, coefficients, batch_size: int = 64) -> dict:
+    """The turn the annotator reads along ``direction`` at ``coefficients`` (ascending, holding 0):
+    for each, the median over the vehicles ``ws`` of the yaw change from the unedited image
+    (wrapped, so a front/back flip is one outlying reading, not a turn), made monotone by isotonic
+    regression with 0 held at 0. Returns ``{"coefficients", "degrees", "n_images", "by"}``, the form of
+    ``Direction.metadata["response"]``."""
+    from sklearn.isotonic import IsotonicRegression
+
+    c = np.asarray(coefficients, dtype=np.float64)
+    if not (np.diff(c) > 0).all() or 0.0 not in c:
+        raise ValueError(f"the response sweep must be ascending and hold 0, got {c.tolist()}")
+    yaw = annotate_edits(G, ws, direction, c, annotator, batch_size)
+    j0 = int(np.flatnonzero(c == 0)[0])
+    read = np.median(wrap_deg(yaw - yaw[:, [j0]]), axis=0)
+    weight = np.ones_like(c)
+    weight[j0] = 1e6  # the unedited image turns by nothing
+    fit = IsotonicRegression(increasing=True).fit_transform(c, read, sample_weight=weight)
+    return {"coefficients": c.tolist(), "degrees": fit.tolist(), "read": read.tolist(), "n_images": int(len(ws)),
+            "by": "annotator"}
+
+
 def calibrate_direction(G, direction: Direction, annotator, ws, target_degrees: float = 30.0,
                         max_shift: float | None = None, probe_shift: float = 1.0, n_coefficients: int = 5,
-                        rounds: int = 2, batch_size: int = 64) -> Direction:
+                        rounds: int = 2, batch_size: int = 64, response_reach: float = 1.5,
+                        response_steps: int = 13) -> Direction:
     """Measure how many degrees of yaw (read by the annotator) one coefficient unit turns the
     vehicles ``ws`` [M, num_ws, w_dim] and return the direction in degrees.
 
@@ -50,6 +72,11 @@ def calibrate_direction(G, direction: Direction, annotator, ws, target_degrees: 
     its median per-image slope sets the unit. When ``max_shift`` stops a direction from reaching
     ``target_degrees`` it is scaled to ``max_shift`` at ``target_degrees`` units instead and
     ``metadata['calibration']['capped']`` is True (its degrees are then fewer than nominal).
+
+    The turn is rarely linear (steep near 0, saturating further out), so the result also carries
+    the annotator's response over ``response_steps`` coefficients within ``+-response_reach *
+    target_degrees`` of the new units (no further than ``max_shift``; :func:`annotator_response`),
+    which ``Direction.coefficients_for`` inverts. ``response_steps=0`` leaves it out.
     """
     probe = probe_shift / abs(direction.scale)
     coeffs = np.linspace(-probe, probe, n_coefficients)
@@ -72,6 +99,14 @@ def calibrate_direction(G, direction: Direction, annotator, ws, target_degrees: 
         "by": "annotator", "n_images": int(len(ws)), "target_degrees": target_degrees,
         "degrees_per_unit_before": float(dpu), "units_before": direction.units, "scale_before": float(direction.scale),
         "w_shift_at_target": float(abs(out.scale) * target_degrees), "max_shift": max_shift, "capped": bool(capped)}
+    out.metadata.pop("response", None)
+    if response_steps:
+        reach = response_reach * target_degrees
+        if max_shift is not None:
+            reach = min(reach, max_shift / abs(out.scale))
+        sweep = np.linspace(-reach, reach, 2 * (response_steps // 2) + 1)  # odd: 0 is in it
+        sweep[len(sweep) // 2] = 0.0
+        out.metadata["response"] = annotator_response(G, out, annotator, ws, sweep, batch_size)
     return out
 
 

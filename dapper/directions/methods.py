@@ -83,7 +83,11 @@ class Direction:
     docstring; ``"uncalibrated"`` after moving a calibrated step to other rows).
     ``degrees_per_unit``: yaw change per unit measured by the annotator on generated samples (1.0
     once calibrated; None if never measured). ``metadata``: how it was made (method settings,
-    sample counts, calibration, other scales such as ``paper_scale``).
+    sample counts, calibration, other scales such as ``paper_scale``) and, once calibrated, the
+    annotator's ``response``: the median yaw change it read at each coefficient of a sweep
+    (``{"coefficients": [...], "degrees": [...]}``, monotone), which :meth:`coefficients_for`
+    inverts: a turn that is steep near 0 and saturates further out is then still asked for in
+    degrees.
     """
 
     vector: np.ndarray
@@ -119,7 +123,45 @@ class Direction:
         """The same step applied to other W+ rows. Degrees do not carry over (fewer rows turn the
         car less), so the result is ``"uncalibrated"``: run :func:`calibrate_direction` again."""
         units = self.units if self.units in ("w", "paper") else "uncalibrated"
-        return self.replace(layers=(start, stop), degrees_per_unit=None, units=units)
+        out = self.replace(layers=(start, stop), degrees_per_unit=None, units=units)
+        out.metadata.pop("response", None)
+        return out
+
+    def response(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The annotator's measured response ``(coefficients, degrees)`` in this direction's units,
+        both ascending, or None when there is none (never measured, or no turn either way)."""
+        r = self.metadata.get("response")
+        if not r:
+            return None
+        c = np.asarray(r["coefficients"], dtype=np.float64)
+        d = np.asarray(r["degrees"], dtype=np.float64)
+        if len(c) < 3 or c.shape != d.shape or not (np.diff(c) > 0).all() or not (d[-1] > 0 > d[0]):
+            return None
+        return c, d
+
+    def coefficients_for(self, degrees) -> np.ndarray:
+        """The coefficients that turn the vehicle by ``degrees`` (annotator degrees): the inverse of
+        the measured :meth:`response` when there is one (a turn beyond what it reached is asked
+        for at its end), else ``degrees / degrees_per_unit``."""
+        degrees = np.asarray(degrees, dtype=np.float64)
+        table = self.response()
+        if table is not None:
+            c, d = table
+            # a flat stretch asks for its end nearest 0 (the smallest edit that turns that much)
+            keep = sorted({float(d[i]): i for i in np.argsort(-np.abs(c), kind="stable")}.values())
+            return np.interp(degrees, d[keep], c[keep])
+        if not self.degrees_per_unit:
+            raise ValueError("direction is not calibrated: run calibrate_direction first")
+        return degrees / float(self.degrees_per_unit)
+
+    def degrees_for(self, coefficients) -> np.ndarray:
+        """The turn in annotator degrees that ``coefficients`` make by the measured
+        :meth:`response` (else ``coefficients * degrees_per_unit``; NaN when never calibrated)."""
+        coefficients = np.asarray(coefficients, dtype=np.float64)
+        table = self.response()
+        if table is not None:
+            return np.interp(coefficients, *table)
+        return coefficients * (np.nan if self.degrees_per_unit is None else float(self.degrees_per_unit))
 
     def in_degrees(self) -> Direction:
         """Rescaled so one unit is one annotator degree (needs ``degrees_per_unit``)."""
@@ -127,7 +169,7 @@ class Direction:
             raise ValueError("direction is not calibrated: run calibrate_direction first")
         if self.units == "degrees":
             return self.replace()
-        return self.replace(scale=self.scale / self.degrees_per_unit, units="degrees", degrees_per_unit=1.0)
+        return self._rescaled(self.scale / self.degrees_per_unit, "degrees", 1.0)
 
     def in_paper_units(self) -> Direction:
         """Rescaled to the paper's units (see the module docstring), from ``metadata['paper_scale']``."""
@@ -135,7 +177,17 @@ class Direction:
         if paper is None:
             raise ValueError(f"direction {self.method!r} has no paper_scale in its metadata")
         dpu = None if self.degrees_per_unit is None else self.degrees_per_unit * paper / self.scale
-        return self.replace(scale=float(paper), units="paper", degrees_per_unit=dpu)
+        return self._rescaled(float(paper), "paper", dpu)
+
+    def _rescaled(self, scale: float, units: str, degrees_per_unit) -> Direction:
+        """The same step in other units; a measured response moves to the new units' coefficients
+        (dropped when they point the other way)."""
+        out = self.replace(scale=scale, units=units, degrees_per_unit=degrees_per_unit)
+        r = out.metadata.pop("response", None)
+        ratio = self.scale / scale
+        if r and ratio > 0:
+            out.metadata["response"] = {**r, "coefficients": [float(c) * ratio for c in r["coefficients"]]}
+        return out
 
     def to_dict(self) -> dict:
         return {"vector": [float(x) for x in self.vector], "layers": list(self.layers), "method": self.method,

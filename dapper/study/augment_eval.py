@@ -6,8 +6,10 @@ several angles, for every variant of the method (all W+ rows: the paper's edit; 
 rows the method chose, the projection's fine styles kept), and asks the independent oracles what
 they see: the class (identity kept; pair kept: the class or its look-alike twin), the yaw (how far
 the edit turned the vehicle, degrees per unit, jumps along the rotation sweep), and the PSNR of the
-edit against the projection it started from. One row per (space, variant, edit, amount):
-``reports/results/augment_identity.csv``.
+edit against the projection it started from. Rotation amounts are annotator degrees, asked for
+through the direction's calibration as the augmentation asks (its measured response,
+``Direction.coefficients_for``); each row keeps the coefficient used. One row per (space, variant,
+edit, amount): ``reports/results/augment_identity.csv``.
 
 With the method's pose annotator given, each variant's rotations are measured a second time as the
 augmentation makes them under its pose check (:func:`dapper.augment.pose_checked_edits`: an edit
@@ -99,11 +101,12 @@ def augment_identity(G, spaces: dict[str, torch.Tensor], labels, variants: dict[
                              "oracle_deg_per_unit": np.nan, "jump_share": np.nan})
             sweep = np.concatenate([coeffs, [0.0]]) if 0.0 not in coeffs else coeffs
             sweep = sweep[np.argsort(sweep)]
-            edited = apply_direction(ws, direction, sweep)  # [N, K, num_ws, w_dim]
+            coefs = direction.coefficients_for(sweep)  # the sweep is in annotator degrees
+            edited = apply_direction(ws, direction, coefs)  # [N, K, num_ws, w_dim]
             k = edited.shape[1]
             images = synthesize(G, edited.reshape(n * k, *edited.shape[2:]), batch_size)
             measure = dict(labels=labels, base=base, base_cls=base_cls, pairs=pairs, identity_oracle=identity_oracle,
-                           pose_oracle=pose_oracle, common=common, direction=direction, sweep=sweep)
+                           pose_oracle=pose_oracle, common=common, direction=direction, sweep=sweep, coefs=coefs)
             rows += _rotation_rows(images, variant, **measure)
             if pose_annotator is None:
                 continue
@@ -113,18 +116,19 @@ def augment_identity(G, spaces: dict[str, torch.Tensor], labels, variants: dict[
             for j, c in enumerate(sweep):
                 if c != 0:
                     checked[:, j], factors[:, j] = pose_checked_edits(
-                        G, ws, edited[:, j], np.full(n, c * direction.degrees_per_unit), pose_annotator,
+                        G, ws, edited[:, j], np.full(n, direction.degrees_for(coefs[j])), pose_annotator,
                         pose_tolerance, pose_tolerance_min_deg, base_yaw, batch_size,
-                        edited_images=checked[:, j])
+                        edited_images=checked[:, j], half_degrees=np.full(n, direction.degrees_for(coefs[j] / 2)))
             rows += _rotation_rows(checked.reshape(n * k, *images.shape[1:]), f"{variant}, pose-checked",
                                    factors=factors, **measure)
     return pd.DataFrame(rows)
 
 
 def _rotation_rows(images, variant, labels, base, base_cls, pairs, identity_oracle, pose_oracle, common, direction,
-                   sweep, factors=None) -> list[dict]:
+                   sweep, coefs, factors=None) -> list[dict]:
     """The rotate rows of one variant from its sweep's images [N * K, C, R, R] (K = len(sweep), in
-    sweep order, which includes 0); ``factors`` [N, K]: the pose check's factors when checked."""
+    sweep order, which includes 0; ``sweep`` in annotator degrees, ``coefs`` the direction's
+    coefficients that ask for them); ``factors`` [N, K]: the pose check's factors when checked."""
     n, k = len(labels), len(sweep)
     m = _measure(images, np.repeat(labels, k), np.repeat(base_cls, k), pairs, identity_oracle, pose_oracle)
     yaw = m["yaw"].reshape(n, k)
@@ -138,7 +142,7 @@ def _rotation_rows(images, variant, labels, base, base_cls, pairs, identity_orac
         change = np.rad2deg(unwrapped[:, j] - unwrapped[:, j0])
         within = np.abs(sweep) <= abs(c)
         jumps = yaw_sequence_metrics(sweep[within], yaw[:, within])["n_jumps"]
-        row = {**common, "variant": variant, "edit": "rotate", "amount": float(c),
+        row = {**common, "variant": variant, "edit": "rotate", "amount": float(c), "coefficient": float(coefs[j]),
                "rows": f"{direction.layers[0]}-{direction.layers[1]}", "study_setting": True,
                "identity_kept": float(m["kept"].reshape(n, k)[:, j].mean()),
                "identity_kept_vs_projection": float(m["kept_vs_projection"].reshape(n, k)[:, j].mean()),

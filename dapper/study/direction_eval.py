@@ -262,8 +262,11 @@ def heldout_targets(G, dataset: str = "toycars", n_per_class: int = 1, data_root
 def rotation_table(G, ws, directions: dict, coefficients=PAPER_COEFFICIENTS, yaw_reader=None):
     """Edited images and their measured yaw for Figure 5.
 
-    ws [R, num_ws, w_dim]; ``directions``: panel title -> Direction. Returns (images uint8
-    [P, R, K, H, W, 3] for P panels, DataFrame with panel, row, coefficient, units, yaw).
+    ws [R, num_ws, w_dim]; ``directions``: panel title -> Direction. A direction calibrated in
+    degrees is asked for ``coefficients`` degrees through its measured response, as the augmentation
+    asks (``Direction.coefficients_for``); others move by the coefficients in their own units.
+    Returns (images uint8 [P, R, K, H, W, 3] for P panels, DataFrame with panel, row, coefficient,
+    units, the direction's coefficient used, yaw).
     """
     import pandas as pd
 
@@ -274,7 +277,8 @@ def rotation_table(G, ws, directions: dict, coefficients=PAPER_COEFFICIENTS, yaw
         yaw_reader = lambda x: oracles.predict_yaw(x, oracle)  # noqa: E731
     panels, rows = [], []
     for title, d in directions.items():
-        images = edit_images(G, ws, d, coefficients)
+        used = d.coefficients_for(coefficients) if d.units == "degrees" else np.asarray(coefficients, float)
+        images = edit_images(G, ws, d, used)
         n, k = images.shape[:2]
         flat = images.reshape(n * k, *images.shape[2:])
         yaw = np.asarray(yaw_reader(flat)).reshape(n, k)
@@ -283,6 +287,7 @@ def rotation_table(G, ws, directions: dict, coefficients=PAPER_COEFFICIENTS, yaw
         for i in range(n):
             for j, c in enumerate(coefficients):
                 rows.append({"panel": title, "direction": d.method, "layers": f"{d.layers[0]}-{d.layers[1]}",
-                             "units": d.units, "row": i, "coefficient": float(c), "yaw": float(yaw[i, j])})
+                             "units": d.units, "row": i, "coefficient": float(c),
+                             "direction_coefficient": float(used[j]), "yaw": float(yaw[i, j])})
     return np.stack(panels), pd.DataFrame(rows)
 

@@ -1,0 +1,151 @@
+"""The annotator's measured response of a pose direction: calibration, its inverse, and its use by the
+augmentation and the pose check (a turn that is steep near 0 and saturates is still asked for in degrees)."""
+
+import numpy as np
+import pytest
+import torch
+
+from dapper import augment as A
+from dapper import directions as D
+
+
+class _LatentWorld(torch.nn.Module):
+    """Generator-shaped toy whose image carries the first coordinate of its mean W row (over 100)."""
+
+    z_dim = w_dim = 4
+    num_ws = 2
+    c_dim = 0
+    img_channels = 3
+    img_resolution = 4
+
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def synthesis(self, ws, noise_mode="const"):
+        return (ws.mean(1)[:, :1] / 100).view(-1, 1, 1, 1).expand(-1, 3, 4, 4).clone()
+
+
+def _turn(w0):
+    """The toy's turn, like a real generator's: one way steep near 0 (3 degrees per W unit) and
+    saturating at 60 degrees, the other way 1 degree per unit."""
+    w0 = np.asarray(w0, dtype=np.float64)
+    return np.where(w0 > 0, 60.0 * np.tanh(w0 / 20.0), w0)
+
+
+class _SaturatingAnnotator:
+    """Reads the toy's yaw 40 + turn(w0); with ``flips`` the first vehicles read 180 degrees off."""
+
+    def __init__(self, flips: int = 0):
+        self.flips = flips
+
+    def predict(self, images):
+        x = torch.as_tensor(images).double()
+        w0 = x[:, 0, 0, 0].numpy() * 100
+        yaw = 40 + _turn(w0)
+        yaw[: self.flips] += 180
+        return yaw % 360
+
+
+def _planted(**metadata) -> D.Direction:
+    return D.Direction(np.eye(4)[0], (0, 2), "planted", scale=0.5, units="degrees", degrees_per_unit=1.0,
+                       metadata=metadata)
+
+
+def test_response_is_inverted_and_kept_through_units(tmp_path):
+    table = {"coefficients": [-40.0, -20.0, 0.0, 20.0, 40.0], "degrees": [-35.0, -25.0, 0.0, 30.0, 40.0]}
+    d = _planted(response=table, paper_scale=0.25)
+    assert np.allclose(d.coefficients_for([-25.0, 15.0, 30.0, 35.0]), [-20.0, 10.0, 20.0, 30.0])
+    assert np.allclose(d.degrees_for([-20.0, 10.0, 30.0]), [-25.0, 15.0, 35.0])
+    # beyond what it reached, a turn is asked for at the end of the sweep, and degrees_for says what that makes
+    assert np.allclose(d.coefficients_for([-90.0, 90.0]), [-40.0, 40.0])
+    assert np.allclose(d.degrees_for(d.coefficients_for([90.0])), [40.0])
+    # the paper's units move the coefficients, not the turns; a move to other rows drops the response
+    paper = d.in_paper_units()
+    assert np.allclose(paper.coefficients_for([30.0]), [20.0 * 0.5 / 0.25])
+    assert d.with_layers(0, 1).response() is None and "response" in d.metadata
+    loaded = D.Direction.load(d.save(tmp_path / "d.json"))
+    assert np.allclose(loaded.coefficients_for([15.0]), [10.0])
+    # no response, or one that does not turn both ways: the linear calibration
+    assert np.allclose(_planted().coefficients_for([30.0]), [30.0])
+    flat = _planted(response={"coefficients": [-1.0, 0.0, 1.0], "degrees": [0.0, 0.0, 0.0]})
+    assert flat.response() is None and np.allclose(flat.coefficients_for([30.0]), [30.0])
+    with pytest.raises(ValueError, match="not calibrated"):
+        D.Direction(np.ones(4), (0, 1), "raw").coefficients_for([10.0])
+
+
+@pytest.mark.parametrize("flips", [0, 2])
+def test_calibration_measures_the_response_and_asks_through_it(flips):
+    G = _LatentWorld()
+    ann = _SaturatingAnnotator(flips)
+    ws = torch.zeros(8, G.num_ws, G.w_dim)
+    raw = D.Direction(np.eye(4)[0], (0, G.num_ws), "planted", scale=1.0, units="w")
+    d = D.calibrate_direction(G, raw, ann, ws, max_shift=200.0)
+    c, deg = d.response()
+    assert np.allclose(c, -c[::-1]) and 0.0 in c and (np.diff(deg) >= 0).all()
+    assert np.isclose(deg[c == 0], 0.0)
+    assert deg[-1] > 30 and deg[0] < -30  # reaches beyond the study's +-30 either way
+    for want in (-30.0, -20.0, -10.0, 10.0, 20.0, 30.0):
+        coef = d.coefficients_for([want])
+        made = _turn(float(D.apply_direction(ws[:1], d, coef)[0, 0, 0, 0]))
+        assert abs(made - want) < 1.5, (want, made)
+    # the linear unit alone misses somewhere in +-30: the response is what makes the degrees
+    misses = [abs(_turn(float(D.apply_direction(ws[:1], d, [w / d.degrees_per_unit])[0, 0, 0, 0])) - w)
+              for w in (10.0, 30.0)]
+    assert max(misses) > 3.0
+    # leaving it out is possible, and a sweep without 0 is refused
+    assert D.calibrate_direction(G, raw, ann, ws, max_shift=200.0, response_steps=0).response() is None
+    with pytest.raises(ValueError, match="hold 0"):
+        D.annotator_response(G, d, ann, ws, [-1.0, 1.0])
+
+
+def test_augmentation_asks_the_response_for_its_degrees():
+    table = {"coefficients": [-40.0, -20.0, 0.0, 20.0, 40.0], "degrees": [-35.0, -25.0, 0.0, 30.0, 40.0]}
+    d = _planted(response=table)
+    ws = torch.zeros(2, 2, 4)
+    settings = A.AugmentSettings(k=4, coefficients=(-25.0, 15.0, 30.0, 35.0))
+    lat, params = A.synthetic_latents(ws, ["a", "b"], "rotate", settings, direction=d)
+    for i, row in enumerate(params):
+        for j, p in enumerate(row):
+            want = {-25.0: -20.0, 15.0: 10.0, 30.0: 20.0, 35.0: 30.0}[p["degrees"]]
+            assert np.isclose(p["coefficient"], want)
+            assert np.isclose(float(lat[i, j, 0, 0]), want * d.scale)
+    # a raw coefficient's degrees come from the response too
+    _, params = A.synthetic_latents(ws[:1], ["a"], "rotate", A.AugmentSettings(k=1, coefficients=(10.0,),
+                                                                           units="coefficient"), direction=d)
+    assert np.isclose(params[0][0]["degrees"], 15.0)
+
+
+class _FlipAnnotator:
+    """Reads the toy's first coordinate as the yaw up to 25 degrees; beyond, a front/back flip."""
+
+    def predict(self, images):
+        w0 = torch.as_tensor(images).double()[:, 0, 0, 0].numpy() * 100
+        return np.where(np.abs(w0) <= 25, w0, w0 + 180) % 360
+
+
+def test_pose_check_judges_the_half_edit_by_the_turn_it_means():
+    G = _LatentWorld()
+    base = torch.zeros(1, 2, 4)
+    edited = base.clone()
+    edited[0, :, 0] = 30.0  # flips at 30; its half turns 15
+    check = lambda **kw: A.pose_checked_edits(G, base, edited, [30.0], _FlipAnnotator(), **kw)[1].tolist()  # noqa: E731
+    assert check() == [0.5]  # meant 15 at half: kept
+    assert check(half_degrees=[22.0]) == [0.5]  # a saturating turn means more at half; 15 is within 11 of 22
+    assert check(half_degrees=[40.0]) == [0.0]  # 15 read where 40 was meant: dropped
+
+
+def test_figure5_asks_calibrated_directions_through_their_response():
+    from dapper.study.direction_eval import rotation_table
+
+    table = {"coefficients": [-40.0, -20.0, 0.0, 20.0, 40.0], "degrees": [-35.0, -25.0, 0.0, 30.0, 40.0]}
+    d = _planted(response=table, paper_scale=0.25)
+    G = _LatentWorld()
+    reader = lambda x: _FlipAnnotator().predict(x)  # noqa: E731
+    images, rows = rotation_table(G, torch.zeros(1, 2, 4), {"deg": d, "paper": d.in_paper_units()}, (-25, 0, 30),
+                                  yaw_reader=reader)
+    assert images.shape[:3] == (2, 1, 3)
+    deg = rows[rows.panel == "deg"]
+    assert deg.direction_coefficient.tolist() == [-20.0, 0.0, 20.0]
+    assert np.allclose(deg.yaw, [350.0, 0.0, 10.0], atol=0.5)  # w0 = coefficient * 0.5 on both rows
+    assert rows[rows.panel == "paper"].direction_coefficient.tolist() == [-25.0, 0.0, 30.0]  # its own units
