@@ -1,6 +1,7 @@
 """dapper.study.augment_eval on a tiny generator, with stand-in oracles planted in the module."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -98,3 +99,35 @@ def test_pose_checked_rows(tiny_generator, planted):
     assert (checked.pose_kept <= 0.5).all()
     # dropped edits are the projection itself: closer to it than the unchecked edits
     assert (checked.psnr_to_projection >= plain.psnr_to_projection - 1e-6).all()
+
+
+def test_one_generator_per_class(tiny_generator, planted):
+    G = tiny_generator()
+    ann = _Annotator()
+    s = D.annotate_samples(G, 300, _Detector(), ann, seed=0, progress=False)
+    ref = D.circular_mean_deg(s.yaw)
+    paper = D.fit_directions(G, s, ann, reference_yaw=ref, n_calibration=8, max_shift_factor=2.0,
+                             methods=("paper",), progress=False)["paper/all"]
+    ws = D.calibration_latents(s, 6, ref, num_ws=G.num_ws)
+    labels = np.array([0, 1, 0, 1, 1, 0])
+    kw = dict(strengths=(0.5,), coefficients=(-20, 20), identity_oracle=object(), pose_oracle=object())
+    variants = {"all rows": (paper, (0, G.num_ws))}
+    one = AE.augment_identity(G, {"W": ws}, labels, variants, torch.ones(G.w_dim), **kw)
+    same = AE.augment_identity({0: G, 1: G}, {"W": ws}, labels, variants, torch.ones(G.w_dim), **kw)
+    # each image drawn by its class's generator, here the same one (batches differ: float noise only)
+    pd.testing.assert_frame_equal(one, same, rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match="no generator for the classes"):
+        AE.augment_identity({0: G}, {"W": ws}, labels, variants, torch.ones(G.w_dim), **kw)
+    with pytest.raises(ValueError, match="one generator"):
+        AE.augment_identity({0: G, 1: G}, {"W": ws}, labels, variants, torch.ones(G.w_dim), pose_annotator=ann, **kw)
+    # tuned on each class's views: a generator per class, each closer to its own images
+    images = ((G.synthesis(ws.flip(0), noise_mode="const") + 1) * 127.5).round().clamp(0, 255).byte()
+    images = images.permute(0, 2, 3, 1).numpy()
+    from dapper.inversion.pivotal import PivotalSettings
+
+    tuned, infos = AE.pivotal_generators(G, images, ws, labels, PivotalSettings(steps=20, lr=3e-3,
+                                                                                 perceptual_weight=0.0))
+    assert set(tuned) == {0, 1} and [i["label"] for i in infos] == [0, 1] and [i["n_images"] for i in infos] == [3, 3]
+    assert all(i["loss_after"] < i["loss_before"] for i in infos)
+    table = AE.augment_identity(tuned, {"W": ws}, labels, variants, torch.ones(G.w_dim), **kw)
+    assert len(table) == len(one)

@@ -33,7 +33,7 @@ from dapper.judges import oracles
 from dapper.study.gan_eval import pair_hits
 from dapper.stylegan2 import synthesize
 
-__all__ = ["GOALS", "augment_identity", "goal_lines"]
+__all__ = ["GOALS", "augment_identity", "goal_lines", "pivotal_generators"]
 
 # The method v2 goals, judged on the table (identity against the true class).
 GOALS = {"identity_kept": 0.90, "jump_share": 0.0, "oracle_deg_per_unit": (0.8, 1.25)}
@@ -65,11 +65,33 @@ def augment_identity(G, spaces: dict[str, torch.Tensor], labels, variants: dict[
     ``w_std``: per-dimension W standard deviation (whitened perturbation units); ``draws``
     perturbations per image and strength (seeded). ``study_strength`` marks the study's row.
     ``pose_annotator`` (the method's, never an oracle) adds the pose-checked rotation rows with the
-    augmentation's ``pose_tolerance`` and ``pose_tolerance_min_deg``.
+    augmentation's ``pose_tolerance`` and ``pose_tolerance_min_deg``. ``G`` may also be a dict
+    ``{class label: generator}`` (say, one pivotally tuned on each class's views,
+    :func:`pivotal_generators`): each image is then drawn by its class's generator (without the
+    pose-checked rows).
     """
     import pandas as pd
 
     labels = np.asarray(labels)
+    per_class = isinstance(G, dict)
+    if per_class:
+        missing = sorted(set(labels.tolist()) - set(G))
+        if missing:
+            raise ValueError(f"no generator for the classes {missing}")
+        if pose_annotator is not None:
+            raise ValueError("the pose-checked rows need one generator, not one per class")
+
+    def draw(latents, owners):  # owners: the image each latent edits
+        if not per_class:
+            return synthesize(G, latents, batch_size)
+        out = None
+        for c in np.unique(labels[owners]):
+            idx = np.flatnonzero(labels[owners] == c)
+            part = synthesize(G[c], latents[torch.from_numpy(idx)], batch_size)
+            out = part.new_empty((len(latents), *part.shape[1:])) if out is None else out
+            out[torch.from_numpy(idx)] = part
+        return out
+
     identity_oracle = oracles.load_identity_oracle() if identity_oracle is None else identity_oracle
     pose_oracle = oracles.load_pose_oracle() if pose_oracle is None else pose_oracle
     coeffs = np.asarray(sorted(coefficients), dtype=np.float64)
@@ -77,7 +99,7 @@ def augment_identity(G, spaces: dict[str, torch.Tensor], labels, variants: dict[
     for space, ws in spaces.items():
         ws = torch.as_tensor(ws, dtype=torch.float32)
         n = len(ws)
-        base = synthesize(G, ws, batch_size)
+        base = draw(ws, np.arange(n))
         base_m = _measure(base, labels, labels, pairs, identity_oracle, pose_oracle)
         base_cls = base_m["cls"]
         common = {"space": space, "n_images": n, "projection_identity_kept": float(base_m["kept"].mean())}
@@ -86,7 +108,7 @@ def augment_identity(G, spaces: dict[str, torch.Tensor], labels, variants: dict[
             for strength in strengths:
                 eps = torch.randn(draws, n, ws.shape[2], generator=gen)
                 edited = torch.cat([perturb_ws(ws, w_std, strength, eps[d], perturb_layers) for d in range(draws)])
-                images = synthesize(G, edited, batch_size)
+                images = draw(edited, np.tile(np.arange(n), draws))
                 m = _measure(images, np.tile(labels, draws), np.tile(base_cls, draws), pairs, identity_oracle,
                              pose_oracle)
                 change = (m["yaw"] - np.tile(base_m["yaw"], draws) + 180) % 360 - 180
@@ -104,7 +126,7 @@ def augment_identity(G, spaces: dict[str, torch.Tensor], labels, variants: dict[
             coefs = direction.coefficients_for(sweep)  # the sweep is in annotator degrees
             edited = apply_direction(ws, direction, coefs)  # [N, K, num_ws, w_dim]
             k = edited.shape[1]
-            images = synthesize(G, edited.reshape(n * k, *edited.shape[2:]), batch_size)
+            images = draw(edited.reshape(n * k, *edited.shape[2:]), np.repeat(np.arange(n), k))
             measure = dict(labels=labels, base=base, base_cls=base_cls, pairs=pairs, identity_oracle=identity_oracle,
                            pose_oracle=pose_oracle, common=common, direction=direction, sweep=sweep, coefs=coefs)
             rows += _rotation_rows(images, variant, **measure)
@@ -122,6 +144,27 @@ def augment_identity(G, spaces: dict[str, torch.Tensor], labels, variants: dict[
             rows += _rotation_rows(checked.reshape(n * k, *images.shape[1:]), f"{variant}, pose-checked",
                                    factors=factors, **measure)
     return pd.DataFrame(rows)
+
+
+def pivotal_generators(G, images, ws, labels, settings=None, progress: bool = False) -> tuple[dict, list[dict]]:
+    """One generator per class, pivotally tuned (:func:`dapper.inversion.pivotal.tune_generator`) on
+    all of that class's ``images`` [N, R, R, 3] at their projections ``ws`` at once, as the study
+    would tune on a class's training shots. Returns ``({label: tuned generator}, [info per class])``."""
+    from dapper.inversion.pivotal import tune_generator
+
+    labels = np.asarray(labels)
+    ws = torch.as_tensor(ws, dtype=torch.float32)
+    tuned, infos = {}, []
+    classes = np.unique(labels)
+    if progress:
+        from tqdm.auto import tqdm
+
+        classes = tqdm(classes, desc="pivotal tuning", unit="class")
+    for c in classes:
+        idx = np.flatnonzero(labels == c)
+        tuned[c], info = tune_generator(G, np.asarray(images)[idx], ws[torch.from_numpy(idx)], settings)
+        infos.append({"label": int(c), **info})
+    return tuned, infos
 
 
 def _rotation_rows(images, variant, labels, base, base_cls, pairs, identity_oracle, pose_oracle, common, direction,

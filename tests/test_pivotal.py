@@ -1,0 +1,60 @@
+"""dapper.inversion.pivotal: tuning the synthesis network around pivots, on a tiny generator."""
+
+import numpy as np
+import pytest
+import torch
+
+from dapper.inversion.pivotal import PivotalSettings, tune_generator
+from dapper.utils import weights_hash
+
+
+class _Pixels(torch.nn.Module):
+    """A stand-in perceptual network: the image's pixels, coarsened."""
+
+    def features(self, x):
+        return torch.nn.functional.avg_pool2d(x, 4).flatten(1)
+
+
+def _pivots(G, n=3):
+    g = torch.Generator().manual_seed(1)
+    ws = G.mapping(torch.randn(n, G.z_dim, generator=g), None)
+    # targets the generator does not draw from these latents: other vehicles' images, shifted in colour
+    other = G.mapping(torch.randn(n, G.z_dim, generator=g), None)
+    with torch.no_grad():
+        targets = (G.synthesis(other, noise_mode="const") * 0.8 + 0.1).clamp(-1, 1)
+    return targets, ws
+
+
+def test_tuning_redraws_the_pivots_and_leaves_the_generator_alone(tiny_generator):
+    G = tiny_generator()
+    before = weights_hash(G)
+    targets, ws = _pivots(G)
+    tuned, info = tune_generator(G, targets, ws, PivotalSettings(steps=60, lr=3e-3, batch_size=2),
+                                 perceptual=_Pixels())
+    assert weights_hash(G) == before  # a copy was tuned
+    assert info["loss_after"] < 0.5 * info["loss_before"] and info["steps"] == 60 and info["cpu_seconds"] > 0
+    assert torch.equal(tuned.mapping(torch.ones(1, G.z_dim), None), G.mapping(torch.ones(1, G.z_dim), None))
+    assert not any(p.requires_grad for p in tuned.parameters()) and not tuned.training
+    with torch.no_grad():
+        err = (tuned.synthesis(ws, noise_mode="const") - targets).square().mean()
+        err0 = (G.synthesis(ws, noise_mode="const") - targets).square().mean()
+    assert err < 0.5 * err0
+    # uint8 images in, no perceptual term: the same kind of result
+    u8 = ((targets + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    _, info2 = tune_generator(G, u8, ws, PivotalSettings(steps=5, perceptual_weight=0.0))
+    assert np.isfinite(info2["loss_after"])
+
+
+def test_tuning_refuses_bad_input(tiny_generator):
+    G = tiny_generator()
+    targets, ws = _pivots(G)
+    with pytest.raises(ValueError, match="resolution|px"):
+        tune_generator(G, targets[:, :, :8, :8], ws, perceptual=_Pixels())
+    with pytest.raises(ValueError, match="ws must be"):
+        tune_generator(G, targets, ws[:2], perceptual=_Pixels())
+    bad = targets.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        tune_generator(G, bad, ws, perceptual=_Pixels())
+    with pytest.raises(ValueError, match="steps"):
+        PivotalSettings(lr=0.0)
