@@ -113,8 +113,9 @@ class AugmentSettings:
     strength: perturbation size in whitened W units; layers: ``(start, stop)`` rows of ``ws``
     to perturb (None: all, a move in W); coefficients: rotation amounts, in degrees when
     ``units == "degrees"`` (converted through the direction's measured response,
-    ``Direction.coefficients_for``, or else its ``degrees_per_unit``) else raw direction coefficients. With ``k`` below the number of coefficients each image gets a
-    random subset; above it, they repeat (with fresh perturbations for ``perturb+rotate``).
+    ``Direction.coefficients_for``, or else its ``degrees_per_unit``) else raw direction
+    coefficients. With ``k`` below the number of coefficients each image gets a random subset;
+    above it, they repeat (with fresh perturbations for ``perturb+rotate``).
     """
 
     k: int = 4
