@@ -63,3 +63,30 @@ def test_results_of_an_older_generator_say_so(tmp_path):
     gan.drop(columns=["generator_hash", "kimg"]).to_csv(tmp_path / "reports" / "results" / "source_gan.csv",
                                                         index=False)
     assert "not recorded" in S.status_markdown(tmp_path)
+
+
+def test_the_method_line_reads_the_identity_table(tmp_path):
+    (tmp_path / "reports" / "results").mkdir(parents=True)
+    rows = []
+    planted = (("all rows (paper)", 0.3), ("rows 0-2 (method)", 0.4), ("rows 0-2 (method), pivotal-tuned", 0.7))
+    for variant, kept in planted:
+        rows.append({"space": "W", "variant": variant, "edit": "perturb", "amount": 0.5, "study_setting": True,
+                     "identity_kept": kept, "n_images": 50})
+        rows += [{"space": "W", "variant": variant, "edit": "rotate", "amount": a, "study_setting": True,
+                  "identity_kept": kept - 0.1 * (abs(a) == 30), "n_images": 50} for a in (-30, 10, 30)]
+    rows.append({"space": "W+", "variant": "rows 0-2 (method)", "edit": "perturb", "amount": 0.5, "study_setting": True,
+                 "identity_kept": 0.99, "n_images": 50})
+    df = pd.DataFrame(rows)
+    df.loc[df.variant.str.endswith("pivotal-tuned"), ["pivotal_steps", "pivotal_cpu_seconds_per_class"]] = [100, 12.0]
+    path = tmp_path / "reports" / "results" / "augment_identity.csv"
+    df.to_csv(path, index=False)
+    text = S.status_markdown(tmp_path)
+    assert ("on the rows the method chose (rows 0-2 (method)), the study's perturbation keeps identity in 40% and a "
+            "turn within +-30 deg in 30% to 40%") in text
+    assert "(100 steps, 12 CPU-seconds per class), the study's perturbation keeps identity in 70%" in text
+    assert "99%" not in text  # the W+ rows are not this line's
+    assert "Which generator version it measured is not recorded" in text
+    df.insert(0, "generator_hash", "0123456789abcdef")
+    df.insert(1, "kimg", 500.0)
+    df.to_csv(path, index=False)
+    assert "It measured generator 0123456789ab at 500 kimg" in S.status_markdown(tmp_path)

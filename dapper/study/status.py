@@ -8,6 +8,7 @@ Read (relative to the repository root), each only when present:
 ``bench/results/source_gan_v2_legs.csv`` (the world-v2 generator, one row per training leg),
 ``reports/results/source_gan.csv`` (``python -m dapper gan-eval`` of the default generator),
 ``bench/results/projection_cpu*.json`` and ``projection_gpu.json`` (``bench/projection.py``),
+``reports/results/augment_identity.csv`` (notebook 03: what the method's edits keep of identity),
 ``reports/results/five_fold.csv`` (the study's rows; the full profile's only) and
 ``bench/results/ray_grid.json`` (``bench/ray_grid.py``).
 """
@@ -42,10 +43,8 @@ def _n(k: int, noun: str) -> str:
     return f"{'one' if k == 1 else k} {noun}{'' if k == 1 else 's'}"
 
 
-def _metrics(path: Path) -> dict:
-    import pandas as pd
-
-    df = pd.read_csv(path)
+def _metrics(df) -> dict:
+    """``source_gan.csv``'s rows (metric, value) as a dict, with the network it measured."""
     return {"network": str(df["network"].iloc[0]), **dict(zip(df["metric"], df["value"].astype(float)))}
 
 
@@ -112,8 +111,8 @@ def _generator_lines(root: Path) -> list[str]:
                f"{_pct(r.self_identity_kept_w)} of cases when projected back in W (the projection's ceiling)."))
     gan = root / "reports" / "results" / "source_gan.csv"
     if gan.exists():
-        m = _metrics(gan)
         raw = pd.read_csv(gan, dtype={"generator_hash": str})
+        m = _metrics(raw)
         known = "generator_hash" in raw and raw["generator_hash"].notna().any()
         measured = str(raw["generator_hash"].iloc[0]) if known else ""
         measured_kimg = raw["kimg"].iloc[0] if "kimg" in raw else None
@@ -128,6 +127,48 @@ def _generator_lines(root: Path) -> list[str]:
             f"{_pct(m.get('pair_kept_after_projection'))} / {_pct(m.get('pair_kept_after_projection_wplus'))})."
             + _which_generator(measured, measured_kimg, root))
     return lines
+
+
+def _edit_summary(part) -> str:
+    """What one variant's rows of ``augment_identity.csv`` say of identity at the study's settings."""
+    pert = part[(part.edit == "perturb") & part.study_setting.astype(bool)]
+    rot = part[(part.edit == "rotate") & (part.amount.abs() <= 30)]
+    bits = [f"the study's perturbation keeps identity in {_pct(pert.identity_kept.iloc[0])}"] if len(pert) else []
+    if len(rot):
+        low, high = rot.identity_kept.min(), rot.identity_kept.max()
+        bits.append(f"a turn within +-30 deg in {_pct(low)}" + ("" if low == high else f" to {_pct(high)}"))
+    return " and ".join(bits)
+
+
+def _method_lines(root: Path) -> list[str]:
+    import pandas as pd
+
+    from dapper.study.augment_eval import GOALS as EDIT_GOALS
+
+    path = root / "reports" / "results" / "augment_identity.csv"
+    if not path.exists():
+        return []
+    df = pd.read_csv(path, dtype={"generator_hash": str})
+    w = df[df.space == "W"]
+    if w.empty:
+        return []
+    names = list(dict.fromkeys(w.variant))
+    method = next((v for v in names if v.endswith("(method)")), names[0])
+    text = (f"- **The method's edits** (notebook 03, `reports/results/augment_identity.csv`, "
+            f"{int(w.n_images.iloc[0])} held-out views projected in W, judged by the oracles): on the rows the method "
+            f"chose ({method}), {_edit_summary(w[w.variant == method])}")
+    tuned = w[w.variant == f"{method}, pivotal-tuned"]
+    if len(tuned):
+        text += (f"; with the generator pivotally tuned on each class's views ({int(tuned.pivotal_steps.iloc[0])} "
+                 f"steps, {tuned.pivotal_cpu_seconds_per_class.iloc[0]:.0f} CPU-seconds per class), "
+                 f"{_edit_summary(tuned)}")
+    text += f". The goal is {_pct(EDIT_GOALS['identity_kept'])} for both."
+    if "generator_hash" in df:
+        measured = df["generator_hash"].iloc[0]
+        text += _which_generator("" if pd.isna(measured) else str(measured), df["kimg"].iloc[0], root)
+    else:
+        text += _which_generator("", None, root)
+    return [text]
 
 
 def _projection_lines(root: Path) -> list[str]:
@@ -241,7 +282,8 @@ def _ray_lines(root: Path) -> list[str]:
 def status_markdown(root: Path | str) -> str:
     """The status block's text from the files under ``root`` (the repository)."""
     root = Path(root)
-    lines = [*_generator_lines(root), *_projection_lines(root), *_study_lines(root), *_ray_lines(root)]
+    lines = [*_generator_lines(root), *_projection_lines(root), *_method_lines(root), *_study_lines(root),
+             *_ray_lines(root)]
     return "\n".join(lines)
 
 
