@@ -149,3 +149,20 @@ def test_figure5_asks_calibrated_directions_through_their_response():
     assert deg.direction_coefficient.tolist() == [-20.0, 0.0, 20.0]
     assert np.allclose(deg.yaw, [350.0, 0.0, 10.0], atol=0.5)  # w0 = coefficient * 0.5 on both rows
     assert rows[rows.panel == "paper"].direction_coefficient.tolist() == [-25.0, 0.0, 30.0]  # its own units
+
+
+def test_identity_table_counts_flips_against_the_turn_meant(monkeypatch):
+    from dapper.judges import oracles
+    from dapper.study import augment_eval as AE
+
+    monkeypatch.setattr(oracles, "predict_identity", lambda images, model=None, batch_size=256: (
+        np.zeros(len(images), dtype=np.int64), None))
+    monkeypatch.setattr(oracles, "predict_yaw", lambda images, model=None, batch_size=256: _FlipAnnotator().predict(
+        images))
+    G = _LatentWorld()
+    d = D.Direction(np.eye(4)[0], (0, 2), "planted", scale=1.0, units="degrees", degrees_per_unit=1.0)
+    table = AE.augment_identity(G, {"W": torch.zeros(3, 2, 4)}, np.zeros(3, dtype=np.int64), {"v": (d, (0, 2))},
+                                torch.ones(4), strengths=(0.5,), coefficients=(-30, -10, 10, 30),
+                                identity_oracle=object(), pose_oracle=object())
+    rot = table[table.edit == "rotate"].set_index("amount")
+    assert rot.flip_share.to_dict() == {-30.0: 1.0, -10.0: 0.0, 10.0: 0.0, 30.0: 1.0}  # beyond 25 the oracle flips

@@ -15,7 +15,10 @@ With the method's pose annotator given, each variant's rotations are measured a 
 augmentation makes them under its pose check (:func:`dapper.augment.pose_checked_edits`: an edit
 the annotator reads missing its degrees is halved, then dropped for the projection); those rows'
 variant ends in ", pose-checked" and ``pose_kept`` is the share of edits the annotator let through
-whole (``pose_factor_mean`` their mean factor).
+whole (``pose_factor_mean`` their mean factor). Their ``jump_share`` reads the sweep of the edits as
+made (kept, halved and dropped ones side by side), so it says little of turning; ``flip_share``,
+on every rotate row, is the share of edits whose oracle-read turn is more than 90 deg from the
+turn the edit made was meant to make (a front/back flip).
 
 Identity is counted two ways: against the true class (what a classifier trained on the synthetic
 image is told) and against the class the oracle gives the unedited projection (what the edit alone
@@ -28,7 +31,7 @@ import numpy as np
 import torch
 
 from dapper.augment import perturb_ws, pose_checked_edits
-from dapper.directions import Direction, apply_direction, yaw_sequence_metrics
+from dapper.directions import Direction, apply_direction, wrap_deg, yaw_sequence_metrics
 from dapper.judges import oracles
 from dapper.study.gan_eval import pair_hits
 from dapper.stylegan2 import synthesize
@@ -185,6 +188,10 @@ def _rotation_rows(images, variant, labels, base, base_cls, pairs, identity_orac
         change = np.rad2deg(unwrapped[:, j] - unwrapped[:, j0])
         within = np.abs(sweep) <= abs(c)
         jumps = yaw_sequence_metrics(sweep[within], yaw[:, within])["n_jumps"]
+        # a flip: the oracle's turn is more than 90 deg from the turn the edit made was meant to make
+        f = np.ones(n) if factors is None else factors[:, j]
+        meant = direction.degrees_for(coefs[j] * f)
+        flips = np.abs(wrap_deg(wrap_deg(yaw[:, j] - yaw[:, j0]) - meant)) > 90
         row = {**common, "variant": variant, "edit": "rotate", "amount": float(c), "coefficient": float(coefs[j]),
                "rows": f"{direction.layers[0]}-{direction.layers[1]}", "study_setting": True,
                "identity_kept": float(m["kept"].reshape(n, k)[:, j].mean()),
@@ -193,7 +200,7 @@ def _rotation_rows(images, variant, labels, base, base_cls, pairs, identity_orac
                "oracle_yaw_change_median": float(np.median(change)),
                "psnr_to_projection": float(psnr[:, j].mean()),
                "oracle_deg_per_unit": float(np.median(change / c)),
-               "jump_share": float((jumps > 0).mean())}
+               "jump_share": float((jumps > 0).mean()), "flip_share": float(flips.mean())}
         if factors is not None:
             row.update(pose_kept=float((factors[:, j] == 1).mean()), pose_factor_mean=float(factors[:, j].mean()))
         rows.append(row)
