@@ -213,6 +213,10 @@ def test_study_tables_on_synthetic_rows():
     text = E.study_statements(tables)
     assert "**diverse**" in text and "- real+perturb:" in text and "[" in text
     assert "Holm-adjusted over the scenario's 8 comparisons" in text
+    # one fold (real mode's quick profile): no test to quote, and said so
+    one = E.study_tables(pd.DataFrame([r for r in rows if r["fold"] == 0]))
+    text1 = E.study_statements(one)
+    assert "(1 fold)" in text1 and "one fold, so no paired test" in text1 and "p=nan" not in text1
 
 
 def test_holm_adjusts_one_family_and_keeps_nans_out():

@@ -1032,7 +1032,8 @@ def study_statements(tables: dict, gain_goal: float = GAIN_GOAL, saving_goal: fl
         few, most = real.iloc[0], real.iloc[-1]
         lo_shots, hi_shots = int(few["shots_per_class"]), int(most["shots_per_class"])
         gap = most["mean"] - few["mean"]
-        lines.append(f"**{sc}** ({int(few['n_folds'])} folds). Real-only accuracy rises from "
+        n_folds = int(few['n_folds'])
+        lines.append(f"**{sc}** ({n_folds} fold{'' if n_folds == 1 else 's'}). Real-only accuracy rises from "
                      f"{percent(few['mean'])} [{percent(few['ci_low'])}, {percent(few['ci_high'])}] at {lo_shots} "
                      f"images per class to {percent(most['mean'])} [{percent(most['ci_low'])}, "
                      f"{percent(most['ci_high'])}] at {hi_shots} "
@@ -1043,9 +1044,11 @@ def study_statements(tables: dict, gain_goal: float = GAIN_GOAL, saving_goal: fl
         for r in v.itertuples():
             holm = (f" (Holm-adjusted over the scenario's {family} comparisons: p={r.p_ttest_holm:.3g})"
                     if hasattr(r, "p_ttest_holm") and family > 1 else "")
+            tests = (f"paired t p={r.p_ttest:.3g}{holm}, Wilcoxon p={r.p_wilcoxon:.3g}, better in {r.wins} of "
+                     f"{r.n_pairs} folds" if r.n_pairs > 1 else
+                     f"one fold, so no paired test ({'better' if r.wins else 'not better'} in it)")
             lines.append(f"- {r.condition} at {lo_shots} shots: {points(r.diff)} points over real-only "
-                         f"[{points(r.diff_low)}, {points(r.diff_high)}], paired t p={r.p_ttest:.3g}{holm}, Wilcoxon "
-                         f"p={r.p_wilcoxon:.3g}, better in {r.wins} of {r.n_pairs} folds.")
+                         f"[{points(r.diff_low)}, {points(r.diff_high)}], {tests}.")
         for cond in [c for c in dict.fromkeys(vs[vs["scenario"] == sc]["condition"]) if c != "real+affine"]:
             rows = vs[(vs["scenario"] == sc) & (vs["condition"] == cond)]
             best = rows.loc[rows["diff"].idxmax()] if len(rows) else None
