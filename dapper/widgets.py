@@ -357,14 +357,19 @@ class LatentExplorer:
             self._basis_cache[key] = (u.float(), sigma.float())
         return self._basis_cache[key]
 
+    def pose_coefficient(self, pose: float) -> float:
+        """The direction's coefficient the pose slider's value moves by: degrees go through the
+        direction's measured response, as the augmentation asks (``Direction.coefficients_for``)."""
+        if self.pose_units == "degrees" and pose:
+            return float(self.pose_direction.coefficients_for(pose))
+        return float(pose)
+
     def edited_ws(self, state: ExplorerState | None = None) -> torch.Tensor:
         """The latent shown for ``state`` (default: the current one): float [num_ws, w_dim]."""
         s = state or self.state
         ws = self.source_ws(s).clone()
         if s.pose:
-            coef = (float(self.pose_direction.coefficients_for(s.pose)) if self.pose_units == "degrees"
-                    else s.pose)  # degrees through the direction's measured response, as the augmentation asks
-            ws += coef * self._pose_offset
+            ws += self.pose_coefficient(s.pose) * self._pose_offset
         if s.strength:
             ws += s.strength * self._noise(s.perturb_seed)  # a move in W: every row
         if any(s.components):
@@ -433,7 +438,9 @@ class LatentExplorer:
                   "generator": {"num_ws": self.num_ws, "w_dim": self.w_dim, "img_resolution": self.resolution},
                   "pose_direction": None if self.pose_direction is None else
                   {"method": self.pose_direction.method, "layers": list(self.pose_direction.layers),
-                   "scale": float(self.pose_direction.scale), "units": self.pose_direction.units}}
+                   "scale": float(self.pose_direction.scale), "units": self.pose_direction.units,
+                   "pose_coefficient": self.pose_coefficient(s.pose),
+                   "response": self.pose_direction.metadata.get("response")}}
         digest = hashlib.sha256(json.dumps(record["state"], sort_keys=True).encode()).hexdigest()[:10]
         tag = f"image{s.image:03d}" if s.source == "image" else f"seed{s.seed}"
         stem = folder / f"{tag}_{digest}"

@@ -55,8 +55,11 @@ def test_augment_identity_table(tiny_generator, planted):
     turn = w_all[w_all.edit == "rotate"].set_index("amount")
     assert turn.loc[20.0, "oracle_yaw_change_median"] > 0 > turn.loc[-20.0, "oracle_yaw_change_median"]
     assert np.isclose(turn.loc[20.0, "oracle_deg_per_unit"], turn.loc[20.0, "oracle_yaw_change_median"] / 20)
-    # the degrees are asked through the calibration's measured response, and each row says which coefficient
-    assert np.allclose(turn.coefficient, paper.coefficients_for(turn.index.to_numpy()))
+    # the degrees are asked through the calibration's measured response: each row's coefficient makes its
+    # degrees by that response (or the furthest it reaches)
+    c, d = paper.response()
+    assert np.allclose(paper.degrees_for(turn.coefficient), np.clip(turn.index.to_numpy(), d[0], d[-1]), atol=1e-6)
+    assert (np.sign(turn.coefficient) == np.sign(turn.index)).all()
     assert 0.3 < turn.loc[20.0, "oracle_deg_per_unit"] < 3  # oracle = annotator here: roughly calibrated
     assert (w_all.projection_identity_kept == 1.0).all()  # labels are what the oracle says of the projection
     lines = AE.goal_lines(table)

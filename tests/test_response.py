@@ -166,3 +166,69 @@ def test_identity_table_counts_flips_against_the_turn_meant(monkeypatch):
                                 identity_oracle=object(), pose_oracle=object())
     rot = table[table.edit == "rotate"].set_index("amount")
     assert rot.flip_share.to_dict() == {-30.0: 1.0, -10.0: 0.0, 10.0: 0.0, 30.0: 1.0}  # beyond 25 the oracle flips
+
+
+def test_a_flat_stretch_asks_for_the_smallest_edit_that_turns_enough():
+    r = {"coefficients": [-30.0, -22.5, -15.0, -7.5, 0.0, 7.5, 15.0, 22.5, 30.0, 37.5],
+         "degrees": [-20.0, -20.0, -12.0, 0.0, 0.0, 10.0, 20.0, 25.0, 25.0, 35.0]}
+    d = _planted(response=r)
+    # 30 deg lies past the flat 25..25 stretch: between 30 and 37.5 units, not at its start
+    assert np.allclose(d.coefficients_for([30.0, 25.0, 2.5]), [33.75, 22.5, 1.875])
+    # the dead band on the negative side is crossed before interpolating; past the end, the first furthest point
+    assert np.allclose(d.coefficients_for([-5.0, -20.0, -40.0]), [-10.625, -22.5, -22.5])
+    assert np.allclose(d.degrees_for(d.coefficients_for([30.0, 2.5, -5.0])), [30.0, 2.5, -5.0])
+    # a response that is not monotone is no response
+    bad = _planted(response={"coefficients": [-1.0, 0.0, 1.0, 2.0], "degrees": [-5.0, 0.0, 9.0, 4.0]})
+    assert bad.response() is None
+
+
+def test_a_capped_calibration_keeps_its_sign_and_its_reach():
+    G = _LatentWorld()
+    ws = torch.zeros(8, G.num_ws, G.w_dim)
+    raw = D.Direction(np.eye(4)[0], (0, G.num_ws), "planted", scale=-1.0, units="w")  # negative scale
+    d = D.calibrate_direction(G, raw, _SaturatingAnnotator(), ws, max_shift=5.0)  # 5 W units turn < 30 deg
+    assert d.metadata["calibration"]["capped"] and d.degrees_per_unit > 0
+    c, deg = d.response()
+    assert np.isclose(c[-1] * abs(d.scale), 5.0)  # never beyond the W budget
+    made = _turn(float(D.apply_direction(ws[:1], d, d.coefficients_for([30.0]))[0, 0, 0, 0]))
+    assert made > 0 and np.isclose(made, d.degrees_for(d.coefficients_for([30.0]))[0], atol=1.0)
+    assert made < 30  # capped: it cannot make 30, and degrees_for says what it makes
+
+
+def test_the_direction_id_changes_with_the_response():
+    base = _planted(response={"coefficients": [-1.0, 0.0, 1.0], "degrees": [-2.0, 0.0, 2.0]})
+    other = _planted(response={"coefficients": [-1.0, 0.0, 1.0], "degrees": [-2.0, 0.0, 3.0]})
+    ids = {A.direction_id(x, D.apply_direction, (1, 2, 4)) for x in (base, other, _planted())}
+    assert len(ids) == 3
+
+
+class _ClassWorld(_LatentWorld):
+    """Draws every latent as a flat image of its class: -0.5 for class 0, +0.5 for class 1."""
+
+    def __init__(self, label: int):
+        super().__init__()
+        self.label = label
+
+    def synthesis(self, ws, noise_mode="const"):
+        return torch.full((len(ws), 3, 4, 4), -0.5 + self.label)
+
+
+def test_each_image_is_drawn_by_its_class_generator(monkeypatch):
+    from dapper.judges import oracles
+    from dapper.study import augment_eval as AE
+
+    monkeypatch.setattr(oracles, "predict_identity", lambda images, model=None, batch_size=256: (
+        (torch.as_tensor(images).float()[:, 0, 0, 0] > 0).long().numpy(), None))
+    monkeypatch.setattr(oracles, "predict_yaw", lambda images, model=None, batch_size=256: np.full(len(images), 40.0))
+    labels = np.array([0, 1, 0, 0, 1])
+    d = _planted()
+
+    def table(gens):
+        return AE.augment_identity(gens, {"W": torch.zeros(5, 2, 4)}, labels, {"v": (d, (0, 2))}, torch.ones(4),
+                                   strengths=(0.5,), coefficients=(-10, 10), draws=3, identity_oracle=object(),
+                                   pose_oracle=object())
+
+    right = table({0: _ClassWorld(0), 1: _ClassWorld(1)})
+    assert (right.identity_kept == 1.0).all() and (right.projection_identity_kept == 1.0).all()
+    swapped = table({0: _ClassWorld(1), 1: _ClassWorld(0)})
+    assert (swapped.identity_kept == 0.0).all()

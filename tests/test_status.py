@@ -84,9 +84,16 @@ def test_the_method_line_reads_the_identity_table(tmp_path):
     assert ("on the rows the method chose (rows 0-2 (method)), the study's perturbation keeps identity in 40% and a "
             "turn within +-30 deg in 30% to 40%") in text
     assert "(100 steps, 12 CPU-seconds per class), the study's perturbation keeps identity in 70%" in text
+    assert "predates rotation asked through the annotator's measured response" in text  # no coefficient column
     assert "99%" not in text  # the W+ rows are not this line's
     assert "Which generator version it measured is not recorded" in text
     df.insert(0, "generator_hash", "0123456789abcdef")
+    df["coefficient"] = 1.0
     df.insert(1, "kimg", 500.0)
     df.to_csv(path, index=False)
-    assert "It measured generator 0123456789ab at 500 kimg" in S.status_markdown(tmp_path)
+    text = S.status_markdown(tmp_path)
+    assert "It measured generator 0123456789ab at 500 kimg" in text and "predates" not in text
+    # without the method's variant the line names the one it reads, never 'the rows the method chose'
+    df[~df.variant.str.contains("method")].to_csv(path, index=False)
+    text = S.status_markdown(tmp_path)
+    assert "on all rows (paper), the study's perturbation keeps identity in 30%" in text and "method chose" not in text

@@ -183,6 +183,15 @@ def test_calibration_units(G):
     expected = apply_direction(ws, calibrated, [2.0])[0, 0]
     np.testing.assert_allclose(ex.edited_ws().numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
 
+    # with the annotator's measured response, degrees go through it: 8 degrees where it reads 8 is 1 unit
+    responding = pose_direction(G)
+    responding.metadata["response"] = {"coefficients": [-4.0, 0.0, 1.0, 4.0], "degrees": [-4.0, 0.0, 8.0, 12.0]}
+    ex = LatentExplorer(G, ws, pose_direction=responding, n_components=0, w_samples=64)
+    ex.set(pose=8.0)
+    assert ex.pose_coefficient(8.0) == 1.0
+    np.testing.assert_allclose(ex.edited_ws().numpy(), apply_direction(ws, responding, [1.0])[0, 0].numpy(),
+                               rtol=1e-5, atol=1e-6)
+
     ex = LatentExplorer(G, ws, n_components=1, w_samples=64)  # no direction: the slider is inert
     ex.widget()
     assert ex.pose_units == "none" and ex.controls["pose"].disabled

@@ -39,12 +39,14 @@ def _median_slope(coefficients, yaw: np.ndarray) -> float:
     return float(np.median(yaw_sequence_metrics(coefficients, yaw)["step_slope"]))
 
 
-def annotator_response(G, direction: Direction, annotator, ws, coefficients, batch_size: int = 64) -> dict:
+def annotator_response(G, direction: Direction, annotator, ws, coefficients, batch_size: int = 64,
+                       increasing: bool = True) -> dict:
     """The turn the annotator reads along ``direction`` at ``coefficients`` (ascending, holding 0):
     for each, the median over the vehicles ``ws`` of the yaw change from the unedited image
-    (wrapped, so a front/back flip is one outlying reading, not a turn), made monotone by isotonic
-    regression with 0 held at 0. Returns ``{"coefficients", "degrees", "n_images", "by"}``, the form of
-    ``Direction.metadata["response"]``."""
+    (wrapped, so a front/back flip is one outlying reading, not a turn), made monotone (rising, or
+    falling with ``increasing=False``) by isotonic regression with 0 held at 0. Returns
+    ``{"coefficients", "degrees", "read", "n_images", "by"}``, the form of
+    ``Direction.metadata["response"]`` (``read``: the medians before the monotone fit)."""
     from sklearn.isotonic import IsotonicRegression
 
     c = np.asarray(coefficients, dtype=np.float64)
@@ -55,7 +57,8 @@ def annotator_response(G, direction: Direction, annotator, ws, coefficients, bat
     read = np.median(wrap_deg(yaw - yaw[:, [j0]]), axis=0)
     weight = np.ones_like(c)
     weight[j0] = 1e6  # the unedited image turns by nothing
-    fit = IsotonicRegression(increasing=True).fit_transform(c, read, sample_weight=weight)
+    fit = IsotonicRegression(increasing=increasing).fit_transform(c, read, sample_weight=weight)
+    fit[j0] = 0.0
     return {"coefficients": c.tolist(), "degrees": fit.tolist(), "read": read.tolist(), "n_images": int(len(ws)),
             "by": "annotator"}
 
@@ -90,7 +93,9 @@ def calibrate_direction(G, direction: Direction, annotator, ws, target_degrees: 
             dpu = dpu_new
     capped = target_degrees / max(abs(dpu), 1e-9) > limit
     if capped or dpu == 0:
-        scale = (1.0 if dpu >= 0 else -1.0) * (max_shift if max_shift is not None else probe_shift) / target_degrees
+        # signed so that a positive coefficient turns the vehicle the positive way, as uncapped
+        sign = (1.0 if dpu >= 0 else -1.0) * (1.0 if direction.scale >= 0 else -1.0)
+        scale = sign * (max_shift if max_shift is not None else probe_shift) / target_degrees
         out = direction.replace(scale=scale, units="degrees", degrees_per_unit=float(dpu * scale / direction.scale))
     else:
         out = direction.replace(degrees_per_unit=float(dpu)).in_degrees()
@@ -106,7 +111,8 @@ def calibrate_direction(G, direction: Direction, annotator, ws, target_degrees: 
             reach = min(reach, max_shift / abs(out.scale))
         sweep = np.linspace(-reach, reach, 2 * (response_steps // 2) + 1)  # odd: 0 is in it
         sweep[len(sweep) // 2] = 0.0
-        out.metadata["response"] = annotator_response(G, out, annotator, ws, sweep, batch_size)
+        out.metadata["response"] = annotator_response(G, out, annotator, ws, sweep, batch_size,
+                                                      increasing=(out.degrees_per_unit or 0.0) >= 0)
     return out
 
 

@@ -129,27 +129,34 @@ class Direction:
 
     def response(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The annotator's measured response ``(coefficients, degrees)`` in this direction's units,
-        both ascending, or None when there is none (never measured, or no turn either way)."""
+        coefficients ascending and holding 0, degrees never decreasing and 0 there; None when there is
+        none (never measured, no turn either way, or a turn against the coefficient's sign)."""
         r = self.metadata.get("response")
         if not r:
             return None
         c = np.asarray(r["coefficients"], dtype=np.float64)
         d = np.asarray(r["degrees"], dtype=np.float64)
-        if len(c) < 3 or c.shape != d.shape or not (np.diff(c) > 0).all() or not (d[-1] > 0 > d[0]):
+        if (len(c) < 3 or c.shape != d.shape or not (np.diff(c) > 0).all() or not (np.diff(d) >= 0).all()
+                or 0.0 not in c or not (d[-1] > 0 > d[0])):
             return None
         return c, d
 
     def coefficients_for(self, degrees) -> np.ndarray:
-        """The coefficients that turn the vehicle by ``degrees`` (annotator degrees): the inverse of
-        the measured :meth:`response` when there is one (a turn beyond what it reached is asked
-        for at its end), else ``degrees / degrees_per_unit``."""
+        """The coefficients that turn the vehicle by ``degrees`` (annotator degrees): by the measured
+        :meth:`response` when there is one, the smallest edit that turns that far (interpolated
+        between the sweep's coefficients; a turn beyond what the sweep reached is asked for where it
+        first reached its furthest), else ``degrees / degrees_per_unit``."""
         degrees = np.asarray(degrees, dtype=np.float64)
         table = self.response()
         if table is not None:
             c, d = table
-            # a flat stretch asks for its end nearest 0 (the smallest edit that turns that much)
-            keep = sorted({float(d[i]): i for i in np.argsort(-np.abs(c), kind="stable")}.values())
-            return np.interp(degrees, d[keep], c[keep])
+            j0 = int(np.flatnonzero(c == 0)[0])
+            sides = ((c[j0:], d[j0:] - d[j0]), (-c[j0::-1], d[j0] - d[j0::-1]))  # each from 0 outwards, ascending
+            out = np.zeros(degrees.shape)
+            for i, t in np.ndenumerate(degrees):
+                cs, ds = sides[0] if t >= 0 else sides[1]
+                out[i] = _smallest_reaching(cs, ds, abs(float(t))) * (1.0 if t >= 0 else -1.0)
+            return out
         if not self.degrees_per_unit:
             raise ValueError("direction is not calibrated: run calibrate_direction first")
         return degrees / float(self.degrees_per_unit)
@@ -209,6 +216,19 @@ class Direction:
     @classmethod
     def load(cls, path) -> Direction:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def _smallest_reaching(cs: np.ndarray, ds: np.ndarray, t: float) -> float:
+    """On one side of a response (``cs`` from 0 outwards, ``ds`` the turns there, both ascending from
+    0): the smallest coefficient that turns ``t`` >= 0, linear between the sweep's points; where the
+    sweep never turns that far, the first point of its furthest turn."""
+    if t <= 0:
+        return 0.0
+    j = int(np.searchsorted(ds, t, side="left"))
+    if j >= len(ds):
+        return float(cs[int(np.argmax(ds >= ds[-1]))])
+    c0, c1, d0, d1 = cs[j - 1], cs[j], ds[j - 1], ds[j]  # d0 < t <= d1
+    return float(c0 + (t - d0) / (d1 - d0) * (c1 - c0))
 
 
 def _jsonable(obj):

@@ -66,7 +66,9 @@ def measure_candidates(G, directions: dict[str, Direction], ws, annotator, detec
     latents, e.g. :func:`dapper.directions.calibration_latents` of a sample set the directions were
     not fitted on) at ``coefficients`` (each in its direction's units): a pandas DataFrame with one
     row per direction, the columns of :data:`SELECTION_COLUMNS` plus ``direction``, ``units``,
-    ``capped``, ``annotator_monotone_share`` and ``n_images``."""
+    ``capped``, ``annotator_monotone_share`` and ``n_images``. The candidates are compared as
+    straight moves in W (the calibration's average unit), not through their measured response:
+    the augmentation's edit at +-30 degrees may be longer or shorter than the one measured here."""
     import pandas as pd
 
     from dapper.data.images import to_uint8

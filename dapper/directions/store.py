@@ -47,10 +47,15 @@ def profile_settings(profile: str, dataset: str = "toycars") -> dict:
 
 
 
+# Bumped when a stored direction's content changes meaning (2: the calibration's measured response),
+# so a cache written before is never read as if it had it.
+STORE_VERSION = 2
+
+
 def _direction_dir(G) -> Path:
     from dapper.utils import cache_dir
 
-    return cache_dir("directions", weights_hash(G)[:16])
+    return cache_dir("directions", f"{weights_hash(G)[:16]}-v{STORE_VERSION}")
 
 
 def _chosen_path(G, profile: str, variant: str) -> Path:
@@ -78,7 +83,7 @@ def load_or_fit_pose_direction(G, profile: str = "quick", method: str = "chosen"
     else the paper's (all layers); ``"chosen-split"``: its variant on the rows the method kept,
     else the paper's on the coarse rows. ``method="paper"`` (or ``"<method>/<range>"`` such as
     ``"interfacegan/coarse"``): that method. Fitted on ``profile_settings(profile, dataset)`` samples and cached
-    in ``cache_dir("directions", weights_hash(G)[:16])``. Coefficients are degrees;
+    in ``cache_dir("directions", "<hash>-v<STORE_VERSION>")``. Coefficients are degrees;
     ``.in_paper_units()`` gives the paper's units for the paper's direction.
     """
     folder = _direction_dir(G)

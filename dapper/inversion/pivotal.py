@@ -13,7 +13,8 @@ example all training shots of a class), so edits between and around those shots 
 perceptual distance of :mod:`dapper.inversion.perceptual` (the projection's loss), summed over the
 images; Adam on the synthesis weights only, with the generator's constant noise. ``G`` itself is
 never changed: the result is a copy, in eval mode and frozen. ``info`` records the steps, the
-loss before and after and the CPU-seconds it cost.
+loss before and after (both in eval mode) and what the steps cost: ``cpu_seconds`` (this process's CPU time,
+every thread) and ``wall_seconds`` (what counts on a GPU).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def tune_generator(G, images, ws, settings: PivotalSettings | None = None, perce
         from dapper.inversion.perceptual import load_perceptual
 
         perceptual = load_perceptual(s.vgg16_weights, s.lpips_weights, device=device)
-    tuned = copy.deepcopy(G).train()
+    tuned = copy.deepcopy(G).eval()
     for p in tuned.parameters():
         p.requires_grad_(False)
     params = [p for p in tuned.synthesis.parameters() if p.is_floating_point()]
@@ -101,9 +102,14 @@ def tune_generator(G, images, ws, settings: PivotalSettings | None = None, perce
         return loss
 
     everything = torch.arange(len(x), device=device)
-    with torch.no_grad():
-        before = float(torch.cat([loss_of(everything[a:a + s.batch_size])
-                                  for a in range(0, len(x), s.batch_size)]).mean())
+
+    def mean_loss() -> float:  # in eval mode, before and after alike
+        with torch.no_grad():
+            return float(torch.cat([loss_of(everything[a:a + s.batch_size])
+                                    for a in range(0, len(x), s.batch_size)]).mean())
+
+    before = mean_loss()
+    tuned.train()
     rng = np.random.default_rng(s.seed)
     order = np.empty(0, dtype=np.int64)
     steps = range(s.steps)
@@ -111,7 +117,7 @@ def tune_generator(G, images, ws, settings: PivotalSettings | None = None, perce
         from tqdm.auto import tqdm
 
         steps = tqdm(steps, desc="pivotal tuning", unit="step")
-    t0 = time.process_time()
+    t0, w0 = time.process_time(), time.perf_counter()
     for _ in steps:
         if len(order) < min(s.batch_size, len(x)):
             order = np.concatenate([order, rng.permutation(len(x))])
@@ -122,12 +128,9 @@ def tune_generator(G, images, ws, settings: PivotalSettings | None = None, perce
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    seconds = time.process_time() - t0
+    seconds, wall = time.process_time() - t0, time.perf_counter() - w0
     tuned.eval()
     for p in tuned.parameters():
         p.requires_grad_(False)
-    with torch.no_grad():
-        after = float(torch.cat([loss_of(everything[a:a + s.batch_size])
-                                 for a in range(0, len(x), s.batch_size)]).mean())
-    return tuned, {"steps": s.steps, "n_images": len(x), "loss_before": before, "loss_after": after,
-                   "cpu_seconds": seconds, "settings": s.to_dict()}
+    return tuned, {"steps": s.steps, "n_images": len(x), "loss_before": before, "loss_after": mean_loss(),
+                   "cpu_seconds": seconds, "wall_seconds": wall, "settings": s.to_dict()}

@@ -153,16 +153,23 @@ def _method_lines(root: Path) -> list[str]:
     if w.empty:
         return []
     names = list(dict.fromkeys(w.variant))
-    method = next((v for v in names if v.endswith("(method)")), names[0])
+    method = next((v for v in names if v.endswith("(method)")), None)
+    where = f"on the rows the method chose ({method})" if method else f"on {names[0]}"
+    method = method or names[0]
     text = (f"- **The method's edits** (notebook 03, `reports/results/augment_identity.csv`, "
-            f"{int(w.n_images.iloc[0])} held-out views projected in W, judged by the oracles): on the rows the method "
-            f"chose ({method}), {_edit_summary(w[w.variant == method])}")
+            f"{int(w.n_images.iloc[0])} held-out views projected in W, judged by the oracles): {where}, "
+            f"{_edit_summary(w[w.variant == method])}")
     tuned = w[w.variant == f"{method}, pivotal-tuned"]
     if len(tuned):
-        text += (f"; with the generator pivotally tuned on each class's views ({int(tuned.pivotal_steps.iloc[0])} "
-                 f"steps, {tuned.pivotal_cpu_seconds_per_class.iloc[0]:.0f} CPU-seconds per class), "
+        steps, cost = int(tuned.pivotal_steps.iloc[0]), tuned.pivotal_cpu_seconds_per_class.iloc[0]
+        text += (f"; with the generator pivotally tuned on each class's views and judged on those same views, as "
+                 f"the study's synthetic images come from the shots it would tune on ({steps} "
+                 f"steps, {cost:.0f} CPU-seconds per class), "
                  f"{_edit_summary(tuned)}")
     text += f". The goal is {_pct(EDIT_GOALS['identity_kept'])} for both."
+    if "coefficient" not in df:
+        text += (" The table predates rotation asked through the annotator's measured response (its turns used the "
+                 "calibration's average unit).")
     if "generator_hash" in df:
         measured = df["generator_hash"].iloc[0]
         text += _which_generator("" if pd.isna(measured) else str(measured), df["kimg"].iloc[0], root)
