@@ -232,3 +232,18 @@ def test_each_image_is_drawn_by_its_class_generator(monkeypatch):
     assert (right.identity_kept == 1.0).all() and (right.projection_identity_kept == 1.0).all()
     swapped = table({0: _ClassWorld(1), 1: _ClassWorld(0)})
     assert (swapped.identity_kept == 0.0).all()
+
+
+def test_the_response_is_measured_on_request_and_only_in_degrees():
+    G = _LatentWorld()
+    ws = torch.zeros(8, G.num_ws, G.w_dim)
+    raw = D.Direction(np.eye(4)[0], (0, G.num_ws), "planted", scale=1.0, units="w")
+    plain = D.calibrate_direction(G, raw, _SaturatingAnnotator(), ws, max_shift=200.0, response_steps=0)
+    assert plain.response() is None
+    full = D.with_response(G, plain, _SaturatingAnnotator(), ws, max_shift=200.0)
+    same = D.calibrate_direction(G, raw, _SaturatingAnnotator(), ws, max_shift=200.0)
+    assert np.allclose(full.response()[1], same.response()[1]) and len(full.response()[0]) == 13
+    assert len(D.with_response(G, plain, _SaturatingAnnotator(), ws, steps=7).response()[0]) == 7
+    assert D.with_response(G, full, _SaturatingAnnotator(), ws, steps=0).response() is None
+    with pytest.raises(ValueError, match="calibrate the direction first"):
+        D.with_response(G, raw, _SaturatingAnnotator(), ws)

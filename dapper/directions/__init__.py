@@ -13,7 +13,14 @@ How well a direction turns a vehicle and keeps its identity is measured by the i
 in :mod:`dapper.study.direction_eval`; nothing in this package reads them.
 """
 
-from .calibrate import DIRECTION_METHODS, annotator_response, calibrate_direction, calibration_latents, fit_directions
+from .calibrate import (
+    DIRECTION_METHODS,
+    annotator_response,
+    calibrate_direction,
+    calibration_latents,
+    fit_directions,
+    with_response,
+)
 from .methods import (
                       DEFAULT_REFERENCE_YAW,
                       PAPER_COEFFICIENTS,
@@ -61,7 +68,7 @@ __all__ = [
     "Direction", "PoseSamples", "apply_direction", "edit_images", "annotate_samples", "paper_pose_direction",
     "interfacegan_direction", "sefa_direction", "sefa_basis", "ganspace_direction", "random_direction",
     "DIRECTION_METHODS", "annotator_response", "calibrate_direction", "calibration_latents", "fit_directions",
-    "fit_ridge", "threshold_weights",
+    "fit_ridge", "threshold_weights", "with_response",
     "w_spread", "load_or_fit_pose_direction", "save_chosen_direction", "style_layers", "coarse_layers",
     "wrap_deg", "unwrap_deg", "circular_mean_deg", "srgb_to_lab", "yaw_sequence_metrics", "PAPER_COEFFICIENTS",
     "DEFAULT_REFERENCE_YAW", "PROFILES", "REAL_QUICK_PROFILE", "profile_settings", "SELECTION_COLUMNS",

@@ -104,12 +104,24 @@ def calibrate_direction(G, direction: Direction, annotator, ws, target_degrees: 
         "by": "annotator", "n_images": int(len(ws)), "target_degrees": target_degrees,
         "degrees_per_unit_before": float(dpu), "units_before": direction.units, "scale_before": float(direction.scale),
         "w_shift_at_target": float(abs(out.scale) * target_degrees), "max_shift": max_shift, "capped": bool(capped)}
+    return with_response(G, out, annotator, ws, max_shift, target_degrees, response_reach, response_steps, batch_size)
+
+
+def with_response(G, direction: Direction, annotator, ws, max_shift: float | None = None, target_degrees: float = 30.0,
+                  reach: float = 1.5, steps: int = 13, batch_size: int = 64) -> Direction:
+    """``direction`` (calibrated in degrees) with the annotator's response over ``steps``
+    coefficients within ``+-reach * target_degrees`` (no further than a W shift of ``max_shift``)
+    measured on the vehicles ``ws`` (:func:`annotator_response`) in ``metadata["response"]``;
+    ``steps=0`` removes it. ``Direction.coefficients_for`` then asks for degrees through it."""
+    if direction.units != "degrees":
+        raise ValueError(f"a response is measured in degrees: calibrate the direction first ({direction.units!r})")
+    out = direction.replace()
     out.metadata.pop("response", None)
-    if response_steps:
-        reach = response_reach * target_degrees
+    if steps:
+        r = reach * target_degrees
         if max_shift is not None:
-            reach = min(reach, max_shift / abs(out.scale))
-        sweep = np.linspace(-reach, reach, 2 * (response_steps // 2) + 1)  # odd: 0 is in it
+            r = min(r, max_shift / abs(out.scale))
+        sweep = np.linspace(-r, r, 2 * (steps // 2) + 1)  # odd: 0 is in it
         sweep[len(sweep) // 2] = 0.0
         out.metadata["response"] = annotator_response(G, out, annotator, ws, sweep, batch_size,
                                                       increasing=(out.degrees_per_unit or 0.0) >= 0)
@@ -134,14 +146,16 @@ DIRECTION_METHODS = ("paper", "ridge-local", "interfacegan", "sefa", "ganspace",
 def fit_directions(G, samples: PoseSamples, annotator, reference_yaw: float = DEFAULT_REFERENCE_YAW,
                    layer_ranges: dict | None = None, n_calibration: int = 24, threshold_quantile: float = 0.5,
                    max_shift_factor: float = 1.0, calibration_rounds: int = 2,
-                   progress: bool = True, methods=None) -> dict[str, Direction]:
+                   progress: bool = True, methods=None, response_steps: int = 0) -> dict[str, Direction]:
     """Every method (or those of ``methods``, names from :data:`DIRECTION_METHODS`; the paper's always) on the
     same samples, for every layer range, calibrated in annotator degrees.
 
     ``layer_ranges``: name -> (start, stop); default ``{"all": (0, num_ws), "coarse":
     coarse_layers(G)}``. Keys of the result are ``"<method>/<range>"``; ``"paper/all (paper units)"``
     is the paper's direction left in its own units. Edits never move W more than
-    ``max_shift_factor`` times the spread of W (:func:`w_spread`) at 30 degrees.
+    ``max_shift_factor`` times the spread of W (:func:`w_spread`) at 30 degrees. The candidates are
+    compared as straight moves, so their annotator response is measured only with ``response_steps``
+    (0 by default: :func:`with_response` adds it to the one chosen).
     """
     methods = DIRECTION_METHODS if methods is None else tuple(methods)
     unknown = sorted(set(methods) - set(DIRECTION_METHODS))
@@ -172,7 +186,8 @@ def fit_directions(G, samples: PoseSamples, annotator, reference_yaw: float = DE
 
         items = tqdm(list(items), desc="calibrate", unit="dir")
     for key, d in items:
-        out[key] = calibrate_direction(G, d, annotator, ws, max_shift=max_shift, rounds=calibration_rounds)
+        out[key] = calibrate_direction(G, d, annotator, ws, max_shift=max_shift, rounds=calibration_rounds,
+                                       response_steps=response_steps)
     paper_all = f"paper/{next(iter(layer_ranges))}"
     out[f"{paper_all} (paper units)"] = out[paper_all].in_paper_units()
     return out

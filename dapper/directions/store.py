@@ -25,17 +25,17 @@ PROFILES = {
     # methods: the candidates fitted (None: every one of DIRECTION_METHODS); n_selection: the second sample set
     # the method selects on (never the one the directions are fitted on)
     "quick": dict(n_samples=1000, n_selection=200, n_calibration=8, calibration_rounds=1, n_eval_per_class=1,
-                  eval_step=10, projection_steps=40, sample_seed=0, evaluate_all=True, methods=None),
+                  eval_step=10, projection_steps=40, sample_seed=0, evaluate_all=True, methods=None, response_steps=13),
     "full": dict(n_samples=25000, n_selection=5000, n_calibration=64, calibration_rounds=2, n_eval_per_class=5,
-                 eval_step=5, projection_steps=200, sample_seed=0, evaluate_all=True, methods=None),
+                 eval_step=5, projection_steps=200, sample_seed=0, evaluate_all=True, methods=None, response_steps=13),
 }
 # Real mode's quick profile: a generated image costs several times more at 128-512 px than at 64 px,
 # so the smoke test draws fewer samples, fits two of the candidates (the paper's and its local ridge
 # variant, each on all and on the coarse rows), calibrates on fewer latents and evaluates only the
-# directions it reports on (the method's choice and the paper's) (bench/real_quick.py times the
-# quick profile against its budget at 128 px).
+# directions it reports on (the method's choice and the paper's), with a shorter response sweep
+# (bench/real_quick.py times the quick profile against its budget at 128 px).
 REAL_QUICK_PROFILE = dict(PROFILES["quick"], n_samples=200, n_selection=100, n_calibration=4, projection_steps=20,
-                          evaluate_all=False, methods=("paper", "ridge-local"))
+                          evaluate_all=False, methods=("paper", "ridge-local"), response_steps=7)
 
 
 def profile_settings(profile: str, dataset: str = "toycars") -> dict:
@@ -121,7 +121,8 @@ def load_or_fit_pose_direction(G, profile: str = "quick", method: str = "chosen"
     else:
         raise ValueError(f"unknown method {method!r}")
     ws = calibration_latents(samples, cfg["n_calibration"], reference_yaw, num_ws=G.num_ws)
-    d = calibrate_direction(G, d, annotator, ws, max_shift=w_spread(samples), rounds=cfg["calibration_rounds"])
+    d = calibrate_direction(G, d, annotator, ws, max_shift=w_spread(samples), rounds=cfg["calibration_rounds"],
+                            response_steps=cfg["response_steps"])
     d.save(path)
     return d
 
