@@ -61,3 +61,31 @@ def fake_project(G, images):
     x = torch.as_tensor(np.asarray(images)).float().mean((1, 2)) / 255.0  # [N, 3]
     w = torch.cat([x, x[:, :1] * 0.5, x[:, 1:2] * 2, x.sum(1, keepdim=True), x[:, 2:] - x[:, :1], x[:, :1] ** 2], 1)
     return w[:, None, :].repeat(1, G.num_ws, 1)
+
+
+class LatentWorld(nn.Module):
+    """Generator-shaped toy whose image carries the first coordinate of its mean W row (over 100)."""
+
+    z_dim = w_dim = 4
+    num_ws = 2
+    c_dim = 0
+    img_channels = 3
+    img_resolution = 4
+
+    def __init__(self):
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))
+
+    def synthesis(self, ws, noise_mode="const"):
+        return (ws.mean(1)[:, :1] / 100).view(-1, 1, 1, 1).expand(-1, 3, 4, 4).clone()
+
+
+class FlipAnnotator:
+    """Reads :class:`LatentWorld`'s coordinate as the yaw up to 25 degrees; beyond, a front/back flip
+    (180 degrees off). Takes float NCHW or uint8 NHWC images."""
+
+    def predict(self, images):
+        x = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
+        x = x.permute(0, 3, 1, 2).double() / 127.5 - 1 if x.dtype == torch.uint8 else x.double()
+        w0 = x[:, 0, 0, 0].numpy() * 100
+        return np.where(np.abs(w0) <= 25, w0, w0 + 180) % 360

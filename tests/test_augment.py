@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from study_fakes import FakeDirection, FakeGenerator, fake_apply_direction
+from study_fakes import FakeDirection, FakeGenerator, FlipAnnotator, LatentWorld, fake_apply_direction
 
 from dapper import augment as A
 from dapper.data.images import to_uint8
@@ -155,57 +155,32 @@ def test_residual_composition_adds_the_edit_to_the_real_image():
         _augment(G, ws, keys, labels, methods=["perturb"], cache=False, compose="residual")
 
 
-class _LatentWorld(torch.nn.Module):
-    """Generator-shaped toy whose image carries the first coordinate of its mean W row (over 100)."""
-
-    z_dim = w_dim = 4
-    num_ws = 2
-    c_dim = 0
-    img_channels = 3
-    img_resolution = 4
-
-    def __init__(self):
-        super().__init__()
-        self.unused = torch.nn.Parameter(torch.zeros(1))
-
-    def synthesis(self, ws, noise_mode="const"):
-        return (ws.mean(1)[:, :1] / 100).view(-1, 1, 1, 1).expand(-1, 3, 4, 4).clone()
-
-
-class _FlipAnnotator:
-    """Reads that coordinate as the yaw up to 25 degrees; beyond, a front/back flip (180 degrees off)."""
-
-    def predict(self, images):
-        x = torch.as_tensor(images)
-        x = x.permute(0, 3, 1, 2).double() / 127.5 - 1 if x.dtype == torch.uint8 else x.double()
-        w0 = x[:, 0, 0, 0].numpy() * 100
-        return np.where(np.abs(w0) <= 25, w0, w0 + 180) % 360
 
 
 def test_pose_check_keeps_halves_or_drops_each_rotation():
-    G = _LatentWorld()
+    G = LatentWorld()
     base = torch.zeros(4, 2, 4)
     edited = base.clone()
     edited[0, :, 0] = 10.0  # turns 10 as meant: kept
     edited[1, :, 0] = 30.0  # flips at 30; its half turns 15 as meant: halved
     edited[2, :, 1] = 30.0  # moves a coordinate the annotator does not read: no turn, dropped
-    images, factor = A.pose_checked_edits(G, base, edited, [10.0, 30.0, 30.0, 0.0], _FlipAnnotator())
+    images, factor = A.pose_checked_edits(G, base, edited, [10.0, 30.0, 30.0, 0.0], FlipAnnotator())
     assert factor.tolist() == [1.0, 0.5, 0.0, 1.0]  # an edit of 0 degrees is nothing to check
     assert torch.allclose(images[:, 0, 0, 0] * 100, torch.tensor([10.0, 15.0, 0.0, 0.0]), atol=1e-3)
     # The tolerance: 30 degrees meant, 20 read, misses by 10 (within half of 30) and is kept;
     # a reading of no turn is never kept, however small the turn meant.
     edited[1, :, 0] = 20.0
-    assert A.pose_checked_edits(G, base, edited, [10.0, 30.0, 30.0, 0.0], _FlipAnnotator(),
+    assert A.pose_checked_edits(G, base, edited, [10.0, 30.0, 30.0, 0.0], FlipAnnotator(),
                                 tolerance=0.5)[1][1] == 1.0
-    assert A.pose_checked_edits(G, base, edited, [10.0, 30.0, 30.0, 0.0], _FlipAnnotator(),
+    assert A.pose_checked_edits(G, base, edited, [10.0, 30.0, 30.0, 0.0], FlipAnnotator(),
                                 tolerance=0.2, min_deg=0.0)[1][1] == 0.0  # 6 deg allowed: 10 and 5 miss
     small = base[:1].clone()
     small[:, :, 0] = 0.5  # meant to turn 4 degrees, turns 0.5: inside the 5 degree floor, but nearer no turn
-    assert A.pose_checked_edits(G, base[:1], small, [4.0], _FlipAnnotator())[1].tolist() == [0.0]
+    assert A.pose_checked_edits(G, base[:1], small, [4.0], FlipAnnotator())[1].tolist() == [0.0]
     small[:, :, 0] = 3.0  # turns 3 of the 4: kept
-    assert A.pose_checked_edits(G, base[:1], small, [4.0], _FlipAnnotator())[1].tolist() == [1.0]
+    assert A.pose_checked_edits(G, base[:1], small, [4.0], FlipAnnotator())[1].tolist() == [1.0]
     with pytest.raises(ValueError, match="calibrated in degrees"):
-        A.pose_checked_edits(G, base[:1], small, [float("nan")], _FlipAnnotator())
+        A.pose_checked_edits(G, base[:1], small, [float("nan")], FlipAnnotator())
 
 
 class _StillAnnotator:
@@ -236,13 +211,13 @@ def test_augment_images_with_the_pose_check_records_what_it_did(tmp_path, monkey
     assert plain.manifest.pose_factor.isna().all()
 
 
-class _NamedFlipAnnotator(_FlipAnnotator):
+class _NamedFlipAnnotator(FlipAnnotator):
     config = {"sha256": "flip"}
 
 
 def test_augment_images_keeps_halves_and_caches_per_annotator(tmp_path, monkeypatch):
     monkeypatch.setenv("DAPPER_CACHE", str(tmp_path))
-    G = _LatentWorld()
+    G = LatentWorld()
     ws = torch.zeros(2, G.num_ws, G.w_dim)
     keys, labels = ["0a", "0b"], np.array([0, 1])
     settings = A.AugmentSettings(k=4, coefficients=(-30.0, -20.0, 20.0, 30.0), pose_check=True)

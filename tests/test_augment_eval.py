@@ -40,7 +40,8 @@ def test_augment_identity_table(tiny_generator, planted):
     dirs = D.fit_directions(G, s, ann, reference_yaw=ref, n_calibration=8, max_shift_factor=2.0, progress=False)
     ws = D.calibration_latents(s, 6, ref, num_ws=G.num_ws)
     labels = oracles.predict_identity(G.synthesis(ws, noise_mode="const"))[0]
-    paper = dirs["paper/all"]
+    assert dirs["paper/all"].response() is None  # the candidates are compared as straight moves
+    paper = D.with_response(G, dirs["paper/all"], ann, ws, max_shift=2.0 * D.w_spread(s))  # as notebook 02 does
     rows02 = D.calibrate_direction(G, paper.with_layers(0, 2), ann, ws, max_shift=2.0 * D.w_spread(s))
     variants = {"all rows": (paper, (0, G.num_ws)), "rows 0-2": (rows02, (0, 2))}
     table = AE.augment_identity(G, {"W": ws, "W+": ws + 0.01 * torch.randn_like(ws)}, labels, variants,
@@ -76,14 +77,19 @@ class _HalfBlindAnnotator(_Annotator):
         return yaw
 
 
-def test_pose_checked_rows(tiny_generator, planted):
-    G = tiny_generator()
+def _paper_direction(G):
+    """The annotator, the paper's direction fitted and calibrated on 300 samples, six latents near its view."""
     ann = _Annotator()
     s = D.annotate_samples(G, 300, _Detector(), ann, seed=0, progress=False)
     ref = D.circular_mean_deg(s.yaw)
     paper = D.fit_directions(G, s, ann, reference_yaw=ref, n_calibration=8, max_shift_factor=2.0,
                              methods=("paper",), progress=False)["paper/all"]
-    ws = D.calibration_latents(s, 6, ref, num_ws=G.num_ws)
+    return ann, paper, D.calibration_latents(s, 6, ref, num_ws=G.num_ws)
+
+
+def test_pose_checked_rows(tiny_generator, planted):
+    G = tiny_generator()
+    ann, paper, ws = _paper_direction(G)
     labels = oracles.predict_identity(G.synthesis(ws, noise_mode="const"))[0]
 
     def table(annotator):
@@ -106,12 +112,7 @@ def test_pose_checked_rows(tiny_generator, planted):
 
 def test_one_generator_per_class(tiny_generator, planted):
     G = tiny_generator()
-    ann = _Annotator()
-    s = D.annotate_samples(G, 300, _Detector(), ann, seed=0, progress=False)
-    ref = D.circular_mean_deg(s.yaw)
-    paper = D.fit_directions(G, s, ann, reference_yaw=ref, n_calibration=8, max_shift_factor=2.0,
-                             methods=("paper",), progress=False)["paper/all"]
-    ws = D.calibration_latents(s, 6, ref, num_ws=G.num_ws)
+    ann, paper, ws = _paper_direction(G)
     labels = np.array([0, 1, 0, 1, 1, 0])
     kw = dict(strengths=(0.5,), coefficients=(-20, 20), identity_oracle=object(), pose_oracle=object())
     variants = {"all rows": (paper, (0, G.num_ws))}

@@ -4,26 +4,10 @@ augmentation and the pose check (a turn that is steep near 0 and saturates is st
 import numpy as np
 import pytest
 import torch
+from study_fakes import FlipAnnotator, LatentWorld
 
 from dapper import augment as A
 from dapper import directions as D
-
-
-class _LatentWorld(torch.nn.Module):
-    """Generator-shaped toy whose image carries the first coordinate of its mean W row (over 100)."""
-
-    z_dim = w_dim = 4
-    num_ws = 2
-    c_dim = 0
-    img_channels = 3
-    img_resolution = 4
-
-    def __init__(self):
-        super().__init__()
-        self.unused = torch.nn.Parameter(torch.zeros(1))
-
-    def synthesis(self, ws, noise_mode="const"):
-        return (ws.mean(1)[:, :1] / 100).view(-1, 1, 1, 1).expand(-1, 3, 4, 4).clone()
 
 
 def _turn(w0):
@@ -76,7 +60,7 @@ def test_response_is_inverted_and_kept_through_units(tmp_path):
 
 @pytest.mark.parametrize("flips", [0, 2])
 def test_calibration_measures_the_response_and_asks_through_it(flips):
-    G = _LatentWorld()
+    G = LatentWorld()
     ann = _SaturatingAnnotator(flips)
     ws = torch.zeros(8, G.num_ws, G.w_dim)
     raw = D.Direction(np.eye(4)[0], (0, G.num_ws), "planted", scale=1.0, units="w")
@@ -116,20 +100,13 @@ def test_augmentation_asks_the_response_for_its_degrees():
     assert np.isclose(params[0][0]["degrees"], 15.0)
 
 
-class _FlipAnnotator:
-    """Reads the toy's first coordinate as the yaw up to 25 degrees; beyond, a front/back flip."""
-
-    def predict(self, images):
-        w0 = torch.as_tensor(images).double()[:, 0, 0, 0].numpy() * 100
-        return np.where(np.abs(w0) <= 25, w0, w0 + 180) % 360
-
 
 def test_pose_check_judges_the_half_edit_by_the_turn_it_means():
-    G = _LatentWorld()
+    G = LatentWorld()
     base = torch.zeros(1, 2, 4)
     edited = base.clone()
     edited[0, :, 0] = 30.0  # flips at 30; its half turns 15
-    check = lambda **kw: A.pose_checked_edits(G, base, edited, [30.0], _FlipAnnotator(), **kw)[1].tolist()  # noqa: E731
+    check = lambda **kw: A.pose_checked_edits(G, base, edited, [30.0], FlipAnnotator(), **kw)[1].tolist()  # noqa: E731
     assert check() == [0.5]  # meant 15 at half: kept
     assert check(half_degrees=[22.0]) == [0.5]  # a saturating turn means more at half; 15 is within 11 of 22
     assert check(half_degrees=[40.0]) == [0.0]  # 15 read where 40 was meant: dropped
@@ -140,8 +117,8 @@ def test_figure5_asks_calibrated_directions_through_their_response():
 
     table = {"coefficients": [-40.0, -20.0, 0.0, 20.0, 40.0], "degrees": [-35.0, -25.0, 0.0, 30.0, 40.0]}
     d = _planted(response=table, paper_scale=0.25)
-    G = _LatentWorld()
-    reader = lambda x: _FlipAnnotator().predict(x)  # noqa: E731
+    G = LatentWorld()
+    reader = lambda x: FlipAnnotator().predict(x)  # noqa: E731
     images, rows = rotation_table(G, torch.zeros(1, 2, 4), {"deg": d, "paper": d.in_paper_units()}, (-25, 0, 30),
                                   yaw_reader=reader)
     assert images.shape[:3] == (2, 1, 3)
@@ -157,9 +134,9 @@ def test_identity_table_counts_flips_against_the_turn_meant(monkeypatch):
 
     monkeypatch.setattr(oracles, "predict_identity", lambda images, model=None, batch_size=256: (
         np.zeros(len(images), dtype=np.int64), None))
-    monkeypatch.setattr(oracles, "predict_yaw", lambda images, model=None, batch_size=256: _FlipAnnotator().predict(
+    monkeypatch.setattr(oracles, "predict_yaw", lambda images, model=None, batch_size=256: FlipAnnotator().predict(
         images))
-    G = _LatentWorld()
+    G = LatentWorld()
     d = D.Direction(np.eye(4)[0], (0, 2), "planted", scale=1.0, units="degrees", degrees_per_unit=1.0)
     table = AE.augment_identity(G, {"W": torch.zeros(3, 2, 4)}, np.zeros(3, dtype=np.int64), {"v": (d, (0, 2))},
                                 torch.ones(4), strengths=(0.5,), coefficients=(-30, -10, 10, 30),
@@ -183,7 +160,7 @@ def test_a_flat_stretch_asks_for_the_smallest_edit_that_turns_enough():
 
 
 def test_a_capped_calibration_keeps_its_sign_and_its_reach():
-    G = _LatentWorld()
+    G = LatentWorld()
     ws = torch.zeros(8, G.num_ws, G.w_dim)
     raw = D.Direction(np.eye(4)[0], (0, G.num_ws), "planted", scale=-1.0, units="w")  # negative scale
     d = D.calibrate_direction(G, raw, _SaturatingAnnotator(), ws, max_shift=5.0)  # 5 W units turn < 30 deg
@@ -202,7 +179,7 @@ def test_the_direction_id_changes_with_the_response():
     assert len(ids) == 3
 
 
-class _ClassWorld(_LatentWorld):
+class _ClassWorld(LatentWorld):
     """Draws every latent as a flat image of its class: -0.5 for class 0, +0.5 for class 1."""
 
     def __init__(self, label: int):
@@ -235,7 +212,7 @@ def test_each_image_is_drawn_by_its_class_generator(monkeypatch):
 
 
 def test_the_response_is_measured_on_request_and_only_in_degrees():
-    G = _LatentWorld()
+    G = LatentWorld()
     ws = torch.zeros(8, G.num_ws, G.w_dim)
     raw = D.Direction(np.eye(4)[0], (0, G.num_ws), "planted", scale=1.0, units="w")
     plain = D.calibrate_direction(G, raw, _SaturatingAnnotator(), ws, max_shift=200.0, response_steps=0)
