@@ -434,9 +434,9 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
                         pose_annotator, settings.pose_tolerance, settings.pose_tolerance_min_deg, base_yaw,
                         batch_size, settings.noise_mode, half_degrees=_turns(direction, made_coeffs / 2))
                     imgs = to_uint8(checked)
-                    for p, f in zip((p for row in params for p in row), factor):
-                        c = p["coefficient"] * f
-                        p.update(pose_factor=float(f), coefficient=c, degrees=float(_turns(direction, c)))
+                    edits = made_coeffs * factor  # the edits made; their turns read off the response at once
+                    for p, f, c, t in zip((p for row in params for p in row), factor, edits, _turns(direction, edits)):
+                        p.update(pose_factor=float(f), coefficient=float(c), degrees=float(t))
                 else:
                     lat, params = synthetic_latents(ws[idx], sub_keys, m, settings, w_std, direction,
                                                     apply_direction)
