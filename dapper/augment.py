@@ -11,7 +11,9 @@ generator's latent space, :func:`augment_images` makes ``k`` new images per meth
   20, 30; the unedited 0 is the reconstruction itself), in degrees by default or as raw
   coefficients. Degrees go through the direction's calibration: the annotator's measured response
   (``Direction.coefficients_for``: a turn that is steep near 0 and saturates still makes the degrees
-  asked for), else its ``degrees_per_unit``.
+  asked for), else its ``degrees_per_unit``. With ``settings.response == "image"`` each image is asked
+  through its own response, read by the pose annotator on its projection
+  (:func:`dapper.directions.own_responses`): how far an edit turns depends on the view it starts from.
 * ``perturb+rotate``: each perturbed latent also rotated.
 
 **Pose check** (``settings.pose_check``, method v2): the method's own pose annotator reads each
@@ -62,11 +64,12 @@ from dapper.utils import image_key, weights_hash
 __all__ = [
     "METHODS", "AugmentSettings", "LeakageError", "check_no_leakage", "image_keys",
     "perturb_ws", "synthetic_latents", "pose_checked_edits", "annotator_id", "SyntheticSet",
-    "augment_images", "write_dataset", "read_dataset", "direction_id", "main",
+    "augment_images", "write_dataset", "read_dataset", "direction_id", "describe_settings", "main",
 ]
 
 METHODS = ("perturb", "rotate", "perturb+rotate")
 COMPOSITIONS = ("generated", "residual")
+RESPONSES = ("direction", "image")  # AugmentSettings.response
 MANIFEST_COLUMNS = ["synthetic_key", "source_key", "label", "fold", "method", "index", "strength", "layer_start",
                     "layer_stop", "coefficient", "degrees", "pose_factor", "seed", "generator_hash", "direction_id",
                     "compose"]
@@ -115,7 +118,10 @@ class AugmentSettings:
     ``units == "degrees"`` (converted through the direction's measured response,
     ``Direction.coefficients_for``, or else its ``degrees_per_unit``) else raw direction
     coefficients. With ``k`` below the number of coefficients each image gets a random subset;
-    above it, they repeat (with fresh perturbations for ``perturb+rotate``).
+    above it, they repeat (with fresh perturbations for ``perturb+rotate``). ``response``: in degrees,
+    ask every image through the direction's measured response (``"direction"``) or through each
+    image's own, read by the pose annotator on its projection (``"image"``, which needs the annotator;
+    a direction without a measured response asks every image through its calibration).
     """
 
     k: int = 4
@@ -129,15 +135,20 @@ class AugmentSettings:
     pose_check: bool = False
     pose_tolerance: float = 0.5
     pose_tolerance_min_deg: float = 5.0
+    response: str = "direction"
 
     def __post_init__(self):
         assert self.units in ("degrees", "coefficient"), self.units
+        assert self.response in RESPONSES, self.response
         assert self.k >= 1 and self.strength >= 0
         assert 0 < self.pose_tolerance and self.pose_tolerance_min_deg >= 0
 
     def signature(self) -> str:
         """Hash of everything that changes the generated images (for cache keys)."""
-        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        fields = asdict(self)
+        if fields["response"] == "direction":  # the default before there was a choice: earlier caches stay valid
+            del fields["response"]
+        return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def pose_checked_edits(G, base: torch.Tensor, edited: torch.Tensor, degrees, annotator,
@@ -191,6 +202,26 @@ def pose_checked_edits(G, base: torch.Tensor, edited: torch.Tensor, degrees, ann
     return images, factor
 
 
+def describe_settings(settings: AugmentSettings, layers: tuple[int, int] | None = None) -> str:
+    """The synthetic images ``settings`` make, in words (for captions: generated, never typed);
+    ``layers``: the rows the pose direction moves, when known."""
+    rows = ("every W+ row (a move in W)" if settings.layers is None
+            else f"W+ rows {settings.layers[0]}-{settings.layers[1]}")
+    turns = ", ".join(f"{c:+g}" for c in sorted(settings.coefficients))
+    text = (f"{settings.k} per real image and method; perturbation of strength {settings.strength:g} W standard "
+            f"deviations on {rows}; rotation by {turns} "
+            + ("annotator degrees" if settings.units == "degrees" else "direction units"))
+    if layers is not None:
+        text += f" along the pose direction on rows {layers[0]}-{layers[1]}"
+    if settings.units == "degrees":
+        text += (", each image asked through its own response (the pose annotator reads its own sweep)"
+                 if settings.response == "image" else ", asked through the direction's measured response")
+    if settings.pose_check:
+        text += (f"; pose-checked: an edit the annotator reads more than {settings.pose_tolerance:.0%} (at least "
+                 f"{settings.pose_tolerance_min_deg:g} deg) off its degrees is halved, then dropped")
+    return text
+
+
 def _method_rng(seed: int, key: str, method: str) -> np.random.Generator:
     key_bits = int(hashlib.sha1(str(key).encode()).hexdigest()[:15], 16)
     return np.random.default_rng([int(seed), key_bits, METHODS.index(method)])
@@ -204,6 +235,24 @@ def _turns(direction, coefficients) -> np.ndarray:
         return direction.degrees_for(c)
     per_unit = getattr(direction, "degrees_per_unit", None)
     return c * (math.nan if per_unit is None else float(per_unit))
+
+
+def _per_image(direction, n: int) -> list:
+    """``direction`` for each of ``n`` images: a list of one per image as it is, else repeated."""
+    if isinstance(direction, (list, tuple)):
+        if len(direction) != n:
+            raise ValueError(f"{len(direction)} directions for {n} images")
+        return list(direction)
+    return [direction] * n
+
+
+def _turns_each(directions: Sequence, coefficients) -> np.ndarray:
+    """:func:`_turns` of ``coefficients`` [M], the i-th through ``directions[i]`` (read together when
+    they are all one direction)."""
+    c = np.asarray(coefficients, dtype=np.float64)
+    if all(d is directions[0] for d in directions):
+        return _turns(directions[0], c)
+    return np.array([float(_turns(d, ci)) for d, ci in zip(directions, c)])
 
 
 def _raw_coefficients(settings: AugmentSettings, direction) -> tuple[np.ndarray, np.ndarray]:
@@ -229,7 +278,9 @@ def synthetic_latents(ws: torch.Tensor, keys: Sequence[str], method: str, settin
                       apply_direction: Callable | None = None, return_base: bool = False):
     """The ``k`` latents of ``method`` for each image: ws [N, num_ws, w_dim] -> [N, k, num_ws, w_dim],
     with the parameters of each (``params[i][j]``: strength, layers, coefficient, degrees,
-    pose_factor). With ``return_base`` also the latents before any rotation (same shape)."""
+    pose_factor). With ``return_base`` also the latents before any rotation (same shape).
+    ``direction`` may be a list, one per image: the same direction, each asked through its own
+    response (:func:`dapper.directions.own_responses`)."""
     assert method in METHODS, method
     n, k = len(ws), settings.k
     perturb = "perturb" in method
@@ -253,16 +304,21 @@ def synthetic_latents(ws: torch.Tensor, keys: Sequence[str], method: str, settin
             raise ValueError("rotation needs a pose direction")
         if apply_direction is None:
             from dapper.directions import apply_direction
-        coeffs, turns = _raw_coefficients(settings, direction)
-        n_c = len(coeffs)
+        each = _per_image(direction, n)
+        table = [_raw_coefficients(settings, d) for d in each]
+        coeffs = np.stack([t[0] for t in table])  # [N, n_c]
+        turns = np.stack([t[1] for t in table])
+        n_c = coeffs.shape[1]
         choice = np.stack([np.resize(r.permutation(n_c), k) for r in rngs])  # [N, k]
-        edited = apply_direction(base, direction, [float(c) for c in coeffs])  # [N*k, C, L, D]
+        shared = all(d is each[0] for d in each)  # one response: the same coefficients for every latent
+        edited = apply_direction(base, each[0], [float(c) for c in coeffs[0]] if shared
+                                 else np.repeat(coeffs, k, axis=0))  # [N*k, n_c, L, D]
         assert edited.shape[:2] == (n * k, n_c), edited.shape
         pick = torch.from_numpy(choice.reshape(-1)).long()
         base = edited[torch.arange(n * k), pick]
         for i, row in enumerate(params):
             for j, p in enumerate(row):
-                p.update(coefficient=float(coeffs[choice[i, j]]), degrees=float(turns[choice[i, j]]))
+                p.update(coefficient=float(coeffs[i, choice[i, j]]), degrees=float(turns[i, choice[i, j]]))
     out = base.reshape(n, k, *ws.shape[1:])
     return (out, params, unrotated.reshape(n, k, *ws.shape[1:])) if return_base else (out, params)
 
@@ -352,7 +408,8 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
     uncached images are synthesised).
     ``compose``: ``"generated"``, ``"residual"`` or both (a list); residual needs the real
     ``images`` (uint8 [N, R, R, 3] at the generator's resolution). ``pose_annotator``: the method's
-    pose annotator (``predict(images) -> yaw``), needed by ``settings.pose_check``.
+    pose annotator (``predict(images) -> yaw``), needed by ``settings.pose_check`` and
+    ``settings.response == "image"``.
     Returns ``len(compose) * len(methods) * k`` images per real image, labelled with its class.
     """
     import pandas as pd
@@ -384,11 +441,18 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
     d_id = direction_id(direction, apply_direction, ws.shape) if any("rotate" in m for m in methods) else ""
     if settings.pose_check and any("rotate" in m for m in methods) and pose_annotator is None:
         raise ValueError("settings.pose_check needs the method's pose annotator (pose_annotator=)")
-    a_id = f"-{annotator_id(pose_annotator)}" if settings.pose_check and pose_annotator is not None else ""
+    # each image through its own response needs one to read it at (a direction without: its calibration)
+    own = (settings.response == "image" and settings.units == "degrees"
+           and getattr(direction, "response", lambda: None)() is not None)
+    if own and any("rotate" in m for m in methods) and pose_annotator is None:
+        raise ValueError("settings.response='image' reads each image's turn with the method's pose annotator "
+                         "(pose_annotator=)")
+    reads = (settings.pose_check or own) and pose_annotator is not None
+    a_id = f"-{annotator_id(pose_annotator)}" if reads else ""
     folder = cache_dir("synthetic", f"{g_hash}-{settings.signature()}-{d_id or 'none'}{a_id}") if cache else None
     # The cache holds every method the inputs allow, so that a later call asking for another
     # method finds it; without a cache only what was asked is made.
-    can_rotate = direction is not None and (pose_annotator is not None or not settings.pose_check)
+    can_rotate = direction is not None and (pose_annotator is not None or not (settings.pose_check or own))
     compute = [m for m in METHODS if can_rotate or "rotate" not in m] if cache else methods
     compute = sorted(set(compute) | set(methods), key=METHODS.index)
 
@@ -421,9 +485,15 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
             made_params = {}
             recon_float = synthesize(G, ws[idx], batch_size, settings.noise_mode)
             recon = to_uint8(recon_float)
+            chunk_direction = direction
+            if own and any("rotate" in m for m in compute):
+                from dapper.directions import own_responses
+
+                chunk_direction, _ = own_responses(G, direction, pose_annotator, ws[idx], batch_size)
+            each = [d for d in _per_image(chunk_direction, len(idx)) for _ in range(settings.k)]  # per latent
             for m in compute:
                 if settings.pose_check and "rotate" in m:
-                    lat, params, unrotated = synthetic_latents(ws[idx], sub_keys, m, settings, w_std, direction,
+                    lat, params, unrotated = synthetic_latents(ws[idx], sub_keys, m, settings, w_std, chunk_direction,
                                                                apply_direction, return_base=True)
                     wanted = np.array([p["degrees"] for row in params for p in row])
                     base_yaw = (np.repeat(np.asarray(pose_annotator.predict(recon_float)), settings.k)
@@ -432,13 +502,13 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
                     checked, factor = pose_checked_edits(
                         G, unrotated.reshape(-1, *lat.shape[2:]), lat.reshape(-1, *lat.shape[2:]), wanted,
                         pose_annotator, settings.pose_tolerance, settings.pose_tolerance_min_deg, base_yaw,
-                        batch_size, settings.noise_mode, half_degrees=_turns(direction, made_coeffs / 2))
+                        batch_size, settings.noise_mode, half_degrees=_turns_each(each, made_coeffs / 2))
                     imgs = to_uint8(checked)
                     edits = made_coeffs * factor  # the edits made; their turns read off the response at once
-                    for p, f, c, t in zip((p for row in params for p in row), factor, edits, _turns(direction, edits)):
+                    for p, f, c, t in zip((p for row in params for p in row), factor, edits, _turns_each(each, edits)):
                         p.update(pose_factor=float(f), coefficient=float(c), degrees=float(t))
                 else:
-                    lat, params = synthetic_latents(ws[idx], sub_keys, m, settings, w_std, direction,
+                    lat, params = synthetic_latents(ws[idx], sub_keys, m, settings, w_std, chunk_direction,
                                                     apply_direction)
                     imgs = to_uint8(synthesize(G, lat.reshape(-1, *lat.shape[2:]), batch_size, settings.noise_mode))
                 made[m] = imgs.reshape(len(idx), settings.k, *imgs.shape[1:])

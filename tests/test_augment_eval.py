@@ -135,3 +135,25 @@ def test_one_generator_per_class(tiny_generator, planted):
     assert all(i["loss_after"] < i["loss_before"] for i in infos)
     table = AE.augment_identity(tuned, {"W": ws}, labels, variants, torch.ones(G.w_dim), **kw)
     assert len(table) == len(one)
+
+
+def test_own_response_rows(tiny_generator, planted):
+    G = tiny_generator()
+    ann, paper, ws = _paper_direction(G)
+    paper = D.with_response(G, paper, ann, ws, steps=9)
+    labels = oracles.predict_identity(G.synthesis(ws, noise_mode="const"))[0]
+    kw = dict(strengths=(0.5,), coefficients=(-20, 20), identity_oracle=object(), pose_oracle=object())
+    variants = {"all rows": (paper, (0, G.num_ws))}
+    t = AE.augment_identity(G, {"W": ws}, labels, variants, torch.ones(G.w_dim), pose_annotator=ann,
+                            response_annotator=ann, **kw)
+    assert t.variant.tolist() == (["all rows"] * 3 + ["all rows, pose-checked"] * 2 + ["all rows, own response"] * 2
+                                  + ["all rows, own response, pose-checked"] * 2)
+    own = t[t.variant == "all rows, own response"].set_index("amount")
+    shared = t[t.variant == "all rows"].query("edit == 'rotate'").set_index("amount")
+    # the planted oracle reads what the annotator reads: each image's own response lands at least as near
+    miss = lambda rows: (rows.oracle_yaw_change_median - rows.index).abs()  # noqa: E731
+    assert (miss(own) <= miss(shared) + 1.0).all() and (miss(own) < 4.0).all()
+    assert own.flip_share.notna().all() and (own.coefficient != 0).all()
+    with pytest.raises(ValueError, match="one generator"):
+        AE.augment_identity({0: G, 1: G}, {"W": ws}, np.array([0, 1] * 3), variants, torch.ones(G.w_dim),
+                            response_annotator=ann, **kw)

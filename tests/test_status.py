@@ -97,3 +97,27 @@ def test_the_method_line_reads_the_identity_table(tmp_path):
     df[~df.variant.str.contains("method")].to_csv(path, index=False)
     text = S.status_markdown(tmp_path)
     assert "on all rows (paper), the study's perturbation keeps identity in 30%" in text and "method chose" not in text
+
+
+def test_the_method_line_reads_the_turns_as_the_study_makes_them(tmp_path):
+    (tmp_path / "reports" / "results").mkdir(parents=True)
+    rows = [{"space": "W", "variant": "rows 0-2 (method)", "edit": "perturb", "amount": 0.5, "study_setting": True,
+             "identity_kept": 0.4, "n_images": 50}]
+    for variant, kept, per_deg, pose in (("rows 0-2 (method)", 0.3, 1.6, None),
+                                         ("rows 0-2 (method), own response", 0.25, 0.9, None),
+                                         ("rows 0-2 (method), own response, pose-checked", 0.35, 0.95, 0.8)):
+        rows += [{"space": "W", "variant": variant, "edit": "rotate", "amount": a, "study_setting": True,
+                  "identity_kept": kept, "oracle_deg_per_unit": per_deg + 0.1 * (a > 0), "pose_kept": pose,
+                  "n_images": 50, "coefficient": 1.0} for a in (-30, 30)]
+    path = tmp_path / "reports" / "results" / "augment_identity.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    text = S.status_markdown(tmp_path)
+    assert ("the study's perturbation keeps identity in 40% and a turn within +-30 deg in 35% (each image asked "
+            "through its own response, pose-checked); turned so, the oracle reads 0.95-1.05 degrees per degree asked "
+            "(goal 0.8-1.25), the pose check keeps 80% of the edits whole; through the direction's one response "
+            "instead, the oracle reads 1.60-1.70") in text
+    # a table without the own-response rows reads the method's own rows for both
+    pd.DataFrame(rows[:3]).to_csv(path, index=False)
+    text = S.status_markdown(tmp_path)
+    assert "a turn within +-30 deg in 30%. " in text or "a turn within +-30 deg in 30%; turned so" in text
+    assert "own response" not in text

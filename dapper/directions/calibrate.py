@@ -47,20 +47,69 @@ def annotator_response(G, direction: Direction, annotator, ws, coefficients, bat
     falling with ``increasing=False``) by isotonic regression with 0 held at 0. Returns
     ``{"coefficients", "degrees", "read", "n_images", "by"}``, the form of
     ``Direction.metadata["response"]`` (``read``: the medians before the monotone fit)."""
-    from sklearn.isotonic import IsotonicRegression
-
     c = np.asarray(coefficients, dtype=np.float64)
     if not (np.diff(c) > 0).all() or 0.0 not in c:
         raise ValueError(f"the response sweep must be ascending and hold 0, got {c.tolist()}")
     yaw = annotate_edits(G, ws, direction, c, annotator, batch_size)
     j0 = int(np.flatnonzero(c == 0)[0])
     read = np.median(wrap_deg(yaw - yaw[:, [j0]]), axis=0)
+    return {"coefficients": c.tolist(), "degrees": _monotone(c, read, increasing).tolist(), "read": read.tolist(),
+            "n_images": int(len(ws)), "by": "annotator"}
+
+
+def _monotone(c: np.ndarray, read: np.ndarray, increasing: bool) -> np.ndarray:
+    """Isotonic fit of the turns ``read`` at ``c`` (ascending, holding 0) with 0 held at 0."""
+    from sklearn.isotonic import IsotonicRegression
+
+    j0 = int(np.flatnonzero(c == 0)[0])
     weight = np.ones_like(c)
     weight[j0] = 1e6  # the unedited image turns by nothing
     fit = IsotonicRegression(increasing=increasing).fit_transform(c, read, sample_weight=weight)
     fit[j0] = 0.0
-    return {"coefficients": c.tolist(), "degrees": fit.tolist(), "read": read.tolist(), "n_images": int(len(ws)),
-            "by": "annotator"}
+    return fit
+
+
+def _until_flip(read: np.ndarray, j0: int, max_step: float = 90.0) -> np.ndarray:
+    """Which of one image's readings (turns at a sweep ascending through ``j0``) to keep: from 0
+    outwards on each side, every one before the first step of more than ``max_step`` degrees (a
+    front/back flip of the reading, not a turn)."""
+    keep = np.zeros(len(read), dtype=bool)
+    keep[j0] = True
+    for side in (range(j0 + 1, len(read)), range(j0 - 1, -1, -1)):
+        prev = read[j0]
+        for j in side:
+            if abs(read[j] - prev) > max_step:
+                break
+            keep[j], prev = True, read[j]
+    return keep
+
+
+def own_responses(G, direction: Direction, annotator, ws, batch_size: int = 64) -> tuple[list[Direction], int]:
+    """One copy of ``direction`` per latent of ``ws`` [N, num_ws, w_dim], each carrying the
+    annotator's response read on that image alone, at the coefficients of the direction's own
+    response (:meth:`Direction.response`): a turn depends on the view it starts from, so a vehicle
+    is asked for its degrees through its own. Readings past a front/back flip are left out, and the
+    rest made monotone as :func:`annotator_response` does; an image whose turn is not read both ways
+    keeps the direction's response. Returns ``(directions, n_kept)``, ``n_kept`` the images that
+    kept the direction's."""
+    table = direction.response()
+    if table is None:
+        raise ValueError("a per-image response needs a direction with a measured response (with_response)")
+    c = table[0]
+    j0 = int(np.flatnonzero(c == 0)[0])
+    yaw = annotate_edits(G, ws, direction, c, annotator, batch_size)
+    increasing = (direction.degrees_per_unit or 0.0) >= 0
+    out, n_kept = [], 0
+    for row in wrap_deg(yaw - yaw[:, [j0]]):
+        keep = _until_flip(row, j0)
+        own = direction.replace()
+        own.metadata["response"] = {"coefficients": c[keep].tolist(), "degrees": _monotone(c[keep], row[keep],
+                                                                                       increasing).tolist(),
+                                    "read": row.tolist(), "n_images": 1, "by": "annotator, own image"}
+        if own.response() is None:
+            own, n_kept = direction, n_kept + 1
+        out.append(own)
+    return out, n_kept
 
 
 def calibrate_direction(G, direction: Direction, annotator, ws, target_degrees: float = 30.0,

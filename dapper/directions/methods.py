@@ -117,7 +117,8 @@ class Direction:
         return (self.vector * np.float32(self.scale)).astype(np.float32)
 
     def replace(self, **changes) -> Direction:
-        return dataclasses.replace(self, metadata=dict(self.metadata), **changes)
+        changes["metadata"] = dict(changes.get("metadata", self.metadata))  # a copy, never shared
+        return dataclasses.replace(self, **changes)
 
     def with_layers(self, start: int, stop: int) -> Direction:
         """The same step applied to other W+ rows. Degrees do not carry over (fewer rows turn the
@@ -247,8 +248,9 @@ def apply_direction(ws, direction: Direction, coefficients) -> torch.Tensor:
     """Move latents along ``direction``: ws [N, num_ws, w_dim] -> [N, K, num_ws, w_dim].
 
     Output ``[:, k]`` is ``ws + coefficients[k] * direction.step()`` on the rows
-    ``direction.layers`` and ``ws`` unchanged on every other row. ``ws`` may be a tensor or an
-    array; the result is a float32 tensor on the same device as ``ws``.
+    ``direction.layers`` and ``ws`` unchanged on every other row; ``coefficients`` [N, K] gives each
+    latent its own (``[i, k]``). ``ws`` may be a tensor or an array; the result is a float32 tensor
+    on the same device as ``ws``.
     """
     ws = torch.as_tensor(ws, dtype=torch.float32)
     if ws.ndim != 3 or ws.shape[2] != direction.w_dim:
@@ -256,12 +258,15 @@ def apply_direction(ws, direction: Direction, coefficients) -> torch.Tensor:
     start, stop = direction.layers
     if stop > ws.shape[1]:
         raise ValueError(f"direction edits rows {direction.layers} but ws has {ws.shape[1]} rows")
-    coeffs = torch.as_tensor(np.asarray(coefficients, dtype=np.float32).reshape(-1), device=ws.device)
+    c = np.asarray(coefficients, dtype=np.float32)
+    if c.ndim == 2 and c.shape[0] != len(ws):
+        raise ValueError(f"per-latent coefficients must be [N={len(ws)}, K], got {c.shape}")
+    coeffs = torch.as_tensor(c if c.ndim == 2 else c.reshape(1, -1), device=ws.device)  # [N or 1, K]
     row_mask = torch.zeros(ws.shape[1], device=ws.device)
     row_mask[start:stop] = 1.0
     step = torch.as_tensor(direction.step(), device=ws.device)
-    offset = coeffs.view(-1, 1, 1) * row_mask.view(1, -1, 1) * step.view(1, 1, -1)  # [K, num_ws, w_dim]
-    return ws.unsqueeze(1) + offset.unsqueeze(0)
+    offset = coeffs[:, :, None, None] * (row_mask.view(-1, 1) * step.view(1, -1))  # [N or 1, K, num_ws, w_dim]
+    return ws.unsqueeze(1) + offset
 
 
 def edit_images(G, ws, direction: Direction, coefficients, batch_size: int = 64) -> torch.Tensor:

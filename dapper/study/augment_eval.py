@@ -30,8 +30,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dapper.augment import perturb_ws, pose_checked_edits
-from dapper.directions import Direction, apply_direction, wrap_deg, yaw_sequence_metrics
+from dapper.augment import _turns_each, perturb_ws, pose_checked_edits
+from dapper.directions import Direction, apply_direction, own_responses, wrap_deg, yaw_sequence_metrics
 from dapper.judges import oracles
 from dapper.study.gan_eval import pair_hits
 from dapper.stylegan2 import synthesize
@@ -59,7 +59,7 @@ def augment_identity(G, spaces: dict[str, torch.Tensor], labels, variants: dict[
                      w_std: torch.Tensor, strengths=(0.25, 0.5, 1.0), coefficients=(-30, -20, -10, 10, 20, 30),
                      pairs=(), study_strength: float = 0.5, draws: int = 2, seed: int = 0, identity_oracle=None,
                      pose_oracle=None, batch_size: int = 64, pose_annotator=None, pose_tolerance: float = 0.5,
-                     pose_tolerance_min_deg: float = 5.0):
+                     pose_tolerance_min_deg: float = 5.0, response_annotator=None):
     """The table described in the module docstring, as a pandas DataFrame.
 
     ``spaces``: name -> projected latents [N, num_ws, w_dim] of the same N target views (e.g.
@@ -71,7 +71,10 @@ def augment_identity(G, spaces: dict[str, torch.Tensor], labels, variants: dict[
     augmentation's ``pose_tolerance`` and ``pose_tolerance_min_deg``. ``G`` may also be a dict
     ``{class label: generator}`` (say, one pivotally tuned on each class's views,
     :func:`pivotal_generators`): each image is then drawn by its class's generator (without the
-    pose-checked rows).
+    pose-checked rows). ``response_annotator`` (the method's pose annotator) adds the rotation rows
+    of each variant once more, ``"<variant>, own response"``: each image asked for its degrees
+    through its own response (:func:`dapper.directions.own_responses`, ``AugmentSettings.response
+    == "image"``), beside the direction's measured one (variants whose direction has none: no such rows).
     """
     import pandas as pd
 
@@ -81,8 +84,8 @@ def augment_identity(G, spaces: dict[str, torch.Tensor], labels, variants: dict[
         missing = sorted(set(labels.tolist()) - set(G))
         if missing:
             raise ValueError(f"no generator for the classes {missing}")
-        if pose_annotator is not None:
-            raise ValueError("the pose-checked rows need one generator, not one per class")
+        if pose_annotator is not None or response_annotator is not None:
+            raise ValueError("the pose-checked and own-response rows need one generator, not one per class")
 
     def draw(latents, owners):  # owners: the image each latent edits
         if not per_class:
@@ -125,27 +128,32 @@ def augment_identity(G, spaces: dict[str, torch.Tensor], labels, variants: dict[
                              "psnr_to_projection": float(_psnr(images, base.repeat(draws, 1, 1, 1)).mean()),
                              "oracle_deg_per_unit": np.nan, "jump_share": np.nan})
             sweep = np.concatenate([coeffs, [0.0]]) if 0.0 not in coeffs else coeffs
-            sweep = sweep[np.argsort(sweep)]
-            coefs = direction.coefficients_for(sweep)  # the sweep is in annotator degrees
-            edited = apply_direction(ws, direction, coefs)  # [N, K, num_ws, w_dim]
-            k = edited.shape[1]
-            images = draw(edited.reshape(n * k, *edited.shape[2:]), np.repeat(np.arange(n), k))
-            measure = dict(labels=labels, base=base, base_cls=base_cls, pairs=pairs, identity_oracle=identity_oracle,
-                           pose_oracle=pose_oracle, common=common, direction=direction, sweep=sweep, coefs=coefs)
-            rows += _rotation_rows(images, variant, **measure)
-            if pose_annotator is None:
-                continue
-            base_yaw = pose_annotator.predict(base)
-            checked = images.reshape(n, k, *images.shape[1:]).clone()
-            factors = np.ones((n, k))
-            for j, c in enumerate(sweep):
-                if c != 0:
-                    checked[:, j], factors[:, j] = pose_checked_edits(
-                        G, ws, edited[:, j], np.full(n, direction.degrees_for(coefs[j])), pose_annotator,
-                        pose_tolerance, pose_tolerance_min_deg, base_yaw, batch_size,
-                        edited_images=checked[:, j], half_degrees=np.full(n, direction.degrees_for(coefs[j] / 2)))
-            rows += _rotation_rows(checked.reshape(n * k, *images.shape[1:]), f"{variant}, pose-checked",
-                                   factors=factors, **measure)
+            sweep = sweep[np.argsort(sweep)]  # in annotator degrees
+            runs = [("", [direction] * n)]
+            if response_annotator is not None and direction.response() is not None:
+                runs.append((", own response", own_responses(G, direction, response_annotator, ws, batch_size)[0]))
+            for suffix, each in runs:
+                coefs = np.stack([d.coefficients_for(sweep) for d in each])  # [N, K]: each image's coefficients
+                edited = apply_direction(ws, direction, coefs)  # [N, K, num_ws, w_dim]
+                k = edited.shape[1]
+                images = draw(edited.reshape(n * k, *edited.shape[2:]), np.repeat(np.arange(n), k))
+                measure = dict(labels=labels, base=base, base_cls=base_cls, pairs=pairs,
+                               identity_oracle=identity_oracle, pose_oracle=pose_oracle, common=common, each=each,
+                               sweep=sweep, coefs=coefs)
+                rows += _rotation_rows(images, variant + suffix, **measure)
+                if pose_annotator is None:
+                    continue
+                base_yaw = pose_annotator.predict(base)
+                checked = images.reshape(n, k, *images.shape[1:]).clone()
+                factors = np.ones((n, k))
+                for j, c in enumerate(sweep):
+                    if c != 0:
+                        checked[:, j], factors[:, j] = pose_checked_edits(
+                            G, ws, edited[:, j], _turns_each(each, coefs[:, j]), pose_annotator, pose_tolerance,
+                            pose_tolerance_min_deg, base_yaw, batch_size, edited_images=checked[:, j],
+                            half_degrees=_turns_each(each, coefs[:, j] / 2))
+                rows += _rotation_rows(checked.reshape(n * k, *images.shape[1:]),
+                                       f"{variant}{suffix}, pose-checked", factors=factors, **measure)
     return pd.DataFrame(rows)
 
 
@@ -170,11 +178,12 @@ def pivotal_generators(G, images, ws, labels, settings=None, progress: bool = Fa
     return tuned, infos
 
 
-def _rotation_rows(images, variant, labels, base, base_cls, pairs, identity_oracle, pose_oracle, common, direction,
+def _rotation_rows(images, variant, labels, base, base_cls, pairs, identity_oracle, pose_oracle, common, each,
                    sweep, coefs, factors=None) -> list[dict]:
     """The rotate rows of one variant from its sweep's images [N * K, C, R, R] (K = len(sweep), in
-    sweep order, which includes 0; ``sweep`` in annotator degrees, ``coefs`` the direction's
-    coefficients that ask for them); ``factors`` [N, K]: the pose check's factors when checked."""
+    sweep order, which includes 0; ``sweep`` in annotator degrees, ``coefs`` [N, K] the coefficients
+    that ask for them through ``each`` [N], the direction as each image is asked through it);
+    ``factors`` [N, K]: the pose check's factors when checked. ``coefficient``: their median."""
     n, k = len(labels), len(sweep)
     m = _measure(images, np.repeat(labels, k), np.repeat(base_cls, k), pairs, identity_oracle, pose_oracle)
     yaw = m["yaw"].reshape(n, k)
@@ -190,10 +199,11 @@ def _rotation_rows(images, variant, labels, base, base_cls, pairs, identity_orac
         jumps = yaw_sequence_metrics(sweep[within], yaw[:, within])["n_jumps"]
         # a flip: the oracle's turn is more than 90 deg from the turn the edit made was meant to make
         f = np.ones(n) if factors is None else factors[:, j]
-        meant = direction.degrees_for(coefs[j] * f)
+        meant = _turns_each(each, coefs[:, j] * f)
         flips = np.abs(wrap_deg(wrap_deg(yaw[:, j] - yaw[:, j0]) - meant)) > 90
-        row = {**common, "variant": variant, "edit": "rotate", "amount": float(c), "coefficient": float(coefs[j]),
-               "rows": f"{direction.layers[0]}-{direction.layers[1]}", "study_setting": True,
+        layers = each[0].layers
+        row = {**common, "variant": variant, "edit": "rotate", "amount": float(c),
+               "coefficient": float(np.median(coefs[:, j])), "rows": f"{layers[0]}-{layers[1]}", "study_setting": True,
                "identity_kept": float(m["kept"].reshape(n, k)[:, j].mean()),
                "identity_kept_vs_projection": float(m["kept_vs_projection"].reshape(n, k)[:, j].mean()),
                "pair_kept": float(m["pair_kept"].reshape(n, k)[:, j].mean()),

@@ -109,8 +109,9 @@ class StudyConfig:
     seed: int = 0
     n_test_views: int = 30
     image_size: int = 64
-    # method v2: rotations the method's pose annotator reads missing their degrees are halved, then dropped
-    augment: AugmentSettings = field(default_factory=lambda: AugmentSettings(pose_check=True))
+    # method v2: each image asked for its degrees through its own response (its turn read by the method's pose
+    # annotator); rotations the annotator reads missing their degrees are halved, then dropped
+    augment: AugmentSettings = field(default_factory=lambda: AugmentSettings(pose_check=True, response="image"))
     finetune: FineTuneSettings = field(default_factory=FineTuneSettings)
     # keyword arguments of dapper.inversion.projection.ProjectionSettings; 100 steps reach within ~1 dB of
     # the default 200 at half the cost (about 2 CPU seconds per 64 px image)
@@ -667,7 +668,7 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
         if apply_direction is None:
             from dapper.directions import apply_direction
         d_id = augment.direction_id(direction, apply_direction, (1, G.num_ws, G.w_dim))
-        if config.augment.pose_check:
+        if config.augment.pose_check or config.augment.response == "image":
             pose_annotator = checking_annotator(pose_annotator, next(G.parameters()).device)
             d_id += "-" + augment.annotator_id(pose_annotator)
     clock.stop("generator+direction")

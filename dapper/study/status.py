@@ -129,15 +129,37 @@ def _generator_lines(root: Path) -> list[str]:
     return lines
 
 
-def _edit_summary(part) -> str:
-    """What one variant's rows of ``augment_identity.csv`` say of identity at the study's settings."""
+def _edit_summary(part, turns=None) -> str:
+    """What one variant's rows of ``augment_identity.csv`` say of identity at the study's settings
+    (the turns from the rows ``turns`` when given: the variant as the study rotates)."""
     pert = part[(part.edit == "perturb") & part.study_setting.astype(bool)]
-    rot = part[(part.edit == "rotate") & (part.amount.abs() <= 30)]
+    turns = part if turns is None else turns
+    rot = turns[(turns.edit == "rotate") & (turns.amount.abs() <= 30)]
     bits = [f"the study's perturbation keeps identity in {_pct(pert.identity_kept.iloc[0])}"] if len(pert) else []
     if len(rot):
         low, high = rot.identity_kept.min(), rot.identity_kept.max()
         bits.append(f"a turn within +-30 deg in {_pct(low)}" + ("" if low == high else f" to {_pct(high)}"))
     return " and ".join(bits)
+
+
+def _range(values, fmt: str) -> str:
+    low, high = float(min(values)), float(max(values))
+    return format(low, fmt) if low == high else f"{format(low, fmt)}-{format(high, fmt)}"
+
+
+def _turn_summary(rows, label: str) -> str:
+    """How the turns of the rows ``rows`` (rotate, within +-30 deg) land, by the oracle."""
+    from dapper.study.augment_eval import GOALS as EDIT_GOALS
+
+    rot = rows[(rows.edit == "rotate") & (rows.amount.abs() <= 30)]
+    if rot.empty or "oracle_deg_per_unit" not in rot or rot.oracle_deg_per_unit.isna().all():
+        return ""
+    low, high = EDIT_GOALS["oracle_deg_per_unit"]
+    text = (f"{label}, the oracle reads {_range(rot.oracle_deg_per_unit, '.2f')} degrees per degree asked "
+            f"(goal {low}-{high})")
+    if "pose_kept" in rot and rot.pose_kept.notna().all():
+        text += f", the pose check keeps {_range(rot.pose_kept * 100, '.0f')}% of the edits whole"
+    return text
 
 
 def _method_lines(root: Path) -> list[str]:
@@ -156,9 +178,19 @@ def _method_lines(root: Path) -> list[str]:
     method = next((v for v in names if v.endswith("(method)")), None)
     where = f"on the rows the method chose ({method})" if method else f"on {names[0]}"
     method = method or names[0]
+    # the turns as the study makes them: each image through its own response, pose-checked, when measured
+    study_turn = next((v for v in (f"{method}, own response, pose-checked", f"{method}, own response") if v in names),
+                      method)
+    how = {method: "", f"{method}, own response": " (each image asked through its own response)"}.get(
+        study_turn, " (each image asked through its own response, pose-checked)")
     text = (f"- **The method's edits** (notebook 03, `reports/results/augment_identity.csv`, "
             f"{int(w.n_images.iloc[0])} held-out views projected in W, judged by the oracles): {where}, "
-            f"{_edit_summary(w[w.variant == method])}")
+            f"{_edit_summary(w[w.variant == method], w[w.variant == study_turn])}{how}")
+    turned = _turn_summary(w[w.variant == study_turn], "; turned so")
+    if study_turn != method and turned:
+        text += turned + _turn_summary(w[w.variant == method], "; through the direction's one response instead")
+    else:
+        text += turned
     tuned = w[w.variant == f"{method}, pivotal-tuned"]
     if len(tuned):
         steps, cost = int(tuned.pivotal_steps.iloc[0]), tuned.pivotal_cpu_seconds_per_class.iloc[0]
