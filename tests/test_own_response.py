@@ -147,3 +147,20 @@ def test_the_settings_describe_themselves():
     plain = A.describe_settings(A.AugmentSettings(layers=(0, 4), units="coefficient"))
     assert "W+ rows 0-4" in plain and "direction units" in plain
     assert "response" not in plain and "pose-checked" not in plain
+
+
+def test_figure5_asks_each_view_through_its_own_response():
+    from dapper.study import direction_eval as DE
+
+    G, ann, ws, d = _world([0.0, 20.0])
+    own, _ = D.own_responses(G, d, ann, ws)
+    images, table = DE.rotation_table(G, ws, {"one": d, "own": own}, (-20, 0, 20), yaw_reader=ann.predict)
+    assert images.shape[:3] == (2, 2, 3)
+    mine = table[table.panel == "own"]
+    assert np.allclose(mine.yaw - 40, mine.coefficient, atol=1.0)  # every view turned as asked
+    shared = table[table.panel == "one"]
+    assert np.abs(shared.yaw - 40 - shared.coefficient).max() > 5.0
+    per_view = mine[mine.coefficient == 20].direction_coefficient.to_numpy()
+    assert per_view[0] > 2.5 * per_view[1]  # the gentle view needed the larger edit
+    with pytest.raises(ValueError, match="directions for 2 rows"):
+        DE.rotation_table(G, ws, {"own": own[:1]}, (-20, 0, 20), yaw_reader=ann.predict)

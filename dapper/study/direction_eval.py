@@ -262,11 +262,12 @@ def heldout_targets(G, dataset: str = "toycars", n_per_class: int = 1, data_root
 def rotation_table(G, ws, directions: dict, coefficients=PAPER_COEFFICIENTS, yaw_reader=None):
     """Edited images and their measured yaw for Figure 5.
 
-    ws [R, num_ws, w_dim]; ``directions``: panel title -> Direction. A direction calibrated in
-    degrees is asked for ``coefficients`` degrees through its measured response, as the augmentation
-    asks (``Direction.coefficients_for``); others move by the coefficients in their own units.
-    Returns (images uint8 [P, R, K, H, W, 3] for P panels, DataFrame with panel, row, coefficient,
-    units, the direction's coefficient used, yaw).
+    ws [R, num_ws, w_dim]; ``directions``: panel title -> Direction, or a list of R copies of one
+    direction, each row asked through its own (:func:`dapper.directions.own_responses`, as the study's
+    augmentation asks). A direction calibrated in degrees is asked for ``coefficients`` degrees
+    through its measured response (``Direction.coefficients_for``); others move by the coefficients
+    in their own units. Returns (images uint8 [P, R, K, H, W, 3] for P panels, DataFrame with panel,
+    row, coefficient, units, the direction's coefficient used, yaw).
     """
     import pandas as pd
 
@@ -276,8 +277,14 @@ def rotation_table(G, ws, directions: dict, coefficients=PAPER_COEFFICIENTS, yaw
         oracle = oracles.load_pose_oracle()
         yaw_reader = lambda x: oracles.predict_yaw(x, oracle)  # noqa: E731
     panels, rows = [], []
-    for title, d in directions.items():
-        used = d.coefficients_for(coefficients) if d.units == "degrees" else np.asarray(coefficients, float)
+    for title, each in directions.items():
+        d = each[0] if isinstance(each, (list, tuple)) else each
+        if isinstance(each, (list, tuple)):  # one per row: [R, K]
+            if len(each) != len(ws):
+                raise ValueError(f"panel {title!r}: {len(each)} directions for {len(ws)} rows")
+            used = np.stack([o.coefficients_for(coefficients) for o in each])
+        else:
+            used = d.coefficients_for(coefficients) if d.units == "degrees" else np.asarray(coefficients, float)
         images = edit_images(G, ws, d, used)
         n, k = images.shape[:2]
         flat = images.reshape(n * k, *images.shape[2:])
@@ -288,6 +295,7 @@ def rotation_table(G, ws, directions: dict, coefficients=PAPER_COEFFICIENTS, yaw
             for j, c in enumerate(coefficients):
                 rows.append({"panel": title, "direction": d.method, "layers": f"{d.layers[0]}-{d.layers[1]}",
                              "units": d.units, "row": i, "coefficient": float(c),
-                             "direction_coefficient": float(used[j]), "yaw": float(yaw[i, j])})
+                             "direction_coefficient": float(used[i, j] if used.ndim == 2 else used[j]),
+                             "yaw": float(yaw[i, j])})
     return np.stack(panels), pd.DataFrame(rows)
 
