@@ -71,8 +71,11 @@ METHODS = ("perturb", "rotate", "perturb+rotate")
 COMPOSITIONS = ("generated", "residual")
 RESPONSES = ("direction", "image")  # AugmentSettings.response
 MANIFEST_COLUMNS = ["synthetic_key", "source_key", "label", "fold", "method", "index", "strength", "layer_start",
-                    "layer_stop", "coefficient", "degrees", "pose_factor", "seed", "generator_hash", "direction_id",
-                    "compose"]
+                    "layer_stop", "coefficient", "degrees", "asked_degrees", "response", "pose_factor", "seed",
+                    "generator_hash", "direction_id", "compose"]
+# Bumped when how an image's own response is read changes (dapper.directions.own_responses), so that
+# synthetic sets made through an earlier reading are never reused
+OWN_RESPONSE_VERSION = 1
 
 
 class LeakageError(ValueError):
@@ -146,8 +149,10 @@ class AugmentSettings:
     def signature(self) -> str:
         """Hash of everything that changes the generated images (for cache keys)."""
         fields = asdict(self)
-        if fields["response"] == "direction":  # the default before there was a choice: earlier caches stay valid
-            del fields["response"]
+        if fields["response"] == "direction" or self.units != "degrees":  # no own response: as before there was
+            del fields["response"]                                          # a choice, so earlier caches stay valid
+        else:
+            fields["own_response_version"] = OWN_RESPONSE_VERSION
         return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -214,11 +219,13 @@ def describe_settings(settings: AugmentSettings, layers: tuple[int, int] | None 
     if layers is not None:
         text += f" along the pose direction on rows {layers[0]}-{layers[1]}"
     if settings.units == "degrees":
-        text += (", each image asked through its own response (the pose annotator reads its own sweep)"
+        text += (", each image asked through its own response (the pose annotator reads the image's own sweep; an "
+                 "image it does not read turning both ways, through the direction's measured response)"
                  if settings.response == "image" else ", asked through the direction's measured response")
     if settings.pose_check:
         text += (f"; pose-checked: an edit the annotator reads more than {settings.pose_tolerance:.0%} (at least "
-                 f"{settings.pose_tolerance_min_deg:g} deg) off its degrees is halved, then dropped")
+                 f"{settings.pose_tolerance_min_deg:g} deg) off its degrees is halved, then replaced by the unrotated "
+                 "image")
     return text
 
 
@@ -244,6 +251,16 @@ def _per_image(direction, n: int) -> list:
             raise ValueError(f"{len(direction)} directions for {n} images")
         return list(direction)
     return [direction] * n
+
+
+def _response_kind(direction) -> str | None:
+    """How ``direction`` asks for degrees, for the manifest: ``"own"`` (an image's own response,
+    :func:`dapper.directions.own_responses`), ``"direction"`` (the direction's measured one),
+    ``"unit"`` (its average unit) or None (uncalibrated)."""
+    if getattr(direction, "response", lambda: None)() is not None:
+        by = str(direction.metadata["response"].get("by", ""))
+        return "own" if by.endswith("own image") else "direction"
+    return "unit" if getattr(direction, "degrees_per_unit", None) else None
 
 
 def _turns_each(directions: Sequence, coefficients) -> np.ndarray:
@@ -290,7 +307,7 @@ def synthetic_latents(ws: torch.Tensor, keys: Sequence[str], method: str, settin
     rngs = [_method_rng(settings.seed, key, method) for key in keys]
     base = ws[:, None].expand(n, k, *ws.shape[1:]).reshape(n * k, *ws.shape[1:])
     params = [[{"strength": 0.0, "layer_start": None, "layer_stop": None, "coefficient": 0.0, "degrees": 0.0,
-                "pose_factor": None} for _ in range(k)] for _ in range(n)]
+                "asked_degrees": None, "response": None, "pose_factor": None} for _ in range(k)] for _ in range(n)]
     if perturb:
         eps = torch.from_numpy(np.stack([r.standard_normal((k, ws.shape[2])) for r in rngs]).astype(np.float32))
         base = perturb_ws(base, std, settings.strength, eps.reshape(n * k, -1), settings.layers)
@@ -316,9 +333,13 @@ def synthetic_latents(ws: torch.Tensor, keys: Sequence[str], method: str, settin
         assert edited.shape[:2] == (n * k, n_c), edited.shape
         pick = torch.from_numpy(choice.reshape(-1)).long()
         base = edited[torch.arange(n * k), pick]
+        asked = np.asarray(settings.coefficients, dtype=np.float64)
         for i, row in enumerate(params):
+            how = _response_kind(each[i])
             for j, p in enumerate(row):
-                p.update(coefficient=float(coeffs[i, choice[i, j]]), degrees=float(turns[i, choice[i, j]]))
+                p.update(coefficient=float(coeffs[i, choice[i, j]]), degrees=float(turns[i, choice[i, j]]),
+                         asked_degrees=float(asked[choice[i, j]]) if settings.units == "degrees" else None,
+                         response=how)
     out = base.reshape(n, k, *ws.shape[1:])
     return (out, params, unrotated.reshape(n, k, *ws.shape[1:])) if return_base else (out, params)
 
@@ -606,6 +627,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pose-check", action="store_true",
                         help="halve, then drop, rotations the embedded pose annotator reads missing their degrees")
+    parser.add_argument("--response", choices=RESPONSES, default=AugmentSettings.response,
+                        help="in degrees: ask through the direction's measured response, or each image through its "
+                             "own (read by the embedded pose annotator; the study's setting)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--no-png", action="store_true", help="skip the per-image PNG files")
     args = parser.parse_args(argv)
@@ -620,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
     layers = tuple(int(v) for v in args.layers.split(":")) if args.layers else None
     settings = AugmentSettings(k=args.k, strength=args.strength, layers=layers, units=args.units, seed=args.seed,
                                coefficients=tuple(float(c) for c in args.coefficients.split(",")),
-                               pose_check=args.pose_check)
+                               pose_check=args.pose_check, response=args.response)
     device = get_device(args.device)
     network = args.network or default_generator_path()
     G = load_generator(network, device=device).eval()
@@ -636,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
         from dapper.directions import load_or_fit_pose_direction
 
         direction = load_or_fit_pose_direction(G, args.profile)
-        if args.pose_check:
+        if args.pose_check or args.response == "image":
             from dapper.judges.annotators import load_pose_annotator
 
             annotator = load_pose_annotator(device=device)

@@ -89,7 +89,8 @@ def test_readings_past_a_flip_are_left_out_and_a_vehicle_that_never_turns_keeps_
     assert deg.max() <= 25.0 + 1e-9 and deg.min() >= -25.0 - 1e-9  # nothing past the flip
     assert abs(_made(ws[1:2], own[1], float(own[1].coefficients_for([20.0])[0])) - 20.0) < 1.0
     assert len(c) < len(d.response()[0])
-    keep = D.calibrate._until_flip(np.array([-200.0, -30.0, -10.0, 0.0, 10.0, 190.0, 20.0]), 3)
+    # wrapped readings: +170 -> -170 is a flip of the reading, so is -20 -> +160
+    keep = D.calibrate._until_flip(np.array([160.0, -20.0, -10.0, 0.0, 10.0, 170.0, -170.0]), 3)
     assert keep.tolist() == [False, True, True, True, True, False, False]
     with pytest.raises(ValueError, match="measured response"):
         D.own_responses(G, d.replace(metadata={}), ann, ws)
@@ -164,3 +165,41 @@ def test_figure5_asks_each_view_through_its_own_response():
     assert per_view[0] > 2.5 * per_view[1]  # the gentle view needed the larger edit
     with pytest.raises(ValueError, match="directions for 2 rows"):
         DE.rotation_table(G, ws, {"own": own[:1]}, (-20, 0, 20), yaw_reader=ann.predict)
+
+
+def test_an_images_synthetic_set_does_not_depend_on_its_batch_and_the_manifest_says_how_it_was_asked():
+    G, ann, ws, d = _world([0.0, 20.0, 30.0, -10.0])
+    keys = ["gentle", "steep", "flips", "still"]
+    settings = A.AugmentSettings(k=4, coefficients=(-20.0, -10.0, 10.0, 20.0), response="image")
+    kw = dict(methods=["rotate"], settings=settings, direction=d, pose_annotator=ann, cache=False)
+    together = A.augment_images(G, ws, keys, [0, 1, 2, 3], batch_size=4, **kw)  # chunks of one image
+    alone = A.augment_images(G, ws[1:2], keys[1:2], [1], **kw)
+    mine = together.manifest.source_key == "steep"
+    assert np.array_equal(together.images[mine.to_numpy()], alone.images)
+    cols = ["coefficient", "degrees", "asked_degrees", "response"]
+    assert together.manifest[mine][cols].reset_index(drop=True).equals(alone.manifest[cols])
+    m = together.manifest.set_index("source_key")
+    assert (m.loc[["gentle", "steep", "flips"], "response"] == "own").all()
+    assert (m.loc["still", "response"] == "direction").all()  # never turned: the direction's response
+    assert sorted(m.asked_degrees.unique()) == [-20.0, -10.0, 10.0, 20.0]
+    plain = A.augment_images(G, ws, keys, [0, 1, 2, 3], **dict(kw, settings=A.AugmentSettings(
+        k=4, coefficients=(-20.0, 20.0))))
+    assert (plain.manifest.response == "direction").all()
+    raw = A.AugmentSettings(units="coefficient", response="image")
+    assert raw.signature() == A.AugmentSettings(units="coefficient").signature()  # no degrees: no own response
+
+
+def test_the_identity_table_says_how_many_images_had_their_own_response(monkeypatch):
+    from dapper.judges import oracles
+    from dapper.study import augment_eval as AE
+
+    G, ann, ws, d = _world([0.0, 20.0, -10.0, 10.0])
+    monkeypatch.setattr(oracles, "predict_identity", lambda images, model=None, batch_size=256: (
+        np.zeros(len(images), np.int64), None))
+    monkeypatch.setattr(oracles, "predict_yaw", lambda images, model=None, batch_size=256: ann.predict(images))
+    t = AE.augment_identity(G, {"W": ws}, np.zeros(4, np.int64), {"d": (d, (0, G.num_ws))}, torch.ones(4),
+                            strengths=(0.5,), coefficients=(-20, 20), identity_oracle=object(), pose_oracle=object(),
+                            response_annotator=ann)
+    own = t[t.variant == "d, own response"]
+    assert np.allclose(own.own_response_share, 0.75)  # the one that never turns keeps the direction's
+    assert t[t.variant == "d"].own_response_share.isna().all()

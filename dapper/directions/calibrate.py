@@ -105,7 +105,7 @@ def own_responses(G, direction: Direction, annotator, ws, batch_size: int = 64) 
         own = direction.replace()
         own.metadata["response"] = {"coefficients": c[keep].tolist(), "degrees": _monotone(c[keep], row[keep],
                                                                                        increasing).tolist(),
-                                    "read": row.tolist(), "n_images": 1, "by": "annotator, own image"}
+                                    "read": row[keep].tolist(), "n_images": 1, "by": "annotator, own image"}
         if own.response() is None:
             own, n_kept = direction, n_kept + 1
         out.append(own)

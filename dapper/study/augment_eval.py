@@ -74,7 +74,11 @@ def augment_identity(G, spaces: dict[str, torch.Tensor], labels, variants: dict[
     pose-checked rows). ``response_annotator`` (the method's pose annotator) adds the rotation rows
     of each variant once more, ``"<variant>, own response"``: each image asked for its degrees
     through its own response (:func:`dapper.directions.own_responses`, ``AugmentSettings.response
-    == "image"``), beside the direction's measured one (variants whose direction has none: no such rows).
+    == "image"``), beside the direction's measured one (variants whose direction has none: no such rows);
+    their ``own_response_share`` is the share of images whose turn the annotator read both ways (the
+    rest are asked through the direction's response). The pose check of those rows is by the same
+    annotator that read each response, so it lets most edits through by construction: the oracle's
+    turn is the independent measure.
     """
     import pandas as pd
 
@@ -129,21 +133,23 @@ def augment_identity(G, spaces: dict[str, torch.Tensor], labels, variants: dict[
                              "oracle_deg_per_unit": np.nan, "jump_share": np.nan})
             sweep = np.concatenate([coeffs, [0.0]]) if 0.0 not in coeffs else coeffs
             sweep = sweep[np.argsort(sweep)]  # in annotator degrees
-            runs = [("", [direction] * n)]
+            runs = [("", [direction] * n, None)]
             if response_annotator is not None and direction.response() is not None:
-                runs.append((", own response", own_responses(G, direction, response_annotator, ws, batch_size)[0]))
-            for suffix, each in runs:
+                own, n_shared = own_responses(G, direction, response_annotator, ws, batch_size)
+                runs.append((", own response", own, 1.0 - n_shared / n))
+            base_yaw = pose_annotator.predict(base) if pose_annotator is not None else None
+            for suffix, each, own_share in runs:
                 coefs = np.stack([d.coefficients_for(sweep) for d in each])  # [N, K]: each image's coefficients
                 edited = apply_direction(ws, direction, coefs)  # [N, K, num_ws, w_dim]
                 k = edited.shape[1]
                 images = draw(edited.reshape(n * k, *edited.shape[2:]), np.repeat(np.arange(n), k))
+                common_run = common if own_share is None else {**common, "own_response_share": own_share}
                 measure = dict(labels=labels, base=base, base_cls=base_cls, pairs=pairs,
-                               identity_oracle=identity_oracle, pose_oracle=pose_oracle, common=common, each=each,
-                               sweep=sweep, coefs=coefs)
+                               identity_oracle=identity_oracle, pose_oracle=pose_oracle, common=common_run,
+                               each=each, sweep=sweep, coefs=coefs)
                 rows += _rotation_rows(images, variant + suffix, **measure)
                 if pose_annotator is None:
                     continue
-                base_yaw = pose_annotator.predict(base)
                 checked = images.reshape(n, k, *images.shape[1:]).clone()
                 factors = np.ones((n, k))
                 for j, c in enumerate(sweep):

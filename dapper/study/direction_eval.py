@@ -282,6 +282,8 @@ def rotation_table(G, ws, directions: dict, coefficients=PAPER_COEFFICIENTS, yaw
         if isinstance(each, (list, tuple)):  # one per row: [R, K]
             if len(each) != len(ws):
                 raise ValueError(f"panel {title!r}: {len(each)} directions for {len(ws)} rows")
+            if d.units != "degrees":
+                raise ValueError(f"panel {title!r}: a direction per row asks for degrees, not {d.units!r}")
             used = np.stack([o.coefficients_for(coefficients) for o in each])
         else:
             used = d.coefficients_for(coefficients) if d.units == "degrees" else np.asarray(coefficients, float)

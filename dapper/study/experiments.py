@@ -86,7 +86,8 @@ EXTRA_COLUMNS = ["scenario", "accuracy_fold", "accuracy_views", "n_test", "n_tes
 # loop, the classifier's data handling; the augmentation for the generative conditions) gives new
 # study ids, so rows made by other code are never reused.
 RECIPE_FILES = ("dapper/classify.py", "dapper/fitting.py")
-GENERATIVE_RECIPE_FILES = ("dapper/augment.py",)
+# (with how a pose direction asks for degrees: its response, each image's own)
+GENERATIVE_RECIPE_FILES = ("dapper/augment.py", "dapper/directions/calibrate.py", "dapper/directions/methods.py")
 COLUMNS = REQUIRED_COLUMNS + EXTRA_COLUMNS
 SCENARIOS = ("diverse", "homogeneous")
 # The paper's claims, the study's goals: accuracy over real-only at the fewest shots, real data saved.

@@ -147,8 +147,9 @@ def _range(values, fmt: str) -> str:
     return format(low, fmt) if low == high else f"{format(low, fmt)}-{format(high, fmt)}"
 
 
-def _turn_summary(rows, label: str) -> str:
-    """How the turns of the rows ``rows`` (rotate, within +-30 deg) land, by the oracle."""
+def _turn_summary(rows, label: str, checked=None) -> str:
+    """How the turns of the rows ``rows`` (rotate, within +-30 deg) land, by the oracle; with
+    ``checked`` (the same variant's pose-checked rows) also how many edits the pose check keeps whole."""
     from dapper.study.augment_eval import GOALS as EDIT_GOALS
 
     rot = rows[(rows.edit == "rotate") & (rows.amount.abs() <= 30)]
@@ -157,8 +158,10 @@ def _turn_summary(rows, label: str) -> str:
     low, high = EDIT_GOALS["oracle_deg_per_unit"]
     text = (f"{label}, the oracle reads {_range(rot.oracle_deg_per_unit, '.2f')} degrees per degree asked "
             f"(goal {low}-{high})")
-    if "pose_kept" in rot and rot.pose_kept.notna().all():
-        text += f", the pose check keeps {_range(rot.pose_kept * 100, '.0f')}% of the edits whole"
+    kept = None if checked is None else checked[(checked.edit == "rotate") & (checked.amount.abs() <= 30)]
+    if kept is not None and len(kept) and "pose_kept" in kept and kept.pose_kept.notna().all():
+        text += (f", and the pose check (by the annotator that read the responses) keeps "
+                 f"{_range(kept.pose_kept * 100, '.0f')}% of the edits whole")
     return text
 
 
@@ -178,15 +181,15 @@ def _method_lines(root: Path) -> list[str]:
     method = next((v for v in names if v.endswith("(method)")), None)
     where = f"on the rows the method chose ({method})" if method else f"on {names[0]}"
     method = method or names[0]
-    # the turns as the study makes them: each image through its own response, pose-checked, when measured
-    study_turn = next((v for v in (f"{method}, own response, pose-checked", f"{method}, own response") if v in names),
-                      method)
-    how = {method: "", f"{method}, own response": " (each image asked through its own response)"}.get(
-        study_turn, " (each image asked through its own response, pose-checked)")
+    # the turns as the study asks for them: each image through its own response, when measured (the
+    # unchecked rows: a pose-checked row counts a dropped edit as the unedited projection)
+    own = f"{method}, own response"
+    study_turn = own if own in names else method
+    how = " (each image asked through its own response)" if study_turn == own else ""
     text = (f"- **The method's edits** (notebook 03, `reports/results/augment_identity.csv`, "
             f"{int(w.n_images.iloc[0])} held-out views projected in W, judged by the oracles): {where}, "
             f"{_edit_summary(w[w.variant == method], w[w.variant == study_turn])}{how}")
-    turned = _turn_summary(w[w.variant == study_turn], "; turned so")
+    turned = _turn_summary(w[w.variant == study_turn], "; turned so", w[w.variant == f"{study_turn}, pose-checked"])
     if study_turn != method and turned:
         text += turned + _turn_summary(w[w.variant == method], "; through the direction's one response instead")
     else:
