@@ -64,7 +64,7 @@ from dapper.utils import image_key, weights_hash
 __all__ = [
     "METHODS", "AugmentSettings", "LeakageError", "check_no_leakage", "image_keys",
     "perturb_ws", "synthetic_latents", "pose_checked_edits", "annotator_id", "SyntheticSet",
-    "augment_images", "write_dataset", "read_dataset", "direction_id", "describe_settings", "main",
+    "augment_images", "write_dataset", "read_dataset", "direction_id", "describe_settings", "turns_each", "main",
 ]
 
 METHODS = ("perturb", "rotate", "perturb+rotate")
@@ -263,7 +263,7 @@ def _response_kind(direction) -> str | None:
     return "unit" if getattr(direction, "degrees_per_unit", None) else None
 
 
-def _turns_each(directions: Sequence, coefficients) -> np.ndarray:
+def turns_each(directions: Sequence, coefficients) -> np.ndarray:
     """:func:`_turns` of ``coefficients`` [M], the i-th through ``directions[i]`` (read together when
     they are all one direction)."""
     c = np.asarray(coefficients, dtype=np.float64)
@@ -523,10 +523,10 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
                     checked, factor = pose_checked_edits(
                         G, unrotated.reshape(-1, *lat.shape[2:]), lat.reshape(-1, *lat.shape[2:]), wanted,
                         pose_annotator, settings.pose_tolerance, settings.pose_tolerance_min_deg, base_yaw,
-                        batch_size, settings.noise_mode, half_degrees=_turns_each(each, made_coeffs / 2))
+                        batch_size, settings.noise_mode, half_degrees=turns_each(each, made_coeffs / 2))
                     imgs = to_uint8(checked)
                     edits = made_coeffs * factor  # the edits made; their turns read off the response at once
-                    for p, f, c, t in zip((p for row in params for p in row), factor, edits, _turns_each(each, edits)):
+                    for p, f, c, t in zip((p for row in params for p in row), factor, edits, turns_each(each, edits)):
                         p.update(pose_factor=float(f), coefficient=float(c), degrees=float(t))
                 else:
                     lat, params = synthetic_latents(ws[idx], sub_keys, m, settings, w_std, chunk_direction,

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dapper.augment import _turns_each, perturb_ws, pose_checked_edits
+from dapper.augment import perturb_ws, pose_checked_edits, turns_each
 from dapper.directions import Direction, apply_direction, own_responses, wrap_deg, yaw_sequence_metrics
 from dapper.judges import oracles
 from dapper.study.gan_eval import pair_hits
@@ -155,9 +155,9 @@ def augment_identity(G, spaces: dict[str, torch.Tensor], labels, variants: dict[
                 for j, c in enumerate(sweep):
                     if c != 0:
                         checked[:, j], factors[:, j] = pose_checked_edits(
-                            G, ws, edited[:, j], _turns_each(each, coefs[:, j]), pose_annotator, pose_tolerance,
+                            G, ws, edited[:, j], turns_each(each, coefs[:, j]), pose_annotator, pose_tolerance,
                             pose_tolerance_min_deg, base_yaw, batch_size, edited_images=checked[:, j],
-                            half_degrees=_turns_each(each, coefs[:, j] / 2))
+                            half_degrees=turns_each(each, coefs[:, j] / 2))
                 rows += _rotation_rows(checked.reshape(n * k, *images.shape[1:]),
                                        f"{variant}{suffix}, pose-checked", factors=factors, **measure)
     return pd.DataFrame(rows)
@@ -205,7 +205,7 @@ def _rotation_rows(images, variant, labels, base, base_cls, pairs, identity_orac
         jumps = yaw_sequence_metrics(sweep[within], yaw[:, within])["n_jumps"]
         # a flip: the oracle's turn is more than 90 deg from the turn the edit made was meant to make
         f = np.ones(n) if factors is None else factors[:, j]
-        meant = _turns_each(each, coefs[:, j] * f)
+        meant = turns_each(each, coefs[:, j] * f)
         flips = np.abs(wrap_deg(wrap_deg(yaw[:, j] - yaw[:, j0]) - meant)) > 90
         layers = each[0].layers
         row = {**common, "variant": variant, "edit": "rotate", "amount": float(c),
