@@ -8,24 +8,14 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
+from study_fakes import LatentWorld
 
 from dapper import augment as A
 from dapper import directions as D
 
 
-class _TwoCoordinateWorld(nn.Module):
-    """Generator-shaped toy whose image carries the first two coordinates of its mean W row (over 100)."""
-
-    z_dim = w_dim = 4
-    num_ws = 2
-    c_dim = 0
-    img_channels = 3
-    img_resolution = 4
-
-    def __init__(self):
-        super().__init__()
-        self.unused = nn.Parameter(torch.zeros(1))
+class _TwoCoordinateWorld(LatentWorld):
+    """:class:`LatentWorld` whose image carries the first two coordinates of its mean W row (over 100)."""
 
     def synthesis(self, ws, noise_mode="const"):
         m = ws.mean(1)[:, :2] / 100  # [N, 2]
