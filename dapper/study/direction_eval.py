@@ -278,8 +278,9 @@ def rotation_table(G, ws, directions: dict, coefficients=PAPER_COEFFICIENTS, yaw
         yaw_reader = lambda x: oracles.predict_yaw(x, oracle)  # noqa: E731
     panels, rows = [], []
     for title, each in directions.items():
-        d = each[0] if isinstance(each, (list, tuple)) else each
-        if isinstance(each, (list, tuple)):  # one per row: [R, K]
+        per_row = isinstance(each, (list, tuple))  # one direction per row: coefficients [R, K]
+        d = each[0] if per_row else each
+        if per_row:
             if len(each) != len(ws):
                 raise ValueError(f"panel {title!r}: {len(each)} directions for {len(ws)} rows")
             if d.units != "degrees":
