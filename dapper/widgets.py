@@ -13,7 +13,9 @@ What the sliders do to the source latent ``ws`` [num_ws, w_dim] (a projected tar
 
 * ``pose``: ``+ c * direction.step()`` on the direction's rows (:func:`dapper.directions.apply_direction`);
   ``pose`` in degrees of yaw when the direction is calibrated (``c = direction.coefficients_for(pose)``:
-  its measured response, else ``degrees_per_unit``), else in its own units (``c = pose``);
+  its measured response, else ``degrees_per_unit``; given the method's ``pose_annotator``, the car's
+  own response, read once per car on its own sweep as the augmentation asks each image), else in its
+  own units (``c = pose``);
 * ``strength`` and ``perturb_seed``: ``+ strength * std * eps``, eps ~ N(0, I) drawn from the seed,
   std the per-dimension spread of W, on every row (the ``perturb`` augmentation of
   :mod:`dapper.augment`; strength in whitened W units);
@@ -132,11 +134,15 @@ class LatentExplorer:
     ``reports_dir("explorer")``). display_scale: the widget shows images enlarged this many
     times (nearest neighbour, so 64 px stay crisp). pose_range: the pose slider's +- bound
     (default 45 degrees, or 3x the RMS spread of W in the direction's units when uncalibrated).
+    pose_annotator: the method's pose annotator (``predict(images) -> yaw``); with it, a direction with a
+    measured response asks each car for its degrees through the car's own response
+    (:func:`dapper.directions.own_responses`, read when the car is first turned), else through the
+    direction's.
     """
 
     def __init__(self, G, ws=None, originals=None, names=None, pose_direction=None, n_components: int = 3,
                  w_samples: int = 2000, sample_seed: int = 0, save_dir=None, display_scale: int = 4,
-                 pose_range: float | None = None, noise_mode: str = "const"):
+                 pose_range: float | None = None, noise_mode: str = "const", pose_annotator=None):
         for attr in ("mapping", "synthesis", "num_ws", "w_dim", "z_dim", "img_resolution"):
             if not hasattr(G, attr):
                 raise TypeError(f"G lacks {attr!r}: expected a StyleGAN2 generator (dapper.stylegan2.load_generator)")
@@ -175,6 +181,10 @@ class LatentExplorer:
                       else self.w_mean)
 
         self.pose_direction, self.pose_units = self._pose(pose_direction)
+        if pose_annotator is not None and not callable(getattr(pose_annotator, "predict", None)):
+            raise TypeError("pose_annotator must have predict(images) -> yaw in degrees")
+        self.pose_annotator = pose_annotator
+        self._own_cache: dict = {}
         self._pose_offset = self._direction_offset(self.pose_direction)
         if pose_range is None:
             spread = float((self._w_samples - self.w_mean).square().sum(1).mean().sqrt())
@@ -357,11 +367,28 @@ class LatentExplorer:
             self._basis_cache[key] = (u.float(), sigma.float())
         return self._basis_cache[key]
 
-    def pose_coefficient(self, pose: float) -> float:
-        """The direction's coefficient the pose slider's value moves by: degrees go through the
-        direction's measured response, as the augmentation asks (``Direction.coefficients_for``)."""
+    def pose_response(self, state: ExplorerState | None = None) -> tuple:
+        """``(direction, kind)`` whose response the pose slider's degrees go through for the state's
+        car (default: the current one): ``"own"``, the car's own response (with a ``pose_annotator``
+        and a direction with a measured response; read once per car), else ``"direction"``, the
+        direction's (also for a car whose turn the annotator does not read both ways)."""
+        d = self.pose_direction
+        if d is None or self.pose_units != "degrees" or self.pose_annotator is None or d.response() is None:
+            return d, "direction"
+        key = self._source_key(state or self.state)
+        if key not in self._own_cache:
+            from dapper.directions import own_responses
+
+            (own,), n_kept = own_responses(self.G, d, self.pose_annotator, self.source_ws(state)[None])
+            self._own_cache[key] = (own, "direction" if n_kept else "own")
+        return self._own_cache[key]
+
+    def pose_coefficient(self, pose: float, state: ExplorerState | None = None) -> float:
+        """The direction's coefficient the pose slider's value moves by for the state's car: degrees
+        go through its response (:meth:`pose_response`), as the augmentation asks
+        (``Direction.coefficients_for``)."""
         if self.pose_units == "degrees" and pose:
-            return float(self.pose_direction.coefficients_for(pose))
+            return float(self.pose_response(state)[0].coefficients_for(pose))
         return float(pose)
 
     def edited_ws(self, state: ExplorerState | None = None) -> torch.Tensor:
@@ -369,7 +396,7 @@ class LatentExplorer:
         s = state or self.state
         ws = self.source_ws(s).clone()
         if s.pose:
-            ws += self.pose_coefficient(s.pose) * self._pose_offset
+            ws += self.pose_coefficient(s.pose, s) * self._pose_offset
         if s.strength:
             ws += s.strength * self._noise(s.perturb_seed)  # a move in W: every row
         if any(s.components):
@@ -413,6 +440,8 @@ class LatentExplorer:
         s = state or self.state
         src = f"{self.names[s.image]}" if s.source == "image" else f"random car, seed {s.seed}"
         unit = {"degrees": " deg", "none": " (no direction)"}.get(self.pose_units, f" {self.pose_units}")
+        if s.pose and self.pose_response(s)[1] == "own":
+            unit += " (its own response)"
         comps = ", ".join(f"{c:+.2f}" for c in s.components)
         return (f"{src}; pose {s.pose:+g}{unit}; perturbation {s.strength:g} (seed {s.perturb_seed}); "
                 f"{s.method} rows {s.layers[0]}-{s.layers[1]} [{comps}]; truncation {s.truncation:g}")
@@ -439,8 +468,9 @@ class LatentExplorer:
                   "pose_direction": None if self.pose_direction is None else
                   {"method": self.pose_direction.method, "layers": list(self.pose_direction.layers),
                    "scale": float(self.pose_direction.scale), "units": self.pose_direction.units,
-                   "pose_coefficient": self.pose_coefficient(s.pose),
-                   "response": self.pose_direction.metadata.get("response")}}
+                   "pose_coefficient": self.pose_coefficient(s.pose, s),
+                   "response": self.pose_response(s)[0].metadata.get("response"),
+                   "response_kind": self.pose_response(s)[1]}}
         digest = hashlib.sha256(json.dumps(record["state"], sort_keys=True).encode()).hexdigest()[:10]
         tag = f"image{s.image:03d}" if s.source == "image" else f"seed{s.seed}"
         stem = folder / f"{tag}_{digest}"

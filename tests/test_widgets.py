@@ -272,3 +272,50 @@ def test_latency_is_measured_over_real_updates(G, explorer):
     assert stats["n"] == 5 and stats["control"] == "pose (degrees)"
     assert 0 < stats["cpu_median_ms"] and 0 < stats["median_ms"] <= stats["max_ms"]
     assert explorer.controls["pose"].value == 0.0 and explorer.state.pose == 0.0  # restored
+
+
+def test_pose_degrees_go_through_each_cars_own_response_with_the_annotator(G, monkeypatch, tmp_path):
+    import dapper.directions as D
+
+    ws = G.mapping(torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(1)), None)
+    responding = pose_direction(G)
+    responding.metadata["response"] = {"coefficients": [-4.0, 0.0, 1.0, 4.0], "degrees": [-4.0, 0.0, 8.0, 12.0]}
+    calls = []
+
+    def fake_own(G_, direction, annotator, ws_, batch_size=64):
+        # the second car turns half as steeply as the first: 8 degrees take 1 unit, then 4 (its sweep reads 8 at 4)
+        calls.append(ws_.clone())
+        own = direction.replace()
+        slope = 1.0 if len(calls) == 1 else 0.5
+        own.metadata["response"] = {"coefficients": [-4.0, 0.0, 1.0, 4.0],
+                                    "degrees": [-4.0 * slope, 0.0, 8.0 * slope, 16.0 * slope]}
+        return [own], 0
+
+    monkeypatch.setattr(D, "own_responses", fake_own)
+
+    class Annotator:
+        def predict(self, images):
+            return np.zeros(len(images))
+
+    with pytest.raises(TypeError, match="predict"):
+        LatentExplorer(G, ws, pose_direction=responding, n_components=0, w_samples=64, pose_annotator=object())
+    ex = LatentExplorer(G, ws, pose_direction=responding, n_components=0, w_samples=64, pose_annotator=Annotator(),
+                        save_dir=tmp_path)
+    ex.set(image=0, pose=8.0)
+    assert ex.pose_response()[1] == "own" and ex.pose_coefficient(8.0) == 1.0
+    ex.set(image=1, pose=8.0)
+    assert ex.pose_coefficient(8.0) == 4.0  # its own, not the first car's
+    np.testing.assert_allclose(ex.edited_ws().numpy(), apply_direction(ws[1:2], responding, [4.0])[0, 0].numpy(),
+                               rtol=1e-5, atol=1e-6)
+    ex.set(pose=-4.0)
+    ex.set(image=0, pose=4.0)
+    assert len(calls) == 2 and torch.equal(calls[1][0], ws[1])  # read once per car, on that car's latent
+    assert "own response" in ex.describe()
+    record = json.loads(ex.save()["json"].read_text())
+    assert record["pose_direction"]["response_kind"] == "own" and record["pose_direction"]["pose_coefficient"] == 0.5
+    # a car whose turn is not read both ways keeps the direction's response, and says so
+    monkeypatch.setattr(D, "own_responses", lambda G_, d, a, w, batch_size=64: ([d], 1))
+    ex = LatentExplorer(G, ws, pose_direction=responding, n_components=0, w_samples=64, pose_annotator=Annotator())
+    ex.set(pose=8.0)
+    assert ex.pose_response()[1] == "direction" and ex.pose_coefficient(8.0) == 1.0
+    assert "own response" not in ex.describe()
