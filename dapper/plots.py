@@ -121,9 +121,10 @@ def fig6_accuracy_vs_shots(summary, path=None,
             lo = 100 * c["ci_low"].to_numpy(float)
             hi = 100 * c["ci_high"].to_numpy(float)
             err = np.vstack([np.nan_to_num(y - lo), np.nan_to_num(hi - y)])
-            base = cond.replace("(residual)", "")
-            ax.errorbar(x, y, yerr=err, marker="o" if base == cond else "s", ms=4, capsize=3, lw=1.6, label=cond,
-                        color=CONDITION_COLOURS.get(base), ls="-" if base == cond else "--")
+            base = cond.replace("(residual)", "").replace("(tuned)", "")
+            marker, ls = ("o", "-") if base == cond else ("s", "--") if cond.endswith("(residual)") else ("^", ":")
+            ax.errorbar(x, y, yerr=err, marker=marker, ms=4, capsize=3, lw=1.6, label=cond,
+                        color=CONDITION_COLOURS.get(base), ls=ls)
         ax.set_xscale("log", base=2)
         ticks = sorted(part["shots_per_class"].unique())
         ax.set_xticks(ticks, [str(int(t)) for t in ticks])

@@ -39,6 +39,41 @@ class FakeGenerator(nn.Module):
         return self.synthesis(self.mapping(z, c))
 
 
+class _FakeSynthesis(nn.Module):
+    def __init__(self, resolution: int, w_dim: int):
+        super().__init__()
+        self.resolution = resolution
+        g = torch.Generator().manual_seed(0)
+        self.out = nn.Linear(w_dim, 3 * resolution * resolution)
+        with torch.no_grad():
+            self.out.weight.copy_(torch.randn(self.out.weight.shape, generator=g) * 0.3)
+            self.out.bias.zero_()
+
+    def forward(self, ws, noise_mode="const"):
+        r = self.resolution
+        return torch.tanh(self.out(ws.mean(1))).view(-1, 3, r, r)
+
+
+class TunableFakeGenerator(nn.Module):
+    """:class:`FakeGenerator`'s maps with the synthesis a submodule of its own, as pivotal tuning
+    (which tunes ``G.synthesis``'s weights) needs."""
+
+    z_dim = w_dim = 8
+    num_ws = 3
+    c_dim = 0
+    img_channels = 3
+    mapping = FakeGenerator.mapping
+    forward = FakeGenerator.forward
+
+    def __init__(self, resolution: int = 8):
+        super().__init__()
+        self.img_resolution = resolution
+        g = torch.Generator().manual_seed(0)
+        self.register_buffer("w_scale", torch.linspace(0.5, 2.0, self.w_dim))
+        self.register_buffer("w_shift", torch.randn(self.w_dim, generator=g))
+        self.synthesis = _FakeSynthesis(resolution, self.w_dim)
+
+
 class FakeDirection:
     """A pose direction of a fixed unit vector on every row, ``degrees_per_unit`` degrees per unit."""
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from study_fakes import FakeDirection, FakeGenerator, fake_apply_direction, fake_project
+from study_fakes import FakeDirection, FakeGenerator, TunableFakeGenerator, fake_apply_direction, fake_project
 
 from dapper.study import experiments as E
 from dapper.study import stats as S
@@ -113,6 +113,59 @@ def test_study_runs_resume_and_never_leak(tmp_path, monkeypatch):
         "study_id": inp.ids[spec.condition], "accuracy": 0.5})
     E.five_fold_runs(cfg, inputs, path=path, progress=False)
     assert len(calls) == 1
+
+
+def test_tuned_conditions_draw_each_class_with_a_generator_tuned_on_that_runs_shots_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAPPER_CACHE", str(tmp_path / "cache"))
+    from dapper.augment import LeakageError
+    from dapper.classify import FineTuneSettings
+    from dapper.inversion import pivotal
+    from dapper.utils import weights_hash
+
+    cfg = E.study_config("quick", n_per_class=5, image_size=32, folds=(0, 1), shots=(1, 2), tuned_shots=(1,),
+                         n_test_views=1, conditions=("real", "real+perturb(tuned)", "real+rotate(tuned)"),
+                         classifier_weights=None, workers=1, pivotal={"steps": 2, "perceptual_weight": 0.0},
+                         finetune=FineTuneSettings(min_steps=2, max_steps=2, batch_size=8))
+    G = TunableFakeGenerator(resolution=32)
+    kw = dict(progress=False, G=G, direction=FakeDirection(), project=fake_project,
+              apply_direction=fake_apply_direction)
+    inputs = E.prepare_inputs(cfg, **kw)
+    assert not inputs.synthetic  # no shared-generator condition: nothing made with G itself
+    assert sorted(inputs.tuned) == [("diverse", 0, 1), ("diverse", 1, 1)]  # the tuned shot level only
+    d = inputs.data["diverse"]
+    for (_, fold, shots), syn in inputs.tuned.items():
+        train, test = inputs.folds["diverse"][fold]
+        used = E.real_subset(d.labels, train, shots, fold, cfg.seed)
+        assert set(syn.manifest["source_key"]) == {d.keys[i] for i in used}
+        assert not set(syn.manifest["source_key"]) & {d.keys[i] for i in test}
+        assert sorted(set(syn.manifest["method"])) == ["perturb", "rotate"]
+        # one tuned generator per class, never G itself
+        per_class = syn.manifest.groupby("label")["generator_hash"].unique()
+        assert all(len(h) == 1 for h in per_class) and len({h[0] for h in per_class}) == len(d.class_names)
+        assert weights_hash(G) not in set(syn.manifest["generator_hash"])
+    # other shot levels run no tuned condition
+    plan = E.plan_runs(cfg)
+    assert {s.shots for s in plan if E.condition_tuned(s.condition)} == {1} and len(plan) == 2 * 2 + 2 * 2
+    rows = E.five_fold_runs(cfg, inputs, path=tmp_path / "five_fold.csv", progress=False)
+    tuned_rows = rows[rows.condition.str.endswith("(tuned)")]
+    assert len(rows) == 8 and (tuned_rows["n_synthetic"] == tuned_rows["n_real"] * cfg.augment.k).all()
+    # a rerun reads the tunings back from the cache
+    monkeypatch.setattr(pivotal, "tune_generator", lambda *a, **k: pytest.fail("tuned again"))
+    again = E.prepare_inputs(cfg, **kw)
+    assert all(len(again.tuned[k]) == len(v) for k, v in inputs.tuned.items())
+    # a test image among a run's shots is refused before anything is tuned
+    train, test = inputs.folds["diverse"][0]
+    idx = E.real_subset(d.labels, train, 1, 0, cfg.seed)
+    with pytest.raises(LeakageError):
+        E.tuned_synthetic(cfg, G, d, idx, fake_project(G, d.images[idx]), ["perturb"], None,
+                          [d.keys[i] for i in np.append(test, idx[0])], 0)
+    # the pivotal settings are part of the tuned conditions' ids only
+    import dataclasses
+
+    a = E.condition_ids(cfg, "g", "d")
+    b = E.condition_ids(dataclasses.replace(cfg, pivotal={"steps": 3}, tuned_shots=(2,)), "g", "d")
+    assert all(a[k] == b[k] for k in E.CONDITIONS + E.RESIDUAL_CONDITIONS)
+    assert all(a[k] != b[k] for k in E.TUNED_CONDITIONS)
 
 
 def test_run_one_refuses_synthetic_images_from_test_images(tmp_path, monkeypatch):

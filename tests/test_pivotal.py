@@ -58,3 +58,30 @@ def test_tuning_refuses_bad_input(tiny_generator):
         tune_generator(G, bad, ws, perceptual=_Pixels())
     with pytest.raises(ValueError, match="steps"):
         PivotalSettings(lr=0.0)
+
+
+def test_a_cached_tuning_is_read_back_not_redone_and_a_damaged_entry_is_retuned(tiny_generator, tmp_path,
+                                                                                 monkeypatch):
+    from dapper.inversion.pivotal import tune_generator_cached
+
+    monkeypatch.setenv("DAPPER_CACHE", str(tmp_path))
+    G = tiny_generator()
+    targets, ws = _pivots(G)
+    s = PivotalSettings(steps=4, lr=3e-3, batch_size=2)
+    tuned, info = tune_generator_cached(G, targets, ws, s, perceptual=_Pixels())
+    again, info2 = tune_generator_cached(G, targets, ws, s, perceptual=_Pixels())
+    assert not info["cached"] and info2["cached"] and info2["loss_after"] == info["loss_after"]
+    assert weights_hash(again) == weights_hash(tuned) != weights_hash(G)
+    assert not any(p.requires_grad for p in again.parameters()) and not again.training
+    # other pivots, other settings: their own entries
+    _, info3 = tune_generator_cached(G, targets[:2], ws[:2], s, perceptual=_Pixels())
+    _, info4 = tune_generator_cached(G, targets, ws, PivotalSettings(steps=3, lr=3e-3, batch_size=2),
+                                     perceptual=_Pixels())
+    assert not info3["cached"] and not info4["cached"]
+    # a truncated weights file is tuned again, never trusted
+    entry = sorted((tmp_path / "pivotal").glob("*.safetensors"))
+    assert len(entry) == 3
+    for e in entry:
+        e.write_bytes(e.read_bytes()[:100])
+    redone, info5 = tune_generator_cached(G, targets, ws, s, perceptual=_Pixels())
+    assert not info5["cached"] and weights_hash(redone) == weights_hash(tuned)

@@ -15,18 +15,27 @@ images; Adam on the synthesis weights only, with the generator's constant noise.
 never changed: the result is a copy, in eval mode and frozen. ``info`` records the steps, the
 loss before and after (both in eval mode) and what the steps cost: ``cpu_seconds`` (this process's CPU time,
 every thread) and ``wall_seconds`` (what counts on a GPU).
+
+:func:`tune_generator_cached` keeps the tuned synthesis weights (safetensors, no code) under
+``cache_dir("pivotal", ...)``, keyed by the generator, the settings and the exact pivots, so a
+study that is rerun or resumed does not tune again.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
-__all__ = ["PivotalSettings", "tune_generator"]
+__all__ = ["PivotalSettings", "tune_generator", "tune_generator_cached", "PIVOTAL_VERSION"]
+
+# bumped when a change here alters what a tuning makes (it is part of the cache key)
+PIVOTAL_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -134,3 +143,48 @@ def tune_generator(G, images, ws, settings: PivotalSettings | None = None, perce
         p.requires_grad_(False)
     return tuned, {"steps": s.steps, "n_images": len(x), "loss_before": before, "loss_after": mean_loss(),
                    "cpu_seconds": seconds, "wall_seconds": wall, "settings": s.to_dict()}
+
+
+def _cache_key(G, images, ws, settings: PivotalSettings) -> str:
+    from dapper.utils import weights_hash
+
+    h = hashlib.sha256()
+    h.update(json.dumps({"generator": weights_hash(G), "settings": settings.to_dict(),
+                         "version": PIVOTAL_VERSION}, sort_keys=True).encode())
+    for a in (np.ascontiguousarray(np.asarray(images)), np.ascontiguousarray(np.asarray(ws, np.float32))):
+        h.update(f"{a.dtype}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:24]
+
+
+def tune_generator_cached(G, images, ws, settings: PivotalSettings | None = None, perceptual=None,
+                          progress: bool = False) -> tuple[torch.nn.Module, dict]:
+    """:func:`tune_generator` whose result is kept in (and read back from) the cache: the same
+    generator, settings, images and projections give the same tuned weights without tuning again
+    (``info["cached"]`` says which; a cached result's ``cpu_seconds`` are those of its tuning)."""
+    from safetensors.torch import load_file, save_file
+
+    from dapper.utils import atomic_save, cache_dir
+
+    s = settings or PivotalSettings()
+    ws = torch.as_tensor(ws, dtype=torch.float32).detach().cpu()
+    images = images.detach().cpu().numpy() if torch.is_tensor(images) else np.asarray(images)
+    folder = cache_dir("pivotal")
+    key = _cache_key(G, images, ws.numpy(), s)
+    weights, meta = folder / f"{key}.safetensors", folder / f"{key}.json"
+    if weights.exists() and meta.exists():
+        tuned = copy.deepcopy(G).eval()
+        try:
+            state = load_file(str(weights), device=str(next(G.parameters()).device))
+            tuned.synthesis.load_state_dict(state)
+        except Exception:  # a damaged cache entry: tune again
+            pass
+        else:
+            for p in tuned.parameters():
+                p.requires_grad_(False)
+            return tuned, dict(json.loads(meta.read_text()), cached=True)
+    tuned, info = tune_generator(G, images, ws, s, perceptual=perceptual, progress=progress)
+    state = {k: v.detach().cpu().contiguous() for k, v in tuned.synthesis.state_dict().items()}
+    atomic_save(weights, lambda p: save_file(state, str(p)))
+    atomic_save(meta, lambda p: p.write_text(json.dumps(info)))
+    return tuned, dict(info, cached=False)

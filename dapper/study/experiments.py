@@ -51,12 +51,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dapper.augment import AugmentSettings
+from dapper.augment import METHODS, AugmentSettings
 from dapper.classify import EMBEDDED_MODEL, FineTuneSettings
 from dapper.params import NOT_GIVEN
 
 __all__ = [
-    "CONDITIONS", "RESIDUAL_CONDITIONS", "CONDITION_METHOD", "condition_compose", "REQUIRED_COLUMNS", "COLUMNS",
+    "CONDITIONS", "RESIDUAL_CONDITIONS", "TUNED_CONDITIONS", "CONDITION_METHOD", "condition_compose",
+    "condition_tuned", "REQUIRED_COLUMNS", "COLUMNS",
     "StudyConfig", "study_config", "ScenarioData", "load_scenario", "condition_ids", "make_folds", "real_subset",
     "run_seed", "RunSpec", "plan_runs", "results_path", "append_row", "read_results", "finished_runs", "StudyInputs",
     "prepare_inputs", "run_one", "five_fold_runs", "study_tables", "study_statements", "main",
@@ -69,14 +70,25 @@ __all__ = [
 CONDITIONS = ("real", "real+affine", "real+perturb", "real+rotate", "real+perturb+rotate")
 # Beyond the paper: the same edits applied to the real image as a residual (see dapper.augment).
 RESIDUAL_CONDITIONS = ("real+perturb(residual)", "real+rotate(residual)", "real+perturb+rotate(residual)")
+# Beyond the paper: the edits drawn by a generator pivotally tuned, per fold and shot level, on each class's
+# training shots at once (dapper.inversion.pivotal), so that edits start from the real vehicles. Costly:
+# run at the shot levels StudyConfig.tuned_shots only.
+TUNED_CONDITIONS = ("real+perturb(tuned)", "real+rotate(tuned)")
 CONDITION_METHOD = {"real+perturb": "perturb", "real+rotate": "rotate", "real+perturb+rotate": "perturb+rotate",
                     "real+perturb(residual)": "perturb", "real+rotate(residual)": "rotate",
-                    "real+perturb+rotate(residual)": "perturb+rotate"}
+                    "real+perturb+rotate(residual)": "perturb+rotate",
+                    "real+perturb(tuned)": "perturb", "real+rotate(tuned)": "rotate"}
+PIVOTAL_RECIPE_FILES = ("dapper/inversion/pivotal.py",)
 
 
 def condition_compose(condition: str) -> str:
     """How a generative condition composes its synthetic images: "generated" or "residual"."""
     return "residual" if condition.endswith("(residual)") else "generated"
+
+
+def condition_tuned(condition: str) -> bool:
+    """Whether a condition's synthetic images come from a generator tuned on its run's shots."""
+    return condition.endswith("(tuned)")
 
 
 REQUIRED_COLUMNS = ["dataset", "condition", "shots_per_class", "fold", "seed", "accuracy", "n_real", "n_synthetic"]
@@ -117,6 +129,10 @@ class StudyConfig:
     # keyword arguments of dapper.inversion.projection.ProjectionSettings; 100 steps reach within ~1 dB of
     # the default 200 at half the cost (about 2 CPU seconds per 64 px image)
     projection: dict | None = field(default_factory=lambda: {"steps": 100})
+    # the tuned conditions: keyword arguments of dapper.inversion.pivotal.PivotalSettings (100 steps took
+    # the toycars pivots' loss from 0.23 to 0.08 in notebook 03), and the shot levels they run at
+    pivotal: dict = field(default_factory=lambda: {"steps": 100})
+    tuned_shots: tuple[int, ...] = (2,)
     classifier: str = EMBEDDED_MODEL
     classifier_weights: str | None = "default"
     network: str | None = None
@@ -142,7 +158,7 @@ class StudyConfig:
         """The settings that change a row's result (not which rows are run, nor how many workers)."""
         d = asdict(self)
         for k in ("folds", "shots", "conditions", "scenarios", "workers", "profile", "device", "executor",
-                  "ray_address"):
+                  "ray_address", "tuned_shots"):
             d.pop(k)
         for k in OPTIONAL_FIELDS:  # unset: the study id is what it was before these settings existed
             if d[k] is None:
@@ -352,9 +368,11 @@ def run_steps(config: StudyConfig, spec: RunSpec, n_classes: int) -> int:
 
 
 def plan_runs(config: StudyConfig) -> list[RunSpec]:
-    """All runs of a study, cheapest shot levels first within each scenario."""
+    """All runs of a study, cheapest shot levels first within each scenario (a tuned condition at
+    the shot levels ``config.tuned_shots`` only)."""
     return [RunSpec(sc, cond, s, f, run_seed(config.seed, f, s))
-            for sc in config.scenarios for s in config.shots for f in config.fold_ids for cond in config.conditions]
+            for sc in config.scenarios for s in config.shots for f in config.fold_ids for cond in config.conditions
+            if not condition_tuned(cond) or s in config.tuned_shots]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -486,6 +504,9 @@ class StudyInputs:
     # image; each run selects its real subset's images and checks them against its test fold)
     synthetic: dict
     timings: dict = field(default_factory=dict)
+    # (scenario, fold, shots) -> SyntheticSet of the tuned conditions: the run's shots, each class's drawn by
+    # the generator tuned on that class's shots of that run
+    tuned: dict = field(default_factory=dict)
 
     @property
     def study_id(self) -> str:
@@ -554,13 +575,16 @@ def condition_ids(config: StudyConfig, generator: str, direction_id: str) -> dic
     ident["code"] = code_version(RECIPE_FILES)
     generative = {k: ident.pop(k) for k in ("augment", "projection", "network")}
     generative["augment_code"] = code_version(GENERATIVE_RECIPE_FILES)
+    pivotal = {"pivotal": ident.pop("pivotal"), "pivotal_code": code_version(PIVOTAL_RECIPE_FILES)}
     ids = {}
-    for cond in CONDITIONS + RESIDUAL_CONDITIONS:
+    for cond in CONDITIONS + RESIDUAL_CONDITIONS + TUNED_CONDITIONS:
         d = dict(ident)
         if cond in CONDITION_METHOD:
             d.update(generative, generator=generator)
             if "rotate" in cond:
                 d["direction"] = direction_id
+        if condition_tuned(cond):
+            d.update(pivotal)
         ids[cond] = hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return ids
 
@@ -646,12 +670,17 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
     folds = {sc: make_folds(d.labels, config.n_folds, config.seed) for sc, d in data.items()}
     clock.stop("data")
 
-    methods = [m for m in ("perturb", "rotate", "perturb+rotate")
-               if any(CONDITION_METHOD.get(c) == m for c in config.conditions)]
-    composes = sorted({condition_compose(c) for c in config.conditions if c in CONDITION_METHOD})
-    need_rotation = any("rotate" in m for m in methods)
+    shared = [c for c in config.conditions if c in CONDITION_METHOD and not condition_tuned(c)]
+    tuned_conds = [c for c in config.conditions if c in CONDITION_METHOD and condition_tuned(c)]
+    methods = [m for m in METHODS if any(CONDITION_METHOD[c] == m for c in shared)]
+    tuned_methods = [m for m in METHODS if any(CONDITION_METHOD[c] == m for c in tuned_conds)]
+    tuned_shots = [s for s in config.shots if s in config.tuned_shots] if tuned_conds else []
+    if not tuned_shots:
+        tuned_methods = []
+    composes = sorted({condition_compose(c) for c in shared})
+    need_rotation = any("rotate" in m for m in methods + tuned_methods)
     device = study_device(config)
-    if G is None and methods:
+    if G is None and (methods or tuned_methods):
         from dapper.stylegan2 import load_generator
         from dapper.utils import default_generator_path
 
@@ -675,8 +704,8 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
     clock.stop("generator+direction")
     ids = condition_ids(config, g_hash, d_id)
 
-    synthetic = {}
-    if methods:
+    synthetic, tuned = {}, {}
+    if methods or tuned_methods:
         if project is None:
             from dapper.inversion.projection import project_images
 
@@ -701,7 +730,7 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
             row_of = {int(i): r for r, i in enumerate(union)}
             clock.start()
             parts, made = [], set()
-            for f in config.fold_ids:
+            for f in config.fold_ids if methods else ():
                 idx = used[f]
                 test_keys = [d.keys[i] for i in folds[sc][f][1]]
                 check_no_leakage([d.keys[i] for i in idx], test_keys, fold=f)
@@ -716,9 +745,64 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
                     test_keys=test_keys, apply_direction=apply_direction, progress=progress, compose=composes,
                     images=d.images[new] if "residual" in composes else None, pose_annotator=pose_annotator))
                 made.update(d.keys[i] for i in new)
-            synthetic[sc] = SyntheticSet.concat(parts)
+            if parts:
+                synthetic[sc] = SyntheticSet.concat(parts)
             clock.stop("augment")
-    return StudyInputs(config, ids, g_hash, data, folds, synthetic, timings)
+            bar = None
+            if progress and tuned_shots:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=len(config.fold_ids) * len(tuned_shots) * len(d.class_names), unit="class",
+                           desc=f"pivotal tuning per run and class ({sc})")
+            for f in config.fold_ids:
+                test_keys = [d.keys[i] for i in folds[sc][f][1]]
+                for shots in tuned_shots:
+                    idx = real_subset(d.labels, folds[sc][f][0], shots, f, config.seed)
+                    tuned[(sc, f, shots)] = tuned_synthetic(
+                        config, G, d, idx, ws_union[[row_of[int(i)] for i in idx]], tuned_methods, direction,
+                        test_keys, f, apply_direction, pose_annotator, clock, bar)
+            if bar is not None:
+                bar.close()
+    return StudyInputs(config, ids, g_hash, data, folds, synthetic, timings, tuned)
+
+
+def tuned_synthetic(config: StudyConfig, G, d: ScenarioData, idx, ws, methods, direction, test_keys, fold,
+                    apply_direction=None, pose_annotator=None, clock=None, bar=None):
+    """The tuned conditions' synthetic images of one run (its real images ``idx``, projected to ``ws``):
+    for each class a copy of ``G`` pivotally tuned on that class's images at once
+    (:func:`dapper.inversion.pivotal.tune_generator_cached`, never on ``test_keys``) draws its edits.
+    ``clock``: a stage clock the tuning and the drawing add their time to; ``bar``: a progress bar
+    moved on by one per class."""
+    from dapper.augment import SyntheticSet, augment_images, check_no_leakage
+    from dapper.inversion.latents import w_statistics
+    from dapper.inversion.pivotal import PivotalSettings, tune_generator_cached
+
+    idx = np.asarray(idx)
+    check_no_leakage([d.keys[i] for i in idx], test_keys, fold=fold)
+    settings = PivotalSettings(**config.pivotal)
+    perceptual = None
+    if settings.perceptual_weight > 0:
+        from dapper.inversion.perceptual import load_perceptual
+
+        perceptual = load_perceptual(config.vgg16_weights, config.lpips_weights, device=next(G.parameters()).device)
+    aug = config.augment
+    # the tuned copies keep G's mapping, so G's spread of W is theirs
+    w_std = w_statistics(G, aug.w_samples, seed=aug.seed).std if any("perturb" in m for m in methods) else None
+    parts = []
+    for c in np.unique(d.labels[idx]):
+        rows = np.flatnonzero(d.labels[idx] == c)
+        G_c, _ = tune_generator_cached(G, d.images[idx[rows]], ws[rows], settings, perceptual=perceptual)
+        if clock is not None:
+            clock.stop("pivotal tuning")
+        parts.append(augment_images(
+            G_c, ws[rows], [d.keys[i] for i in idx[rows]], d.labels[idx[rows]], methods, aug, direction, fold=fold,
+            test_keys=test_keys, apply_direction=apply_direction, w_std=w_std, pose_annotator=pose_annotator,
+            progress=False))
+        if clock is not None:
+            clock.stop("augment (tuned)")
+        if bar is not None:
+            bar.update(1)
+    return SyntheticSet.concat(parts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -783,7 +867,8 @@ def fit_run(inputs: StudyInputs, spec: RunSpec, device=None) -> FittedRun:
     n_syn = 0
     method = CONDITION_METHOD.get(spec.condition)
     if method is not None:
-        pool = inputs.synthetic[spec.scenario]
+        pool = (inputs.tuned[(spec.scenario, spec.fold, spec.shots)] if condition_tuned(spec.condition)
+                else inputs.synthetic[spec.scenario])
         syn = pool.select([d.keys[i] for i in real_idx], [method], test_keys=[d.keys[i] for i in test_idx],
                           fold=spec.fold, compose=condition_compose(spec.condition))
         syn_x = prepare_images(syn.images, p["config"])
@@ -978,15 +1063,23 @@ def synthetic_label_agreement(inputs: StudyInputs, identity_oracle=None):
 
     if inputs.config.dataset != "toycars":
         return pd.DataFrame(columns=["scenario", "condition", "n_images", "oracle_class_kept", "oracle_pair_kept"])
+    from dapper.augment import SyntheticSet
     from dapper.data import toycars
     from dapper.judges import oracles
     from dapper.study.gan_eval import pair_hits
 
     identity_oracle = oracles.load_identity_oracle() if identity_oracle is None else identity_oracle
     rows = []
-    for scenario, pool in inputs.synthetic.items():
+    for scenario in inputs.config.scenarios:
         for cond in [c for c in inputs.config.conditions if c in CONDITION_METHOD]:
-            part = pool.select(methods=[CONDITION_METHOD[cond]], compose=condition_compose(cond))
+            if condition_tuned(cond):  # every run's tuned set (an image of several runs counts in each)
+                sets = [v for (sc, _, _), v in inputs.tuned.items() if sc == scenario]
+            else:
+                sets = [inputs.synthetic[scenario]] if scenario in inputs.synthetic else []
+            if not sets:
+                continue
+            part = SyntheticSet.concat([v.select(methods=[CONDITION_METHOD[cond]], compose=condition_compose(cond))
+                                        for v in sets])
             if not len(part):
                 continue
             pred = oracles.predict_identity(part.images, identity_oracle)[0]
