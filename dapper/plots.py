@@ -132,8 +132,16 @@ def fig6_accuracy_vs_shots(summary, path=None,
         ax.set_xlabel("real images per class")
         ax.set_ylabel("accuracy (%), mean over folds, 95% interval")
         ax.set_title((scenario_titles or {}).get(sc, sc), fontsize=10)
-    axes[0, -1].legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
+    # below the panels, where no curve runs under it
+    legend = {}
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(lab, h)
+    labels, handles = list(legend), list(legend.values())
+    rows = -(-len(labels) // 5)
+    fig.set_size_inches(fig.get_figwidth(), fig.get_figheight() + 0.22 * rows)
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=min(5, len(labels)), frameon=False)
+    fig.tight_layout(rect=(0, 0.045 * rows + 0.02, 1, 1))
     _save(fig, path)
     return fig
 
