@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["use_style", "CONDITION_COLOURS", "fig0_world_calibration", "fig1_reconstructions",
-           "fig3_augmentation_gallery", "fig5_rotation", "fig6_accuracy_vs_shots", "fig7_gradcam",
+           "fig3_augmentation_gallery", "fig5_rotation", "fig6_accuracy_vs_shots", "fig6_gain_vs_label_agreement",
+           "fig7_gradcam",
            "fig7_saliency_differences", "fig_source_gan", "fig0_datasets", "fig_explorer_pose_edits"]
 
 _STYLE_SET = False
@@ -141,6 +142,56 @@ def fig6_accuracy_vs_shots(summary, path=None,
     rows = -(-len(labels) // 5)
     fig.set_size_inches(fig.get_figwidth(), fig.get_figheight() + 0.22 * rows)
     fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=min(5, len(labels)), frameon=False)
+    fig.tight_layout(rect=(0, 0.045 * rows + 0.02, 1, 1))
+    _save(fig, path)
+    return fig
+
+
+def fig6_gain_vs_label_agreement(points, fits=None, path=None, gain_goal: float | None = None,
+                                 scenario_titles: Mapping[str, str] | None = None):
+    """Figure 6b: each generative condition's difference over real-only at the fewest shots (its
+    95% interval as an error bar) against the share of its synthetic images the identity oracle
+    keeps in their class, one panel per scenario, with the least-squares line of ``fits``
+    (:func:`dapper.study.experiments.label_noise_relation`) drawn dashed up to every image kept, and
+    the gain goal (``gain_goal``, a share) dotted."""
+    import matplotlib.pyplot as plt
+
+    use_style()
+    scenarios = list(dict.fromkeys(points["scenario"]))
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(5.2 * len(scenarios), 4.0), squeeze=False)
+    for ax, sc in zip(axes[0], scenarios):
+        part = points[points["scenario"] == sc]
+        for r in part.itertuples():
+            base = r.condition.replace("(residual)", "").replace("(tuned)", "")
+            marker = "o" if base == r.condition else "s" if r.condition.endswith("(residual)") else "^"
+            ax.errorbar(100 * r.oracle_class_kept, 100 * r.diff, yerr=[[100 * (r.diff - r.diff_low)],
+                                                                       [100 * (r.diff_high - r.diff)]],
+                        marker=marker, ms=6, capsize=3, ls="none", color=CONDITION_COLOURS.get(base),
+                        label=r.condition)
+        title = f"{(scenario_titles or {}).get(sc, sc)}, {int(part['shots_per_class'].iloc[0])} shots"
+        if fits is not None and len(fits) and sc in set(fits["scenario"]):
+            f = fits[fits["scenario"] == sc].iloc[0]
+            x = np.linspace(float(f.kept_min), 1.0, 20)
+            ax.plot(100 * x, 100 * (f.at_full + f.slope * (x - 1.0)), ls="--", lw=1, color="#555555",
+                    label="least squares, extended to every image kept (x)")
+            title += f" (r = {f.r:.2f})"
+            ax.errorbar([100.0], [100 * f.at_full], yerr=[[100 * (f.at_full - f.at_full_low)],
+                                                          [100 * (f.at_full_high - f.at_full)]],
+                        marker="x", ms=6, capsize=3, color="#555555", ls="none")
+        ax.axhline(0, lw=0.8, color="black")
+        if gain_goal is not None:
+            ax.axhline(100 * gain_goal, lw=0.8, ls=":", color="black", label="the goal")
+        ax.set_xlabel("synthetic images the oracle keeps in their class (%)")
+        ax.set_ylabel("accuracy over real-only (points), 95% interval")
+        ax.set_title(title, fontsize=10)
+    legend = {}
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(lab, h)
+    rows = -(-len(legend) // 4)
+    fig.set_size_inches(fig.get_figwidth(), fig.get_figheight() + 0.22 * rows)
+    fig.legend(list(legend.values()), list(legend), fontsize=8, loc="lower center", ncol=min(4, len(legend)),
+               frameon=False)
     fig.tight_layout(rect=(0, 0.045 * rows + 0.02, 1, 1))
     _save(fig, path)
     return fig

@@ -371,6 +371,75 @@ def test_synthetic_label_agreement_counts_what_the_oracle_says(tmp_path, monkeyp
     assert "real+perturb 25% (pair 75%)" in E.label_agreement_statement(table)
 
 
+def test_label_agreement_at_one_shot_level_reads_only_the_images_of_its_runs(monkeypatch):
+    from dapper.augment import SyntheticSet
+    from dapper.judges import oracles
+
+    labels = np.repeat(np.arange(2), 10)
+    keys = [f"k{i}" for i in range(20)]
+    cfg = E.study_config("quick", conditions=("real", "real+perturb", "real+perturb(tuned)"), folds=(0, 1),
+                         n_per_class=10)
+    folds = E.make_folds(labels, cfg.n_folds, cfg.seed)
+    d = E.ScenarioData("toycars", "diverse", np.zeros((20, 8, 8, 3), np.uint8), labels, keys, ["a", "b"],
+                       np.zeros((0, 8, 8, 3), np.uint8), np.zeros(0, np.int64))
+
+    def made(sources, tag):
+        m = pd.DataFrame({"source_key": sources, "method": "perturb", "compose": "generated", "fold": 0,
+                          "tag": tag})
+        return SyntheticSet(np.zeros((len(sources), 8, 8, 3), np.uint8),
+                            np.array([labels[keys.index(k)] for k in sources]), m)
+
+    one = {k for f in cfg.fold_ids for i in E.real_subset(labels, folds[f][0], 1, f, cfg.seed) for k in [keys[i]]}
+
+    class Inputs:
+        config, data = cfg, {"diverse": d}
+        synthetic = {"diverse": made(keys, "shared")}
+        tuned = {("diverse", f, n): made([keys[i] for i in E.real_subset(labels, folds[f][0], n, f, cfg.seed)],
+                                         f"tuned{n}") for f in cfg.fold_ids for n in (1, 2)}
+    Inputs.folds = {"diverse": folds}
+    monkeypatch.setattr(oracles, "predict_identity", lambda images, model=None: (np.zeros(len(images), int), None))
+    every = E.synthetic_label_agreement(Inputs(), identity_oracle=object()).set_index("condition")
+    at_one = E.synthetic_label_agreement(Inputs(), identity_oracle=object(), shots=1).set_index("condition")
+    assert every.loc["real+perturb", "n_images"] == 20 and at_one.loc["real+perturb", "n_images"] == len(one)
+    assert every.loc["real+perturb(tuned)", "n_images"] == 2 * (2 + 4) and at_one.loc["real+perturb(tuned)",
+                                                                                       "n_images"] == 2 * 2
+
+
+def test_the_label_noise_relation_recovers_a_planted_line_and_says_where_it_leads():
+    conds = ["real+perturb", "real+rotate", "real+perturb(residual)", "real+rotate(tuned)"]
+    kept = np.array([0.3, 0.4, 0.7, 0.8])
+    rows = []
+    for sc, (a, b) in {"diverse": (-0.07, 0.1), "homogeneous": (-0.02, 0.0)}.items():
+        for c, k in zip(conds, kept):
+            for shots, extra in ((2, 0.0), (4, 0.5)):  # another shot level: not read
+                d = a + b * k + extra
+                rows.append({"scenario": sc, "condition": c, "baseline": "real", "shots_per_class": shots,
+                             "diff": d, "diff_low": d - 0.03, "diff_high": d + 0.03})
+        rows.append({"scenario": sc, "condition": "real+affine", "baseline": "real", "shots_per_class": 2,
+                     "diff": 0.5, "diff_low": 0.4, "diff_high": 0.6})  # not generative: left out
+    vs = pd.DataFrame(rows)
+    agreement = pd.DataFrame([{"scenario": sc, "condition": c, "oracle_class_kept": k}
+                              for sc in ("diverse", "homogeneous") for c, k in zip(conds, kept)])
+    pts, fits = E.label_noise_relation(vs, agreement)
+    assert len(pts) == 8 and set(pts["shots_per_class"]) == {2} and "real+affine" not in set(pts["condition"])
+    f = fits.set_index("scenario")
+    assert f.loc["diverse", "slope"] == pytest.approx(0.1) and f.loc["diverse", "at_full"] == pytest.approx(0.03)
+    assert f.loc["diverse", "r"] == pytest.approx(1.0) and f.loc["diverse", "at_full_low"] == pytest.approx(0.03)
+    assert f.loc["homogeneous", "at_full"] == pytest.approx(-0.02)
+    text = E.label_noise_statement(fits)
+    assert "+3.0 points [+3.0, +3.0], short of the +6-point goal" in text and "rises" in text
+    # noisy points: an interval around the line's end, the goal inside it when it reaches that far
+    vs.loc[vs["condition"] == "real+rotate", "diff"] += 0.15
+    _, fits = E.label_noise_relation(vs, agreement, shots=2)
+    d = fits.set_index("scenario").loc["diverse"]
+    assert d.at_full_low < d.at_full < d.at_full_high and d.n == 4
+    # too few conditions, or all with the same agreement: no line
+    _, none = E.label_noise_relation(vs[vs["condition"].isin(conds[:2])], agreement)
+    assert none.empty
+    same = agreement.assign(oracle_class_kept=0.5)
+    assert E.label_noise_relation(vs, same)[1].empty
+
+
 # ---------------------------------------------------------------------------------------------
 # The study's tasks on a cluster
 

@@ -64,7 +64,8 @@ __all__ = [
     "projection_settings", "classifier_weights_path", "config_from_params", "pose_instruments", "study_device",
     "fit_run", "FittedRun", "checking_annotator", "prepared_config", "archive_superseded", "code_version",
     "synthetic_label_agreement", "label_agreement_statement", "study_executor", "generator_resolution",
-    "run_steps", "GAIN_GOAL", "SAVING_GOAL", "points", "percent",
+    "run_steps", "GAIN_GOAL", "SAVING_GOAL", "points", "percent", "label_noise_relation", "label_noise_statement",
+    "tuned_synthetic",
 ]
 
 CONDITIONS = ("real", "real+affine", "real+perturb", "real+rotate", "real+perturb+rotate")
@@ -1054,11 +1055,12 @@ def _with_holm(table):
     return table
 
 
-def synthetic_label_agreement(inputs: StudyInputs, identity_oracle=None):
+def synthetic_label_agreement(inputs: StudyInputs, identity_oracle=None, shots: int | None = None):
     """How many of each generative condition's synthetic images the independent identity oracle
     still assigns to their label (and to their look-alike pair), per scenario: a gain or a loss of
-    a condition can then be read against the label noise it adds. toycars only (a DataFrame with
-    scenario, condition, n_images, oracle_class_kept, oracle_pair_kept); empty in real mode."""
+    a condition can then be read against the label noise it adds. ``shots``: only the images the
+    runs at that shot level train on (None: every image any run uses). toycars only (a DataFrame
+    with scenario, condition, n_images, oracle_class_kept, oracle_pair_kept); empty in real mode."""
     import pandas as pd
 
     if inputs.config.dataset != "toycars":
@@ -1072,14 +1074,19 @@ def synthetic_label_agreement(inputs: StudyInputs, identity_oracle=None):
     rows = []
     for scenario in inputs.config.scenarios:
         for cond in [c for c in inputs.config.conditions if c in CONDITION_METHOD]:
+            sources = None
             if condition_tuned(cond):  # every run's tuned set (an image of several runs counts in each)
-                sets = [v for (sc, _, _), v in inputs.tuned.items() if sc == scenario]
+                sets = [v for (sc, _, n), v in inputs.tuned.items() if sc == scenario and shots in (None, n)]
             else:
                 sets = [inputs.synthetic[scenario]] if scenario in inputs.synthetic else []
+                if shots is not None and sets:
+                    d, folds = inputs.data[scenario], inputs.folds[scenario]
+                    sources = {d.keys[i] for f in inputs.config.fold_ids
+                               for i in real_subset(d.labels, folds[f][0], shots, f, inputs.config.seed)}
             if not sets:
                 continue
-            part = SyntheticSet.concat([v.select(methods=[CONDITION_METHOD[cond]], compose=condition_compose(cond))
-                                        for v in sets])
+            part = SyntheticSet.concat([v.select(sources, methods=[CONDITION_METHOD[cond]],
+                                                 compose=condition_compose(cond)) for v in sets])
             if not len(part):
                 continue
             pred = oracles.predict_identity(part.images, identity_oracle)[0]
@@ -1096,6 +1103,63 @@ def label_agreement_statement(table) -> str:
         parts = ", ".join(f"{r.condition} {100 * r.oracle_class_kept:.0f}% (pair {100 * r.oracle_pair_kept:.0f}%)"
                           for r in df.itertuples())
         lines.append(f"- {sc}: the identity oracle assigns the synthetic images of {parts} to their label.")
+    return "\n".join(lines)
+
+
+def label_noise_relation(vs_real, agreement, shots: int | None = None, confidence: float = 0.95):
+    """Does a generative condition's gain follow the share of its synthetic images the oracle keeps
+    in their class? Per scenario, at ``shots`` (default: each scenario's fewest): the conditions'
+    differences over real-only (:func:`study_tables`' ``vs_real``) against their label agreement
+    (:func:`synthetic_label_agreement` at those shots), and the least-squares line through them.
+
+    Returns ``(points, fits)``: ``points`` one row per scenario and condition (``diff``,
+    ``diff_low``, ``diff_high``, ``oracle_class_kept``); ``fits`` one row per scenario with ``n``,
+    Pearson ``r`` and its ``p``, ``slope`` (points of accuracy per share kept), and the line's value
+    where every image keeps its class (``at_full``, an extrapolation, with its ``confidence``
+    interval ``at_full_low``/``at_full_high`` for the line's mean)."""
+    import pandas as pd
+    from scipy import stats as st
+
+    v = vs_real[(vs_real["condition"].isin(list(CONDITION_METHOD)))]
+    rows, fits = [], []
+    for sc, part in v.groupby("scenario", sort=False):
+        at = int(part["shots_per_class"].min()) if shots is None else int(shots)
+        a = agreement[agreement["scenario"] == sc][["condition", "oracle_class_kept"]]
+        m = part[part["shots_per_class"] == at].merge(a, on="condition")
+        m = m[["scenario", "condition", "shots_per_class", "diff", "diff_low", "diff_high", "oracle_class_kept"]]
+        rows.append(m)
+        x, y = m["oracle_class_kept"].to_numpy(float), m["diff"].to_numpy(float)
+        if len(m) < 3 or np.ptp(x) == 0:
+            continue
+        fit = st.linregress(x, y)
+        n = len(x)
+        resid = y - (fit.intercept + fit.slope * x)
+        s = math.sqrt(float(resid @ resid) / (n - 2))
+        se = s * math.sqrt(1 / n + (1 - x.mean()) ** 2 / float(((x - x.mean()) ** 2).sum()))
+        at_full = fit.intercept + fit.slope
+        t = st.t.ppf(0.5 + confidence / 2, n - 2)
+        fits.append({"scenario": sc, "shots_per_class": at, "n": n, "r": fit.rvalue, "p": fit.pvalue,
+                     "slope": fit.slope, "at_full": at_full, "at_full_low": at_full - t * se,
+                     "at_full_high": at_full + t * se, "kept_min": x.min(), "kept_max": x.max()})
+    points = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    return points, pd.DataFrame(fits)
+
+
+def label_noise_statement(fits, gain_goal: float = GAIN_GOAL) -> str:
+    """One sentence per scenario from :func:`label_noise_relation`'s fits (generated, never typed)."""
+    lines = []
+    for r in fits.itertuples():
+        lines.append(
+            f"- {r.scenario}, {r.shots_per_class} shots: across the {r.n} generative conditions the gain over "
+            f"real-only {'rises' if r.slope > 0 else 'falls'} with the share of synthetic images the oracle keeps "
+            f"in their class (Pearson r = {r.r:.2f}, p = {r.p:.2g}; {points(r.slope / 10)} points per 10 points "
+            f"kept, over {100 * r.kept_min:.0f}-{100 * r.kept_max:.0f}% kept). Extrapolated to every image "
+            f"keeping its class, the line gives {points(r.at_full)} points [{points(r.at_full_low)}, "
+            f"{points(r.at_full_high)}]"
+            + (f", short of the +{100 * gain_goal:.0f}-point goal even at its interval's top end."
+               if r.at_full_high < gain_goal else f", the +{100 * gain_goal:.0f}-point goal "
+               + ("below its interval." if r.at_full_low > gain_goal else "within its interval."))
+            + " (The conditions share their real images and folds, so they are not independent points.)")
     return "\n".join(lines)
 
 
