@@ -230,8 +230,8 @@ class FineTuneSettings:
     affine_policy: str = "randaugment"
     affine_crop_scale: float = 0.7
     affine_magnitude: int = 5
-    # bf16 autocast of the forward passes (training and evaluation): real mode's ResNeXt-50 steps
-    # 1.7x faster on a CPU with avx512_bf16 (bench/real_quick.py); the embedded study keeps fp32.
+    # bf16 autocast of the forward passes (training and evaluation); off by default, the study turns it on
+    # (dapper.study.experiments.study_config: faster on a CPU with avx512_bf16, see bench/finetune_bf16.py)
     bf16: bool = False
 
     def steps(self, n_real: int) -> int:

@@ -79,7 +79,7 @@ def test_bf16_fine_tuning_learns_and_evaluates_close_to_fp32():
     from dapper.study.experiments import study_config
 
     assert study_config("full", "stanford_cars").finetune.bf16  # real mode: bf16
-    assert not study_config("full", "toycars").finetune.bf16  # the embedded study: fp32
+    assert study_config("full", "toycars").finetune.bf16 and study_config("quick").finetune.bf16  # the embedded too
 
 
 def test_fine_tuning_runs_at_every_short_step_count():

@@ -116,6 +116,8 @@ def test_study_runs_resume_and_never_leak(tmp_path, monkeypatch):
 
 
 def test_tuned_conditions_draw_each_class_with_a_generator_tuned_on_that_runs_shots_only(tmp_path, monkeypatch):
+    import dataclasses
+
     monkeypatch.setenv("DAPPER_CACHE", str(tmp_path / "cache"))
     from dapper.augment import LeakageError
     from dapper.classify import FineTuneSettings
@@ -159,8 +161,12 @@ def test_tuned_conditions_draw_each_class_with_a_generator_tuned_on_that_runs_sh
     with pytest.raises(LeakageError):
         E.tuned_synthetic(cfg, G, d, idx, fake_project(G, d.images[idx]), ["perturb"], None,
                           [d.keys[i] for i in np.append(test, idx[0])], 0)
+    # the parallel fill of the cache (single-thread processes) makes what a tuning in this process reads back
+    settings = pivotal.PivotalSettings(**dict(cfg.pivotal, steps=3))
+    jobs = [(d.images[[i]], fake_project(G, d.images[[i]])) for i in range(4)]
+    E._tune_in_parallel(dataclasses.replace(cfg, pivotal=settings.to_dict()), G, jobs, workers=2)
+    assert all(pivotal.tune_generator_cached(G, im, w, settings)[1]["cached"] for im, w in jobs)
     # the pivotal settings are part of the tuned conditions' ids only
-    import dataclasses
 
     a = E.condition_ids(cfg, "g", "d")
     b = E.condition_ids(dataclasses.replace(cfg, pivotal={"steps": 3}, tuned_shots=(2,)), "g", "d")
