@@ -45,8 +45,10 @@ def main(argv=None) -> int:
     config = E.study_config("full", conditions=("real",), scenarios=("diverse",), shots=tuple(args.shots),
                             folds=tuple(args.folds))
     inputs = E.prepare_inputs(config, progress=False)
-    variants = {"fp32": inputs, "bf16": dataclasses.replace(
-        inputs, config=dataclasses.replace(config, finetune=dataclasses.replace(config.finetune, bf16=True)))}
+    variants = {name: dataclasses.replace(inputs, config=dataclasses.replace(
+        config, finetune=dataclasses.replace(config.finetune, bf16=on)))
+        for name, on in (("fp32", False), ("bf16", True))}
+    assert not variants["fp32"].config.finetune.bf16 and variants["bf16"].config.finetune.bf16
     rows = []
     for spec in E.plan_runs(config):
         pair = {}

@@ -253,11 +253,21 @@ def _per_image(direction, n: int) -> list:
     return [direction] * n
 
 
+def _has_response(direction) -> bool:
+    """Whether ``direction`` carries a measured response to ask for degrees through."""
+    return getattr(direction, "response", lambda: None)() is not None
+
+
+def _all_one(directions: Sequence) -> bool:
+    """Whether every entry is the same direction object (one response read for all)."""
+    return all(d is directions[0] for d in directions)
+
+
 def _response_kind(direction) -> str | None:
     """How ``direction`` asks for degrees, for the manifest: ``"own"`` (an image's own response,
     :func:`dapper.directions.own_responses`), ``"direction"`` (the direction's measured one),
     ``"unit"`` (its average unit) or None (uncalibrated)."""
-    if getattr(direction, "response", lambda: None)() is not None:
+    if _has_response(direction):
         by = str(direction.metadata["response"].get("by", ""))
         return "own" if by.endswith("own image") else "direction"
     return "unit" if getattr(direction, "degrees_per_unit", None) else None
@@ -267,7 +277,7 @@ def turns_each(directions: Sequence, coefficients) -> np.ndarray:
     """:func:`_turns` of ``coefficients`` [M], the i-th through ``directions[i]`` (read together when
     they are all one direction)."""
     c = np.asarray(coefficients, dtype=np.float64)
-    if all(d is directions[0] for d in directions):
+    if _all_one(directions):
         return _turns(directions[0], c)
     return np.array([float(_turns(d, ci)) for d, ci in zip(directions, c)])
 
@@ -327,7 +337,7 @@ def synthetic_latents(ws: torch.Tensor, keys: Sequence[str], method: str, settin
         turns = np.stack([t[1] for t in table])
         n_c = coeffs.shape[1]
         choice = np.stack([np.resize(r.permutation(n_c), k) for r in rngs])  # [N, k]
-        shared = all(d is each[0] for d in each)  # one response: the same coefficients for every latent
+        shared = _all_one(each)  # one response: the same coefficients for every latent
         edited = apply_direction(base, each[0], [float(c) for c in coeffs[0]] if shared
                                  else np.repeat(coeffs, k, axis=0))  # [N*k, n_c, L, D]
         assert edited.shape[:2] == (n * k, n_c), edited.shape
@@ -418,7 +428,7 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
                    fold=None, test_keys: Iterable[str] = (), apply_direction: Callable | None = None,
                    w_std: torch.Tensor | None = None, cache: bool = True, batch_size: int = 64,
                    progress: bool = False, compose: str | Sequence[str] = "generated",
-                   images: np.ndarray | None = None, pose_annotator=None) -> SyntheticSet:
+                   images: np.ndarray | None = None, pose_annotator=None, make_all: bool = True) -> SyntheticSet:
     """Synthetic images from real training images (see the module docstring).
 
     ws: float [N, num_ws, w_dim] projections of the images whose content keys are ``keys`` [N]
@@ -430,7 +440,9 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
     ``compose``: ``"generated"``, ``"residual"`` or both (a list); residual needs the real
     ``images`` (uint8 [N, R, R, 3] at the generator's resolution). ``pose_annotator``: the method's
     pose annotator (``predict(images) -> yaw``), needed by ``settings.pose_check`` and
-    ``settings.response == "image"``.
+    ``settings.response == "image"``. ``make_all``: with the cache, make every method the inputs allow,
+    so that a later call asking for another finds it (False: only ``methods``, for a generator no
+    other call will use).
     Returns ``len(compose) * len(methods) * k`` images per real image, labelled with its class.
     """
     import pandas as pd
@@ -463,8 +475,7 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
     if settings.pose_check and any("rotate" in m for m in methods) and pose_annotator is None:
         raise ValueError("settings.pose_check needs the method's pose annotator (pose_annotator=)")
     # each image through its own response needs one to read it at (a direction without: its calibration)
-    own = (settings.response == "image" and settings.units == "degrees"
-           and getattr(direction, "response", lambda: None)() is not None)
+    own = settings.response == "image" and settings.units == "degrees" and _has_response(direction)
     if own and any("rotate" in m for m in methods) and pose_annotator is None:
         raise ValueError("settings.response='image' reads each image's turn with the method's pose annotator "
                          "(pose_annotator=)")
@@ -474,7 +485,7 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
     # The cache holds every method the inputs allow, so that a later call asking for another
     # method finds it; without a cache only what was asked is made.
     can_rotate = direction is not None and (pose_annotator is not None or not (settings.pose_check or own))
-    compute = [m for m in METHODS if can_rotate or "rotate" not in m] if cache else methods
+    compute = [m for m in METHODS if can_rotate or "rotate" not in m] if cache and make_all else methods
     compute = sorted(set(compute) | set(methods), key=METHODS.index)
 
     per_image: dict[str, dict] = {}

@@ -469,8 +469,9 @@ class LatentExplorer:
                   {"method": self.pose_direction.method, "layers": list(self.pose_direction.layers),
                    "scale": float(self.pose_direction.scale), "units": self.pose_direction.units,
                    "pose_coefficient": self.pose_coefficient(s.pose, s),
-                   "response": self.pose_response(s)[0].metadata.get("response"),
-                   "response_kind": self.pose_response(s)[1]}}
+                   # the response the pose went through (none read for an unturned car)
+                   "response": self.pose_response(s)[0].metadata.get("response") if s.pose else None,
+                   "response_kind": self.pose_response(s)[1] if s.pose else None}}
         digest = hashlib.sha256(json.dumps(record["state"], sort_keys=True).encode()).hexdigest()[:10]
         tag = f"image{s.image:03d}" if s.source == "image" else f"seed{s.seed}"
         stem = folder / f"{tag}_{digest}"

@@ -78,10 +78,42 @@ def test_a_cached_tuning_is_read_back_not_redone_and_a_damaged_entry_is_retuned(
     _, info4 = tune_generator_cached(G, targets, ws, PivotalSettings(steps=3, lr=3e-3, batch_size=2),
                                      perceptual=_Pixels())
     assert not info3["cached"] and not info4["cached"]
-    # a truncated weights file is tuned again, never trusted
+    # a truncated weights file or a damaged record is tuned again, never trusted
     entry = sorted((tmp_path / "pivotal").glob("*.safetensors"))
     assert len(entry) == 3
     for e in entry:
         e.write_bytes(e.read_bytes()[:100])
     redone, info5 = tune_generator_cached(G, targets, ws, s, perceptual=_Pixels())
     assert not info5["cached"] and weights_hash(redone) == weights_hash(tuned)
+    for e in (tmp_path / "pivotal").glob("*.json"):
+        e.write_text("{")
+    assert not tune_generator_cached(G, targets, ws, s, perceptual=_Pixels())[1]["cached"]
+    # the perceptual network's files are part of the key, by content
+    files = [tmp_path / n for n in ("vgg_a.pt", "lpips.pt", "vgg_b.pt")]
+    for f, data in zip(files, (b"a", b"l", b"b")):
+        f.write_bytes(data)
+    named = dict(s.to_dict(), vgg16_weights=str(files[0]), lpips_weights=str(files[1]))
+    assert not tune_generator_cached(G, targets, ws, PivotalSettings(**named), perceptual=_Pixels())[1]["cached"]
+    assert tune_generator_cached(G, targets, ws, PivotalSettings(**named), perceptual=_Pixels())[1]["cached"]
+    files[0].write_bytes(b"changed")
+    assert not tune_generator_cached(G, targets, ws, PivotalSettings(**named), perceptual=_Pixels())[1]["cached"]
+
+
+def test_tunings_made_in_parallel_processes_equal_those_made_here(tiny_generator, tmp_path, monkeypatch):
+    from dapper.inversion.pivotal import tune_generator_cached
+    from dapper.study import experiments as E
+
+    G = tiny_generator()
+    targets, ws = _pivots(G, n=4)
+    jobs = [(targets[i:i + 1], ws[i:i + 1]) for i in range(4)]
+    cfg = E.study_config("quick", pivotal={"steps": 3, "lr": 3e-3, "perceptual_weight": 0.0})
+    settings = E.pivotal_settings(cfg)
+    monkeypatch.setenv("DAPPER_CACHE", str(tmp_path / "parallel"))
+    E._tune_in_parallel(cfg, G, jobs, workers=2)
+    parallel = [tune_generator_cached(G, im, w, settings) for im, w in jobs]
+    assert all(info["cached"] for _, info in parallel)
+    monkeypatch.setenv("DAPPER_CACHE", str(tmp_path / "here"))
+    torch.set_num_threads(2)  # whatever this process runs with, a tuning runs with one thread
+    here = [tune_generator_cached(G, im, w, settings) for im, w in jobs]
+    assert not any(info["cached"] for _, info in here)
+    assert [weights_hash(t) for t, _ in here] == [weights_hash(t) for t, _ in parallel]

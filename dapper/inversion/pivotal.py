@@ -23,19 +23,20 @@ study that is rerun or resumed does not tune again.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import hashlib
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["PivotalSettings", "tune_generator", "tune_generator_cached", "PIVOTAL_VERSION"]
-
-# bumped when a change here alters what a tuning makes (it is part of the cache key)
-PIVOTAL_VERSION = 1
+__all__ = ["PivotalSettings", "tune_generator", "tune_generator_cached"]
 
 
 @dataclass(frozen=True)
@@ -145,12 +146,34 @@ def tune_generator(G, images, ws, settings: PivotalSettings | None = None, perce
                    "cpu_seconds": seconds, "wall_seconds": wall, "settings": s.to_dict()}
 
 
+@functools.lru_cache(maxsize=16)
+def _file_digest(path: str, stamp: tuple) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _digest(path) -> str | None:
+    """sha256 of a file (read once per file version in a process); None for None."""
+    if path is None:
+        return None
+    st = os.stat(path)
+    return _file_digest(str(Path(path).resolve()), (st.st_mtime_ns, st.st_size))
+
+
 def _cache_key(G, images, ws, settings: PivotalSettings) -> str:
+    """What a tuning's result depends on: the generator's weights, the settings (the perceptual
+    network's files by content), the code that tunes and the exact pivots."""
+    from dapper.inversion import perceptual
     from dapper.utils import weights_hash
 
     h = hashlib.sha256()
-    h.update(json.dumps({"generator": weights_hash(G), "settings": settings.to_dict(),
-                         "version": PIVOTAL_VERSION}, sort_keys=True).encode())
+    code = hashlib.sha256(Path(__file__).read_bytes() + Path(perceptual.__file__).read_bytes()).hexdigest()
+    h.update(json.dumps({"generator": weights_hash(G), "settings": settings.to_dict(), "code": code,
+                         "vgg16": _digest(settings.vgg16_weights), "lpips": _digest(settings.lpips_weights)},
+                        sort_keys=True).encode())
     for a in (np.ascontiguousarray(np.asarray(images)), np.ascontiguousarray(np.asarray(ws, np.float32))):
         h.update(f"{a.dtype}|{a.shape}|".encode())
         h.update(a.tobytes())
@@ -161,7 +184,10 @@ def tune_generator_cached(G, images, ws, settings: PivotalSettings | None = None
                           progress: bool = False) -> tuple[torch.nn.Module, dict]:
     """:func:`tune_generator` whose result is kept in (and read back from) the cache: the same
     generator, settings, images and projections give the same tuned weights without tuning again
-    (``info["cached"]`` says which; a cached result's ``cpu_seconds`` are those of its tuning)."""
+    (``info["cached"]`` says which; a cached result's ``cpu_seconds`` are those of its tuning).
+    On the CPU it tunes with one torch thread, so that a result does not depend on which process
+    (or how many threads) filled the cache. ``perceptual``, when given, must be the network
+    ``settings`` name (their files are part of the key)."""
     from safetensors.torch import load_file, save_file
 
     from dapper.utils import atomic_save, cache_dir
@@ -177,14 +203,29 @@ def tune_generator_cached(G, images, ws, settings: PivotalSettings | None = None
         try:
             state = load_file(str(weights), device=str(next(G.parameters()).device))
             tuned.synthesis.load_state_dict(state)
+            info = json.loads(meta.read_text())
         except Exception:  # a damaged cache entry: tune again
             pass
         else:
             for p in tuned.parameters():
                 p.requires_grad_(False)
-            return tuned, dict(json.loads(meta.read_text()), cached=True)
-    tuned, info = tune_generator(G, images, ws, s, perceptual=perceptual, progress=progress)
+            return tuned, dict(info, cached=True)
+    with _one_thread_on_cpu(next(G.parameters()).device):
+        tuned, info = tune_generator(G, images, ws, s, perceptual=perceptual, progress=progress)
     state = {k: v.detach().cpu().contiguous() for k, v in tuned.synthesis.state_dict().items()}
     atomic_save(weights, lambda p: save_file(state, str(p)))
     atomic_save(meta, lambda p: p.write_text(json.dumps(info)))
     return tuned, dict(info, cached=False)
+
+
+@contextlib.contextmanager
+def _one_thread_on_cpu(device):
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

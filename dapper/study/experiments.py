@@ -79,7 +79,7 @@ CONDITION_METHOD = {"real+perturb": "perturb", "real+rotate": "rotate", "real+pe
                     "real+perturb(residual)": "perturb", "real+rotate(residual)": "rotate",
                     "real+perturb+rotate(residual)": "perturb+rotate",
                     "real+perturb(tuned)": "perturb", "real+rotate(tuned)": "rotate"}
-PIVOTAL_RECIPE_FILES = ("dapper/inversion/pivotal.py",)
+PIVOTAL_RECIPE_FILES = ("dapper/inversion/pivotal.py", "dapper/inversion/perceptual.py")
 
 
 def condition_compose(condition: str) -> str:
@@ -578,7 +578,8 @@ def condition_ids(config: StudyConfig, generator: str, direction_id: str) -> dic
     ident["code"] = code_version(RECIPE_FILES)
     generative = {k: ident.pop(k) for k in ("augment", "projection", "network")}
     generative["augment_code"] = code_version(GENERATIVE_RECIPE_FILES)
-    pivotal = {"pivotal": ident.pop("pivotal"), "pivotal_code": code_version(PIVOTAL_RECIPE_FILES)}
+    ident.pop("pivotal")  # the tuned conditions' only, as the settings they mean
+    pivotal = {"pivotal": pivotal_settings(config).to_dict(), "pivotal_code": code_version(PIVOTAL_RECIPE_FILES)}
     ids = {}
     for cond in CONDITIONS + RESIDUAL_CONDITIONS + TUNED_CONDITIONS:
         d = dict(ident)
@@ -651,19 +652,28 @@ def _project_in_parallel(G, images: np.ndarray, settings, workers: int) -> None:
         list(pool.imap_unordered(_project_chunk, [(G, c, settings) for c in chunks]))
 
 
+def pivotal_settings(config: StudyConfig):
+    """The tuned conditions' :class:`dapper.inversion.pivotal.PivotalSettings`: ``config.pivotal``
+    with the config's perceptual network (the projection's)."""
+    from dapper.inversion.pivotal import PivotalSettings
+
+    return PivotalSettings(**{**config.pivotal, "vgg16_weights": config.vgg16_weights,
+                              "lpips_weights": config.lpips_weights})
+
+
 def _tune_chunk(args) -> int:
     import torch
 
     from dapper.inversion.pivotal import PivotalSettings, tune_generator_cached
 
-    G, jobs, pivotal, vgg16_weights, lpips_weights = args
+    G, jobs, settings = args
     torch.set_num_threads(1)
-    settings = PivotalSettings(**pivotal)
+    settings = PivotalSettings(**settings)
     perceptual = None
     if settings.perceptual_weight > 0:
         from dapper.inversion.perceptual import load_perceptual
 
-        perceptual = load_perceptual(vgg16_weights, lpips_weights)
+        perceptual = load_perceptual(settings.vgg16_weights, settings.lpips_weights)
     for images, ws in jobs:
         tune_generator_cached(G, images, ws, settings, perceptual=perceptual)
     return len(jobs)
@@ -674,12 +684,13 @@ def _tune_in_parallel(config: StudyConfig, G, jobs: list, workers: int) -> None:
     class's few shots keeps two threads of one process only partly busy)."""
     if workers <= 1 or len(jobs) < 2 * workers:
         return
+    import copy
     import multiprocessing as mp
 
     chunks = [jobs[i::workers] for i in range(workers)]
+    G = copy.deepcopy(G).cpu()  # the caller's stays where it is
     with mp.get_context("spawn").Pool(workers) as pool:
-        list(pool.imap_unordered(_tune_chunk, [(G.cpu(), c, config.pivotal, config.vgg16_weights,
-                                                config.lpips_weights) for c in chunks]))
+        list(pool.imap_unordered(_tune_chunk, [(G, c, pivotal_settings(config).to_dict()) for c in chunks]))
 
 
 def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction=None, project=None,
@@ -709,6 +720,11 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
     methods = [m for m in METHODS if any(CONDITION_METHOD[c] == m for c in shared)]
     tuned_methods = [m for m in METHODS if any(CONDITION_METHOD[c] == m for c in tuned_conds)]
     tuned_shots = [s for s in config.shots if s in config.tuned_shots] if tuned_conds else []
+    if tuned_conds and not tuned_shots:
+        import warnings
+
+        warnings.warn(f"the tuned conditions run at tuned_shots {config.tuned_shots}, none of the study's shots "
+                      f"{config.shots}: they make no rows", stacklevel=2)
     if not tuned_shots:
         tuned_methods = []
     composes = sorted({condition_compose(c) for c in shared})
@@ -790,6 +806,11 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
                 clock.start()
                 _tune_in_parallel(config, G, jobs, config.workers)
                 clock.stop("pivotal tuning")
+            perceptual = None
+            if tuned_shots and pivotal_settings(config).perceptual_weight > 0:
+                from dapper.inversion.perceptual import load_perceptual
+
+                perceptual = load_perceptual(config.vgg16_weights, config.lpips_weights, device=device)
             bar = None
             if progress and tuned_shots:
                 from tqdm.auto import tqdm
@@ -802,34 +823,34 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
                     idx = runs[(f, shots)]
                     tuned[(sc, f, shots)] = tuned_synthetic(
                         config, G, d, idx, ws_union[[row_of[int(i)] for i in idx]], tuned_methods, direction,
-                        test_keys, f, apply_direction, pose_annotator, clock, bar)
+                        test_keys, f, apply_direction, pose_annotator, clock, bar, perceptual)
             if bar is not None:
                 bar.close()
     return StudyInputs(config, ids, g_hash, data, folds, synthetic, timings, tuned)
 
 
 def tuned_synthetic(config: StudyConfig, G, d: ScenarioData, idx, ws, methods, direction, test_keys, fold,
-                    apply_direction=None, pose_annotator=None, clock=None, bar=None):
+                    apply_direction=None, pose_annotator=None, clock=None, bar=None, perceptual=None):
     """The tuned conditions' synthetic images of one run (its real images ``idx``, projected to ``ws``):
     for each class a copy of ``G`` pivotally tuned on that class's images at once
     (:func:`dapper.inversion.pivotal.tune_generator_cached`, never on ``test_keys``) draws its edits.
     ``clock``: a stage clock the tuning and the drawing add their time to; ``bar``: a progress bar
-    moved on by one per class."""
+    moved on by one per class; ``perceptual``: the loaded network :func:`pivotal_settings` names
+    (None: loaded here)."""
     from dapper.augment import SyntheticSet, augment_images, check_no_leakage
     from dapper.inversion.latents import w_statistics
-    from dapper.inversion.pivotal import PivotalSettings, tune_generator_cached
+    from dapper.inversion.pivotal import tune_generator_cached
 
     idx = np.asarray(idx)
     check_no_leakage([d.keys[i] for i in idx], test_keys, fold=fold)
-    settings = PivotalSettings(**config.pivotal)
-    perceptual = None
-    if settings.perceptual_weight > 0:
+    settings = pivotal_settings(config)
+    if perceptual is None and settings.perceptual_weight > 0:
         from dapper.inversion.perceptual import load_perceptual
 
         perceptual = load_perceptual(config.vgg16_weights, config.lpips_weights, device=next(G.parameters()).device)
     aug = config.augment
     # the tuned copies keep G's mapping, so G's spread of W is theirs
-    w_std = w_statistics(G, aug.w_samples, seed=aug.seed).std if any("perturb" in m for m in methods) else None
+    w_std = w_statistics(G, aug.w_samples, seed=aug.seed).std
     parts = []
     for c in np.unique(d.labels[idx]):
         rows = np.flatnonzero(d.labels[idx] == c)
@@ -839,7 +860,7 @@ def tuned_synthetic(config: StudyConfig, G, d: ScenarioData, idx, ws, methods, d
         parts.append(augment_images(
             G_c, ws[rows], [d.keys[i] for i in idx[rows]], d.labels[idx[rows]], methods, aug, direction, fold=fold,
             test_keys=test_keys, apply_direction=apply_direction, w_std=w_std, pose_annotator=pose_annotator,
-            progress=False))
+            progress=False, make_all=False))  # each tuned copy draws only what its conditions use
         if clock is not None:
             clock.stop("augment (tuned)")
         if bar is not None:
@@ -1100,8 +1121,9 @@ def synthetic_label_agreement(inputs: StudyInputs, identity_oracle=None, shots: 
     """How many of each generative condition's synthetic images the independent identity oracle
     still assigns to their label (and to their look-alike pair), per scenario: a gain or a loss of
     a condition can then be read against the label noise it adds. ``shots``: only the images the
-    runs at that shot level train on (None: every image any run uses). toycars only (a DataFrame
-    with scenario, condition, n_images, oracle_class_kept, oracle_pair_kept); empty in real mode."""
+    runs at that shot level train on, each counted once per run that trains on it, as the runs see
+    them (None: every image any run uses, once). toycars only (a DataFrame with scenario, condition,
+    n_images, oracle_class_kept, oracle_pair_kept); empty in real mode."""
     import pandas as pd
 
     if inputs.config.dataset != "toycars":
@@ -1115,19 +1137,22 @@ def synthetic_label_agreement(inputs: StudyInputs, identity_oracle=None, shots: 
     rows = []
     for scenario in inputs.config.scenarios:
         for cond in [c for c in inputs.config.conditions if c in CONDITION_METHOD]:
-            sources = None
+            how = dict(methods=[CONDITION_METHOD[cond]], compose=condition_compose(cond))
             if condition_tuned(cond):  # every run's tuned set (an image of several runs counts in each)
-                sets = [v for (sc, _, n), v in inputs.tuned.items() if sc == scenario and shots in (None, n)]
-            else:
-                sets = [inputs.synthetic[scenario]] if scenario in inputs.synthetic else []
-                if shots is not None and sets:
-                    d, folds = inputs.data[scenario], inputs.folds[scenario]
-                    sources = {d.keys[i] for f in inputs.config.fold_ids
-                               for i in real_subset(d.labels, folds[f][0], shots, f, inputs.config.seed)}
+                sets = [v.select(**how) for (sc, _, n), v in inputs.tuned.items()
+                        if sc == scenario and shots in (None, n)]
+            elif scenario not in inputs.synthetic:
+                sets = []
+            elif shots is None:
+                sets = [inputs.synthetic[scenario].select(**how)]
+            else:  # each run's images
+                d, folds = inputs.data[scenario], inputs.folds[scenario]
+                sets = [inputs.synthetic[scenario].select(
+                    [d.keys[i] for i in real_subset(d.labels, folds[f][0], shots, f, inputs.config.seed)], **how)
+                        for f in inputs.config.fold_ids]
             if not sets:
                 continue
-            part = SyntheticSet.concat([v.select(sources, methods=[CONDITION_METHOD[cond]],
-                                                 compose=condition_compose(cond)) for v in sets])
+            part = SyntheticSet.concat(sets)
             if not len(part):
                 continue
             pred = oracles.predict_identity(part.images, identity_oracle)[0]
@@ -1168,6 +1193,7 @@ def label_noise_relation(vs_real, agreement, shots: int | None = None, confidenc
         a = agreement[agreement["scenario"] == sc][["condition", "oracle_class_kept"]]
         m = part[part["shots_per_class"] == at].merge(a, on="condition")
         m = m[["scenario", "condition", "shots_per_class", "diff", "diff_low", "diff_high", "oracle_class_kept"]]
+        m = m[np.isfinite(m["diff"].to_numpy(float)) & np.isfinite(m["oracle_class_kept"].to_numpy(float))]
         rows.append(m)
         x, y = m["oracle_class_kept"].to_numpy(float), m["diff"].to_numpy(float)
         if len(m) < 3 or np.ptp(x) == 0:
@@ -1190,9 +1216,10 @@ def label_noise_statement(fits, gain_goal: float = GAIN_GOAL) -> str:
     """One sentence per scenario from :func:`label_noise_relation`'s fits (generated, never typed)."""
     lines = []
     for r in fits.itertuples():
+        trend = ("does not clearly follow" if not r.p < 0.05 else "rises with" if r.slope > 0 else "falls with")
         lines.append(
             f"- {r.scenario}, {r.shots_per_class} shots: across the {r.n} generative conditions the gain over "
-            f"real-only {'rises' if r.slope > 0 else 'falls'} with the share of synthetic images the oracle keeps "
+            f"real-only {trend} the share of synthetic images the oracle keeps "
             f"in their class (Pearson r = {r.r:.2f}, p = {r.p:.2g}; {points(r.slope / 10)} points per 10 points "
             f"kept, over {100 * r.kept_min:.0f}-{100 * r.kept_max:.0f}% kept). Extrapolated to every image "
             f"keeping its class, the line gives {points(r.at_full)} points [{points(r.at_full_low)}, "
