@@ -7,6 +7,23 @@ import torch
 import torch.nn as nn
 
 
+def _maps_and_image_layer(module: nn.Module, resolution: int) -> nn.Linear:
+    """Register the toy's mapping (``w_scale``, ``w_shift``) on ``module`` and return its image layer,
+    both drawn from one seeded generator."""
+    g = torch.Generator().manual_seed(0)
+    module.register_buffer("w_scale", torch.linspace(0.5, 2.0, module.w_dim))
+    module.register_buffer("w_shift", torch.randn(module.w_dim, generator=g))
+    out = nn.Linear(module.w_dim, 3 * resolution * resolution)
+    with torch.no_grad():
+        out.weight.copy_(torch.randn(out.weight.shape, generator=g) * 0.3)
+        out.bias.zero_()
+    return out
+
+
+def _draw(out: nn.Linear, ws, resolution: int):
+    return torch.tanh(out(ws.mean(1))).view(-1, 3, resolution, resolution)
+
+
 class FakeGenerator(nn.Module):
     """Generator-shaped toy: mapping is an affine map whose per-dimension spread is known
     (``W_SCALE``), synthesis a fixed random linear map of the mean ws row to an image."""
@@ -19,44 +36,31 @@ class FakeGenerator(nn.Module):
     def __init__(self, resolution: int = 8):
         super().__init__()
         self.img_resolution = resolution
-        g = torch.Generator().manual_seed(0)
-        self.register_buffer("w_scale", torch.linspace(0.5, 2.0, self.w_dim))
-        self.register_buffer("w_shift", torch.randn(self.w_dim, generator=g))
-        self.out = nn.Linear(self.w_dim, 3 * resolution * resolution)
-        with torch.no_grad():
-            self.out.weight.copy_(torch.randn(self.out.weight.shape, generator=g) * 0.3)
-            self.out.bias.zero_()
+        self.out = _maps_and_image_layer(self, resolution)
 
     def mapping(self, z, c=None, truncation_psi=1.0):
         w = z * self.w_scale + self.w_shift
         return w[:, None, :].repeat(1, self.num_ws, 1)
 
     def synthesis(self, ws, noise_mode="const"):
-        r = self.img_resolution
-        return torch.tanh(self.out(ws.mean(1))).view(-1, 3, r, r)
+        return _draw(self.out, ws, self.img_resolution)
 
     def forward(self, z, c=None, **kwargs):
         return self.synthesis(self.mapping(z, c))
 
 
 class _FakeSynthesis(nn.Module):
-    def __init__(self, resolution: int, w_dim: int):
+    def __init__(self, out: nn.Linear, resolution: int):
         super().__init__()
-        self.resolution = resolution
-        g = torch.Generator().manual_seed(0)
-        self.out = nn.Linear(w_dim, 3 * resolution * resolution)
-        with torch.no_grad():
-            self.out.weight.copy_(torch.randn(self.out.weight.shape, generator=g) * 0.3)
-            self.out.bias.zero_()
+        self.out, self.resolution = out, resolution
 
     def forward(self, ws, noise_mode="const"):
-        r = self.resolution
-        return torch.tanh(self.out(ws.mean(1))).view(-1, 3, r, r)
+        return _draw(self.out, ws, self.resolution)
 
 
 class TunableFakeGenerator(nn.Module):
-    """:class:`FakeGenerator`'s maps with the synthesis a submodule of its own, as pivotal tuning
-    (which tunes ``G.synthesis``'s weights) needs."""
+    """:class:`FakeGenerator` with the synthesis a submodule of its own, as pivotal tuning (which
+    tunes ``G.synthesis``'s weights) needs."""
 
     z_dim = w_dim = 8
     num_ws = 3
@@ -68,10 +72,7 @@ class TunableFakeGenerator(nn.Module):
     def __init__(self, resolution: int = 8):
         super().__init__()
         self.img_resolution = resolution
-        g = torch.Generator().manual_seed(0)
-        self.register_buffer("w_scale", torch.linspace(0.5, 2.0, self.w_dim))
-        self.register_buffer("w_shift", torch.randn(self.w_dim, generator=g))
-        self.synthesis = _FakeSynthesis(resolution, self.w_dim)
+        self.synthesis = _FakeSynthesis(_maps_and_image_layer(self, resolution), resolution)
 
 
 class FakeDirection:

@@ -34,7 +34,7 @@ PROFILES = {
 # variant, each on all and on the coarse rows), calibrates on fewer latents and evaluates only the
 # directions it reports on (the method's choice and the paper's), with a shorter response sweep
 # (bench/real_quick.py times the quick profile against its budget at 128 px).
-REAL_QUICK_PROFILE = dict(PROFILES["quick"], n_samples=200, n_selection=100, n_calibration=4, projection_steps=20,
+REAL_QUICK_PROFILE = dict(PROFILES["quick"], n_samples=150, n_selection=75, n_calibration=4, projection_steps=20,
                           evaluate_all=False, methods=("paper", "ridge-local"), response_steps=7)
 
 
