@@ -92,6 +92,20 @@ def fig3_augmentation_gallery(sources: np.ndarray, groups: Mapping[str, np.ndarr
     return fig
 
 
+def _legend_below(fig, axes, ncol: int) -> None:
+    """One legend of every panel's entries (each label once) below the panels, where no curve runs
+    under it; the figure grows by its rows and is laid out above it."""
+    legend = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(lab, h)
+    rows = -(-len(legend) // ncol)
+    fig.set_size_inches(fig.get_figwidth(), fig.get_figheight() + 0.22 * rows)
+    fig.legend(list(legend.values()), list(legend), fontsize=8, loc="lower center", ncol=min(ncol, len(legend)),
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.045 * rows + 0.02, 1, 1))
+
+
 def fig6_accuracy_vs_shots(summary, path=None,
                       scenario_titles: Mapping[str, str] | None = None):
     """Figure 6: mean accuracy over folds against real images per class (log scale), one line per
@@ -133,16 +147,7 @@ def fig6_accuracy_vs_shots(summary, path=None,
         ax.set_xlabel("real images per class")
         ax.set_ylabel("accuracy (%), mean over folds, 95% interval")
         ax.set_title((scenario_titles or {}).get(sc, sc), fontsize=10)
-    # below the panels, where no curve runs under it
-    legend = {}
-    for ax in axes[0]:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            legend.setdefault(lab, h)
-    labels, handles = list(legend), list(legend.values())
-    rows = -(-len(labels) // 5)
-    fig.set_size_inches(fig.get_figwidth(), fig.get_figheight() + 0.22 * rows)
-    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=min(5, len(labels)), frameon=False)
-    fig.tight_layout(rect=(0, 0.045 * rows + 0.02, 1, 1))
+    _legend_below(fig, axes[0], 5)
     _save(fig, path)
     return fig
 
@@ -184,15 +189,7 @@ def fig6_gain_vs_label_agreement(points, fits=None, path=None, gain_goal: float 
         ax.set_xlabel("synthetic images the oracle keeps in their class (%)")
         ax.set_ylabel("accuracy over real-only (points), 95% interval")
         ax.set_title(title, fontsize=10)
-    legend = {}
-    for ax in axes[0]:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            legend.setdefault(lab, h)
-    rows = -(-len(legend) // 4)
-    fig.set_size_inches(fig.get_figwidth(), fig.get_figheight() + 0.22 * rows)
-    fig.legend(list(legend.values()), list(legend), fontsize=8, loc="lower center", ncol=min(4, len(legend)),
-               frameon=False)
-    fig.tight_layout(rect=(0, 0.045 * rows + 0.02, 1, 1))
+    _legend_below(fig, axes[0], 4)
     _save(fig, path)
     return fig
 

@@ -6,6 +6,7 @@ torch is imported inside the functions that need it, so that the report runner a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import tempfile
@@ -27,6 +28,30 @@ def weights_hash(module) -> str:
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+def file_sha256(path) -> str:
+    """sha256 of a file's bytes, 64 hex digits (read in 1 MiB blocks)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the block with ``n`` torch threads, then restore the count it had."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def image_key(image, mask=None) -> str:

@@ -462,6 +462,7 @@ class LatentExplorer:
         folder = Path(folder) if folder is not None else (self.save_dir or reports_dir("explorer"))
         folder.mkdir(parents=True, exist_ok=True)
         s = shown.state
+        used, kind = self.pose_response(s) if s.pose else (None, None)  # none read for an unturned car
         record = {"state": s.to_dict(), "description": self.describe(s), "pose_units": self.pose_units,
                   "source_name": self.names[s.image] if s.source == "image" else None,
                   "generator": {"num_ws": self.num_ws, "w_dim": self.w_dim, "img_resolution": self.resolution},
@@ -469,9 +470,8 @@ class LatentExplorer:
                   {"method": self.pose_direction.method, "layers": list(self.pose_direction.layers),
                    "scale": float(self.pose_direction.scale), "units": self.pose_direction.units,
                    "pose_coefficient": self.pose_coefficient(s.pose, s),
-                   # the response the pose went through (none read for an unturned car)
-                   "response": self.pose_response(s)[0].metadata.get("response") if s.pose else None,
-                   "response_kind": self.pose_response(s)[1] if s.pose else None}}
+                   "response": used.metadata.get("response") if used is not None else None,
+                   "response_kind": kind}}
         digest = hashlib.sha256(json.dumps(record["state"], sort_keys=True).encode()).hexdigest()[:10]
         tag = f"image{s.image:03d}" if s.source == "image" else f"seed{s.seed}"
         stem = folder / f"{tag}_{digest}"

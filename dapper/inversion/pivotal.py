@@ -148,11 +148,9 @@ def tune_generator(G, images, ws, settings: PivotalSettings | None = None, perce
 
 @functools.lru_cache(maxsize=16)
 def _file_digest(path: str, stamp: tuple) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from dapper.utils import file_sha256
+
+    return file_sha256(path)
 
 
 def _digest(path) -> str | None:
@@ -167,17 +165,13 @@ def _cache_key(G, images, ws, settings: PivotalSettings) -> str:
     """What a tuning's result depends on: the generator's weights, the settings (the perceptual
     network's files by content), the code that tunes and the exact pivots."""
     from dapper.inversion import perceptual
-    from dapper.utils import weights_hash
+    from dapper.utils import image_key, weights_hash
 
-    h = hashlib.sha256()
     code = hashlib.sha256(Path(__file__).read_bytes() + Path(perceptual.__file__).read_bytes()).hexdigest()
-    h.update(json.dumps({"generator": weights_hash(G), "settings": settings.to_dict(), "code": code,
-                         "vgg16": _digest(settings.vgg16_weights), "lpips": _digest(settings.lpips_weights)},
-                        sort_keys=True).encode())
-    for a in (np.ascontiguousarray(np.asarray(images)), np.ascontiguousarray(np.asarray(ws, np.float32))):
-        h.update(f"{a.dtype}|{a.shape}|".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()[:24]
+    key = {"generator": weights_hash(G), "settings": settings.to_dict(), "code": code,
+           "vgg16": _digest(settings.vgg16_weights), "lpips": _digest(settings.lpips_weights),
+           "images": image_key(images), "ws": image_key(np.asarray(ws, np.float32))}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
 
 
 def tune_generator_cached(G, images, ws, settings: PivotalSettings | None = None, perceptual=None,
@@ -190,7 +184,7 @@ def tune_generator_cached(G, images, ws, settings: PivotalSettings | None = None
     ``settings`` name (their files are part of the key)."""
     from safetensors.torch import load_file, save_file
 
-    from dapper.utils import atomic_save, cache_dir
+    from dapper.utils import atomic_save, cache_dir, torch_threads
 
     s = settings or PivotalSettings()
     ws = torch.as_tensor(ws, dtype=torch.float32).detach().cpu()
@@ -210,22 +204,11 @@ def tune_generator_cached(G, images, ws, settings: PivotalSettings | None = None
             for p in tuned.parameters():
                 p.requires_grad_(False)
             return tuned, dict(info, cached=True)
-    with _one_thread_on_cpu(next(G.parameters()).device):
+    on_cpu = next(G.parameters()).device.type == "cpu"
+    with torch_threads(1) if on_cpu else contextlib.nullcontext():
         tuned, info = tune_generator(G, images, ws, s, perceptual=perceptual, progress=progress)
     state = {k: v.detach().cpu().contiguous() for k, v in tuned.synthesis.state_dict().items()}
     atomic_save(weights, lambda p: save_file(state, str(p)))
     atomic_save(meta, lambda p: p.write_text(json.dumps(info)))
     return tuned, dict(info, cached=False)
 
-
-@contextlib.contextmanager
-def _one_thread_on_cpu(device):
-    if torch.device(device).type != "cpu":
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)

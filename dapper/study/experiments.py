@@ -536,13 +536,9 @@ class _StageClock:
 
 
 def _file_hash(path) -> str:
-    if path is None:
-        return "none"
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
+    from dapper.utils import file_sha256
+
+    return "none" if path is None else file_sha256(path)[:16]
 
 
 def classifier_weights_path(config: StudyConfig):
@@ -801,8 +797,8 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
                     for f in config.fold_ids for shots in tuned_shots}
             if tuned_shots and executor.name == "local" and device.type == "cpu":
                 # every class of every run, tuned in parallel into the cache the loop below reads
-                parts = [idx[d.labels[idx] == c] for idx in runs.values() for c in np.unique(d.labels[idx])]
-                jobs = [(d.images[part], ws_union[[row_of[int(i)] for i in part]]) for part in parts]
+                jobs = [(d.images[idx[rows]], ws_union[[row_of[int(i)] for i in idx[rows]]])
+                        for idx in runs.values() for rows in _class_rows(d.labels, idx)]
                 clock.start()
                 _tune_in_parallel(config, G, jobs, config.workers)
                 clock.stop("pivotal tuning")
@@ -829,6 +825,13 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
     return StudyInputs(config, ids, g_hash, data, folds, synthetic, timings, tuned)
 
 
+def _class_rows(labels: np.ndarray, idx: np.ndarray) -> list[np.ndarray]:
+    """Positions in a run's real images ``idx`` of each class, in class order: the pivots of each
+    tuning (the parallel fill of the cache and :func:`tuned_synthetic` must tune exactly the same)."""
+    run_labels = labels[np.asarray(idx)]
+    return [np.flatnonzero(run_labels == c) for c in np.unique(run_labels)]
+
+
 def tuned_synthetic(config: StudyConfig, G, d: ScenarioData, idx, ws, methods, direction, test_keys, fold,
                     apply_direction=None, pose_annotator=None, clock=None, bar=None, perceptual=None):
     """The tuned conditions' synthetic images of one run (its real images ``idx``, projected to ``ws``):
@@ -852,8 +855,7 @@ def tuned_synthetic(config: StudyConfig, G, d: ScenarioData, idx, ws, methods, d
     # the tuned copies keep G's mapping, so G's spread of W is theirs
     w_std = w_statistics(G, aug.w_samples, seed=aug.seed).std
     parts = []
-    for c in np.unique(d.labels[idx]):
-        rows = np.flatnonzero(d.labels[idx] == c)
+    for rows in _class_rows(d.labels, idx):
         G_c, _ = tune_generator_cached(G, d.images[idx[rows]], ws[rows], settings, perceptual=perceptual)
         if clock is not None:
             clock.stop("pivotal tuning")
@@ -1017,7 +1019,6 @@ def five_fold_runs(config: StudyConfig, inputs: StudyInputs | None = None, path:
     GPUs, one GPU; this process appends the rows as the tasks finish (same file, lock and resume
     rules; ``workers`` does not apply).
     """
-    import torch
 
     inputs = inputs or prepare_inputs(config, progress=progress)
     path = Path(path) if path is not None else results_path()
@@ -1052,15 +1053,13 @@ def five_fold_runs(config: StudyConfig, inputs: StudyInputs | None = None, path:
             if bar is not None:
                 bar.update(1)
     elif workers == 1:
-        previous = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
+        from dapper.utils import torch_threads
+
+        with torch_threads(threads):
             for spec in todo:
                 append_row(path, run_one(inputs, spec))
                 if bar is not None:
                     bar.update(1)
-        finally:
-            torch.set_num_threads(previous)
     elif todo:
         import multiprocessing as mp
 
