@@ -10,7 +10,9 @@ the oracle names most confidently that keep that name when projected back in W) 
 row to ``bench/results/source_gan_v2_legs.csv`` with the
 generator's kimg and the CPU-hours of all its legs (from the legs its JSON records). A row for a
 kimg already measured is replaced. The curve, against the pilots' 45-minute points and the issue's
-goals, is drawn to ``bench/results/source_gan_v2_legs.png``. Run it with the training leg paused:
+goals, is drawn to ``bench/results/source_gan_v2_legs.png``, and each goal's distance, extrapolated
+from the legs (:func:`dapper.study.gan_eval.goal_forecast`), is written to
+``bench/results/source_gan_v2_forecast.csv``. Run it with the training leg paused:
 it would share the cores.
 """
 
@@ -25,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gan_pilots import RESULTS, evaluate_pilot  # noqa: E402
 
-from dapper.study.gan_eval import GOALS  # noqa: E402
+from dapper.study.gan_eval import GOALS, goal_forecast  # noqa: E402
 
 
 def legs_record(json_path: Path) -> tuple[float, float, int]:
@@ -85,7 +87,11 @@ def main(argv=None) -> int:
     df = pd.DataFrame(rows).sort_values("kimg")
     atomic_save(path, lambda p: df.to_csv(p, index=False, float_format="%.4g"))
     plot(df)
-    print(f"wrote {path} ({len(df)} legs measured)")
+    forecast = goal_forecast(df)
+    out = RESULTS / "source_gan_v2_forecast.csv"
+    atomic_save(out, lambda p: forecast.to_csv(p, index=False, float_format="%.4g"))
+    print(f"wrote {path} ({len(df)} legs measured) and {out}:")
+    print(forecast.to_string(index=False))
     return 0
 
 

@@ -110,3 +110,28 @@ def test_identity_after_projection_runs_on_a_tiny_generator(tiny_generator, monk
         assert set(out[space]) == {"kept", "per_class", "pair_kept"}
         assert out[space]["kept"] == 0.0 and out[space]["pair_kept"] == 0.5
         assert np.array_equal(out[space]["per_class"], np.zeros(10))
+
+
+def test_goal_forecast_follows_the_fitted_line_to_the_goal():
+    import pandas as pd
+
+    from dapper.study.gan_eval import GOALS, goal_forecast
+
+    kimg = np.array([100.0, 200.0, 400.0, 800.0])
+    logit = -1.0 + 0.5 * np.log2(kimg / 100)  # a share that gains 0.5 logit per doubling
+    share = 1 / (1 + np.exp(-logit))
+    legs = pd.DataFrame({"kimg": kimg, "cpu_hours": kimg / 50, "n_projected": 10**6,
+                         "fd_ratio": 40.0 * (kimg / 100) ** -1.0, "fd_ratio_source_48px": 2.0,
+                         "identity_kept_w": share, "identity_kept_wplus": share[::-1],
+                         "pair_kept_w": share})
+    f = goal_forecast(legs).set_index("metric")
+    goal = GOALS["identity_kept_w"]
+    expect = 100 * 2 ** ((np.log(goal / (1 - goal)) + 1.0) / 0.5)
+    assert np.isclose(f.loc["identity_kept_w", "kimg_at_goal"], expect, rtol=1e-3)
+    assert np.isclose(f.loc["identity_kept_w", "cpu_hours_at_goal"], expect / 50, rtol=1e-3)
+    assert abs(f.loc["identity_kept_w", "holdout_error"]) < 1e-3  # an exact line predicts its last leg
+    assert np.isclose(f.loc["fd_ratio", "kimg_at_goal"], 100 * 40 / 2.0, rtol=1e-3)  # ratio 1/kimg
+    assert f.loc["identity_kept_wplus", "kimg_at_goal"] == np.inf  # falling: never reaches its goal
+    one = goal_forecast(legs.iloc[:1]).set_index("metric")
+    assert np.isnan(one.loc["identity_kept_w", "kimg_at_goal"]) and np.isnan(one.loc["fd_ratio", "holdout_error"])
+    assert goal_forecast(legs.iloc[:0]).empty

@@ -113,6 +113,66 @@ def yaw_coverage(yaw_deg: np.ndarray) -> tuple[float, np.ndarray]:
 GOALS = {"identity_kept_w": 0.85, "identity_kept_wplus": 0.92, "pair_kept_w": 0.97, "pose_coverage": 0.95}
 
 
+FORECAST_MEASURES = ("fd_ratio", "identity_kept_w", "identity_kept_wplus", "pair_kept_w")
+
+
+def _forecast_transform(metric: str, values: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """The scale on which a measure is fitted as a straight line in log kimg: log for the FD
+    ratio (a power law), logit for a share (it saturates at 1), the share clipped half a view away
+    from 0 and 1 so a perfect score stays finite."""
+    if metric == "fd_ratio":
+        return np.log(values)
+    p = np.clip(values, 0.5 / n, 1 - 0.5 / n)
+    return np.log(p / (1 - p))
+
+
+def goal_forecast(legs):
+    """How many training CPU-hours each goal of :data:`GOALS` (and the FD ratio's, that of source
+    renders resampled to 48 px) is away, extrapolated from the legs measured so far
+    (``bench/results/source_gan_v2_legs.csv``: one row per leg with ``cpu_hours``, ``kimg``, the
+    measures and ``n_projected``).
+
+    Each measure is fitted as a line in log kimg on the scale of :func:`_forecast_transform` (least
+    squares over every leg; kimg, not CPU-seconds, is the training's clock: a leg that shared the
+    cores counts more CPU-seconds for the same images), and the line is followed to the goal. One
+    row per measure: ``latest`` (the last leg's value), ``goal``, ``slope`` (per doubling of kimg,
+    on the fitted scale), ``kimg_at_goal`` (inf when the fit does not move towards the goal; nan
+    with fewer than two legs), ``cpu_hours_at_goal`` (at the legs' mean kimg per CPU-hour) and
+    ``holdout_error``: the last leg's value predicted from the others minus the one measured (nan
+    with fewer than three legs), the forecast's own track record. An extrapolation of few points:
+    it says the order of magnitude left, not a date."""
+    import pandas as pd
+
+    df = legs[(legs["cpu_hours"] > 0) & (legs["kimg"] > 0)].sort_values("kimg")
+    kimg = df["kimg"].to_numpy(float)
+    n = df["n_projected"].to_numpy(float) if "n_projected" in df else np.full(len(df), 100.0)
+    last = df.iloc[-1] if len(df) else None
+    kimg_per_hour = float(kimg[-1] / df["cpu_hours"].iloc[-1]) if len(df) else np.nan
+    rows = []
+    for metric in FORECAST_MEASURES:
+        if metric not in df or last is None:
+            continue
+        goal = float(last["fd_ratio_source_48px"]) if metric == "fd_ratio" else GOALS[metric]
+        y = _forecast_transform(metric, df[metric].to_numpy(float), n)
+        x = np.log2(kimg)
+        target = _forecast_transform(metric, np.array([goal]), np.array([1e9]))[0]
+        at_goal = slope = err = np.nan
+        if len(df) >= 2:
+            slope, icpt = np.polyfit(x, y, 1)
+            towards = (target - y[-1]) * slope > 0 or (target - y[-1]) == 0
+            at_goal = float(2 ** ((target - icpt) / slope)) if towards else np.inf
+            if len(df) >= 3:
+                s2, i2 = np.polyfit(x[:-1], y[:-1], 1)
+                pred = s2 * x[-1] + i2
+                pred = float(np.exp(pred)) if metric == "fd_ratio" else float(1 / (1 + np.exp(-pred)))
+                err = pred - float(last[metric])
+        rows.append({"metric": metric, "latest": float(last[metric]), "goal": goal, "points": len(df),
+                     "kimg_now": float(kimg[-1]), "cpu_hours_now": float(last["cpu_hours"]), "slope": slope,
+                     "kimg_at_goal": at_goal, "cpu_hours_at_goal": at_goal / kimg_per_hour,
+                     "holdout_error": err})
+    return pd.DataFrame(rows)
+
+
 def identity_after_projection(G, n_per_class: int, steps: int | None = None, spaces=("w",),
                               init: str = "encoder") -> dict:
     """How the identity oracle sees held-out target views projected in each of ``spaces`` ("w",

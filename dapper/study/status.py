@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from dapper.study.experiments import GAIN_GOAL, SAVING_GOAL, percent, points
-from dapper.study.gan_eval import GOALS, checkpoint_kimg
+from dapper.study.gan_eval import GOALS, checkpoint_kimg, goal_forecast
 
 __all__ = ["BEGIN", "END", "latest_study", "status_markdown", "readme_block", "replace_block", "main"]
 
@@ -83,6 +83,30 @@ def _which_generator(measured_hash: str, measured_kimg, root: Path) -> str:
             f"({shipped[:12]}{at(kimg)}) and is not measured yet.")
 
 
+def _forecast_sentence(f) -> str:
+    """Where the legs' curves meet their goals, in words (:func:`dapper.study.gan_eval.goal_forecast`)."""
+    if f.empty or not f["kimg_at_goal"].notna().any():
+        return ""
+    names = {"identity_kept_w": "identity in W", "identity_kept_wplus": "identity in W+",
+             "pair_kept_w": "pairs in W", "fd_ratio": "the FD ratio"}
+    parts = []
+    for r in f.itertuples():
+        goal = f"{r.goal:.1f}" if r.metric == "fd_ratio" else _pct(r.goal)
+        if not math.isfinite(r.kimg_at_goal):
+            parts.append(f"{names[r.metric]} does not move towards {goal}")
+        elif r.kimg_at_goal <= r.kimg_now:
+            parts.append(f"{names[r.metric]} is at {goal}")
+        else:
+            parts.append(f"{names[r.metric]} would reach {goal} near {r.kimg_at_goal:,.0f} kimg "
+                         f"(about {r.cpu_hours_at_goal:.0f} CPU-hours in all)")
+    check = f[f.metric != "fd_ratio"]["holdout_error"].abs()
+    track = "" if not check.notna().any() else (
+        f"; fitted without the last point, the shares' lines missed it by up to "
+        f"{100 * check.max():.0f} points")
+    return (f" Followed as lines in log kimg through its {_n(int(f.points.iloc[0]), 'measured point')} "
+            f"(`bench/results/source_gan_v2_forecast.csv`, an extrapolation), {'; '.join(parts)}{track}.")
+
+
 def _generator_lines(root: Path) -> list[str]:
     import pandas as pd
 
@@ -109,6 +133,7 @@ def _generator_lines(root: Path) -> list[str]:
             + ("" if not math.isfinite(float(r.get("self_identity_kept_w", math.nan))) else
                f" Its own samples that the oracle names most confidently keep that name in "
                f"{_pct(r.self_identity_kept_w)} of cases when projected back in W (the projection's ceiling)."))
+        lines[-1] += _forecast_sentence(goal_forecast(df))
     gan = root / "reports" / "results" / "source_gan.csv"
     if gan.exists():
         raw = pd.read_csv(gan, dtype={"generator_hash": str})
