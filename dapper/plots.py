@@ -14,7 +14,7 @@ import numpy as np
 
 __all__ = ["use_style", "CONDITION_COLOURS", "fig0_world_calibration", "fig1_reconstructions",
            "fig3_augmentation_gallery", "fig5_rotation", "fig6_accuracy_vs_shots", "fig6_gain_vs_label_agreement",
-           "fig7_gradcam",
+           "fig6c_noise_curve", "fig7_gradcam",
            "fig7_saliency_differences", "fig_source_gan", "fig0_datasets", "fig_explorer_pose_edits"]
 
 _STYLE_SET = False
@@ -27,6 +27,12 @@ CONDITION_COLOURS = {
     "real+rotate": "#2ca02c",
     "real+perturb+rotate": "#d62728",
 }
+
+
+def _paper_condition(condition: str) -> str:
+    """The paper's condition a variant draws with (its colour): ``real+rotate(tuned)``,
+    ``real+rotate(filtered)`` and ``real+rotate(renderer, twins 40%)`` -> ``real+rotate``."""
+    return condition.split("(", 1)[0]
 
 
 def use_style() -> None:
@@ -136,7 +142,7 @@ def fig6_accuracy_vs_shots(summary, path=None,
             lo = 100 * c["ci_low"].to_numpy(float)
             hi = 100 * c["ci_high"].to_numpy(float)
             err = np.vstack([np.nan_to_num(y - lo), np.nan_to_num(hi - y)])
-            base = cond.replace("(residual)", "").replace("(tuned)", "")
+            base = _paper_condition(cond)
             marker, ls = ("o", "-") if base == cond else ("s", "--") if cond.endswith("(residual)") else ("^", ":")
             ax.errorbar(x, y, yerr=err, marker=marker, ms=4, capsize=3, lw=1.6, label=cond,
                         color=CONDITION_COLOURS.get(base), ls=ls)
@@ -167,7 +173,7 @@ def fig6_gain_vs_label_agreement(points, fits=None, path=None, gain_goal: float 
     for ax, sc in zip(axes[0], scenarios):
         part = points[points["scenario"] == sc]
         for r in part.itertuples():
-            base = r.condition.replace("(residual)", "").replace("(tuned)", "")
+            base = _paper_condition(r.condition)
             marker = "o" if base == r.condition else "s" if r.condition.endswith("(residual)") else "^"
             ax.errorbar(100 * r.oracle_class_kept, 100 * r.diff, yerr=[[100 * (r.diff - r.diff_low)],
                                                                        [100 * (r.diff_high - r.diff)]],
@@ -190,6 +196,62 @@ def fig6_gain_vs_label_agreement(points, fits=None, path=None, gain_goal: float 
         ax.set_ylabel("accuracy over real-only (points), 95% interval")
         ax.set_title(title, fontsize=10)
     _legend_below(fig, axes[0], 4)
+    _save(fig, path)
+    return fig
+
+
+def fig6c_noise_curve(points, curve, generator_points=None, path=None, gain_goal: float | None = None,
+                      scenario_titles: Mapping[str, str] | None = None):
+    """Figure 6c: the label-noise curve. Each renderer condition at each twin share (``points`` of
+    :func:`dapper.study.noise_curve.noise_curve`): its gain over real-only (95% interval) against the
+    share of its images the identity oracle assigns to their label, with the least-squares line of
+    ``curve`` per method; ``generator_points`` (the study's generative conditions: ``scenario``,
+    ``condition``, ``shots_per_class``, ``diff``, ``diff_low``, ``diff_high``, ``oracle_class_kept``)
+    placed at their measured agreement in the panels of their shot level. One panel per scenario
+    (rows) and shot level (columns)."""
+    import matplotlib.pyplot as plt
+
+    use_style()
+    scenarios = list(dict.fromkeys(points["scenario"]))
+    shots = sorted(points["shots_per_class"].unique())
+    fig, axes = plt.subplots(len(scenarios), len(shots), figsize=(4.8 * len(shots), 3.9 * len(scenarios)),
+                             squeeze=False, sharex=True)
+    methods = list(dict.fromkeys(points["method"]))
+    for i, sc in enumerate(scenarios):
+        for j, n in enumerate(shots):
+            ax = axes[i][j]
+            part = points[(points["scenario"] == sc) & (points["shots_per_class"] == n)]
+            for m in methods:
+                p = part[part["method"] == m].sort_values("oracle_class_kept")
+                colour = CONDITION_COLOURS.get(f"real+{m}")
+                if p.empty:
+                    continue
+                x, y = 100 * p["oracle_class_kept"].to_numpy(float), 100 * p["gain"].to_numpy(float)
+                err = np.vstack([np.nan_to_num(y - 100 * p["gain_low"].to_numpy(float)),
+                                 np.nan_to_num(100 * p["gain_high"].to_numpy(float) - y)])
+                ax.errorbar(x, y, yerr=err, marker="o", ms=4, capsize=2, ls="none", color=colour,
+                            label=f"real+{m}(renderer), twins swapped in at 0-80%")
+                c = curve[(curve["scenario"] == sc) & (curve["shots_per_class"] == n) & (curve["method"] == m)]
+                if len(c):
+                    f = c.iloc[0]
+                    xs = np.linspace(float(f.measured_min), 1.0, 20)
+                    ax.plot(100 * xs, 100 * (f.intercept + f.slope * xs), lw=1, ls="--", color=colour)
+            if generator_points is not None and len(generator_points):
+                g = generator_points[(generator_points["scenario"] == sc) & (generator_points["shots_per_class"] == n)]
+                for r in g.itertuples():
+                    base = _paper_condition(r.condition)
+                    marker = "D" if base == r.condition else "s" if r.condition.endswith("(residual)") else "^"
+                    ax.errorbar(100 * r.oracle_class_kept, 100 * r.diff,
+                                yerr=[[100 * (r.diff - r.diff_low)], [100 * (r.diff_high - r.diff)]], marker=marker,
+                                ms=6, mfc="white", capsize=2, ls="none", color=CONDITION_COLOURS.get(base),
+                                label=f"{r.condition} (generator)")
+            ax.axhline(0, lw=0.8, color="black")
+            if gain_goal is not None:
+                ax.axhline(100 * gain_goal, lw=0.8, ls=":", color="black", label="the goal")
+            ax.set_title(f"{(scenario_titles or {}).get(sc, sc)}, {int(n)} shots", fontsize=10)
+            ax.set_xlabel("synthetic images the oracle assigns to their label (%)")
+            ax.set_ylabel("accuracy over real-only (points)")
+    _legend_below(fig, [a for row in axes for a in row], 3)
     _save(fig, path)
     return fig
 

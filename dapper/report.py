@@ -42,6 +42,9 @@ FIGURE_RESULTS: dict[str, list[str]] = {
     "fig1_reconstructions": ["projection.csv"],
     "fig5_rotation": ["rotation.csv", "directions.csv", "directions_by_coefficient.csv"],
     "fig6_accuracy_vs_shots": ["five_fold_summary.csv", "five_fold.csv"],
+    "fig6c_noise_curve": ["five_fold_noise_curve.csv", "five_fold_noise_points.csv", "five_fold_ceiling_tests.csv",
+                          "five_fold_ceiling_shares.csv", "five_fold_ceiling_agreement.csv"],
+    "fig6d_filter": ["five_fold_filter_agreement.csv", "five_fold_filter_tests.csv", "five_fold_filter_summary.csv"],
     "fig7_gradcam": ["saliency.csv"],
 }
 # Which profile, dataset and time produced each notebook's current outputs: ``make report ONLY=..``

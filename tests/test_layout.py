@@ -19,6 +19,7 @@ PACKAGE = ROOT / "dapper"
 ENGINE = ("dapper.stylegan2",)
 DATA = ("dapper.data",)
 METHOD = ("dapper.inversion", "dapper.directions", "dapper.augment", "dapper.classify", "dapper.instruments",
+          "dapper.synthetic_filter",
           "dapper.judges.annotators")
 ORACLES = ("dapper.judges.oracles",)
 STUDY = ("dapper.study",)

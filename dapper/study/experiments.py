@@ -54,6 +54,8 @@ import numpy as np
 from dapper.augment import METHODS, AugmentSettings
 from dapper.classify import EMBEDDED_MODEL, FineTuneSettings
 from dapper.params import NOT_GIVEN
+from dapper.study.ceiling import TWIN_SHARES, RenderedSet, RendererSettings, renderer_condition, renderer_condition_name
+from dapper.synthetic_filter import FilterSettings, keep_by_classifier, keep_by_nearest_shot
 
 __all__ = [
     "CONDITIONS", "RESIDUAL_CONDITIONS", "TUNED_CONDITIONS", "CONDITION_METHOD", "condition_compose",
@@ -65,7 +67,8 @@ __all__ = [
     "fit_run", "FittedRun", "checking_annotator", "prepared_config", "archive_superseded", "code_version",
     "synthetic_label_agreement", "label_agreement_statement", "study_executor", "generator_resolution",
     "run_steps", "GAIN_GOAL", "SAVING_GOAL", "points", "percent", "label_noise_relation", "label_noise_statement",
-    "tuned_synthetic",
+    "tuned_synthetic", "RENDERER_CONDITIONS", "NOISE_CONDITIONS", "run_synthetic", "FILTERED_CONDITIONS",
+    "filtered_base", "filter_settings",
 ]
 
 CONDITIONS = ("real", "real+affine", "real+perturb", "real+rotate", "real+perturb+rotate")
@@ -75,16 +78,39 @@ RESIDUAL_CONDITIONS = ("real+perturb(residual)", "real+rotate(residual)", "real+
 # training shots at once (dapper.inversion.pivotal), so that edits start from the real vehicles. Costly:
 # run at the shot levels StudyConfig.tuned_shots only.
 TUNED_CONDITIONS = ("real+perturb(tuned)", "real+rotate(tuned)")
+# The method's own filter (dapper.synthetic_filter): the paper's synthetic images, each kept only when the method's
+# own instruments assign it to its label. Any condition with synthetic images can be filtered: "real+rotate(filtered)",
+# "real+rotate(renderer, twins 40%, filtered)" (on the ceiling, where the label noise is known).
+FILTERED_CONDITIONS = ("real+perturb(filtered)", "real+rotate(filtered)", "real+perturb+rotate(filtered)")
 CONDITION_METHOD = {"real+perturb": "perturb", "real+rotate": "rotate", "real+perturb+rotate": "perturb+rotate",
                     "real+perturb(residual)": "perturb", "real+rotate(residual)": "rotate",
                     "real+perturb+rotate(residual)": "perturb+rotate",
-                    "real+perturb(tuned)": "perturb", "real+rotate(tuned)": "rotate"}
+                    "real+perturb(tuned)": "perturb", "real+rotate(tuned)": "rotate",
+                    "real+perturb(filtered)": "perturb", "real+rotate(filtered)": "rotate",
+                    "real+perturb+rotate(filtered)": "perturb+rotate"}
 PIVOTAL_RECIPE_FILES = ("dapper/inversion/pivotal.py", "dapper/inversion/perceptual.py")
+# The embedded world's ceiling (dapper.study.ceiling): the renderer draws the synthetic images, as a perfect
+# generator would; named "(renderer)", toycars only, never part of the method. The noise curve's conditions
+# swap a share of those images for the look-alike twin's render, at StudyConfig.noise_shots only.
+RENDERER_CONDITIONS = tuple(renderer_condition_name(m) for m in METHODS)
+NOISE_CONDITIONS = tuple(renderer_condition_name(m, q) for q in TWIN_SHARES if q > 0 for m in METHODS)
+CEILING_RECIPE_FILES = ("dapper/study/ceiling.py", "dapper/data/toycars.py")
+FILTER_FILES = ("dapper/synthetic_filter.py",)
 
 
 def condition_compose(condition: str) -> str:
     """How a generative condition composes its synthetic images: "generated" or "residual"."""
     return "residual" if condition.endswith("(residual)") else "generated"
+
+
+def filtered_base(condition: str) -> str | None:
+    """The condition a filtered one filters (``"real+rotate(filtered)"`` -> ``"real+rotate"``,
+    ``"real+rotate(renderer, filtered)"`` -> ``"real+rotate(renderer)"``); None when not filtered."""
+    if condition.endswith("(filtered)"):
+        return condition[:-len("(filtered)")]
+    if condition.endswith(", filtered)"):
+        return condition[:-len(", filtered)")] + ")"
+    return None
 
 
 def condition_tuned(condition: str) -> bool:
@@ -134,6 +160,12 @@ class StudyConfig:
     # the toycars pivots' loss from 0.23 to 0.08 in notebook 03), and the shot levels they run at
     pivotal: dict = field(default_factory=lambda: {"steps": 100})
     tuned_shots: tuple[int, ...] = (2,)
+    # the ceiling's renderer (keyword arguments of dapper.study.ceiling.RendererSettings) and the shot levels
+    # of the label-noise curve's conditions (a twin share above 0)
+    renderer: dict = field(default_factory=dict)
+    noise_shots: tuple[int, ...] = (2, 8)
+    # the filtered conditions' filter: keyword arguments of dapper.synthetic_filter.FilterSettings
+    filter: dict = field(default_factory=dict)
     classifier: str = EMBEDDED_MODEL
     classifier_weights: str | None = "default"
     network: str | None = None
@@ -159,7 +191,7 @@ class StudyConfig:
         """The settings that change a row's result (not which rows are run, nor how many workers)."""
         d = asdict(self)
         for k in ("folds", "shots", "conditions", "scenarios", "workers", "profile", "device", "executor",
-                  "ray_address", "tuned_shots"):
+                  "ray_address", "tuned_shots", "noise_shots"):
             d.pop(k)
         for k in OPTIONAL_FIELDS:  # unset: the study id is what it was before these settings existed
             if d[k] is None:
@@ -372,10 +404,15 @@ def run_steps(config: StudyConfig, spec: RunSpec, n_classes: int) -> int:
 
 def plan_runs(config: StudyConfig) -> list[RunSpec]:
     """All runs of a study, cheapest shot levels first within each scenario (a tuned condition at
-    the shot levels ``config.tuned_shots`` only)."""
+    the shot levels ``config.tuned_shots`` only, a renderer condition with twins at ``config.noise_shots``)."""
+    def runs_at(cond: str, s: int) -> bool:
+        cond = filtered_base(cond) or cond
+        noisy = (renderer_condition(cond) or ("", 0.0))[1] > 0
+        return (not condition_tuned(cond) or s in config.tuned_shots) and (not noisy or s in config.noise_shots)
+
     return [RunSpec(sc, cond, s, f, run_seed(config.seed, f, s))
             for sc in config.scenarios for s in config.shots for f in config.fold_ids for cond in config.conditions
-            if not condition_tuned(cond) or s in config.tuned_shots]
+            if runs_at(cond, s)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -510,6 +547,9 @@ class StudyInputs:
     # (scenario, fold, shots) -> SyntheticSet of the tuned conditions: the run's shots, each class's drawn by
     # the generator tuned on that class's shots of that run
     tuned: dict = field(default_factory=dict)
+    # scenario -> dapper.study.ceiling.RenderedSet: the renderer's images of every training image any run uses
+    # (the ceiling's conditions; toycars only)
+    rendered: dict = field(default_factory=dict)
 
     @property
     def study_id(self) -> str:
@@ -575,15 +615,26 @@ def condition_ids(config: StudyConfig, generator: str, direction_id: str) -> dic
     generative = {k: ident.pop(k) for k in ("augment", "projection", "network")}
     generative["augment_code"] = code_version(GENERATIVE_RECIPE_FILES)
     ident.pop("pivotal")  # the tuned conditions' only, as the settings they mean
+    filtering = {"filter": FilterSettings(**ident.pop("filter")).to_dict(), "filter_code": code_version(FILTER_FILES)}
+    renderer = {"renderer": RendererSettings(**ident.pop("renderer")).to_dict(),
+                "renderer_code": code_version(CEILING_RECIPE_FILES),
+                "synthetic_counts": {k: asdict(config.augment)[k] for k in ("k", "coefficients", "seed")}}
     pivotal = {"pivotal": pivotal_settings(config).to_dict(), "pivotal_code": code_version(PIVOTAL_RECIPE_FILES)}
     ids = {}
-    for cond in CONDITIONS + RESIDUAL_CONDITIONS + TUNED_CONDITIONS:
+    extra = [c for c in config.conditions if renderer_condition(filtered_base(c) or c) is not None or filtered_base(c)]
+    for cond in dict.fromkeys(CONDITIONS + RESIDUAL_CONDITIONS + TUNED_CONDITIONS + RENDERER_CONDITIONS
+                              + FILTERED_CONDITIONS + tuple(extra)):
         d = dict(ident)
-        if cond in CONDITION_METHOD:
+        base = filtered_base(cond) or cond
+        if base != cond:
+            d.update(filtering, filtered=base)
+        if renderer_condition(base) is not None:
+            d.update(renderer)
+        if base in CONDITION_METHOD:
             d.update(generative, generator=generator)
             if "rotate" in cond:
                 d["direction"] = direction_id
-        if condition_tuned(cond):
+        if condition_tuned(base):
             d.update(pivotal)
         ids[cond] = hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return ids
@@ -822,7 +873,101 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
                         test_keys, f, apply_direction, pose_annotator, clock, bar, perceptual)
             if bar is not None:
                 bar.close()
-    return StudyInputs(config, ids, g_hash, data, folds, synthetic, timings, tuned)
+    clock.start()
+    rendered = _rendered_sets(config, data, folds)
+    clock.stop("renderer")
+    return StudyInputs(config, ids, g_hash, data, folds, synthetic, timings, tuned, rendered)
+
+
+def _rendered_sets(config: StudyConfig, data: dict, folds: dict) -> dict:
+    """The ceiling's synthetic images (:func:`dapper.study.ceiling.render_ceiling_set`) of every training
+    image the config's renderer conditions use, per scenario, each made in the first fold that trains
+    on it with that fold's test images checked; empty when no renderer condition is asked for."""
+    from dapper.study.ceiling import pool_items, render_ceiling_set
+
+    wanted = [renderer_condition(filtered_base(c) or c) for c in config.conditions
+              if renderer_condition(filtered_base(c) or c) is not None]
+    if not wanted:
+        return {}
+    if config.dataset != "toycars":
+        raise ValueError(f"the (renderer) conditions are the embedded world's ceiling: {config.dataset} has no "
+                         "renderer; leave them out of `conditions`")
+    methods = [m for m in METHODS if any(m == w[0] for w in wanted)]
+    settings = RendererSettings(**config.renderer)
+    workers = min(2, os.cpu_count() or 1)
+    top = max(config.shots)
+    out = {}
+    for sc, d in data.items():
+        items = pool_items(config.n_per_class, config.seed, sc == "homogeneous")
+        parts, made = [], set()
+        for f in config.fold_ids:
+            idx = real_subset(d.labels, folds[sc][f][0], top, f, config.seed)
+            new = [int(i) for i in idx if d.keys[i] not in made]
+            if not new:
+                continue
+            parts.append(render_ceiling_set([items[i] for i in new], d.images[new], [d.keys[i] for i in new],
+                                            methods, config.augment, settings, workers,
+                                            test_keys=[d.keys[i] for i in folds[sc][f][1]], fold=f))
+            made.update(d.keys[i] for i in new)
+        out[sc] = RenderedSet.concat(parts)
+    return out
+
+
+def filter_settings(config: StudyConfig) -> FilterSettings:
+    """The filtered conditions' :class:`dapper.synthetic_filter.FilterSettings`."""
+    return FilterSettings(**config.filter)
+
+
+def _filter_mask(inputs: StudyInputs, spec: RunSpec, syn, device=None) -> np.ndarray:
+    """Which of a run's synthetic images ``syn`` the method's own filter keeps (bool [M]): the
+    real-only classifier of the same run (:func:`fit_run` of ``real``: its shots, seed and recipe), or
+    the pretrained classifier's features against the run's real shots. Never an oracle."""
+    from dapper.classify import create_classifier, predict, prepare_images
+
+    settings = filter_settings(inputs.config)
+    p = _prepared(inputs, spec.scenario)
+    n_classes = len(inputs.data[spec.scenario].class_names)
+    syn_x = prepare_images(syn.images, p["config"])
+    bf16 = inputs.config.finetune.bf16
+    if settings.by == "classifier":
+        model = fit_run(inputs, dataclasses.replace(spec, condition="real"), device).model
+        return keep_by_classifier(predict(model, syn_x, bf16=bf16), syn.labels, settings.min_confidence)
+    d = inputs.data[spec.scenario]
+    real_idx = real_subset(d.labels, inputs.folds[spec.scenario][spec.fold][0], spec.shots, spec.fold,
+                          inputs.config.seed)
+    features = create_classifier(0, inputs.config.classifier, classifier_weights_path(inputs.config))
+    features = features.to(study_device(inputs.config) if device is None else device)
+    return keep_by_nearest_shot(predict(features, syn_x, bf16=bf16), syn.labels,
+                                predict(features, p["x"][real_idx], bf16=bf16), d.labels[real_idx], n_classes)
+
+
+def run_synthetic(inputs: StudyInputs, spec: RunSpec, device=None, before_filter: bool = False):
+    """The synthetic images (a :class:`dapper.augment.SyntheticSet`) one run trains on beside its real
+    shots; None for a condition without any. Checked against the run's test fold. A filtered
+    condition's are its base condition's that the method's own filter keeps (``before_filter``: all of
+    them); the filter trains on ``device``."""
+    base = filtered_base(spec.condition)
+    if base is not None:
+        syn = run_synthetic(inputs, dataclasses.replace(spec, condition=base))
+        if before_filter or syn is None:
+            return syn
+        keep = _filter_mask(inputs, spec, syn, device)
+        idx = np.flatnonzero(keep)
+        return type(syn)(syn.images[idx], syn.labels[idx], syn.manifest.iloc[idx].reset_index(drop=True))
+    d = inputs.data[spec.scenario]
+    train_idx, test_idx = inputs.folds[spec.scenario][spec.fold]
+    keys = [d.keys[i] for i in real_subset(d.labels, train_idx, spec.shots, spec.fold, inputs.config.seed)]
+    test_keys = [d.keys[i] for i in test_idx]
+    ceiling = renderer_condition(spec.condition)
+    if ceiling is not None:
+        method, share = ceiling
+        return inputs.rendered[spec.scenario].select(keys, method, share, test_keys=test_keys, fold=spec.fold)
+    method = CONDITION_METHOD.get(spec.condition)
+    if method is None:
+        return None
+    pool = (inputs.tuned[(spec.scenario, spec.fold, spec.shots)] if condition_tuned(spec.condition)
+            else inputs.synthetic[spec.scenario])
+    return pool.select(keys, [method], test_keys=test_keys, fold=spec.fold, compose=condition_compose(spec.condition))
 
 
 def _class_rows(labels: np.ndarray, idx: np.ndarray) -> list[np.ndarray]:
@@ -930,12 +1075,8 @@ def fit_run(inputs: StudyInputs, spec: RunSpec, device=None) -> FittedRun:
     real_x, real_y = p["x"][real_idx], p["y"][real_idx]
     syn_x = syn_y = None
     n_syn = 0
-    method = CONDITION_METHOD.get(spec.condition)
-    if method is not None:
-        pool = (inputs.tuned[(spec.scenario, spec.fold, spec.shots)] if condition_tuned(spec.condition)
-                else inputs.synthetic[spec.scenario])
-        syn = pool.select([d.keys[i] for i in real_idx], [method], test_keys=[d.keys[i] for i in test_idx],
-                          fold=spec.fold, compose=condition_compose(spec.condition))
+    syn = run_synthetic(inputs, spec, device)
+    if syn is not None and len(syn):
         syn_x = prepare_images(syn.images, p["config"])
         syn_y = torch.from_numpy(syn.labels)
         n_syn = len(syn)
@@ -970,7 +1111,8 @@ def run_one(inputs: StudyInputs, spec: RunSpec, device=None) -> dict:
         "accuracy_views": round(acc_views, 6) if math.isfinite(acc_views) else "",
         "n_test": len(test_idx), "n_test_views": len(d.views_labels), "steps": fitted.steps,
         "profile": cfg.profile, "study_id": inputs.ids[spec.condition], "device": str(fitted.device),
-        "generator": inputs.generator if method is not None else "",
+        "generator": ("renderer" if renderer_condition(filtered_base(spec.condition) or spec.condition)
+                      else inputs.generator if method is not None else ""),
         "seconds": round(time.time() - t0, 2), "cpu_seconds": round(time.process_time() - cpu0, 2),
         "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
     }
@@ -1121,8 +1263,10 @@ def synthetic_label_agreement(inputs: StudyInputs, identity_oracle=None, shots: 
     still assigns to their label (and to their look-alike pair), per scenario: a gain or a loss of
     a condition can then be read against the label noise it adds. ``shots``: only the images the
     runs at that shot level train on, each counted once per run that trains on it, as the runs see
-    them (None: every image any run uses, once). toycars only (a DataFrame with scenario, condition,
-    n_images, oracle_class_kept, oracle_pair_kept); empty in real mode."""
+    them (None: every image any run uses, once; a filtered condition's at its fewest shots, as its
+    filter depends on the run). toycars only (a DataFrame with scenario, condition, n_images,
+    oracle_class_kept, oracle_pair_kept; a filtered condition adds ``n_before``, ``share_kept`` and
+    ``oracle_class_kept_before``, the same before its filter); empty in real mode."""
     import pandas as pd
 
     if inputs.config.dataset != "toycars":
@@ -1133,32 +1277,65 @@ def synthetic_label_agreement(inputs: StudyInputs, identity_oracle=None, shots: 
     from dapper.study.gan_eval import pair_hits
 
     identity_oracle = oracles.load_identity_oracle() if identity_oracle is None else identity_oracle
+
+    def judged(sets) -> dict | None:
+        sets = [x for x in sets if x is not None and len(x)]
+        if not sets:
+            return None
+        part = SyntheticSet.concat(sets)
+        pred = oracles.predict_identity(part.images, identity_oracle)[0]
+        return {"n_images": len(part), "oracle_class_kept": float((pred == part.labels).mean()),
+                "oracle_pair_kept": float(pair_hits(pred, part.labels, toycars.PAIRS).mean())}
+
     rows = []
     for scenario in inputs.config.scenarios:
-        for cond in [c for c in inputs.config.conditions if c in CONDITION_METHOD]:
-            how = dict(methods=[CONDITION_METHOD[cond]], compose=condition_compose(cond))
-            if condition_tuned(cond):  # every run's tuned set (an image of several runs counts in each)
-                sets = [v.select(**how) for (sc, _, n), v in inputs.tuned.items()
-                        if sc == scenario and shots in (None, n)]
-            elif scenario not in inputs.synthetic:
-                sets = []
-            elif shots is None:
-                sets = [inputs.synthetic[scenario].select(**how)]
-            else:  # each run's images
-                d, folds = inputs.data[scenario], inputs.folds[scenario]
-                sets = [inputs.synthetic[scenario].select(
-                    [d.keys[i] for i in real_subset(d.labels, folds[f][0], shots, f, inputs.config.seed)], **how)
-                        for f in inputs.config.fold_ids]
-            if not sets:
+        for cond in [c for c in inputs.config.conditions
+                     if c in CONDITION_METHOD or renderer_condition(filtered_base(c) or c)]:
+            before = None
+            if filtered_base(cond) is not None or renderer_condition(cond) is not None:
+                levels = _shots_of(inputs.config, cond)
+                at = (min(levels) if levels else None) if shots is None and filtered_base(cond) else shots
+                if renderer_condition(filtered_base(cond) or cond) is not None and scenario not in inputs.rendered:
+                    continue
+                if at is None:  # a renderer condition's images, every one once
+                    r = inputs.rendered[scenario]
+                    method, share = renderer_condition(cond)
+                    sets = [r.select(r.clean.manifest["source_key"].unique(), method, share)]
+                else:
+                    specs = [RunSpec(scenario, cond, at, f, run_seed(inputs.config.seed, f, at))
+                             for f in inputs.config.fold_ids if at in levels]
+                    sets = [run_synthetic(inputs, sp) for sp in specs]
+                    if filtered_base(cond) is not None:
+                        before = judged([run_synthetic(inputs, sp, before_filter=True) for sp in specs])
+            else:
+                how = dict(methods=[CONDITION_METHOD[cond]], compose=condition_compose(cond))
+                if condition_tuned(cond):  # every run's tuned set (an image of several runs counts in each)
+                    sets = [v.select(**how) for (sc, _, n), v in inputs.tuned.items()
+                            if sc == scenario and shots in (None, n)]
+                elif scenario not in inputs.synthetic:
+                    sets = []
+                elif shots is None:
+                    sets = [inputs.synthetic[scenario].select(**how)]
+                else:  # each run's images
+                    d, folds = inputs.data[scenario], inputs.folds[scenario]
+                    sets = [inputs.synthetic[scenario].select(
+                        [d.keys[i] for i in real_subset(d.labels, folds[f][0], shots, f, inputs.config.seed)], **how)
+                            for f in inputs.config.fold_ids]
+            row = judged(sets)
+            if row is None and before is not None:  # the filter kept none
+                row = {"n_images": 0, "oracle_class_kept": math.nan, "oracle_pair_kept": math.nan}
+            if row is None:
                 continue
-            part = SyntheticSet.concat(sets)
-            if not len(part):
-                continue
-            pred = oracles.predict_identity(part.images, identity_oracle)[0]
-            rows.append({"scenario": scenario, "condition": cond, "n_images": len(part),
-                         "oracle_class_kept": float((pred == part.labels).mean()),
-                         "oracle_pair_kept": float(pair_hits(pred, part.labels, toycars.PAIRS).mean())})
+            if before is not None:
+                row.update(n_before=before["n_images"], share_kept=row["n_images"] / before["n_images"],
+                           oracle_class_kept_before=before["oracle_class_kept"])
+            rows.append({"scenario": scenario, "condition": cond, **row})
     return pd.DataFrame(rows)
+
+
+def _shots_of(config: StudyConfig, condition: str) -> list[int]:
+    """The shot levels :func:`plan_runs` runs ``condition`` at."""
+    return sorted({s.shots for s in plan_runs(dataclasses.replace(config, conditions=(condition,)))})
 
 
 def label_agreement_statement(table) -> str:

@@ -9,7 +9,9 @@ Read (relative to the repository root), each only when present:
 ``reports/results/source_gan.csv`` (``python -m dapper gan-eval`` of the default generator),
 ``bench/results/projection_cpu*.json`` and ``projection_gpu.json`` (``bench/projection.py``),
 ``reports/results/augment_identity.csv`` (notebook 03: what the method's edits keep of identity),
-``reports/results/five_fold.csv`` (the study's rows; the full profile's only) and
+``reports/results/five_fold.csv`` (the study's rows; the full profile's only),
+``reports/results/five_fold_ceiling_*.csv`` and ``five_fold_noise_curve.csv`` (``python -m dapper noise-curve``),
+``reports/results/five_fold_filter_*.csv`` (``python -m dapper filter-study``) and
 ``bench/results/ray_grid.json`` (``bench/ray_grid.py``).
 """
 
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from dapper.study.experiments import GAIN_GOAL, SAVING_GOAL, percent, points
 from dapper.study.gan_eval import GOALS, checkpoint_kimg, goal_forecast
+from dapper.study.noise_curve import agreement_needed_text
 
 __all__ = ["BEGIN", "END", "latest_study", "status_markdown", "readme_block", "replace_block", "main"]
 
@@ -324,6 +327,105 @@ def _one_study(rows, dataset: str, root: Path) -> list[str]:
     return lines
 
 
+def _read(root: Path, name: str):
+    import pandas as pd
+
+    path = root / "reports" / "results" / name
+    return pd.read_csv(path) if path.exists() and path.stat().st_size else None
+
+
+def _ceiling_lines(root: Path) -> list[str]:
+    """The world's ceiling and the label-noise curve (``python -m dapper noise-curve``)."""
+    tests, curve = _read(root, "five_fold_ceiling_tests.csv"), _read(root, "five_fold_noise_curve.csv")
+    if tests is None or curve is None:
+        return []
+    run = json.loads((root / "reports" / "results" / "five_fold_ceiling_run.json").read_text()) if (
+        root / "reports" / "results" / "five_fold_ceiling_run.json").exists() else {}
+    tests = tests[(tests["baseline"] == "real") & tests["condition"].str.contains(r"\(renderer\)$")]
+    made = run.get("made", {})
+    lines = [f"- **The world's ceiling and the label-noise curve** (`python -m dapper noise-curve`, "
+             f"{made.get('runs_made', '?')} runs in {made.get('wall_seconds', math.nan) / 60:.0f} min on "
+             f"{made.get('workers', '?')} worker processes; "
+             "`reports/results/fig6c_noise_curve.md`, Figure 6c): the renderer draws the synthetic images as a "
+             "perfect generator would, with the method's counts and degrees, and a share of them is swapped for the "
+             "look-alike twin's render to measure what label noise costs."]
+    gen = _read(root, "five_fold_label_noise.csv")
+    shares = _read(root, "five_fold_ceiling_shares.csv")
+    for sc in dict.fromkeys(tests["scenario"]):
+        t = tests[tests["scenario"] == sc]
+        few = int(t["shots_per_class"].min())
+        t = t[t["shots_per_class"] == few].sort_values("diff", ascending=False)
+        ceil = "; ".join(f"{r.condition} {points(r.diff)} [{points(r.diff_low)}, {points(r.diff_high)}]"
+                         for r in t.itertuples())
+        c = curve[(curve["scenario"] == sc) & (curve["shots_per_class"] == few)]
+        goal = c[abs(c["target_gain"] - GAIN_GOAL) < 1e-9].sort_values("agreement_needed")
+        zero = c[c["target_gain"] == 0].sort_values("agreement_needed")
+        text = f"  - {sc} pool, {few} images per class: the ceiling gains {ceil} points over real-only"
+        if len(goal):
+            g, z = goal.iloc[0], zero.iloc[0]
+            text += (f"; its gain reaches +{100 * GAIN_GOAL:.0f} points where the oracle assigns "
+                     f"{agreement_needed_text(g)} of the synthetic images to their label ({g.method}, the renderer "
+                     f"method that asks least{'' if g.reachable else '; beyond full agreement, out of reach'}) and "
+                     f"crosses 0 at {agreement_needed_text(z)} ({z.method})")
+        if gen is not None and len(gen[gen["scenario"] == sc]):
+            gs = gen[gen["scenario"] == sc]
+            paper = gs[~gs["condition"].str.contains(r"\(")]
+            top = gs.loc[gs["oracle_class_kept"].idxmax()]
+            text += (f"; the generator's paper-style images are at {_pct(paper['oracle_class_kept'].min())}-"
+                     f"{_pct(paper['oracle_class_kept'].max())} (best of its variants: {top.condition}, "
+                     f"{_pct(top.oracle_class_kept)})")
+        if shares is not None and len(shares[(shares["scenario"] == sc) & (shares["shots_per_class"] == few)]):
+            sh = shares[(shares["scenario"] == sc) & (shares["shots_per_class"] == few)]
+            if sh["share_of_ceiling"].notna().any():
+                b = sh.loc[sh["share_of_ceiling"].idxmax()]
+                text += (f"; the best share of its ceiling's gain is {b.condition}'s, {_pct(b.share_of_ceiling)} "
+                         f"(goal 80%)")
+            else:
+                text += "; no generative condition has a share of a gaining ceiling"
+        lines.append(text + ".")
+    return lines
+
+
+def _filter_lines(root: Path) -> list[str]:
+    """The method's own filter (``python -m dapper filter-study``)."""
+    tests, agree = _read(root, "five_fold_filter_tests.csv"), _read(root, "five_fold_filter_agreement.csv")
+    savings = _read(root, "five_fold_filter_savings.csv")
+    if tests is None or agree is None:
+        return []
+    run = json.loads((root / "reports" / "results" / "five_fold_filter_run.json").read_text()) if (
+        root / "reports" / "results" / "five_fold_filter_run.json").exists() else {}
+    made = run.get("made", {})
+    by = made.get("filter", {}).get("by", "?")
+    lines = [f"- **The method's own filter** (`python -m dapper filter-study`, filter `{by}`, generator "
+             f"{str(made.get('generator', '?'))[:12]}, `reports/results/fig6d_filter.md`): a synthetic image is "
+             "kept only when the method's own instruments assign it to its label; the oracle only measures."]
+    for sc in dict.fromkeys(agree["scenario"]):
+        a = agree[(agree["scenario"] == sc) & agree["condition"].str.contains("filtered")]
+        kept = "; ".join(f"{r.condition} keeps {_pct(r.share_kept)}, the oracle's agreement "
+                         f"{_pct(r.oracle_class_kept_before)} -> {_pct(r.oracle_class_kept)}" for r in a.itertuples())
+        t = tests[(tests["scenario"] == sc) & (tests["baseline"] == "real")]
+        few = int(t["shots_per_class"].min())
+        t = t[(t["shots_per_class"] == few) & t["condition"].str.contains("filtered")]
+        gains = "; ".join(f"{r.condition} {points(r.diff)} [{points(r.diff_low)}, {points(r.diff_high)}] "
+                          f"(Holm p = {r.p_ttest_holm:.2g})" for r in t.itertuples())
+        aff = tests[(tests["scenario"] == sc) & (tests["baseline"] == "real+affine") & (tests["shots_per_class"] == few)
+                    & tests["condition"].str.contains("filtered")]
+        vs_aff = "; ".join(f"{r.condition} {points(r.diff)}" for r in aff.itertuples())
+        best_save = ""
+        if savings is not None:
+            s = savings[(savings["scenario"] == sc) & savings["condition"].str.contains("filtered")
+                        & savings["saving"].notna()]
+            best_save = (f"; largest real-data saving {_pct(s['saving'].max())}" if len(s) else
+                         "; no real-data saving defined")
+        met = t[(t["diff"] >= GAIN_GOAL) & (t["p_ttest_holm"] < 0.05)]
+        lines.append(f"  - {sc} pool: {kept}. At {few} images per class over real-only: {gains}; over real+affine: "
+                     f"{vs_aff}{best_save}. "
+                     + ("The goal (+6 points, Holm-significant) is met by " + ", ".join(met["condition"]) + "."
+                        if len(met) else f"No filtered condition reaches the goal (+{100 * GAIN_GOAL:.0f} points at "
+                        f"{few} shots, Holm-significant)."))
+    return lines
+
+
 def _ray_lines(root: Path) -> list[str]:
     path = root / "bench" / "results" / "ray_grid.json"
     if not path.exists():
@@ -350,7 +452,7 @@ def status_markdown(root: Path | str) -> str:
     """The status block's text from the files under ``root`` (the repository)."""
     root = Path(root)
     lines = [*_generator_lines(root), *_projection_lines(root), *_method_lines(root), *_study_lines(root),
-             *_ray_lines(root)]
+             *_ceiling_lines(root), *_filter_lines(root), *_ray_lines(root)]
     return "\n".join(lines)
 
 
