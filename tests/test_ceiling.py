@@ -241,3 +241,34 @@ def test_the_filter_reads_no_oracle(monkeypatch, tmp_path):
     ids = ex.condition_ids(cfg, "g", "d")
     other = ex.condition_ids(dataclasses.replace(cfg, filter={"by": "classifier"}), "g", "d")
     assert ids[cond] != other[cond] and ids["real"] == other["real"]
+
+
+def test_a_call_that_only_rebuilds_tables_keeps_the_time_the_rows_took(tmp_path):
+    from dapper.study.filter_study import result_files
+    from dapper.study.noise_curve import write_outputs
+
+    files = result_files("nearest")
+    assert files["rows"] == "five_fold_filter_nearest.csv" and result_files("classifier")["rows"] == "five_fold_filter.csv"
+    table = pd.DataFrame({"a": [1.5]})
+    first = write_outputs(tmp_path, files, {"summary": table}, "text", {"runs_made": 10, "wall_seconds": 99.0})
+    assert first["made"]["wall_seconds"] == 99.0
+    again = write_outputs(tmp_path, files, {"summary": table}, "text", {"runs_made": 0, "wall_seconds": 5.0})
+    assert again["made"]["wall_seconds"] == 99.0 and again["last"]["wall_seconds"] == 5.0
+    assert pd.read_csv(tmp_path / files["summary"]).equals(table)
+    assert (tmp_path / files["statements"]).read_text() == "text\n"
+
+
+def test_the_filter_statements_say_what_it_keeps_and_what_that_buys():
+    from dapper.study.filter_study import filter_config, filter_statements
+
+    cfg = filter_config("quick")
+    agreement = pd.DataFrame([{"scenario": "diverse", "condition": "real+rotate(filtered)", "n_images": 30,
+                               "n_before": 120, "share_kept": 0.25, "oracle_class_kept_before": 0.3,
+                               "oracle_class_kept": 0.6, "oracle_pair_kept": 0.9}])
+    rows = pd.DataFrame([{"scenario": "diverse", "condition": c, "shots_per_class": s, "fold": f,
+                          "accuracy": 0.3 + 0.1 * (s == 4) + 0.01 * f + (0.05 if c != "real" else 0), "n_real": 20,
+                          "n_synthetic": 0, "dataset": "toycars", "seed": 0}
+                         for c in ("real", "real+affine", "real+rotate(filtered)") for s in (2, 4) for f in (0, 1)])
+    text = filter_statements(ex.study_tables(rows), agreement, cfg)
+    assert "keeps 25% of 120 images" in text and "30% of them to their label before the filter and 60% after" in text
+    assert "classifier fine-tuned on the run's real shots alone" in text

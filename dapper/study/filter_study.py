@@ -34,16 +34,25 @@ from dapper.study.experiments import (
     study_tables,
     synthetic_label_agreement,
 )
-from dapper.study.noise_curve import record_call
+from dapper.study.noise_curve import call_record, quick_noise_shots, write_outputs
 from dapper.synthetic_filter import describe_filter
-from dapper.utils import atomic_save, reports_dir
+from dapper.utils import reports_dir
 
-__all__ = ["filter_config", "run_filter_study", "filter_statements", "main", "RESULT_FILES", "CEILING_TWINS"]
+__all__ = ["filter_config", "run_filter_study", "filter_statements", "main", "RESULT_FILES", "result_files",
+           "CEILING_TWINS"]
 
 RESULT_FILES = {"rows": "five_fold_filter.csv", "tests": "five_fold_filter_tests.csv",
                 "summary": "five_fold_filter_summary.csv", "savings": "five_fold_filter_savings.csv",
                 "agreement": "five_fold_filter_agreement.csv", "run": "five_fold_filter_run.json",
-                "statements": "fig6d_filter.md"}
+                "statements": "fig6d_filter.md", "figure": "fig6d_filter.png"}
+
+
+def result_files(by: str) -> dict:
+    """:data:`RESULT_FILES` of the method's default filter (``classifier``); another filter's carry its
+    name (``five_fold_filter_nearest.csv``, ...), so the two never share a rows file."""
+    if by == "classifier":
+        return dict(RESULT_FILES)
+    return {k: v.replace("filter", f"filter_{by}", 1) for k, v in RESULT_FILES.items()}
 # the ceiling's rotations with this share of twins: label noise near the generator's (the oracle assigns
 # 22-39% of the generator's paper-style images to their label)
 CEILING_TWINS = "real+rotate(renderer, twins 60%)"
@@ -54,14 +63,7 @@ def filter_config(profile: str = "full", **overrides):
     with and without the filter, and the ceiling's noisy rotation with and without it."""
     conditions = ("real", "real+affine", "real+perturb", "real+rotate") + FILTERED_CONDITIONS[:2] + (
         CEILING_TWINS, CEILING_TWINS[:-1] + ", filtered)")
-    cfg = study_config(profile, "toycars", conditions=conditions)
-    if profile == "quick":
-        cfg.noise_shots = (min(cfg.shots),)
-    for k, v in overrides.items():
-        if not hasattr(cfg, k):
-            raise TypeError(f"StudyConfig has no setting {k!r}")
-        setattr(cfg, k, v)
-    return cfg
+    return study_config(profile, "toycars", **{"conditions": conditions, **quick_noise_shots(profile), **overrides})
 
 
 def filter_statements(tables: dict, agreement: pd.DataFrame, config) -> str:
@@ -82,25 +84,19 @@ def run_filter_study(config, progress: bool = True) -> dict:
     """Run the rows (resumable), measure agreement before and after the filter at the fewest shots,
     write every file of :data:`RESULT_FILES`; returns the tables."""
     t0, cpu0 = time.time(), time.process_time()
+    files = result_files(filter_settings(config).by)
     inputs = prepare_inputs(config, progress=progress)
-    rows = five_fold_runs(config, inputs=inputs, path=reports_dir("results") / RESULT_FILES["rows"],
-                          progress=progress)
+    rows = five_fold_runs(config, inputs=inputs, path=reports_dir("results") / files["rows"], progress=progress)
     tables = study_tables(rows)
     agreement = synthetic_label_agreement(inputs, shots=min(config.shots))
     out = {"summary": tables["summary"], "savings": tables["savings"], "agreement": agreement,
            "tests": pd.concat([tables["vs_real"]] + ([tables["vs_affine"]] if "vs_affine" in tables else []),
                               ignore_index=True)}
-    results = reports_dir("results")
-    for name, df in out.items():
-        atomic_save(results / RESULT_FILES[name], lambda p, df=df: df.to_csv(p, index=False, float_format="%.6g"))
     text = filter_statements(tables, agreement, config)
-    atomic_save(results / RESULT_FILES["statements"], lambda p: p.write_text(text + "\n"))
-    call = {"profile": config.profile, "filter": filter_settings(config).to_dict(), "generator": inputs.generator,
-            "runs_total": int(len(rows)), "runs_made": int(inputs.timings.get("n_runs", 0)),
-            "wall_seconds": round(time.time() - t0, 1), "cpu_seconds_main": round(time.process_time() - cpu0, 1),
-            "stages": {k: round(v, 1) for k, v in inputs.timings.items()}, "workers": config.workers}
-    run = record_call(results / RESULT_FILES["run"], call)
-    out.update(statements=text, run=run, tables=tables)
+    call = call_record(config, inputs, rows, t0, cpu0, filter=filter_settings(config).to_dict(),
+                       generator=inputs.generator)
+    out["run"] = write_outputs(reports_dir("results"), files, out, text, call)
+    out.update(statements=text, tables=tables)
     return out
 
 
@@ -118,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     out = run_filter_study(config)
     from dapper.plots import fig6_accuracy_vs_shots
 
-    fig6_accuracy_vs_shots(out["summary"], path=reports_dir("figures") / "fig6d_filter.png")
+    fig6_accuracy_vs_shots(out["summary"], path=reports_dir("figures") / result_files(args.filter)["figure"])
     print(out["statements"])
     last = out["run"]["last"]
     print(f"{last['runs_made']} runs made in {last['wall_seconds']:.0f} s")

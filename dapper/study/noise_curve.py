@@ -49,7 +49,8 @@ from dapper.study.experiments import (
 from dapper.utils import atomic_save, reports_dir
 
 __all__ = ["ceiling_config", "ceiling_path", "noise_curve", "ceiling_shares", "noise_curve_statements",
-           "run_noise_curve", "read_results", "agreement_needed_text", "main", "RESULT_FILES"]
+           "run_noise_curve", "read_results", "quick_noise_shots", "agreement_needed_text", "call_record",
+           "write_outputs", "main", "RESULT_FILES"]
 
 RESULT_FILES = {"rows": "five_fold_ceiling.csv", "tests": "five_fold_ceiling_tests.csv",
                 "summary": "five_fold_ceiling_summary.csv", "agreement": "five_fold_ceiling_agreement.csv",
@@ -62,15 +63,13 @@ def ceiling_config(profile: str = "full", **overrides):
     """The study's config (:func:`dapper.study.experiments.study_config`) with real-only, real+affine,
     the renderer conditions and the noise curve's; the quick profile keeps its pool, folds and shots and
     runs the curve at its fewest shots."""
-    cfg = study_config(profile, "toycars", conditions=("real", "real+affine") + RENDERER_CONDITIONS
-                       + NOISE_CONDITIONS)
-    if profile == "quick":
-        cfg.noise_shots = (min(cfg.shots),)
-    for k, v in overrides.items():
-        if not hasattr(cfg, k):
-            raise TypeError(f"StudyConfig has no setting {k!r}")
-        setattr(cfg, k, v)
-    return cfg
+    overrides = {"conditions": ("real", "real+affine") + RENDERER_CONDITIONS + NOISE_CONDITIONS, **overrides}
+    return study_config(profile, "toycars", **{**quick_noise_shots(profile), **overrides})
+
+
+def quick_noise_shots(profile: str) -> dict:
+    """The quick profile runs a noise curve at its fewest shots only (a setting for :func:`study_config`)."""
+    return {"noise_shots": (min(study_config("quick").shots),)} if profile == "quick" else {}
 
 
 def ceiling_path() -> Path:
@@ -263,24 +262,33 @@ def run_noise_curve(config, progress: bool = True, n_boot: int = 2000) -> dict:
         study_tests = pd.read_csv(study / "five_fold_tests.csv")
         out["shares"] = ceiling_shares(tables["vs_real"], study_tests[study_tests["baseline"] == "real"])
     gen = _generator_points(study)
-    for name, df in out.items():
-        atomic_save(study / RESULT_FILES[name], lambda p, df=df: df.to_csv(p, index=False, float_format="%.6g"))
     text = noise_curve_statements(tables["vs_real"], curve, out.get("shares"), gen, _study_generator(study))
-    atomic_save(study / RESULT_FILES["statements"], lambda p: p.write_text(text + "\n"))
-    call = {"profile": config.profile, "runs_total": int(len(rows)), "runs_made": int(inputs.timings.get("n_runs", 0)),
-            "wall_seconds": round(time.time() - t0, 1), "cpu_seconds_main": round(time.process_time() - cpu0, 1),
-            "stages": {k: round(v, 1) for k, v in inputs.timings.items()}, "workers": config.workers}
-    run = record_call(study / RESULT_FILES["run"], call)
-    out["statements"], out["run"] = text, run
+    out["run"] = write_outputs(study, RESULT_FILES, out, text, call_record(config, inputs, rows, t0, cpu0))
+    out["statements"] = text
     return out
 
 
-def record_call(path: Path, call: dict) -> dict:
-    """Write a command's time to ``path`` (JSON): ``last`` this call, ``made`` the last call that made
-    rows (a call that only rebuilds the tables keeps the time the rows took). Returns the record."""
+def call_record(config, inputs, rows, t0: float, cpu0: float, **extra) -> dict:
+    """What a command's call cost: rows in its file and made now, wall and main-process CPU seconds
+    since ``t0``/``cpu0`` and the stages of :func:`prepare_inputs` (``inputs.timings``)."""
+    return {"profile": config.profile, **extra, "runs_total": int(len(rows)),
+            "runs_made": int(inputs.timings.get("n_runs", 0)), "wall_seconds": round(time.time() - t0, 1),
+            "cpu_seconds_main": round(time.process_time() - cpu0, 1),
+            "stages": {k: round(v, 1) for k, v in inputs.timings.items()}, "workers": config.workers}
+
+
+def write_outputs(results: Path, files: dict, tables: dict, text: str, call: dict) -> dict:
+    """Write each data frame of ``tables`` to its file in ``files`` (``results``, atomically), ``text``
+    to ``files["statements"]`` and the call's time to ``files["run"]`` (JSON: ``last`` this call,
+    ``made`` the last call that made rows, so a call that only rebuilds the tables keeps the time the
+    rows took). Returns that record."""
+    for name, df in tables.items():
+        if isinstance(df, pd.DataFrame):
+            atomic_save(results / files[name], lambda p, df=df: df.to_csv(p, index=False, float_format="%.6g"))
+    atomic_save(results / files["statements"], lambda p: p.write_text(text + "\n"))
+    path = results / files["run"]
     old = json.loads(path.read_text()) if path.exists() else {}
-    made = call if call["runs_made"] or "made" not in old else old["made"]
-    record = {"made": made, "last": call}
+    record = {"made": call if call["runs_made"] or "made" not in old else old["made"], "last": call}
     atomic_save(path, lambda p: p.write_text(json.dumps(record, indent=1)))
     return record
 
