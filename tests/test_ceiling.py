@@ -248,7 +248,8 @@ def test_a_call_that_only_rebuilds_tables_keeps_the_time_the_rows_took(tmp_path)
     from dapper.study.noise_curve import write_outputs
 
     files = result_files("nearest")
-    assert files["rows"] == "five_fold_filter_nearest.csv" and result_files("classifier")["rows"] == "five_fold_filter.csv"
+    assert files["rows"] == "five_fold_filter_nearest.csv"
+    assert result_files("classifier")["rows"] == "five_fold_filter.csv"
     table = pd.DataFrame({"a": [1.5]})
     first = write_outputs(tmp_path, files, {"summary": table}, "text", {"runs_made": 10, "wall_seconds": 99.0})
     assert first["made"]["wall_seconds"] == 99.0
