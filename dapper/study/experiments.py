@@ -68,7 +68,7 @@ __all__ = [
     "synthetic_label_agreement", "label_agreement_statement", "study_executor", "generator_resolution",
     "run_steps", "GAIN_GOAL", "SAVING_GOAL", "points", "percent", "label_noise_relation", "label_noise_statement",
     "tuned_synthetic", "RENDERER_CONDITIONS", "NOISE_CONDITIONS", "run_synthetic", "FILTERED_CONDITIONS",
-    "filtered_base", "filter_settings",
+    "filtered_base", "filter_settings", "ceiling_condition",
 ]
 
 CONDITIONS = ("real", "real+affine", "real+perturb", "real+rotate", "real+perturb+rotate")
@@ -111,6 +111,11 @@ def filtered_base(condition: str) -> str | None:
     if condition.endswith(", filtered)"):
         return condition[:-len(", filtered)")] + ")"
     return None
+
+
+def ceiling_condition(condition: str) -> tuple[str, float] | None:
+    """:func:`dapper.study.ceiling.renderer_condition` of a condition or of the one it filters."""
+    return renderer_condition(filtered_base(condition) or condition)
 
 
 def condition_tuned(condition: str) -> bool:
@@ -406,9 +411,9 @@ def plan_runs(config: StudyConfig) -> list[RunSpec]:
     """All runs of a study, cheapest shot levels first within each scenario (a tuned condition at
     the shot levels ``config.tuned_shots`` only, a renderer condition with twins at ``config.noise_shots``)."""
     def runs_at(cond: str, s: int) -> bool:
-        cond = filtered_base(cond) or cond
-        noisy = (renderer_condition(cond) or ("", 0.0))[1] > 0
-        return (not condition_tuned(cond) or s in config.tuned_shots) and (not noisy or s in config.noise_shots)
+        noisy = (ceiling_condition(cond) or ("", 0.0))[1] > 0
+        tuned = condition_tuned(filtered_base(cond) or cond)
+        return (not tuned or s in config.tuned_shots) and (not noisy or s in config.noise_shots)
 
     return [RunSpec(sc, cond, s, f, run_seed(config.seed, f, s))
             for sc in config.scenarios for s in config.shots for f in config.fold_ids for cond in config.conditions
@@ -621,7 +626,7 @@ def condition_ids(config: StudyConfig, generator: str, direction_id: str) -> dic
                 "synthetic_counts": {k: asdict(config.augment)[k] for k in ("k", "coefficients", "seed")}}
     pivotal = {"pivotal": pivotal_settings(config).to_dict(), "pivotal_code": code_version(PIVOTAL_RECIPE_FILES)}
     ids = {}
-    extra = [c for c in config.conditions if renderer_condition(filtered_base(c) or c) is not None or filtered_base(c)]
+    extra = [c for c in config.conditions if ceiling_condition(c) is not None or filtered_base(c)]
     for cond in dict.fromkeys(CONDITIONS + RESIDUAL_CONDITIONS + TUNED_CONDITIONS + RENDERER_CONDITIONS
                               + FILTERED_CONDITIONS + tuple(extra)):
         d = dict(ident)
@@ -753,7 +758,7 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
     import torch
 
     from dapper import augment
-    from dapper.augment import SyntheticSet, augment_images, check_no_leakage
+    from dapper.augment import SyntheticSet, augment_images
     from dapper.utils import weights_hash
 
     timings: dict[str, float] = {}
@@ -825,22 +830,13 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
             clock.stop("projection")
             row_of = {int(i): r for r, i in enumerate(union)}
             clock.start()
-            parts, made = [], set()
-            for f in config.fold_ids if methods else ():
-                idx = used[f]
-                test_keys = [d.keys[i] for i in folds[sc][f][1]]
-                check_no_leakage([d.keys[i] for i in idx], test_keys, fold=f)
-                # An image's synthetic set does not depend on the fold: make it once, in the
-                # first fold that trains on it (its test fold is checked here too).
-                new = [i for i in idx if d.keys[i] not in made]
-                if not new:
-                    continue
+            parts = []
+            for f, new, test_keys in (_first_training_images(config, d, folds[sc], used) if methods else ()):
                 ws = ws_union[[row_of[int(i)] for i in new]]
                 parts.append(augment_images(
                     G, ws, [d.keys[i] for i in new], d.labels[new], methods, config.augment, direction,
                     test_keys=test_keys, apply_direction=apply_direction, progress=progress, compose=composes,
                     images=d.images[new] if "residual" in composes else None, pose_annotator=pose_annotator))
-                made.update(d.keys[i] for i in new)
             if parts:
                 synthetic[sc] = SyntheticSet.concat(parts)
             clock.stop("augment")
@@ -885,8 +881,7 @@ def _rendered_sets(config: StudyConfig, data: dict, folds: dict) -> dict:
     on it with that fold's test images checked; empty when no renderer condition is asked for."""
     from dapper.study.ceiling import pool_items, render_ceiling_set
 
-    wanted = [renderer_condition(filtered_base(c) or c) for c in config.conditions
-              if renderer_condition(filtered_base(c) or c) is not None]
+    wanted = [ceiling_condition(c) for c in config.conditions if ceiling_condition(c) is not None]
     if not wanted:
         return {}
     if config.dataset != "toycars":
@@ -895,22 +890,33 @@ def _rendered_sets(config: StudyConfig, data: dict, folds: dict) -> dict:
     methods = [m for m in METHODS if any(m == w[0] for w in wanted)]
     settings = RendererSettings(**config.renderer)
     workers = min(2, os.cpu_count() or 1)
-    top = max(config.shots)
     out = {}
     for sc, d in data.items():
         items = pool_items(config.n_per_class, config.seed, sc == "homogeneous")
-        parts, made = [], set()
-        for f in config.fold_ids:
-            idx = real_subset(d.labels, folds[sc][f][0], top, f, config.seed)
-            new = [int(i) for i in idx if d.keys[i] not in made]
-            if not new:
-                continue
-            parts.append(render_ceiling_set([items[i] for i in new], d.images[new], [d.keys[i] for i in new],
-                                            methods, config.augment, settings, workers,
-                                            test_keys=[d.keys[i] for i in folds[sc][f][1]], fold=f))
-            made.update(d.keys[i] for i in new)
-        out[sc] = RenderedSet.concat(parts)
+        out[sc] = RenderedSet.concat(
+            render_ceiling_set([items[i] for i in new], d.images[new], [d.keys[i] for i in new], methods,
+                               config.augment, settings, workers, test_keys=test_keys, fold=f)
+            for f, new, test_keys in _first_training_images(config, d, folds[sc]))
     return out
+
+
+def _first_training_images(config: StudyConfig, d: ScenarioData, folds: list, used: dict | None = None):
+    """Per fold of ``config``: ``(fold, new, test_keys)``, the pool rows ``new`` (ints) that fold trains on
+    at the largest shot level and no earlier fold did, and its test images' keys; folds with nothing
+    new are skipped. An image's synthetic set does not depend on the fold, so it is made once, in the
+    first fold that trains on it; every fold's training images are checked against its test fold
+    here. ``used``: fold -> its training rows, when already drawn."""
+    from dapper.augment import check_no_leakage
+
+    made = set()
+    for f in config.fold_ids:
+        idx = used[f] if used is not None else real_subset(d.labels, folds[f][0], max(config.shots), f, config.seed)
+        test_keys = [d.keys[i] for i in folds[f][1]]
+        check_no_leakage([d.keys[i] for i in idx], test_keys, fold=f)
+        new = [int(i) for i in idx if d.keys[i] not in made]
+        if new:
+            made.update(d.keys[i] for i in new)
+            yield f, new, test_keys
 
 
 def filter_settings(config: StudyConfig) -> FilterSettings:
@@ -930,7 +936,7 @@ def _filter_mask(inputs: StudyInputs, spec: RunSpec, syn, device=None) -> np.nda
     syn_x = prepare_images(syn.images, p["config"])
     bf16 = inputs.config.finetune.bf16
     if settings.by == "classifier":
-        model = fit_run(inputs, dataclasses.replace(spec, condition="real"), device).model
+        model = _real_only_model(inputs, spec, device)
         return keep_by_classifier(predict(model, syn_x, bf16=bf16), syn.labels, settings.min_confidence)
     d = inputs.data[spec.scenario]
     real_idx = real_subset(d.labels, inputs.folds[spec.scenario][spec.fold][0], spec.shots, spec.fold,
@@ -939,6 +945,21 @@ def _filter_mask(inputs: StudyInputs, spec: RunSpec, syn, device=None) -> np.nda
     features = features.to(study_device(inputs.config) if device is None else device)
     return keep_by_nearest_shot(predict(features, syn_x, bf16=bf16), syn.labels,
                                 predict(features, p["x"][real_idx], bf16=bf16), d.labels[real_idx], n_classes)
+
+
+_REAL_ONLY: dict = {}  # per process: the last few real-only classifiers the filter read, by run
+
+
+def _real_only_model(inputs: StudyInputs, spec: RunSpec, device=None):
+    """The real-only classifier of ``spec``'s run (:func:`fit_run` of ``real``: same shots, seed and
+    recipe), fitted once per process for every filtered condition of that run and for the label
+    agreement (fitting is deterministic, so a kept model is the one a refit would give). Keeps four."""
+    key = (inputs.ids["real"], spec.scenario, spec.fold, spec.shots, spec.seed, str(device))
+    if key not in _REAL_ONLY:
+        while len(_REAL_ONLY) >= 4:
+            _REAL_ONLY.pop(next(iter(_REAL_ONLY)))
+        _REAL_ONLY[key] = fit_run(inputs, dataclasses.replace(spec, condition="real"), device).model
+    return _REAL_ONLY[key]
 
 
 def run_synthetic(inputs: StudyInputs, spec: RunSpec, device=None, before_filter: bool = False):
@@ -1111,7 +1132,7 @@ def run_one(inputs: StudyInputs, spec: RunSpec, device=None) -> dict:
         "accuracy_views": round(acc_views, 6) if math.isfinite(acc_views) else "",
         "n_test": len(test_idx), "n_test_views": len(d.views_labels), "steps": fitted.steps,
         "profile": cfg.profile, "study_id": inputs.ids[spec.condition], "device": str(fitted.device),
-        "generator": ("renderer" if renderer_condition(filtered_base(spec.condition) or spec.condition)
+        "generator": ("renderer" if ceiling_condition(spec.condition)
                       else inputs.generator if method is not None else ""),
         "seconds": round(time.time() - t0, 2), "cpu_seconds": round(time.process_time() - cpu0, 2),
         "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -1290,12 +1311,12 @@ def synthetic_label_agreement(inputs: StudyInputs, identity_oracle=None, shots: 
     rows = []
     for scenario in inputs.config.scenarios:
         for cond in [c for c in inputs.config.conditions
-                     if c in CONDITION_METHOD or renderer_condition(filtered_base(c) or c)]:
+                     if c in CONDITION_METHOD or ceiling_condition(c)]:
             before = None
             if filtered_base(cond) is not None or renderer_condition(cond) is not None:
                 levels = _shots_of(inputs.config, cond)
                 at = (min(levels) if levels else None) if shots is None and filtered_base(cond) else shots
-                if renderer_condition(filtered_base(cond) or cond) is not None and scenario not in inputs.rendered:
+                if ceiling_condition(cond) is not None and scenario not in inputs.rendered:
                     continue
                 if at is None:  # a renderer condition's images, every one once
                     r = inputs.rendered[scenario]

@@ -74,8 +74,8 @@ def filter_statements(tables: dict, agreement: pd.DataFrame, config) -> str:
              f"{describe_settings(config.augment)}.", ""]
     for r in agreement[agreement["condition"].str.contains("filtered")].itertuples():
         lines.append(f"- {r.scenario}, {r.condition}: the filter keeps {percent(r.share_kept, 0)} of "
-                     f"{int(r.n_before)} images; the oracle assigns {percent(r.oracle_class_kept_before, 0)} of them to "
-                     f"their label before the filter and {percent(r.oracle_class_kept, 0)} after.")
+                     f"{int(r.n_before)} images; the oracle assigns {percent(r.oracle_class_kept_before, 0)} of "
+                     f"them to their label before the filter and {percent(r.oracle_class_kept, 0)} after.")
     lines += ["", study_statements(tables, hardness_rule=config.profile == "full")]
     return "\n".join(lines)
 

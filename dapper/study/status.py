@@ -334,13 +334,17 @@ def _read(root: Path, name: str):
     return pd.read_csv(path) if path.exists() and path.stat().st_size else None
 
 
+def _read_json(root: Path, name: str) -> dict:
+    path = root / "reports" / "results" / name
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def _ceiling_lines(root: Path) -> list[str]:
     """The world's ceiling and the label-noise curve (``python -m dapper noise-curve``)."""
     tests, curve = _read(root, "five_fold_ceiling_tests.csv"), _read(root, "five_fold_noise_curve.csv")
     if tests is None or curve is None:
         return []
-    run = json.loads((root / "reports" / "results" / "five_fold_ceiling_run.json").read_text()) if (
-        root / "reports" / "results" / "five_fold_ceiling_run.json").exists() else {}
+    run = _read_json(root, "five_fold_ceiling_run.json")
     tests = tests[(tests["baseline"] == "real") & tests["condition"].str.contains(r"\(renderer\)$")]
     made = run.get("made", {})
     lines = [f"- **The world's ceiling and the label-noise curve** (`python -m dapper noise-curve`, "
@@ -392,8 +396,7 @@ def _filter_lines(root: Path) -> list[str]:
     savings = _read(root, "five_fold_filter_savings.csv")
     if tests is None or agree is None:
         return []
-    run = json.loads((root / "reports" / "results" / "five_fold_filter_run.json").read_text()) if (
-        root / "reports" / "results" / "five_fold_filter_run.json").exists() else {}
+    run = _read_json(root, "five_fold_filter_run.json")
     made = run.get("made", {})
     by = made.get("filter", {}).get("by", "?")
     lines = [f"- **The method's own filter** (`python -m dapper filter-study`, filter `{by}`, generator "
