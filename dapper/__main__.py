@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "noise-curve": ("dapper.study.noise_curve",
                     "the world's ceiling (renderer conditions) and the label-noise curve"),
     "filter-study": ("dapper.study.filter_study", "the paper's synthetic images with and without the method's filter"),
+    "settings-sweep": ("dapper.study.settings_sweep",
+                       "synthetic share of a batch and images per real one, on the ceiling, chosen on training folds"),
     "train-gan": ("dapper.study.source_gan", "train a StyleGAN2 (resumable, in legs) on toycars or your images"),
     "gan-eval": ("dapper.study.gan_eval", "measure a source generator: FD ratio, pose coverage, identity kept"),
     "encoder": ("dapper.inversion.encoder", "train the encoder that starts projection for a generator"),

@@ -273,3 +273,28 @@ def test_the_filter_statements_say_what_it_keeps_and_what_that_buys():
     text = filter_statements(ex.study_tables(rows), agreement, cfg)
     assert "keeps 25% of 120 images" in text and "30% of them to their label before the filter and 60% after" in text
     assert "classifier fine-tuned on the run's real shots alone" in text
+
+
+def test_the_settings_sweep_chooses_on_the_other_folds_only():
+    import pandas as pd
+
+    from dapper.study.settings_sweep import fold_gains, nested_choice, setting_name, sweep_config
+
+    # setting b is better on folds 0-3; on fold 4 alone a is far better: the choice for fold 4 must
+    # still be b (fold 4's own result is never read for it), while for folds 0-3 fold 4 is training
+    # data, whose large gain makes a the choice
+    rows = []
+    for fold in range(5):
+        rows.append({"scenario": "diverse", "shots_per_class": 2, "fold": fold, "condition": "real", "accuracy": 0.5})
+        rows.append({"scenario": "diverse", "shots_per_class": 2, "fold": fold, "condition": "syn",
+                     "accuracy": 0.5 + (0.02 if fold < 4 else 0.3)})
+    a = fold_gains(pd.DataFrame(rows), "a")
+    b = a.assign(setting="b", gain=[0.05, 0.05, 0.05, 0.05, 0.0])
+    choice = nested_choice(pd.concat([a, b]), default="a").set_index("fold")
+    assert list(choice["chosen"]) == ["a", "a", "a", "a", "b"]
+    assert choice.loc[4, "gain_chosen"] == 0.0 and np.isclose(choice.loc[4, "gain_default"], 0.3)
+    assert np.allclose(choice.loc[[0, 1, 2, 3], "gain_chosen"], 0.02)
+    # each setting's config differs in the finetuning share and k only, so its rows go to a file of their own
+    c1, c2 = sweep_config(0.25, 16, "quick"), sweep_config(0.5, 4, "quick")
+    assert (c1.finetune.synthetic_share, c1.augment.k, c2.finetune.synthetic_share, c2.augment.k) == (0.25, 16, 0.5, 4)
+    assert c1.conditions == c2.conditions and setting_name(0.25, 16) == "share0.25_k16"

@@ -81,6 +81,8 @@ def test_identity_shares_count_twin_confusions_apart():
     out = identity_shares(pred, labels, n_classes=5, pairs=((0, 1), (2, 3)))
     assert out["kept"] == 4 / 7 and out["pair_kept"] == 6 / 7
     assert np.allclose(out["per_class"][[0, 1, 2, 4]], [0.5, 0.5, 0.5, 1.0]) and np.isnan(out["per_class"][3])
+    assert out["hits"].tolist() == [True, False, True, False, False, True, True]
+    assert out["pair_hits"].tolist() == [True, True, True, False, True, True, True]
 
 
 def test_identity_after_projection_runs_on_a_tiny_generator(tiny_generator, monkeypatch):
@@ -107,9 +109,22 @@ def test_identity_after_projection_runs_on_a_tiny_generator(tiny_generator, monk
     assert calls == [10, 10, 10]  # the originals once, then each space's reconstructions
     assert set(out) == {"w", "w+", "oracle_on_originals"} and out["oracle_on_originals"] == 1.0
     for space in ("w", "w+"):
-        assert set(out[space]) == {"kept", "per_class", "pair_kept"}
+        assert set(out[space]) == {"kept", "per_class", "pair_kept", "hits", "pair_hits"}
         assert out[space]["kept"] == 0.0 and out[space]["pair_kept"] == 0.5
         assert np.array_equal(out[space]["per_class"], np.zeros(10))
+    # pivotal tuning per view around the W pivot, judged like the projections (W projected once)
+    from dapper.inversion.pivotal import PivotalSettings
+
+    calls.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = identity_after_projection(tiny_generator(track_w_avg=True), n_per_class=1, steps=2, spaces=("w+",),
+                                        pivotal=PivotalSettings(steps=2, perceptual_weight=0.0))
+    assert calls == [10, 10, 10, 10]  # originals, W+, the W pivots, their tuned redraws
+    assert set(out) == {"w", "w+", "pivotal", "oracle_on_originals"}
+    piv = out["pivotal"]
+    assert piv["pivot"] == "w" and piv["kept"] == 0.0 and piv["cpu_seconds_per_view"] > 0
+    assert piv["settings"]["steps"] == 2 and len(piv["hits"]) == 10
 
 
 def test_goal_forecast_follows_the_fitted_line_to_the_goal():

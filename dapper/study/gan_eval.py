@@ -15,7 +15,9 @@
   a fifth of the uniform share of generated samples; the same number for source renders.
 * Identity kept after projection: share of held-out target images (pickups included) whose
   reconstruction the identity oracle still assigns to their class (needs ``dapper.inversion.projection``),
-  in W (the study's space, where the goal is judged) and in W+ (one code per layer).
+  in W (the study's space, where the goal is judged) and in W+ (one code per layer); and after
+  pivotal tuning (the tuned conditions' inversion): a copy of the generator tuned on each view
+  alone around its W projection redraws it, with the tuning's CPU-seconds per view.
 """
 
 from __future__ import annotations
@@ -110,7 +112,8 @@ def yaw_coverage(yaw_deg: np.ndarray) -> tuple[float, np.ndarray]:
 
 
 # Issue goals of the world-v2 generator (bench/gan_legs.py draws them, the README status states them).
-GOALS = {"identity_kept_w": 0.85, "identity_kept_wplus": 0.92, "pair_kept_w": 0.97, "pose_coverage": 0.95}
+GOALS = {"identity_kept_w": 0.85, "identity_kept_wplus": 0.92, "pair_kept_w": 0.97, "pose_coverage": 0.95,
+         "identity_kept_pivotal": 0.95}
 
 
 FORECAST_MEASURES = ("fd_ratio", "identity_kept_w", "identity_kept_wplus", "pair_kept_w")
@@ -174,14 +177,19 @@ def goal_forecast(legs):
 
 
 def identity_after_projection(G, n_per_class: int, steps: int | None = None, spaces=("w",),
-                              init: str = "encoder") -> dict:
+                              init: str = "encoder", pivotal=None, pivot_space: str = "w") -> dict:
     """How the identity oracle sees held-out target views projected in each of ``spaces`` ("w",
     "w+"; dapper's default schedule otherwise), rendered and judged once for all spaces:
     ``oracle_on_originals`` (the oracle's accuracy on the views themselves: the ceiling) and, per
     space, ``kept`` (share assigned to their class), ``per_class`` (that share per class [10]) and
     ``pair_kept`` (share assigned to their class or its look-alike twin: what is left when only the
     fine detail is lost). ``init``: the projection's start (``"w_avg"`` for a generator with no
-    encoder of its own)."""
+    encoder of its own).
+
+    ``pivotal`` (a :class:`dapper.inversion.pivotal.PivotalSettings`): also the inversion the tuned
+    conditions use, under ``"pivotal"``: each view's projection in ``pivot_space`` is the pivot of
+    a copy of ``G`` tuned on that view alone, whose redraw of the pivot is judged; with
+    ``cpu_seconds_per_view``, what the tuning cost."""
     from dapper.data import toycars
     from dapper.inversion.projection import ProjectionSettings, project_images
 
@@ -189,6 +197,7 @@ def identity_after_projection(G, n_per_class: int, steps: int | None = None, spa
     labels = np.asarray(views.labels)
     original, _ = oracles.predict_identity(views.images)
     out = {"oracle_on_originals": float((original == labels).mean())}
+    spaces = tuple(spaces) + ((pivot_space,) if pivotal is not None and pivot_space not in spaces else ())
     for space in spaces:
         settings = ProjectionSettings(space=space, init=init)
         if steps is not None:
@@ -196,7 +205,34 @@ def identity_after_projection(G, n_per_class: int, steps: int | None = None, spa
         proj = project_images(G, views.images, settings=settings, progress=True)
         pred, _ = oracles.predict_identity(proj.reconstructions)
         out[space] = identity_shares(pred, labels, len(toycars.TARGET_CLASSES), toycars.PAIRS)
+        if pivotal is not None and space == pivot_space:
+            redrawn, cpu = pivotal_redraws(G, views.images, proj.ws, pivotal)
+            pred, _ = oracles.predict_identity(redrawn)
+            out["pivotal"] = {**identity_shares(pred, labels, len(toycars.TARGET_CLASSES), toycars.PAIRS),
+                              "pivot": space, "cpu_seconds_per_view": cpu / len(labels),
+                              "settings": pivotal.to_dict()}
     return out
+
+
+def pivotal_redraws(G, images, ws, settings) -> tuple[torch.Tensor, float]:
+    """Each image redrawn by a copy of ``G`` pivotally tuned on it alone around its projection
+    ``ws[i]`` (:func:`dapper.inversion.pivotal.tune_generator`): float [N, 3, R, R] in [-1, 1], and
+    the tuning's CPU-seconds in all."""
+    from tqdm.auto import tqdm
+
+    from dapper.inversion.perceptual import load_perceptual
+    from dapper.inversion.pivotal import tune_generator
+
+    device = next(G.parameters()).device
+    perceptual = (load_perceptual(settings.vgg16_weights, settings.lpips_weights, device=device)
+                  if settings.perceptual_weight > 0 else None)
+    out, cpu = [], 0.0
+    for i in tqdm(range(len(images)), desc="pivotal tuning per view", leave=False):
+        tuned, info = tune_generator(G, np.asarray(images[i:i + 1]), ws[i:i + 1], settings, perceptual=perceptual)
+        cpu += info["cpu_seconds"]
+        with torch.no_grad():
+            out.append(tuned.synthesis(ws[i:i + 1].to(device), noise_mode="const").clamp(-1, 1).cpu())
+    return torch.cat(out), cpu
 
 
 def self_identity_after_projection(G, n: int = 100, pool: int = 1000, seed: int = 11, spaces=("w",),
@@ -234,15 +270,20 @@ def pair_hits(pred, labels, pairs) -> np.ndarray:
 
 def identity_shares(pred, labels, n_classes: int, pairs) -> dict:
     """``kept``, ``per_class`` and ``pair_kept`` (see :func:`identity_after_projection`) of
-    predicted against true labels; classes outside every pair count as their own pair."""
+    predicted against true labels, and per image ``hits`` and ``pair_hits`` (bool [N], for paired
+    comparisons of two generators on the same views); classes outside every pair count as their own pair."""
     pred, labels = np.asarray(pred), np.asarray(labels)
     hit = pred == labels
     per_class = np.array([hit[labels == c].mean() if (labels == c).any() else np.nan for c in range(n_classes)])
-    return {"kept": float(hit.mean()), "per_class": per_class,
-            "pair_kept": float(pair_hits(pred, labels, pairs).mean())}
+    pair = pair_hits(pred, labels, pairs)
+    return {"kept": float(hit.mean()), "per_class": per_class, "pair_kept": float(pair.mean()),
+            "hits": hit, "pair_hits": pair}
 
 
-def evaluate(G, n: int = 5000, seed: int = 0, with_projection: bool = True, n_per_class: int = 20) -> dict:
+def evaluate(G, n: int = 5000, seed: int = 0, with_projection: bool = True, n_per_class: int = 20,
+             pivotal=None) -> dict:
+    """Every measure of the module docstring; ``pivotal`` (:class:`dapper.inversion.pivotal.PivotalSettings`,
+    with projection only): also identity kept after pivotal tuning per view around the W pivot."""
     from dapper.data import toycars
 
     t0 = time.time()
@@ -269,7 +310,7 @@ def evaluate(G, n: int = 5000, seed: int = 0, with_projection: bool = True, n_pe
         "samples": fake[:32],
     }
     if with_projection:
-        ident = identity_after_projection(G, n_per_class, spaces=("w", "w+"))
+        ident = identity_after_projection(G, n_per_class, spaces=("w", "w+"), pivotal=pivotal)
         w, wplus = ident["w"], ident["w+"]
         result["identity_kept_after_projection"] = w["kept"]
         result["identity_kept_per_class"] = w["per_class"].tolist()
@@ -278,6 +319,11 @@ def evaluate(G, n: int = 5000, seed: int = 0, with_projection: bool = True, n_pe
         result["n_projected"] = n_per_class * len(w["per_class"])
         result["identity_kept_after_projection_wplus"] = wplus["kept"]
         result["pair_kept_after_projection_wplus"] = wplus["pair_kept"]
+        if "pivotal" in ident:
+            result["identity_kept_after_pivotal"] = ident["pivotal"]["kept"]
+            result["pair_kept_after_pivotal"] = ident["pivotal"]["pair_kept"]
+            result["pivotal_cpu_seconds_per_view"] = ident["pivotal"]["cpu_seconds_per_view"]
+            result["pivotal_steps"] = ident["pivotal"]["settings"]["steps"]
     result["seconds"] = time.time() - t0
     return result
 
@@ -319,11 +365,13 @@ def write_results(result: dict, network: str, out_dir: Path | None = None, gener
     # the identity goals are judged on the projections (W, the study's space, and W+)
     for key, goal_key in (("identity_kept_after_projection", "identity_kept_w"),
                           ("identity_kept_after_projection_wplus", "identity_kept_wplus"),
-                          ("pair_kept_after_projection", "pair_kept_w")):
+                          ("pair_kept_after_projection", "pair_kept_w"),
+                          ("identity_kept_after_pivotal", "identity_kept_pivotal")):
         if key in result:
             rows.append((key, result[key], f">= {GOALS[goal_key]:.2f}", result[key] >= GOALS[goal_key]))
-    rows += [(k, result[k], "", "") for k in ("pair_kept_after_projection_wplus", "identity_oracle_on_originals")
-             if k in result]
+    plain = ("pair_kept_after_projection_wplus", "identity_oracle_on_originals", "pair_kept_after_pivotal",
+             "pivotal_cpu_seconds_per_view", "pivotal_steps")
+    rows += [(k, result[k], "", "") for k in plain if k in result]
     df = pd.DataFrame(rows, columns=["metric", "value", "goal", "met"])
     df["n_generated"] = result["n"]
     df["network"] = display_path(network)
@@ -343,10 +391,19 @@ def main(argv=None) -> None:
     parser.add_argument("--n", type=int, default=5000, help="generated images (and source renders per half)")
     parser.add_argument("--n-per-class", type=int, default=20, help="held-out target views per class to project")
     parser.add_argument("--no-projection", action="store_true")
+    parser.add_argument("--pivotal-steps", type=int, default=100,
+                        help="also identity kept after pivotal tuning per view around its W projection, with this "
+                             "many steps (the tuned conditions' 100 by default); 0: not measured")
     args = parser.parse_args(argv)
     network = str(args.network or default_generator_path())
     G = load_generator(network, device=get_device())
-    result = evaluate(G, n=args.n, with_projection=not args.no_projection, n_per_class=args.n_per_class)
+    pivotal = None
+    if args.pivotal_steps > 0:
+        from dapper.inversion.pivotal import PivotalSettings
+
+        pivotal = PivotalSettings(steps=args.pivotal_steps)
+    result = evaluate(G, n=args.n, with_projection=not args.no_projection, n_per_class=args.n_per_class,
+                      pivotal=pivotal)
     csv = write_results(result, network, generator_hash=weights_hash(G)[:16], kimg=checkpoint_kimg(network))
     from dapper import plots
 

@@ -6,7 +6,8 @@ embedded world's unlabeled source renders.
 
 takes every option of the engine's command line; a config whose ``dataset`` is ``"toycars-source"``
 trains on ``dataset_size`` source renders at the config's resolution (rendered once, then cached);
-any other ``dataset`` is a ``.npy`` file of uint8 images [N, H, W, 3].
+any other ``dataset`` is a ``.npy`` file of uint8 images [N, H, W, 3]. ``projected_features:
+"perceptual"`` adds a projected discriminator on the frozen perceptual network.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from dapper.stylegan2 import train as engine
 
-__all__ = ["SOURCES", "toycars_source", "main"]
+__all__ = ["FEATURE_NETS", "SOURCES", "perceptual_features", "toycars_source", "main"]
 
 
 def toycars_source(cfg: engine.TrainConfig, progress: bool = True) -> np.ndarray:
@@ -27,11 +28,20 @@ def toycars_source(cfg: engine.TrainConfig, progress: bool = True) -> np.ndarray
     return toycars.source_dataset(cfg.dataset_size, size=cfg.resolution, seed=cfg.data_seed, progress=progress)
 
 
+def perceptual_features(device):
+    """The projection's perceptual network (``checkpoints/perceptual_toycars``: trained on source
+    renders, never on the oracles' data), frozen: the features a projected discriminator may use."""
+    from dapper.inversion.perceptual import load_feature_net
+
+    return load_feature_net(device=device)
+
+
 SOURCES = {"toycars-source": toycars_source}
+FEATURE_NETS = {"perceptual": perceptual_features}
 
 
 def main(argv=None) -> None:
-    engine.main(argv, sources=SOURCES)
+    engine.main(argv, sources=SOURCES, feature_nets=FEATURE_NETS)
 
 
 if __name__ == "__main__":

@@ -153,8 +153,19 @@ def _generator_lines(root: Path) -> list[str]:
             f"{_pct(m.get('identity_kept_after_projection'))} in W and "
             f"{_pct(m.get('identity_kept_after_projection_wplus'))} in W+ (pair "
             f"{_pct(m.get('pair_kept_after_projection'))} / {_pct(m.get('pair_kept_after_projection_wplus'))})."
-            + _which_generator(measured, measured_kimg, root))
+            + _pivotal_sentence(m) + _which_generator(measured, measured_kimg, root))
     return lines
+
+
+def _pivotal_sentence(m: dict) -> str:
+    """gan-eval's pivotal-tuning rows as a sentence (empty when it did not measure them)."""
+    if "identity_kept_after_pivotal" not in m:
+        return ""
+    goal = GOALS["identity_kept_pivotal"]
+    return (f" After pivotal tuning (a copy tuned on each view alone around its W projection, "
+            f"{float(m['pivotal_steps']):.0f} steps, {float(m['pivotal_cpu_seconds_per_view']):.1f} CPU-seconds a "
+            f"view), {_pct(m['identity_kept_after_pivotal'])} keep their identity (pair "
+            f"{_pct(m.get('pair_kept_after_pivotal'))}; goal {_pct(goal)}).")
 
 
 def _edit_summary(part, turns=None) -> str:

@@ -38,7 +38,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .diffaugment import diff_augment, parse_policy
 from .networks import Discriminator, Generator
+from .projected import ProjectedDiscriminator, hinge_d_loss, hinge_g_loss
 
 __all__ = ["TrainConfig", "train", "ImageStream", "save_training_state", "load_training_state", "LegRecorder",
            "training_state_path", "read_init_state", "config_differences", "SCHEDULE_FIELDS"]
@@ -82,6 +84,13 @@ class TrainConfig:
     data_seed: int = 0
     mixed_precision: bool = True  # bf16 autocast of the main G and D passes (CUDA and CPU); regularisers in fp32
     threads: int = 0  # torch CPU threads, 0 = torch default
+    # DiffAugment policy for every image the discriminators see, e.g. "color,translation,cutout" ("" = none)
+    diffaugment: str = ""
+    # a second, projected discriminator on the frozen feature network of this name (the caller's
+    # feature_nets supply it; "" = none), its loss weight in the generator's step and its learning rate
+    projected_features: str = ""
+    projected_weight: float = 1.0
+    projected_lr: float = 0.002
 
     @classmethod
     def from_json(cls, path) -> TrainConfig:
@@ -90,7 +99,9 @@ class TrainConfig:
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"{path}: unknown training settings {sorted(unknown)}")
-        return cls(**data)
+        cfg = cls(**data)
+        parse_policy(cfg.diffaugment)
+        return cfg
 
     def generator_kwargs(self) -> dict:
         return dict(z_dim=self.z_dim, c_dim=0, w_dim=self.w_dim, img_resolution=self.resolution, img_channels=3,
@@ -153,10 +164,12 @@ def _mixed_ws(G: Generator, z: torch.Tensor, prob: float) -> torch.Tensor:
     return ws
 
 
-def r1_penalty(D: Discriminator, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns (D logits on real, squared gradient norm per sample [N])."""
+def r1_penalty(D: Discriminator, real: torch.Tensor, transform=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns (D logits on real, squared gradient norm per sample [N]); with ``transform`` (an
+    augmentation), D judges the transformed images and the gradient is taken through it, with
+    respect to the images themselves."""
     real = real.detach().requires_grad_(True)
-    logits = D(real)
+    logits = D(real if transform is None else transform(real))
     (grad,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
     return logits, grad.square().sum(dim=[1, 2, 3])
 
@@ -164,12 +177,22 @@ def r1_penalty(D: Discriminator, real: torch.Tensor) -> tuple[torch.Tensor, torc
 class Trainer:
     """Holds networks, optimisers and counters; ``step()`` runs one minibatch of all phases."""
 
-    def __init__(self, cfg: TrainConfig, device: torch.device):
+    def __init__(self, cfg: TrainConfig, device: torch.device, feature_nets: dict | None = None):
         self.cfg = cfg
         self.device = device
         torch.manual_seed(cfg.seed)
         self.G = Generator(**cfg.generator_kwargs()).to(device).train()
         self.D = Discriminator(**cfg.discriminator_kwargs()).to(device).train()
+        self.P = self.opt_P = None
+        if cfg.projected_features:
+            nets = feature_nets or {}
+            if cfg.projected_features not in nets:
+                raise ValueError(f"projected_features {cfg.projected_features!r}: no such feature network "
+                                 f"(known: {sorted(nets)})")
+            features = nets[cfg.projected_features](device)
+            self.P = ProjectedDiscriminator(features, cfg.resolution, seed=cfg.seed).to(device).train()
+            self.opt_P = torch.optim.Adam(self.P.trainable_parameters(), lr=cfg.projected_lr, betas=(0.0, 0.99),
+                                          eps=1e-8)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         g_ratio = cfg.pl_interval / (cfg.pl_interval + 1) if cfg.pl_weight > 0 else 1.0
         d_ratio = cfg.r1_interval / (cfg.r1_interval + 1) if cfg.r1_gamma > 0 else 1.0
@@ -186,6 +209,10 @@ class Trainer:
         # bench/results/train_step_cpu_*.json).
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast)
 
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """What the discriminators see of an image batch (DiffAugment, when the config asks)."""
+        return diff_augment(x, self.cfg.diffaugment) if self.cfg.diffaugment else x
+
     def step(self, real: torch.Tensor, sync: bool = True) -> dict:
         """One minibatch of every phase. Returns the losses as floats, or as 0-d tensors when
         ``sync`` is False (reading them back waits for the device; the training loop does that only
@@ -198,9 +225,16 @@ class Trainer:
         G.requires_grad_(True)
         D.requires_grad_(False)
         z = torch.randn([n, cfg.z_dim], device=self.device)
+        P = self.P
+        if P is not None:
+            P.requires_grad_(False)
         with self._amp():
-            fake = G.synthesis(_mixed_ws(G, z, cfg.style_mixing))
+            fake = self.augment(G.synthesis(_mixed_ws(G, z, cfg.style_mixing)))
             loss_g = F.softplus(-D(fake).float()).mean()
+            if P is not None:
+                loss_p = hinge_g_loss(P(fake).float())
+                stats["loss_g_projected"] = loss_p.detach()
+                loss_g = loss_g + cfg.projected_weight * loss_p
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
         stats["loss_g"] = loss_g.detach()
@@ -228,18 +262,30 @@ class Trainer:
         with torch.no_grad(), self._amp():
             fake = G.synthesis(_mixed_ws(G, torch.randn([n, cfg.z_dim], device=self.device), cfg.style_mixing))
         do_r1 = cfg.r1_gamma > 0 and self.step_idx % cfg.r1_interval == 0
+        fake = self.augment(fake.float())
         with self._amp():
-            logits_fake = D(fake.float()).float()
+            logits_fake = D(fake).float()
             if not do_r1:
-                logits_real = D(real).float()
+                logits_real = D(self.augment(real)).float()
         if do_r1:  # the gradient penalty in fp32: a bf16 input gradient would be too coarse
-            logits_real, r1 = r1_penalty(D, real)
+            logits_real, r1 = r1_penalty(D, real, self.augment if cfg.diffaugment else None)
         loss_d = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
         if do_r1:
             loss_d = loss_d + (r1 * (cfg.r1_gamma / 2)).mean() * cfg.r1_interval
             stats["r1"] = r1.detach().mean()
         self.opt_D.zero_grad(set_to_none=True)
         loss_d.backward()
+        if P is not None:  # the projected discriminator: hinge loss, its own optimiser, no penalty
+            P.requires_grad_(True)
+            P.features.requires_grad_(False)
+            for m in P.mixes:
+                m.requires_grad_(False)
+            with self._amp():
+                loss_pd = hinge_d_loss(P(self.augment(real)).float(), P(fake).float())
+            self.opt_P.zero_grad(set_to_none=True)
+            loss_pd.backward()
+            self.opt_P.step()
+            stats["loss_d_projected"] = loss_pd.detach()
         for p in D.parameters():
             if p.grad is not None:
                 torch.nan_to_num_(p.grad, nan=0, posinf=1e5, neginf=-1e5)
@@ -270,7 +316,18 @@ class Trainer:
             "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
             "pl_mean": self.pl_mean, "nimg": self.nimg, "step_idx": self.step_idx,
             "torch_rng": torch.get_rng_state(), "config": json.dumps(dataclasses.asdict(self.cfg)),
+            **({"P": self.projected_state(), "opt_P": self.opt_P.state_dict()} if self.P is not None else {}),
         }
+
+    def projected_state(self) -> dict:
+        """The projected discriminator's own tensors (heads and fixed mixing), not the caller's feature network."""
+        return {k: v for k, v in self.P.state_dict().items() if not k.startswith("features.")}
+
+    def load_projected_state(self, state: dict) -> None:
+        missing, unexpected = self.P.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("features.")]
+        if missing or unexpected:
+            raise KeyError(f"projected discriminator state: missing {missing}, unexpected {unexpected}")
 
     def load_state_dict(self, state: dict, weights_only: bool = False) -> None:
         """Restore a :meth:`state_dict`. ``weights_only`` (used by ``--init``) takes the networks and
@@ -288,10 +345,16 @@ class Trainer:
         self.pl_mean.copy_(state["pl_mean"])
         self.nimg = int(state["nimg"])
         self.step_idx = int(state["step_idx"])
+        # a run with a projected discriminator takes its state where there is one (a fresh one
+        # starts from a run without); a run without ignores one
+        if self.P is not None and state.get("P"):
+            self.load_projected_state(state["P"])
         if weights_only:
             return
         self.opt_G.load_state_dict(state["opt_G"])
         self.opt_D.load_state_dict(state["opt_D"])
+        if self.P is not None and "opt_P" in state:
+            self.opt_P.load_state_dict(state["opt_P"])
         torch.set_rng_state(state["torch_rng"])
 
 
@@ -356,6 +419,8 @@ def save_training_state(trainer: Trainer, path, generator_path, extra: dict | No
         raise ValueError(f"the generator {generator_path} must sit in the same folder as {path}")
     tensors = {f"G.{k}": v for k, v in trainer.G.state_dict().items()}
     tensors.update({f"D.{k}": v for k, v in trainer.D.state_dict().items()})
+    if trainer.P is not None:
+        tensors.update({f"P.{k}": v for k, v in trainer.projected_state().items()})
     tensors["pl_mean"] = trainer.pl_mean.reshape(())
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     meta = {"nimg": int(trainer.nimg), "step_idx": int(trainer.step_idx), "kimg": trainer.nimg / 1000,
@@ -400,7 +465,8 @@ def load_training_state(path, device="cpu") -> dict:
     def part(prefix):
         return {k[len(prefix):]: v.to(device) for k, v in tensors.items() if k.startswith(prefix)}
 
-    return {"G": part("G."), "D": part("D."), "G_ema": {k: v.to(device) for k, v in G_ema.state_dict().items()},
+    return {"G": part("G."), "D": part("D."), "P": part("P."),
+            "G_ema": {k: v.to(device) for k, v in G_ema.state_dict().items()},
             "pl_mean": tensors["pl_mean"].to(device), "nimg": meta["nimg"], "step_idx": meta["step_idx"],
             "config": meta["config"]}
 
@@ -426,7 +492,8 @@ def configure_device(device: torch.device) -> None:
 def train(cfg: TrainConfig, out: Path, device: torch.device | None = None, images: np.ndarray | None = None,
           max_minutes: float | None = None, progress: bool = True, init: Path | None = None,
           log_every: int = 50, max_cpu_minutes: float | None = None,
-          snapshot_minutes: float | None = None, on_snapshot=None, sources: dict | None = None) -> Trainer:
+          snapshot_minutes: float | None = None, on_snapshot=None, sources: dict | None = None,
+          feature_nets: dict | None = None) -> Trainer:
     """Train (or resume) until ``cfg.total_kimg``; returns the trainer. Stops early, saving, on
     SIGINT/SIGTERM, after ``max_minutes`` of wall time or ``max_cpu_minutes`` of this process's CPU
     time (all its threads: a budget that other jobs on the machine do not shorten). Besides every
@@ -454,7 +521,7 @@ def train(cfg: TrainConfig, out: Path, device: torch.device | None = None, image
         images = load_dataset(cfg, progress=progress, sources=sources)
     if images.shape[1] != cfg.resolution:
         raise ValueError(f"images are {images.shape[1]} px but the config trains {cfg.resolution} px")
-    trainer = Trainer(cfg, device)
+    trainer = Trainer(cfg, device, feature_nets=feature_nets)
     resume = out / "resume.pt"
     if resume.exists():
         state = torch.load(resume, map_location=device, weights_only=True)
@@ -538,9 +605,10 @@ def _snapshot(trainer: Trainer, out: Path, grid_z: torch.Tensor, log_path: Path,
     export_generator(trainer, out / "generator_ema", extra={"seconds": round(seconds, 1)})
 
 
-def main(argv=None, sources: dict | None = None) -> None:
+def main(argv=None, sources: dict | None = None, feature_nets: dict | None = None) -> None:
     """The command line; ``sources``: named image sources ``--config``'s ``dataset`` may use
-    (:func:`load_dataset`), besides ``.npy`` files."""
+    (:func:`load_dataset`), besides ``.npy`` files; ``feature_nets``: named frozen feature networks
+    (``name -> fn(device)``) a projected discriminator may use."""
     parser = argparse.ArgumentParser(prog="python -m dapper train-gan", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="JSON file with training settings (TrainConfig fields)")
     parser.add_argument("--out", default=None, help="run folder (default runs/<config name>)")
@@ -577,7 +645,7 @@ def main(argv=None, sources: dict | None = None) -> None:
     legs = LegRecorder(args.export, command) if args.export and args.snapshot_minutes else None
     trainer = train(cfg, out, device=device, max_minutes=args.max_minutes, init=args.init,
                     max_cpu_minutes=args.max_cpu_minutes, snapshot_minutes=args.snapshot_minutes,
-                    on_snapshot=legs, sources=sources)
+                    on_snapshot=legs, sources=sources, feature_nets=feature_nets)
     if legs is not None:
         print(f"exported the EMA generator and its training state to {args.export} (legs in its JSON)")
         return
