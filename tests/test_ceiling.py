@@ -20,6 +20,7 @@ from dapper.study.ceiling import (
     renderer_condition,
     renderer_condition_name,
 )
+from dapper.study.inputs import _rendered_sets
 from dapper.study.noise_curve import ceiling_shares, noise_curve, noise_curve_statements
 from dapper.utils import image_key
 
@@ -120,7 +121,7 @@ def test_renderer_conditions_only_in_the_embedded_world_and_noise_only_at_its_sh
     real_mode = ex.study_config("quick", "toycars", conditions=("real", "real+rotate(renderer)"))
     real_mode.dataset = "stanford_cars"
     with pytest.raises(ValueError, match="renderer"):
-        ex._rendered_sets(real_mode, {}, {})
+        _rendered_sets(real_mode, {}, {})
 
 
 def test_the_renderer_settings_change_only_the_renderer_conditions_ids():

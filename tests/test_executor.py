@@ -14,6 +14,7 @@ from study_fakes import FakeDirection, FakeGenerator, fake_apply_direction, fake
 
 from dapper import executor as X
 from dapper.study import experiments as E
+from dapper.study import runs
 
 ray = pytest.importorskip("ray", reason="the dev extra brings Ray")
 
@@ -128,10 +129,10 @@ def test_ray_grid_equals_local_and_survives_a_killed_worker_and_driver(cluster, 
         if len(written) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(E, "append_row", append_then_stop)
+    monkeypatch.setattr(runs, "append_row", append_then_stop)
     with pytest.raises(KeyboardInterrupt):
         E.five_fold_runs(cfg, inputs, path=path, progress=False, threads=1, executor=cluster)
-    monkeypatch.setattr(E, "append_row", real_append)
+    monkeypatch.setattr(runs, "append_row", real_append)
     assert len(pd.read_csv(path)) == 2
     E.five_fold_runs(cfg, inputs, path=path, progress=False, threads=1, executor=cluster)
     pd.testing.assert_frame_equal(_rows(path), local)

@@ -8,6 +8,7 @@ import pytest
 from study_fakes import FakeDirection, FakeGenerator, TunableFakeGenerator, fake_apply_direction, fake_project
 
 from dapper.study import experiments as E
+from dapper.study import ids, results_file, runs, tuned
 from dapper.study import stats as S
 
 # ---------------------------------------------------------------------------------------------
@@ -103,12 +104,12 @@ def test_study_runs_resume_and_never_leak(tmp_path, monkeypatch):
     assert (gen["n_synthetic"] == gen["n_real"] * cfg.augment.k).all()
     assert (rows.groupby(["shots_per_class", "fold"])["seed"].nunique() == 1).all()
     # A rerun finds every row and runs nothing; a lost row is redone.
-    monkeypatch.setattr(E, "run_one", lambda *a, **k: pytest.fail("a finished run was repeated"))
+    monkeypatch.setattr(runs, "run_one", lambda *a, **k: pytest.fail("a finished run was repeated"))
     assert len(E.five_fold_runs(cfg, inputs, path=path, progress=False)) == len(rows)
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[:-1]) + "\n")
     calls = []
-    monkeypatch.setattr(E, "run_one", lambda inp, spec, **k: calls.append(spec) or {
+    monkeypatch.setattr(runs, "run_one", lambda inp, spec, **k: calls.append(spec) or {
         "scenario": spec.scenario, "condition": spec.condition, "shots_per_class": spec.shots, "fold": spec.fold,
         "study_id": inp.ids[spec.condition], "accuracy": 0.5})
     E.five_fold_runs(cfg, inputs, path=path, progress=False)
@@ -164,7 +165,7 @@ def test_tuned_conditions_draw_each_class_with_a_generator_tuned_on_that_runs_sh
     # the parallel fill of the cache (single-thread processes) makes what a tuning in this process reads back
     settings = pivotal.PivotalSettings(**dict(cfg.pivotal, steps=3))
     jobs = [(d.images[[i]], fake_project(G, d.images[[i]])) for i in range(4)]
-    E._tune_in_parallel(dataclasses.replace(cfg, pivotal=settings.to_dict()), G, jobs, workers=2)
+    tuned.tune_in_parallel(dataclasses.replace(cfg, pivotal=settings.to_dict()), G, jobs, workers=2)
     assert all(pivotal.tune_generator_cached(G, im, w, settings)[1]["cached"] for im, w in jobs)
     # the pivotal settings are part of the tuned conditions' ids only
 
@@ -325,7 +326,8 @@ def test_the_study_device_reaches_every_stage(tmp_path, monkeypatch):
                          conditions=("real", "real+perturb"), classifier_weights=None, workers=1, device="cpu:0",
                          network=str(tmp_path / "G.pkl"),
                          finetune=FineTuneSettings(min_steps=1, max_steps=1, batch_size=4))
-    monkeypatch.setattr(E, "classifier_weights_path", lambda config: None)
+    for room in (ids, runs):  # the weights file names its hash in the ids and starts every run
+        monkeypatch.setattr(room, "classifier_weights_path", lambda config: None)
     inputs = E.prepare_inputs(cfg, progress=False)
     row = E.run_one(inputs, E.plan_runs(cfg)[1])
     pair = saliency.train_pair(inputs, "diverse", 0, 1, "real+perturb")
@@ -347,13 +349,13 @@ def test_superseded_rows_move_to_the_archive_and_the_code_is_part_of_the_study_i
     assert moved == 1  # the quick row and the condition this study does not run stay
     kept = pd.read_csv(path, dtype={"study_id": str})
     assert sorted(kept.study_id) == ["gone", "new", "new2", "old"] and len(kept) == 4
-    archived = pd.read_csv(E.archive_path(path), dtype={"study_id": str})
+    archived = pd.read_csv(results_file.archive_path(path), dtype={"study_id": str})
     assert archived.study_id.tolist() == ["old"] and archived.profile.tolist() == ["full"]
     assert E.archive_superseded(path, {"real": "new", "real+affine": "new2"}, "full", "toycars") == 0
     # a change to the fine-tuning code gives other ids
     cfg = E.study_config("quick")
     a = E.condition_ids(cfg, "g", "d")
-    monkeypatch.setattr(E, "code_version", lambda files: "changed")
+    monkeypatch.setattr(ids, "code_version", lambda files: "changed")
     b = E.condition_ids(cfg, "g", "d")
     assert all(a[c] != b[c] for c in a)
 

@@ -101,15 +101,16 @@ def test_a_cached_tuning_is_read_back_not_redone_and_a_damaged_entry_is_retuned(
 
 def test_tunings_made_in_parallel_processes_equal_those_made_here(tiny_generator, tmp_path, monkeypatch):
     from dapper.inversion.pivotal import tune_generator_cached
-    from dapper.study import experiments as E
+    from dapper.study.config import pivotal_settings, study_config
+    from dapper.study.tuned import tune_in_parallel
 
     G = tiny_generator()
     targets, ws = _pivots(G, n=4)
     jobs = [(targets[i:i + 1], ws[i:i + 1]) for i in range(4)]
-    cfg = E.study_config("quick", pivotal={"steps": 3, "lr": 3e-3, "perceptual_weight": 0.0})
-    settings = E.pivotal_settings(cfg)
+    cfg = study_config("quick", pivotal={"steps": 3, "lr": 3e-3, "perceptual_weight": 0.0})
+    settings = pivotal_settings(cfg)
     monkeypatch.setenv("DAPPER_CACHE", str(tmp_path / "parallel"))
-    E._tune_in_parallel(cfg, G, jobs, workers=2)
+    tune_in_parallel(cfg, G, jobs, workers=2)
     parallel = [tune_generator_cached(G, im, w, settings) for im, w in jobs]
     assert all(info["cached"] for _, info in parallel)
     monkeypatch.setenv("DAPPER_CACHE", str(tmp_path / "here"))

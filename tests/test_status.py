@@ -121,3 +121,20 @@ def test_the_method_line_reads_the_turns_as_the_study_makes_them(tmp_path):
     text = S.status_markdown(tmp_path)
     assert "a turn within +-30 deg in 30%; turned so, the oracle reads 1.60-1.70 degrees per degree asked" in text
     assert "own response" not in text and "pose check" not in text
+
+
+def test_the_gan_ab_line_reads_each_arm_and_its_paired_difference(tmp_path):
+    bench = tmp_path / "bench" / "results"
+    bench.mkdir(parents=True)
+    arm = dict(train_cpu_seconds=3600.0, identity_kept_wplus=0.8, pair_kept_w=0.8, fd_ratio=20.0, n_views=300)
+    pd.DataFrame([{"arm": "start", "kimg": 736.0, "identity_kept_w": 0.5, **arm},
+                  {"arm": "control", "kimg": 780.0, "identity_kept_w": 0.55, **arm},
+                  {"arm": "projected", "kimg": 770.0, "identity_kept_w": 0.61, **arm}]).to_csv(bench / "gan_v3_ab.csv")
+    paired = pd.DataFrame([{"arm": "projected", "against": "control", "measure": "hit_w", "difference": 0.06,
+                            "low": 0.02, "high": 0.10, "mcnemar_p": 0.01}])
+    paired.to_csv(bench / "gan_v3_ab_paired.csv", index=False)
+    text = S.status_markdown(tmp_path)
+    assert "projected 770 kimg after 60 CPU-minutes: identity 61% in W" in text
+    assert "becomes the recipe" in text and "from 736 kimg (identity 50% in W" in text
+    paired.assign(difference=0.02, low=-0.01).to_csv(bench / "gan_v3_ab_paired.csv", index=False)
+    assert "the control goes on" in S.status_markdown(tmp_path)

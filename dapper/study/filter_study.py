@@ -23,18 +23,12 @@ import time
 import pandas as pd
 
 from dapper.augment import describe_settings
-from dapper.study.experiments import (
-    FILTERED_CONDITIONS,
-    filter_settings,
-    five_fold_runs,
-    percent,
-    prepare_inputs,
-    study_config,
-    study_statements,
-    study_tables,
-    synthetic_label_agreement,
-)
+from dapper.study.config import FILTERED_CONDITIONS, filter_settings, study_config
+from dapper.study.inputs import prepare_inputs
 from dapper.study.noise_curve import call_record, quick_noise_shots, write_outputs
+from dapper.study.runs import five_fold_runs
+from dapper.study.statements import percent, study_statements
+from dapper.study.tables import study_tables, synthetic_label_agreement
 from dapper.synthetic_filter import describe_filter
 from dapper.utils import reports_dir
 

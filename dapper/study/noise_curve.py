@@ -33,19 +33,11 @@ import numpy as np
 import pandas as pd
 
 from dapper.study.ceiling import renderer_condition
-from dapper.study.experiments import (
-    CONDITION_METHOD,
-    GAIN_GOAL,
-    NOISE_CONDITIONS,
-    RENDERER_CONDITIONS,
-    five_fold_runs,
-    percent,
-    points,
-    prepare_inputs,
-    study_config,
-    study_tables,
-    synthetic_label_agreement,
-)
+from dapper.study.config import CONDITION_METHOD, GAIN_GOAL, NOISE_CONDITIONS, RENDERER_CONDITIONS, study_config
+from dapper.study.inputs import prepare_inputs
+from dapper.study.runs import five_fold_runs
+from dapper.study.statements import percent, points
+from dapper.study.tables import study_tables, synthetic_label_agreement
 from dapper.utils import atomic_save, reports_dir
 
 __all__ = ["ceiling_config", "ceiling_path", "noise_curve", "ceiling_shares", "noise_curve_statements",

@@ -581,12 +581,13 @@ def train_pair(inputs, scenario: str, fold: int, shots: int, condition: str = "r
     synthetic images are made by ``prepare_inputs``); both models come from
     :func:`dapper.study.experiments.fit_run`, the function behind every row of the study.
     """
-    from dapper.study import experiments as E
+    from dapper.study.folds import RunSpec, run_seed
+    from dapper.study.runs import fit_run, prepared_config
 
-    seed = E.run_seed(inputs.config.seed, fold, shots)
-    fitted = {cond: E.fit_run(inputs, E.RunSpec(scenario, cond, shots, fold, seed), device)
+    seed = run_seed(inputs.config.seed, fold, shots)
+    fitted = {cond: fit_run(inputs, RunSpec(scenario, cond, shots, fold, seed), device)
               for cond in ("real", condition)}
-    config = E.prepared_config(inputs, scenario)
+    config = prepared_config(inputs, scenario)
     return ClassifierPair(fitted["real"].model, fitted[condition].model, scenario, fold, shots, seed, condition,
                           len(fitted["real"].real_idx), fitted[condition].n_synthetic, config)
 

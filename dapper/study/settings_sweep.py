@@ -32,8 +32,10 @@ import time
 import pandas as pd
 
 from dapper.study.ceiling import renderer_condition_name
-from dapper.study.experiments import five_fold_runs, points, prepare_inputs
+from dapper.study.inputs import prepare_inputs
 from dapper.study.noise_curve import call_record, ceiling_config, write_outputs
+from dapper.study.runs import five_fold_runs
+from dapper.study.statements import points
 from dapper.utils import reports_dir
 
 __all__ = ["SHARES", "KS", "DEFAULT", "SWEEP_CONDITIONS", "sweep_config", "setting_name", "fold_gains",

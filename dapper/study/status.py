@@ -24,9 +24,10 @@ import math
 import sys
 from pathlib import Path
 
-from dapper.study.experiments import GAIN_GOAL, SAVING_GOAL, percent, points
+from dapper.study.config import GAIN_GOAL, SAVING_GOAL
 from dapper.study.gan_eval import GOALS, checkpoint_kimg, goal_forecast
 from dapper.study.noise_curve import agreement_needed_text
+from dapper.study.statements import percent, points
 
 __all__ = ["BEGIN", "END", "latest_study", "status_markdown", "readme_block", "replace_block", "main"]
 
@@ -289,7 +290,7 @@ def latest_study(rows):
 
 
 def _study_lines(root: Path) -> list[str]:
-    from dapper.study.experiments import read_results
+    from dapper.study.results_file import read_results
 
     path = root / "reports" / "results" / "five_fold.csv"
     rows = read_results(path) if path.exists() else None
@@ -302,7 +303,7 @@ def _study_lines(root: Path) -> list[str]:
 
 
 def _one_study(rows, dataset: str, root: Path) -> list[str]:
-    from dapper.study.experiments import study_tables
+    from dapper.study.tables import study_tables
 
     generators = sorted({g for g in rows.get("generator", []) if isinstance(g, str) and g})
     tables = study_tables(rows)
@@ -440,6 +441,63 @@ def _filter_lines(root: Path) -> list[str]:
     return lines
 
 
+def _gan_ab_lines(root: Path) -> list[str]:
+    """The source GAN v3 recipe A/B (``bench/gan_v3_ab.py``): each arm's identity kept at equal CPU and
+    its paired difference against the control on the same views."""
+    import pandas as pd
+
+    bench = root / "bench" / "results"
+    path, paired_path = bench / "gan_v3_ab.csv", bench / "gan_v3_ab_paired.csv"
+    if not path.exists():
+        return []
+    df = pd.read_csv(path)
+    paired = pd.read_csv(paired_path) if paired_path.exists() else pd.DataFrame(columns=["arm", "against", "measure"])
+    arms = df[df["arm"] != "start"]
+    if not len(arms):
+        return []
+    bits = []
+    for r in arms.itertuples():
+        text = (f"{r.arm} {r.kimg:.0f} kimg after {r.train_cpu_seconds / 60:.0f} CPU-minutes: identity "
+                f"{_pct(r.identity_kept_w)} in W, {_pct(r.identity_kept_wplus)} in W+, pair {_pct(r.pair_kept_w)}, "
+                f"FD ratio {r.fd_ratio:.1f}")
+        d = paired[(paired["arm"] == r.arm) & (paired["against"] == "control") & (paired["measure"] == "hit_w")]
+        if len(d):
+            d = d.iloc[0]
+            text += (f" (W against the control {points(d.difference)} [{points(d.low)}, {points(d.high)}] points, "
+                     f"McNemar p = {d.mcnemar_p:.2g})")
+        bits.append(text)
+    start = df[df["arm"] == "start"]
+    where = (f" from {start.iloc[0].kimg:.0f} kimg (identity {_pct(start.iloc[0].identity_kept_w)} in W on the same "
+             f"views)" if len(start) else "")
+    lead = paired[(paired["against"] == "control") & (paired["measure"] == "hit_w")]
+    verdict = ""
+    if "control" in set(arms["arm"]) and len(lead):
+        best = lead.loc[lead["difference"].idxmax()]
+        verdict = (f" The best arm against the control is {best.arm} ({points(best.difference)} points in W); "
+                   + ("it clears the 3-point bar and becomes the recipe." if best.difference >= 0.03 and best.low > 0
+                      else "no arm beats the control by 3 points with an interval above 0, so the control goes on."))
+    return [f"- **Source GAN v3 recipe A/B** (`bench/gan_v3_ab.py`, `bench/results/gan_v3_ab.csv`; equal CPU per arm "
+            f"from the shipped training state{where}; {int(arms['n_views'].iloc[0])} held-out views, paired): "
+            + "; ".join(bits) + "." + verdict]
+
+
+def _settings_lines(root: Path) -> list[str]:
+    """The settings sweep on the ceiling (``python -m dapper settings-sweep``)."""
+    chosen = _read(root, "five_fold_settings_chosen.csv")
+    if chosen is None:
+        return []
+    run = _read_json(root, "five_fold_settings_run.json").get("made", {})
+    few = chosen[chosen["shots_per_class"] == chosen["shots_per_class"].min()]
+    bits = [f"{r.scenario} {r.condition}: chosen {points(r.gain_chosen)}, default {points(r.gain_default)} "
+            f"(difference {points(r.chosen_minus_default)} [{points(r.chosen_minus_default_low)}, "
+            f"{points(r.chosen_minus_default_high)}]; most chosen {r.most_chosen})" for r in few.itertuples()]
+    return [f"- **Synthetic share and images per real one** (`python -m dapper settings-sweep`, "
+            f"{run.get('runs_made', '?')} runs in {run.get('wall_seconds', math.nan) / 60:.0f} min, "
+            f"`reports/results/fig6e_settings.md`): on the world's ceiling, each setting chosen per held-out fold on "
+            f"the other folds only, at {int(few['shots_per_class'].min())} images per class over real-only: "
+            + "; ".join(bits) + "."]
+
+
 def _ray_lines(root: Path) -> list[str]:
     path = root / "bench" / "results" / "ray_grid.json"
     if not path.exists():
@@ -466,7 +524,8 @@ def status_markdown(root: Path | str) -> str:
     """The status block's text from the files under ``root`` (the repository)."""
     root = Path(root)
     lines = [*_generator_lines(root), *_projection_lines(root), *_method_lines(root), *_study_lines(root),
-             *_ceiling_lines(root), *_filter_lines(root), *_ray_lines(root)]
+             *_ceiling_lines(root), *_settings_lines(root), *_filter_lines(root), *_gan_ab_lines(root),
+             *_ray_lines(root)]
     return "\n".join(lines)
 
 

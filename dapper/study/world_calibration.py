@@ -74,12 +74,13 @@ def classifier_real_only(path=None, progress: bool = True, workers: int = 2):
     """Real-only five-fold runs of the study's classifier at 2 and 32 images per class on both pools
     (the study's full-profile fine-tuning; the contract reads three of the four cells). Returns the
     rows (data frame)."""
-    from dapper.study import experiments
+    from dapper.study.config import study_config
+    from dapper.study.runs import five_fold_runs
     from dapper.utils import reports_dir
 
-    cfg = experiments.study_config("full", conditions=("real",), shots=(2, 32))
+    cfg = study_config("full", conditions=("real",), shots=(2, 32))
     path = path or reports_dir("results") / "world_calibration_runs.csv"
-    return experiments.five_fold_runs(cfg, path=path, workers=workers, progress=progress)
+    return five_fold_runs(cfg, path=path, workers=workers, progress=progress)
 
 
 def classifier_measures(rows) -> dict:

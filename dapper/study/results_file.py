@@ -1,0 +1,121 @@
+"""The study's results file: one row per finished run, appended under a file lock so parallel
+processes can share it; rows of a superseded study id move to an archive beside it."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+REQUIRED_COLUMNS = ["dataset", "condition", "shots_per_class", "fold", "seed", "accuracy", "n_real", "n_synthetic"]
+EXTRA_COLUMNS = ["scenario", "accuracy_fold", "accuracy_views", "n_test", "n_test_views", "steps", "profile",
+                 "study_id", "generator", "seconds", "cpu_seconds", "finished_at", "device"]
+COLUMNS = REQUIRED_COLUMNS + EXTRA_COLUMNS
+
+
+
+
+def results_path() -> Path:
+    from dapper.utils import reports_dir
+
+    return reports_dir("results") / "five_fold.csv"
+
+
+def append_row(path: str | Path, row: dict) -> None:
+    """Append ``row`` to the CSV at ``path`` (header first if the file is new), holding an
+    exclusive lock so that parallel processes never interleave lines."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+", newline="") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            f.seek(0)
+            first = f.readline()
+            header = next(csv.reader([first])) if first.strip() else None
+            columns = header or COLUMNS
+            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+            f.seek(0, os.SEEK_END)
+            if header is None:
+                writer.writeheader()
+            writer.writerow({k: row.get(k, "") for k in columns})
+            f.flush()
+            os.fsync(f.fileno())
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def read_results(path: str | Path | None = None, study_id: str | dict | None = None):
+    """The results file as a data frame; empty if missing. ``study_id``: keep only that study's rows
+    (a string, or a dict condition -> id as in :attr:`StudyInputs.ids`)."""
+    import pandas as pd
+
+    path = Path(path) if path is not None else results_path()
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame(columns=COLUMNS)
+    df = pd.read_csv(path, dtype={"study_id": str, "generator": str})
+    if study_id is not None and "study_id" in df.columns:
+        if isinstance(study_id, dict):
+            keep = df["study_id"] == df["condition"].map(study_id)
+        else:
+            keep = df["study_id"] == study_id
+        df = df[keep].reset_index(drop=True)
+    return df
+
+
+def row_key(scenario, condition, shots, fold) -> tuple:
+    return (str(scenario), str(condition), int(shots), int(fold))
+
+
+def archive_path(path: str | Path) -> Path:
+    """Where :func:`archive_superseded` keeps the rows it takes out of ``path``."""
+    path = Path(path)
+    return path.with_name(path.stem + "_archive" + path.suffix)
+
+
+def archive_superseded(path: str | Path, ids: dict, profile: str, dataset: str) -> int:
+    """Move the rows of ``path`` that this study (``ids``: condition -> study id) supersedes, rows of
+    the same profile, dataset and condition made with other settings, code or models, to
+    :func:`archive_path` (appended), so the results file holds one study. Returns how many moved.
+    Rows of other profiles or datasets stay."""
+    import fcntl
+
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return 0
+    with open(path, "r+", newline="") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            df = pd.read_csv(f, dtype={"study_id": str, "generator": str})
+            if df.empty or "study_id" not in df.columns:
+                return 0
+            mine = (df.get("profile", pd.Series(profile, index=df.index)).astype(str) == profile) & (
+                df["dataset"].astype(str) == dataset) & df["condition"].isin(list(ids))
+            old = mine & (df["study_id"] != df["condition"].map(ids))
+            if not old.any():
+                return 0
+            archive = archive_path(path)
+            # archive first, then replace the file atomically: a crash in between duplicates rows in
+            # the archive and never loses one (the study runs start only after this)
+            df[old].to_csv(archive, mode="a", header=not archive.exists() or archive.stat().st_size == 0, index=False)
+            from dapper.utils import atomic_save
+
+            atomic_save(path, lambda p: df[~old].to_csv(p, index=False))
+            return int(old.sum())
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def finished_runs(path: str | Path, study_id: str | dict) -> set[tuple]:
+    """Keys ``(scenario, condition, shots, fold)`` of the rows the study already wrote."""
+    import pandas as pd
+
+    df = read_results(path, study_id)
+    # Rows without a scenario come from the plain cross-validation over the pool.
+    scenario = df["scenario"].astype(object) if "scenario" in df.columns else pd.Series("diverse", index=df.index)
+    scenario[scenario.isna()] = "diverse"
+    df = df.assign(scenario=scenario)
+    return {row_key(r.scenario, r.condition, r.shots_per_class, r.fold) for r in df.itertuples()}
