@@ -211,13 +211,16 @@ class LatentExplorer:
 
     @classmethod
     def from_images(cls, G, images, masks=None, names=None, settings=None, cache: bool = True,
-                    progress: bool = True, **kwargs) -> LatentExplorer:
+                    progress: bool = True, on_canvas: bool = False, **kwargs) -> LatentExplorer:
         """Project ``images`` (uint8 [N, H, W, 3] or what :func:`dapper.inversion.projection.project_images`
         takes) into ``G``'s W and explore them; the letterboxed targets are shown as originals.
+        ``on_canvas``: the images are already letterboxed onto ``G``'s canvas (real photos from
+        ``load_pool(content_size=...)``, with their content masks as ``masks``).
         ``kwargs`` go to the constructor (``pose_direction``, ``n_components``, ...)."""
         from dapper.inversion.projection import project_images
 
-        proj = project_images(G, images, masks=masks, settings=settings, cache=cache, progress=progress)
+        proj = project_images(G, images, masks=masks, settings=settings, cache=cache, progress=progress,
+                              on_canvas=on_canvas)
         explorer = cls(G, proj.ws, proj.targets, names=names, **kwargs)
         explorer.projection = proj
         return explorer

@@ -150,6 +150,33 @@ def test_any_size_is_letterboxed_into_the_content_box():
     assert f.masks[0, 4:12].all() and not f.masks[0, :4].any()
 
 
+def test_photos_on_the_canvas_are_placed_once_and_their_bars_never_count():
+    from dapper.data.images import letterbox
+
+    G = tiny_generator(content_box=(0, 4, 16, 12))  # a 2:1 picture inside the square canvas, as LSUN car's 4:3
+    rng = np.random.default_rng(0)
+    photos = [rng.integers(1, 256, (10, 30, 3), dtype=np.uint8), rng.integers(1, 256, (40, 12, 3), dtype=np.uint8),
+              rng.integers(1, 256, (8, 16, 3), dtype=np.uint8), rng.integers(1, 256, (16, 16, 3), dtype=np.uint8)]
+    placed = [letterbox(ph, content_size=(16, 8), out_size=16) for ph in photos]  # what load_pool gives
+    canvas = np.stack([c for c, _ in placed])
+    content = np.stack([m for _, m in placed])
+    proj = project_images(G, canvas, masks=content, on_canvas=True, settings=FAST.replace(steps=1), cache=False,
+                          progress=False)
+    # the target is the canvas itself (placed once) and only the photo's pixels count
+    assert torch.equal(proj.targets, torch.from_numpy(canvas).permute(0, 3, 1, 2).float() / 127.5 - 1)
+    assert torch.equal(proj.masks, torch.from_numpy(content))
+    # letterboxing the canvas again shrinks the photo and counts the bars: what on_canvas prevents
+    twice = project_images(G, canvas, masks=content, settings=FAST.replace(steps=1), cache=False, progress=False)
+    assert twice.masks.sum() < proj.masks.sum()
+    # without masks, the content box still keeps the canvas's bars out
+    box_only = project_images(G, canvas, on_canvas=True, settings=FAST.replace(steps=1), cache=False, progress=False)
+    assert box_only.masks[:, 4:12].all() and not box_only.masks[:, :4].any() and not box_only.masks[:, 12:].any()
+    with pytest.raises(ValueError, match="canvas must be 16x16"):
+        project_images(G, photos[:1], on_canvas=True, settings=FAST.replace(steps=1), cache=False, progress=False)
+    # the same pixels placed otherwise are another cache entry
+    assert P._settings_hash(FAST, G, "p", None) != P._settings_hash(FAST, G, "p", None, on_canvas=True)
+
+
 def test_object_mask_restricts_the_loss():
     G = tiny_generator()
     x = targets_from(G, 1)

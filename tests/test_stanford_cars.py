@@ -205,3 +205,32 @@ def test_load_pool_with_nothing_loadable(tmp_path):
     pool = load_pool(base, size=16, splits=("train",), progress=False)
     assert pool.images.shape == (0, 16, 16, 3) and pool.labels.shape == (0,)
     assert len(pool.skipped) == 10
+
+
+def test_the_study_letterboxes_real_photos_once_into_the_generators_box(tmp_path):
+    import torch
+
+    from dapper.study.config import content_size, study_config
+    from dapper.study.folds import load_scenario
+    from dapper.study.ids import condition_ids
+    from dapper.stylegan2 import Generator
+    from dapper.stylegan2.checkpoints import save_generator
+
+    data = make_devkit(tmp_path / "cars", per_class=(3, 1), varied=True, photo_size=(96, 48))
+    nets = {}
+    for name, box in (("boxed", (0, 4, 16, 12)), ("full", None)):
+        torch.manual_seed(0)
+        syn = dict(channel_base=64, channel_max=16, **({"content_box": box} if box else {}))
+        G = Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=3,
+                      mapping_kwargs=dict(num_layers=2), synthesis_kwargs=syn)
+        nets[name] = save_generator(G, tmp_path / name)
+    config = study_config("quick", "stanford_cars", data_root=str(data), network=str(nets["boxed"]), image_size=16)
+    assert content_size(config) == (16, 8)
+    d = load_scenario(config, "diverse")
+    assert d.masks is not None and d.masks.shape == d.images.shape[:3]
+    assert not d.masks[:, :4].any() and not d.masks[:, 12:].any() and d.masks[:, 4:12].any()
+    assert (d.images[:, :4] == 0).all() and (d.images[:, 12:] == 0).all()  # the box's bars, nothing placed there
+    full = study_config("quick", "stanford_cars", data_root=str(data), network=str(nets["full"]), image_size=16)
+    assert content_size(full) is None
+    # the box changes every condition's images, so it is part of every condition's study id
+    assert condition_ids(config, "g", "d")["real"] != condition_ids(full, "g", "d")["real"]

@@ -179,8 +179,11 @@ class Projection:
 # ---------------------------------------------------------------------------------------------
 
 
-def _settings_hash(settings: ProjectionSettings, G, perceptual_hash: str, encoder_hash: str | None) -> str:
+def _settings_hash(settings: ProjectionSettings, G, perceptual_hash: str, encoder_hash: str | None,
+                   on_canvas: bool = False) -> str:
     d = settings.to_dict()
+    if on_canvas:  # the same image placed otherwise is another target (the key is left as it was otherwise)
+        d["placement"] = "on_canvas"
     # Files are identified by what they hold, not by where they lie.
     d.update(vgg16_weights=None, lpips_weights=None, encoder=None, perceptual=perceptual_hash,
              encoder_hash=encoder_hash,
@@ -210,8 +213,11 @@ def _place(h: int, w: int, box, r: int) -> tuple[int, int, int, int]:
     return left + x0 - (r - cw) // 2, top + y0 - (r - ch) // 2, width, height
 
 
-def _prepare_one(image, mask, G) -> tuple[torch.Tensor, torch.Tensor]:
-    """One input -> (float [3, R, R] in [-1, 1], bool [R, R] mask of real (and unmasked) pixels)."""
+def _prepare_one(image, mask, G, on_canvas: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """One input -> (float [3, R, R] in [-1, 1], bool [R, R] mask of real (and unmasked) pixels).
+    ``on_canvas``: the image is already the generator's R x R canvas (placed by
+    :func:`dapper.data.images.letterbox` with the generator's content box): it is used as it is, and
+    only the content box (and the mask) counts."""
     from PIL import Image
 
     r = G.img_resolution
@@ -227,7 +233,9 @@ def _prepare_one(image, mask, G) -> tuple[torch.Tensor, torch.Tensor]:
             raise ValueError(f"uint8 images must be [H, W, 3], got {arr.dtype} {list(arr.shape)}")
         h, w = arr.shape[:2]
         x = None
-    left, top, width, height = _place(h, w, box, r)
+    if on_canvas and (h, w) != (r, r):
+        raise ValueError(f"an image on the generator's canvas must be {r}x{r}, got {h}x{w}")
+    left, top, width, height = (0, 0, r, r) if on_canvas else _place(h, w, box, r)
     out = torch.full((3, r, r), -1.0)
     valid = torch.zeros((r, r), dtype=torch.bool)
     if x is not None:
@@ -239,7 +247,10 @@ def _prepare_one(image, mask, G) -> tuple[torch.Tensor, torch.Tensor]:
         if (height, width) != (h, w):
             arr = np.asarray(Image.fromarray(arr).resize((width, height), Image.Resampling.LANCZOS))
         out[:, top:top + height, left:left + width] = torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 127.5 - 1
-    valid[top:top + height, left:left + width] = True
+    if on_canvas:  # the bars outside the content box are never picture
+        valid[box[1]:box[3], box[0]:box[2]] = True
+    else:
+        valid[top:top + height, left:left + width] = True
     if mask is not None:
         m = np.asarray(mask.cpu().numpy() if isinstance(mask, torch.Tensor) else mask).astype(np.uint8) * 255
         if m.shape != (h, w):
@@ -568,7 +579,7 @@ def _perceptual_for(settings: ProjectionSettings, device):
 
 def project_images(G, images, masks=None, settings: ProjectionSettings | None = None, cache: bool = True,
                    progress: bool = True, device=None, batch_size: int | None = None, executor="local",
-                   threads: int = 1) -> Projection:
+                   threads: int = 1, on_canvas: bool = False) -> Projection:
     """Project images into the frozen generator's W (or W+) space.
 
     G: a dapper/stylegan2-ada style generator (``G.synthesis(ws, noise_mode=...)``, ``G.mapping``,
@@ -577,6 +588,10 @@ def project_images(G, images, masks=None, settings: ProjectionSettings | None = 
     NCHW in [-1, 1] (tensor or list of [3, H, W]); letterboxed to the generator's content box.
     masks: optional bool [N, H, W] (or list) of object pixels, in the images' own coordinates;
     only masked pixels count in the losses and the PSNR.
+    on_canvas: the images are already letterboxed onto the generator's canvas (R x R, the photo in
+    its content box, as ``stanford_cars.load_pool(content_size=...)`` gives them): they are not
+    letterboxed again; give their content masks as ``masks`` so the bars never reach the loss
+    (without masks only the content box counts).
     settings: :class:`ProjectionSettings` (default: dapper's fast schedule).
     cache: read and write per-image results under ``cache_dir("projections", <generator hash>)``.
     device: where to optimise (default: the generator's device). batch_size: None picks one by
@@ -594,7 +609,7 @@ def project_images(G, images, masks=None, settings: ProjectionSettings | None = 
         raise ValueError(f"{len(mask_items)} masks for {len(items)} images")
     n = len(items)
     keys = [image_key(im, mk) for im, mk in zip(items, mask_items)]
-    prepared = [_prepare_one(im, mk, G) for im, mk in zip(items, mask_items)]
+    prepared = [_prepare_one(im, mk, G, on_canvas) for im, mk in zip(items, mask_items)]
     r = G.img_resolution
     targets = torch.stack([p[0] for p in prepared]) if n else torch.zeros(0, 3, r, r)
     valid = torch.stack([p[1] for p in prepared]) if n else torch.zeros(0, r, r, dtype=torch.bool)
@@ -609,7 +624,8 @@ def project_images(G, images, masks=None, settings: ProjectionSettings | None = 
         encoder = encoder_for(G, g_hash, settings.encoder, device=device)
         if encoder is None:
             effective = settings.replace(init="w_avg")
-    s_hash = _settings_hash(effective, G, perceptual.content_hash, encoder.content_hash if encoder else None)
+    s_hash = _settings_hash(effective, G, perceptual.content_hash, encoder.content_hash if encoder else None,
+                            on_canvas)
     folder = None
     if cache:
         from dapper.utils import cache_dir

@@ -169,18 +169,38 @@ def config_from_params(profile: str, dataset: str, data_root=None, network=None,
 
 
 @functools.lru_cache(maxsize=8)
-def _resolution(path: str, stamp: tuple) -> int:
+def _canvas(path: str, stamp: tuple) -> tuple[int, tuple[int, int, int, int]]:
     from dapper.stylegan2 import load_generator
 
-    return int(load_generator(path).img_resolution)
+    G = load_generator(path)
+    r = int(G.img_resolution)
+    return r, tuple(int(v) for v in getattr(G, "content_box", (0, 0, r, r)))
+
+
+def generator_canvas(network) -> tuple[int, tuple[int, int, int, int]]:
+    """(image size, content box ``(x0, y0, x1, y1)``) of the generator in the checkpoint ``network``,
+    read once per file version in a process (a notebook that builds two configs loads a 512 px
+    checkpoint once)."""
+    path = Path(network).expanduser().resolve()
+    st = path.stat()
+    return _canvas(str(path), (st.st_mtime_ns, st.st_size))
 
 
 def generator_resolution(network) -> int:
-    """The image size of the generator in the checkpoint ``network``, read once per file version
-    in a process (a notebook that builds two configs loads a 512 px checkpoint once)."""
-    path = Path(network).expanduser().resolve()
-    st = path.stat()
-    return _resolution(str(path), (st.st_mtime_ns, st.st_size))
+    """The image size of the generator in the checkpoint ``network`` (:func:`generator_canvas`)."""
+    return generator_canvas(network)[0]
+
+
+def content_size(config: StudyConfig) -> tuple[int, int] | None:
+    """``(w, h)`` of the part of the generator's canvas that holds picture, where real photos are
+    letterboxed (:func:`dapper.data.stanford_cars.load_pool`); None for a generator that fills its
+    canvas, for no generator, or for images of another size than the generator's."""
+    if config.network is None:
+        return None
+    r, (x0, y0, x1, y1) = generator_canvas(config.network)
+    if r != config.image_size or (x1 - x0, y1 - y0) == (r, r):
+        return None
+    return x1 - x0, y1 - y0
 
 
 def study_config(profile: str = "full", dataset: str = "toycars", **overrides) -> StudyConfig:

@@ -253,7 +253,8 @@ def heldout_targets(G, dataset: str = "toycars", n_per_class: int = 1, data_root
         raise ValueError(f"unknown dataset {dataset!r}")
     from dapper.inversion.projection import project_images
 
-    proj = project_images(G, images, masks=content if dataset == "stanford_cars" else None,
+    real = dataset == "stanford_cars"  # photos already on the canvas: not letterboxed twice, bars masked
+    proj = project_images(G, images, masks=content if real else None, on_canvas=real,
                           settings=projection_settings, progress=progress, executor=executor)
     return HeldoutTargets(torch.as_tensor(proj.ws, dtype=torch.float32).cpu(), images, labels, metas, masks,
                           f"projections of {what}")

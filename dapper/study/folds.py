@@ -7,13 +7,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dapper.study.config import StudyConfig, ceiling_condition, condition_tuned, filtered_base
+from dapper.study.config import StudyConfig, ceiling_condition, condition_tuned, content_size, filtered_base
 
 
 @dataclass
 class ScenarioData:
     """One scenario's images. images: uint8 [N, S, S, 3]; labels: int64 [N]; keys: content keys
-    [N]; views_images/views_labels: an extra fixed full-diversity test set (or empty)."""
+    [N]; views_images/views_labels: an extra fixed full-diversity test set (or empty); masks: the
+    photo's pixels on the canvas (real photos letterboxed into the generator's content box)."""
 
     dataset: str
     scenario: str
@@ -23,6 +24,8 @@ class ScenarioData:
     class_names: list[str]
     views_images: np.ndarray
     views_labels: np.ndarray
+    # bool [N, S, S]: where each image shows the photo, not the letterbox bars (None: everywhere)
+    masks: np.ndarray | None = None
 
 
 def _cached_arrays(name: str, make) -> dict:
@@ -67,14 +70,16 @@ def load_scenario(config: StudyConfig, scenario: str, workers: int = 1) -> Scena
             raise ValueError("Stanford Cars has one scenario: the photos as they come ('diverse')")
         from dapper.data.stanford_cars import DEFAULT_CLASSES, load_pool
 
-        p = load_pool(config.data_root, classes=config.classes or DEFAULT_CLASSES, size=config.image_size)
-        a = {"images": p.images, "labels": p.labels}
+        # letterboxed once, into the generator's content box; the masks keep the bars out of every loss
+        p = load_pool(config.data_root, classes=config.classes or DEFAULT_CLASSES, size=config.image_size,
+                      content_size=content_size(config))
+        a = {"images": p.images, "labels": p.labels, "masks": p.content_masks}
         v = {"images": np.zeros((0, *p.images.shape[1:]), np.uint8), "labels": np.zeros(0, np.int64)}
         names = list(p.class_names)
     else:
         raise ValueError(f"unknown dataset {config.dataset!r}")
     return ScenarioData(config.dataset, scenario, a["images"], a["labels"].astype(np.int64), image_keys(a["images"]),
-                        names, v["images"], v["labels"].astype(np.int64))
+                        names, v["images"], v["labels"].astype(np.int64), a.get("masks"))
 
 
 def make_folds(labels: np.ndarray, n_folds: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:

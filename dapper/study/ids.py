@@ -20,6 +20,7 @@ from dapper.study.config import (
     StudyConfig,
     ceiling_condition,
     condition_tuned,
+    content_size,
     filtered_base,
     pivotal_settings,
 )
@@ -73,6 +74,9 @@ def condition_ids(config: StudyConfig, generator: str, direction_id: str) -> dic
     ident = config.identity()
     ident["classifier_weights"] = _file_hash(classifier_weights_path(config))
     ident["code"] = code_version(RECIPE_FILES)
+    box = content_size(config)
+    if box is not None:  # real photos letterboxed into the generator's content box: every condition's images
+        ident["content_size"] = list(box)
     generative = {k: ident.pop(k) for k in ("augment", "projection", "network")}
     generative["augment_code"] = code_version(GENERATIVE_RECIPE_FILES)
     ident.pop("pivotal")  # the tuned conditions' only, as the settings they mean

@@ -99,22 +99,26 @@ def _project_chunk(args) -> int:
 
     from dapper.inversion.projection import project_images
 
-    G, images, settings = args
+    G, images, masks, settings = args
     torch.set_num_threads(1)
-    project_images(G, images, settings=settings, cache=True, progress=False)
+    project_images(G, images, masks=masks, settings=settings, cache=True, progress=False,
+                   on_canvas=masks is not None)
     return len(images)
 
 
-def _project_in_parallel(G, images: np.ndarray, settings, workers: int) -> None:
+def _project_in_parallel(G, images: np.ndarray, settings, workers: int, masks: np.ndarray | None = None) -> None:
     """Fill the projection cache using ``workers`` single-thread processes (one process with two
-    threads spends about twice the CPU time on these small batches)."""
+    threads spends about twice the CPU time on these small batches). ``masks``: the photos'
+    pixels of images already on the generator's canvas (see :func:`prepare_inputs`)."""
     if workers <= 1 or len(images) < 2 * workers:
         return
     import multiprocessing as mp
 
-    chunks = [c for c in np.array_split(np.asarray(images), workers) if len(c)]
-    with mp.get_context("spawn").Pool(len(chunks)) as pool:
-        list(pool.imap_unordered(_project_chunk, [(G, c, settings) for c in chunks]))
+    parts = np.array_split(np.arange(len(images)), workers)
+    jobs = [(G, np.asarray(images)[c], None if masks is None else np.asarray(masks)[c], settings)
+            for c in parts if len(c)]
+    with mp.get_context("spawn").Pool(len(jobs)) as pool:
+        list(pool.imap_unordered(_project_chunk, jobs))
 
 
 def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction=None, project=None,
@@ -123,7 +127,8 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
     use (cached by image hash) and make their synthetic images (cached per image), checking for
     every fold that no synthetic image derives from a test image.
 
-    ``G``, ``direction``, ``project`` (``project(G, images) -> ws``) and ``apply_direction`` stand
+    ``G``, ``direction``, ``project`` (``project(G, images[, masks=]) -> ws``; masks given for real photos on
+    the generator's canvas) and ``apply_direction`` stand
     in for the shipped generator, the fitted pose direction, :func:`dapper.inversion.projection.project_images`
     and :func:`dapper.directions.apply_direction` (tests use small fakes).
     """
@@ -186,19 +191,21 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
 
             settings = projection_settings(config)
 
-            def project(G, images):
+            def project(G, images, masks=None):
+                # masks: real photos already letterboxed onto the generator's canvas, bars masked
                 if executor.name == "local" and device.type == "cpu":
                     # CPU processes fill the cache; one GPU does better alone
-                    _project_in_parallel(G, images, settings, config.workers)
-                return project_images(G, images, settings=settings, cache=True, progress=progress,
-                                      device=device, executor=executor).ws
+                    _project_in_parallel(G, images, settings, config.workers, masks)
+                return project_images(G, images, masks=masks, settings=settings, cache=True, progress=progress,
+                                      device=device, executor=executor, on_canvas=masks is not None).ws
 
         top = max(config.shots)
         for sc, d in data.items():
             used = {f: real_subset(d.labels, folds[sc][f][0], top, f, config.seed) for f in config.fold_ids}
             union = np.unique(np.concatenate(list(used.values())))
             clock.start()
-            ws_union = torch.as_tensor(np.asarray(project(G, d.images[union]))).float()
+            on_canvas = {} if d.masks is None else {"masks": d.masks[union]}
+            ws_union = torch.as_tensor(np.asarray(project(G, d.images[union], **on_canvas))).float()
             clock.stop("projection")
             row_of = {int(i): r for r, i in enumerate(union)}
             clock.start()

@@ -617,9 +617,12 @@ def object_masks(config, data, idx: Sequence[int], views: bool = False) -> np.nd
     elif data.dataset == "stanford_cars":
         if views:
             raise ValueError("Stanford Cars has no extra test views")
-        from dapper.data.stanford_cars import load_pool
+        from dapper.data.stanford_cars import DEFAULT_CLASSES, load_pool
+        from dapper.study.config import content_size
 
-        pool = load_pool(config.data_root, size=config.image_size)
+        # the study's pool exactly (folds.load_scenario): its classes, letterboxed into the generator's box
+        pool = load_pool(config.data_root, classes=config.classes or DEFAULT_CLASSES, size=config.image_size,
+                         content_size=content_size(config))
         images, masks = pool.images[idx], pool.bbox_masks[idx]
     else:
         raise ValueError(f"unknown dataset {data.dataset!r}")
