@@ -59,7 +59,7 @@ import torch
 from dapper.data.images import to_uint8
 from dapper.inversion.latents import w_statistics
 from dapper.stylegan2 import synthesize
-from dapper.utils import image_key, weights_hash
+from dapper.utils import image_key, instrument_id, weights_hash
 
 __all__ = [
     "METHODS", "AugmentSettings", "LeakageError", "check_no_leakage", "image_keys",
@@ -403,9 +403,11 @@ def _empty_set(resolution: int) -> SyntheticSet:
 
 
 def annotator_id(annotator) -> str:
-    """A short id of a pose annotator for cache keys: its checkpoint's hash when it has one."""
+    """A short id of a pose annotator for cache keys: its checkpoint's hash when it records one (the
+    embedded annotators; ids as before), else :func:`dapper.utils.instrument_id` (a user's
+    estimator: its source and weights, never its spec string)."""
     config = getattr(annotator, "config", None) or {}
-    what = config.get("sha256") or json.dumps(config, sort_keys=True, default=str) if config else repr(type(annotator))
+    what = config["sha256"] if config.get("sha256") else instrument_id(annotator)
     return hashlib.sha1(str(what).encode()).hexdigest()[:8]
 
 

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dapper.utils import file_sha256, torch_modules_of, weights_hash
+
 __all__ = ["COCO_VEHICLES", "DETECTOR_ARCHITECTURES", "TorchvisionVehicleDetector", "load_vehicle_detector",
            "load_pose_estimator", "describe", "check_pose_spec"]
 
@@ -89,7 +91,9 @@ class TorchvisionVehicleDetector:
             for counts in (rpn._pre_nms_top_n, rpn._post_nms_top_n):
                 counts["testing"] = min(int(counts["testing"]), int(proposals))
         self.config = {"architecture": architecture, "weights": source, "min_size": self.min_size,
-                       "proposals": int(rpn._post_nms_top_n["testing"]) if rpn is not None else None}
+                       "proposals": int(rpn._post_nms_top_n["testing"]) if rpn is not None else None,
+                       # what it computes with: other weights under the same file name give other caches
+                       "sha256": file_sha256(source) if Path(source).is_file() else weights_hash(model)}
 
     @torch.no_grad()
     def predict(self, images, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -147,10 +151,12 @@ def check_pose_spec(spec: str) -> None:
 
 
 class _FloatImages:
-    """The user's estimator, always given float NCHW images in [-1, 1] (uint8 NHWC ones converted)."""
+    """The user's estimator, always given float NCHW images in [-1, 1] (uint8 NHWC ones converted).
+    ``config["sha256"]`` identifies what it computes with: its module's source and the weights of its
+    torch modules (the estimator itself or its attributes), so caches never outlive a change of either."""
 
     def __init__(self, estimator, spec: str):
-        self.estimator, self.config = estimator, {"estimator": spec}
+        self.estimator, self.config = estimator, {"estimator": spec, "sha256": _estimator_sha256(estimator, spec)}
 
     def predict(self, images) -> np.ndarray:
         x = torch.as_tensor(images)
@@ -159,6 +165,19 @@ class _FloatImages:
         return np.asarray(self.estimator.predict(x), dtype=np.float64) % 360.0
 
     __call__ = predict
+
+
+def _estimator_sha256(estimator, spec: str) -> str:
+    import hashlib
+    import inspect
+
+    h = hashlib.sha256()
+    module = importlib.import_module(spec.partition(":")[0])
+    source = inspect.getsourcefile(module)
+    h.update(Path(source).read_bytes() if source else spec.encode())
+    for m in torch_modules_of(estimator):
+        h.update(weights_hash(m).encode())
+    return h.hexdigest()
 
 
 def load_pose_estimator(spec: str, device="cpu"):

@@ -30,6 +30,31 @@ def weights_hash(module) -> str:
     return h.hexdigest()
 
 
+def torch_modules_of(obj) -> list:
+    """The torch modules an object computes with: itself when it is one, else its attributes that are."""
+    import torch
+
+    if isinstance(obj, torch.nn.Module):
+        return [obj]
+    return [v for v in vars(obj).values() if isinstance(v, torch.nn.Module)] if hasattr(obj, "__dict__") else []
+
+
+def instrument_id(instrument) -> str:
+    """Content id (12 hex digits) of one of the method's instruments (a pose annotator, a vehicle
+    detector) for cache keys: its recorded ``config["sha256"]`` (the weights file's, or for a user's
+    estimator its source file's and weights') with the rest of its config (thresholds, sizes);
+    an instrument without one is identified by the weights of its torch modules, never by a name,
+    so other weights under the same class give other keys."""
+    import hashlib
+    import json
+
+    config = dict(getattr(instrument, "config", None) or {})
+    if not config.get("sha256"):
+        config["sha256"] = "|".join(weights_hash(m) for m in torch_modules_of(instrument)) or repr(type(instrument))
+    config.pop("heldout", None)  # measurements of the instrument, not what it computes with
+    return hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def file_sha256(path) -> str:
     """sha256 of a file's bytes, 64 hex digits (read in 1 MiB blocks)."""
     import hashlib

@@ -56,3 +56,53 @@ def test_the_users_pose_estimator_is_imported_by_name():
         instruments.load_pose_estimator("no_such_module_q:f")
     text = instruments.describe("embedded", "test_instruments:make_estimator")
     assert "embedded toycars vehicle detector" in text and "test_instruments:make_estimator" in text
+
+
+POSE_SOURCE = '''
+import torch
+
+
+class Est(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.full((1,), {value}))
+
+    def predict(self, x):
+        return torch.zeros(len(x)) + float(self.w)
+
+
+def load(device="cpu"):
+    return Est()
+'''
+
+
+def test_caches_key_the_instruments_by_what_they_compute_with(tmp_path, monkeypatch):
+    import importlib
+    import sys
+
+    from dapper.augment import annotator_id
+    from dapper.utils import instrument_id
+
+    # a user's pose module: the same spec with other code (or other weights) is another instrument
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ids = []
+    for value in (1.0, 2.0):
+        (tmp_path / "swapped_pose.py").write_text(POSE_SOURCE.replace("{value}", str(value)))
+        sys.modules.pop("swapped_pose", None)
+        importlib.invalidate_caches()
+        est = instruments.load_pose_estimator("swapped_pose:load")
+        ids.append((instrument_id(est), annotator_id(est)))
+    assert ids[0][0] != ids[1][0] and ids[0][1] != ids[1][1]
+    # a detector's weights file swapped under the same name gives another id
+    path = tmp_path / "detector.pth"
+    seen = []
+    for fill in (0.0, 1.0):
+        torch.save({"w": torch.full((2,), fill)}, path)
+        seen.append(instrument_id(instruments.TorchvisionVehicleDetector(torch.nn.Linear(1, 1), "x", source=str(path))))
+    assert seen[0] != seen[1]
+    # an object with no recorded hash is told apart by its weights, not its class or its measurements
+    a, b = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        b.weight.add_(1.0)
+    a.config = b.config = {"heldout": {"accuracy": 0.9}}
+    assert instrument_id(a) != instrument_id(b)

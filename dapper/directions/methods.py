@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from dapper.stylegan2 import synthesize
-from dapper.utils import weights_hash
+from dapper.utils import instrument_id, weights_hash
 
 PAPER_COEFFICIENTS = (-30, -20, 0, 20, 30)
 # The view the edited images show: the toycars training pool holds front-right three-quarter
@@ -376,14 +376,13 @@ def annotate_samples(G, n: int, detector, annotator, seed: int = 0, truncation_p
     annotator on them, keep the latents and the labels (not the images).
 
     Cached in ``cache_dir("directions", <generator hash>)`` keyed by n, seed, psi and the two
-    models' configs; a run resumes from nothing (it is one pass, minutes at most on a CPU).
+    models' contents (:func:`dapper.utils.instrument_id`: weights and code, never names); a run
+    resumes from nothing (it is one pass, minutes at most on a CPU).
     """
     from dapper.utils import atomic_save, cache_dir
 
-    det_cfg, ann_cfg = getattr(detector, "config", {}), getattr(annotator, "config", {})
     key = json.dumps({"n": n, "seed": seed, "psi": truncation_psi,
-                      "det": det_cfg.get("heldout", type(detector).__name__),
-                      "ann": ann_cfg.get("heldout", type(annotator).__name__),
+                      "det": instrument_id(detector), "ann": instrument_id(annotator),
                       "thr": getattr(detector, "threshold", 0.5)}, sort_keys=True, default=str)
     digest = hashlib.sha1(key.encode()).hexdigest()[:10]
     path = cache_dir("directions", weights_hash(G)[:16]) / f"samples-{n}-{seed}-{digest}.npz"
