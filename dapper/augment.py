@@ -104,9 +104,12 @@ def perturb_ws(ws: torch.Tensor, std: torch.Tensor, strength: float, eps: torch.
     ws: float [N, num_ws, w_dim]; std: [w_dim]; eps: [N, w_dim] (one offset per image, shared by the
     rows it touches). Returns a new tensor of the shape of ``ws``.
     """
-    assert ws.ndim == 3 and eps.shape == (ws.shape[0], ws.shape[2]), (ws.shape, eps.shape)
+    if ws.ndim != 3 or eps.shape != (ws.shape[0], ws.shape[2]):
+        raise ValueError(f"ws must be [N, num_ws, w_dim] and eps [N, w_dim], got {tuple(ws.shape)} and "
+                         f"{tuple(eps.shape)}")
     start, stop = (0, ws.shape[1]) if layers is None else layers
-    assert 0 <= start < stop <= ws.shape[1], (layers, ws.shape)
+    if not 0 <= start < stop <= ws.shape[1]:
+        raise ValueError(f"layers {layers} must be a range within the {ws.shape[1]} rows of ws")
     out = ws.clone()
     out[:, start:stop] += (strength * std.to(ws) * eps.to(ws))[:, None, :]
     return out
@@ -141,10 +144,15 @@ class AugmentSettings:
     response: str = "direction"
 
     def __post_init__(self):
-        assert self.units in ("degrees", "coefficient"), self.units
-        assert self.response in RESPONSES, self.response
-        assert self.k >= 1 and self.strength >= 0
-        assert 0 < self.pose_tolerance and self.pose_tolerance_min_deg >= 0
+        if self.units not in ("degrees", "coefficient"):
+            raise ValueError(f"units must be 'degrees' or 'coefficient', got {self.units!r}")
+        if self.response not in RESPONSES:
+            raise ValueError(f"response must be one of {RESPONSES}, got {self.response!r}")
+        if self.k < 1 or self.strength < 0:
+            raise ValueError(f"k must be >= 1 and strength >= 0, got k={self.k}, strength={self.strength}")
+        if not (self.pose_tolerance > 0 and self.pose_tolerance_min_deg >= 0):
+            raise ValueError(f"pose_tolerance must be > 0 and pose_tolerance_min_deg >= 0, got "
+                             f"{self.pose_tolerance} and {self.pose_tolerance_min_deg}")
 
     def signature(self) -> str:
         """Hash of everything that changes the generated images (for cache keys)."""
@@ -180,8 +188,9 @@ def pose_checked_edits(G, base: torch.Tensor, edited: torch.Tensor, degrees, ann
         raise ValueError("the pose check needs the degrees each edit means to turn: a direction calibrated in degrees")
     m = len(base)
     half_degrees = degrees / 2 if half_degrees is None else np.asarray(half_degrees, dtype=np.float64)
-    assert edited.shape == base.shape and degrees.shape == half_degrees.shape == (m,), (
-        base.shape, edited.shape, degrees.shape, half_degrees.shape)
+    if edited.shape != base.shape or not degrees.shape == half_degrees.shape == (m,):
+        raise ValueError(f"edited {tuple(edited.shape)} must match base {tuple(base.shape)} and degrees "
+                         f"{degrees.shape} / half_degrees {half_degrees.shape} be [{m}]")
     if base_yaw is None:
         base_yaw = annotator.predict(synthesize(G, base, batch_size, noise_mode))
     base_yaw = np.asarray(base_yaw, np.float64)
@@ -308,7 +317,8 @@ def synthetic_latents(ws: torch.Tensor, keys: Sequence[str], method: str, settin
     pose_factor). With ``return_base`` also the latents before any rotation (same shape).
     ``direction`` may be a list, one per image: the same direction, each asked through its own
     response (:func:`dapper.directions.own_responses`)."""
-    assert method in METHODS, method
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
     n, k = len(ws), settings.k
     perturb = "perturb" in method
     rotate = "rotate" in method
@@ -340,7 +350,8 @@ def synthetic_latents(ws: torch.Tensor, keys: Sequence[str], method: str, settin
         shared = _all_one(each)  # one response: the same coefficients for every latent
         edited = apply_direction(base, each[0], [float(c) for c in coeffs[0]] if shared
                                  else np.repeat(coeffs, k, axis=0))  # [N*k, n_c, L, D]
-        assert edited.shape[:2] == (n * k, n_c), edited.shape
+        if edited.shape[:2] != (n * k, n_c):
+            raise ValueError(f"apply_direction gave {tuple(edited.shape)}, expected [{n * k}, {n_c}, ...]")
         pick = torch.from_numpy(choice.reshape(-1)).long()
         base = edited[torch.arange(n * k), pick]
         asked = np.asarray(settings.coefficients, dtype=np.float64)
@@ -454,19 +465,24 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
     settings = settings or AugmentSettings()
     keys = [str(k) for k in keys]
     labels = np.asarray(labels, dtype=np.int64)
-    assert len(ws) == len(keys) == len(labels), (len(ws), len(keys), len(labels))
+    if not len(ws) == len(keys) == len(labels):
+        raise ValueError(f"ws, keys and labels differ in length: {len(ws)}, {len(keys)}, {len(labels)}")
     check_no_leakage(keys, test_keys, fold)
     methods = list(methods)
     for m in methods:
-        assert m in METHODS, m
+        if m not in METHODS:
+            raise ValueError(f"unknown method {m!r}; choose from {METHODS}")
     composes = [compose] if isinstance(compose, str) else list(compose)
     for c in composes:
-        assert c in COMPOSITIONS, c
+        if c not in COMPOSITIONS:
+            raise ValueError(f"unknown composition {c!r}; choose from {COMPOSITIONS}")
     if "residual" in composes:
         if images is None:
             raise ValueError("compose='residual' needs the real images")
         images = np.asarray(images)
-        assert images.shape == (len(keys), G.img_resolution, G.img_resolution, 3), images.shape
+        if images.shape != (len(keys), G.img_resolution, G.img_resolution, 3):
+            raise ValueError(f"images must be uint8 [{len(keys)}, {G.img_resolution}, {G.img_resolution}, 3], "
+                             f"got {tuple(images.shape)}")
     if not keys or not methods:
         return _empty_set(G.img_resolution)
     if any("rotate" in m for m in methods) and apply_direction is None:

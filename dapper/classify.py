@@ -154,7 +154,8 @@ def prepare_images(images: np.ndarray, config: dict) -> torch.Tensor:
     from timm.data import create_transform
 
     images = np.asarray(images)
-    assert images.ndim == 4 and images.shape[-1] == 3 and images.dtype == np.uint8, images.shape
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"expected uint8 images [N, H, W, 3], got {images.dtype} {tuple(images.shape)}")
     size = tuple(config["input_size"][1:])
     if images.shape[1:3] == size and config.get("crop_pct", 1.0) >= 1.0:
         return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()

@@ -93,7 +93,8 @@ class AnnotatorNet(nn.Module):
                                   nn.Linear(hidden, out_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        assert x.ndim == 4 and x.shape[1] == 3, f"expected [N, 3, H, W], got {tuple(x.shape)}"
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected [N, 3, H, W], got {tuple(x.shape)}")
         if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
             x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", antialias=True, align_corners=False)
         return self.head(self.blocks(self.stem(x)))
@@ -353,7 +354,8 @@ def train(kind: str, out_dir: Path | None = None, scale: float = 1.0, threads: i
     from dapper.data import toycars
     from dapper.utils import cache_dir, seed_everything
 
-    assert kind in CONFIGS, kind
+    if kind not in CONFIGS:
+        raise ValueError(f"unknown annotator {kind!r}; choose from {sorted(CONFIGS)}")
     torch.set_num_threads(threads)
     cfg = dict(CONFIGS[kind])
     seed_everything(cfg["seed"])

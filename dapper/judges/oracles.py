@@ -99,7 +99,8 @@ class OracleNet(nn.Module):
             self.aux = None
 
     def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        assert x.ndim == 4 and x.shape[1] == 3, f"expected [N, 3, H, W], got {tuple(x.shape)}"
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected [N, 3, H, W], got {tuple(x.shape)}")
         if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
             x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", antialias=True, align_corners=False)
         h = self.features(x)
@@ -329,7 +330,8 @@ def train(kind: str, out_dir: Path | None = None, scale: float = 1.0, threads: i
     from dapper.data import toycars
     from dapper.utils import seed_everything
 
-    assert kind in CONFIGS, kind
+    if kind not in CONFIGS:
+        raise ValueError(f"unknown oracle {kind!r}; choose from {sorted(CONFIGS)}")
     torch.set_num_threads(threads)  # the GAN training owns the other core
     seed_everything(seed)
     cfg = dict(CONFIGS[kind])

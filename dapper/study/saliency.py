@@ -117,14 +117,17 @@ def model_input(model: torch.nn.Module, images, config: dict | None = None) -> t
 
     device = next(model.parameters()).device
     if isinstance(images, torch.Tensor) and images.is_floating_point():
-        assert images.ndim == 4, images.shape
+        if images.ndim != 4:
+            raise ValueError(f"expected images [N, H, W, 3] or [N, 3, H, W], got {tuple(images.shape)}")
         return images.to(device)
     config = config or data_config(model)
     x = images
     if isinstance(x, np.ndarray):
-        assert x.dtype == np.uint8 and x.ndim == 4, (x.dtype, x.shape)
+        if x.dtype != np.uint8 or x.ndim != 4:
+            raise ValueError(f"expected uint8 images [N, H, W, 3], got {x.dtype} {x.shape}")
         x = prepare_images(x, config) if x.shape[-1] == 3 else torch.from_numpy(x)
-    assert x.dtype == torch.uint8 and x.ndim == 4 and x.shape[1] == 3, (x.dtype, x.shape)
+    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected uint8 images [N, 3, H, W], got {x.dtype} {tuple(x.shape)}")
     return normalise(x, config).to(device)
 
 
@@ -144,7 +147,8 @@ def _targets(targets, n: int, softmax: bool = False) -> list | None:
     if targets is None:
         return None
     targets = list(targets) if not isinstance(targets, (np.ndarray, torch.Tensor)) else targets.tolist()
-    assert len(targets) == n, (len(targets), n)
+    if len(targets) != n:
+        raise ValueError(f"{len(targets)} targets for {n} images")
     if all(callable(t) for t in targets):
         return targets
     kind = ClassifierOutputSoftmaxTarget if softmax else ClassifierOutputTarget
@@ -195,7 +199,8 @@ def _check(cams: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     masks = np.asarray(masks, bool)
     if cams.ndim == 2:
         cams, masks = cams[None], masks[None]
-    assert cams.shape == masks.shape and cams.ndim == 3, (cams.shape, masks.shape)
+    if cams.shape != masks.shape or cams.ndim != 3:
+        raise ValueError(f"maps {cams.shape} and masks {masks.shape} must both be [N, H, W]")
     return cams, masks
 
 
@@ -271,7 +276,8 @@ def road_scores(model: torch.nn.Module, images, cams: np.ndarray, targets,
 
     x = model_input(model, images, config)
     cams = np.asarray(cams, np.float32)
-    assert cams.shape == (len(x), *x.shape[-2:]), (cams.shape, x.shape)
+    if cams.shape != (len(x), *x.shape[-2:]):
+        raise ValueError(f"maps {cams.shape} do not match the model's input {tuple(x.shape)}")
     tg = _targets(targets, len(x), softmax=True)
     if tg is None:
         raise ValueError("road_scores needs targets (the class each map explains)")
@@ -327,7 +333,8 @@ def classifier_metrics(model: torch.nn.Module, images, labels, masks, target_lay
     x = model_input(model, images, config)
     if not (isinstance(images, torch.Tensor) and images.is_floating_point()) and masks.shape[-2:] != x.shape[-2:]:
         masks = prepare_masks(masks, config or data_config(model))
-    assert masks.shape == (n, *x.shape[-2:]), (masks.shape, x.shape)
+    if masks.shape != (n, *x.shape[-2:]):
+        raise ValueError(f"masks {masks.shape} do not match the model's input {tuple(x.shape)}")
     cams = cam_maps(model, x, target_layers, method, targets=labels)
     with torch.no_grad(), autocast(x.device, bf16):
         model.eval()

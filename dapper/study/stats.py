@@ -59,7 +59,8 @@ def paired_test(a: Sequence[float], b: Sequence[float], confidence: float = 0.95
 
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
-    assert a.shape == b.shape, (a.shape, b.shape)
+    if a.shape != b.shape:
+        raise ValueError(f"paired samples differ in shape: {a.shape} and {b.shape}")
     keep = np.isfinite(a) & np.isfinite(b)
     a, b = a[keep], b[keep]
     d = b - a
