@@ -221,6 +221,18 @@ def test_official_schedule_runs_with_noise_maps():
     assert weights_hash(G) == before  # noise maps were swapped in and back, G untouched
 
 
+def test_the_shipped_encoder_stays_closed_for_a_generator_of_another_world(monkeypatch):
+    from dapper.inversion import encoder as E
+
+    if not E.DEFAULT_CHECKPOINT.is_file():
+        pytest.skip("no shipped encoder")
+    monkeypatch.setattr(E, "load_encoder", lambda *a, **k: pytest.fail("the shipped encoder was opened"))
+    G = tiny_generator()  # 16 px, w_dim 16: not the shipped encoder's shape
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and nothing to warn about: no encoder is expected for it
+        assert E.encoder_for(G) is None
+
+
 def test_encoder_is_used_only_for_its_generator(tmp_path):
     from safetensors.torch import save_file
 

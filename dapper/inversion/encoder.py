@@ -95,17 +95,39 @@ def load_encoder(path=None, device="cpu") -> Encoder:
 _LOADED: dict = {}
 
 
+def _default_fits(G) -> bool:
+    """Whether the shipped encoder's recorded shape (read from its JSON, the weights left closed)
+    is ``G``'s: W width and image size."""
+    import json
+
+    from dapper.modelfile import config_path
+
+    cfg = config_path(DEFAULT_CHECKPOINT)
+    if not cfg.is_file():
+        return True  # encoder_for says it is missing
+    arch = json.loads(cfg.read_text()).get("architecture", {})
+    return arch.get("w_dim") == G.w_dim and arch.get("input_size") == G.img_resolution
+
+
 def encoder_for(G, g_hash: str | None = None, path=None, device="cpu") -> Encoder | None:
     """The encoder trained for generator ``G``, or None (with a warning) when there is none or it
-    was trained for another generator (its recorded generator hash differs)."""
+    was trained for another generator (its recorded generator hash differs). With no ``path``, the
+    shipped encoder is considered only for a generator of its shape (W width, image size): for any
+    other (a real-mode generator) the answer is None, silently, and the shipped file stays closed."""
     from dapper.utils import weights_hash
 
+    default = path is None
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
     g_hash = g_hash or weights_hash(G)
     key = (str(path), g_hash, str(device))
     if key in _LOADED:
         return _LOADED[key]
     enc = None
+    if default and not _default_fits(G):
+        # the shipped encoder is the embedded world's; another world's generator (real mode) has
+        # none unless one is named, and the shipped one is never opened for it
+        _LOADED[key] = None
+        return None
     try:
         candidate = load_encoder(path, device)
     except FileNotFoundError as exc:
