@@ -65,6 +65,33 @@ def _check_model(name: str, value) -> None:
             raise ValueError(f"network={str(value)!r} is not a StyleGAN2 checkpoint: {e}") from e
 
 
+def check_real_inputs(data_root=None, network=None, classes=None) -> None:
+    """The deeper pre-flight of a real-mode run, once before its first notebook (seconds): the
+    generator loads through the safe loader, which reads the whole file (a truncated or crafted file
+    or one that holds no generator is refused here), and the data folder holds annotated photos of
+    every class asked for."""
+    if network is not None:
+        from dapper.stylegan2 import load_generator
+
+        try:
+            load_generator(network)
+        except Exception as exc:  # whatever stops the loader stops the run: say it now
+            raise ValueError(f"network={str(network)!r} cannot be used: {exc}") from None
+    if data_root is not None:
+        from collections import Counter
+
+        from dapper.data.stanford_cars import DEFAULT_CLASSES, list_samples
+
+        try:
+            samples, names = list_samples(data_root, classes or DEFAULT_CLASSES)
+        except Exception as exc:
+            raise ValueError(f"data_root={str(data_root)!r}: {exc}") from None
+        counts = Counter(s.label for s in samples)
+        empty = [name for label, name in enumerate(names) if not counts.get(label)]
+        if empty:
+            raise ValueError(f"data_root={str(data_root)!r} has no annotated photos of {', '.join(empty)}")
+
+
 def check_classes(classes) -> None:
     """``classes``: None (the ten default classes) or an even number of class names, look-alike
     pairs in consecutive places."""

@@ -178,8 +178,9 @@ def check_models(plan: dict[Path, dict[str, object]], profile: str, dataset: str
     """Every model parameter any notebook of the run declares (``dapper.params.REAL_MODE_MODELS``,
     ``classes``, ``classifier``, ``executor`` and ``ray_address``), checked at once before the first
     notebook runs: in real mode a model no ``-p`` names is missing for the notebook that needs it,
-    hours later otherwise."""
-    from dapper.params import REAL_MODE_MODELS, check_params
+    hours later otherwise; and real mode's generator and photos themselves
+    (:func:`dapper.params.check_real_inputs`)."""
+    from dapper.params import REAL_MODE_MODELS, check_params, check_real_inputs
 
     names = {n for nb in plan for n in declared_parameters(nb)}
     given = {k: v for params in plan.values() for k, v in params.items()}
@@ -189,6 +190,8 @@ def check_models(plan: dict[Path, dict[str, object]], profile: str, dataset: str
     extra.update({k: given[k] for k in ("executor", "ray_address") if k in names and k in given})
     try:
         check_params(profile, dataset, **positional, **extra, **models)
+        if dataset == "stanford_cars":  # the files themselves, read once here rather than in a notebook
+            check_real_inputs(positional.get("data_root"), positional.get("network"), extra.get("classes"))
     except (ValueError, FileNotFoundError, ImportError) as exc:
         raise ParameterError(str(exc)) from None
 

@@ -234,3 +234,37 @@ def test_the_study_letterboxes_real_photos_once_into_the_generators_box(tmp_path
     assert content_size(full) is None
     # the box changes every condition's images, so it is part of every condition's study id
     assert condition_ids(config, "g", "d")["real"] != condition_ids(full, "g", "d")["real"]
+
+
+def test_the_report_preflight_reads_the_generator_and_the_photos(tmp_path):
+    import torch
+
+    from dapper.params import check_real_inputs
+    from dapper.stylegan2 import Generator
+    from dapper.stylegan2.checkpoints import save_generator
+
+    torch.manual_seed(0)
+    G = Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=3, mapping_kwargs=dict(num_layers=2),
+                  synthesis_kwargs=dict(channel_base=64, channel_max=16))
+    good = save_generator(G, tmp_path / "g")
+    data = make_devkit(tmp_path / "cars")
+    check_real_inputs(data, good)  # both fine
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(ValueError, match="cannot be used"):
+        check_real_inputs(network=truncated)
+    not_a_generator = tmp_path / "dict.pt"
+    torch.save({"anything": torch.zeros(3)}, not_a_generator)
+    with pytest.raises(ValueError, match="cannot be used"):
+        check_real_inputs(network=not_a_generator)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="data_root="):
+        check_real_inputs(data_root=tmp_path / "empty")
+    with pytest.raises(ValueError, match="data_root="):
+        check_real_inputs(data_root=data, classes=["No Such Car 2012", DEFAULT_CLASSES[0]])
+    # a class that exists in the metadata but has no photo: said by name, not as an array shape error
+    meta_only = [n for n in META_NAMES if n not in DEFAULT_CLASSES and n not in ("Acura RL Sedan 2012",
+                                                                                  "BMW X6 SUV 2012")][:1]
+    if meta_only:
+        with pytest.raises(ValueError, match="no annotated photos of " + meta_only[0]):
+            check_real_inputs(data_root=data, classes=[DEFAULT_CLASSES[0], meta_only[0]])

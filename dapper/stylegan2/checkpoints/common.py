@@ -146,3 +146,13 @@ def bind_kwargs(path, class_name, args, kwargs) -> dict:
     return dict(bound.arguments)
 
 
+def torch_refusal(exc: Exception) -> str:
+    """What torch's weights-only unpickler refused, without its advice to load the file with
+    ``weights_only=False`` (which would run the file's code): the refused global, or a plain phrase."""
+    text = str(exc)
+    # torch words it in several ways across versions; each names the global on a line of its own
+    found = re.search(r"(?:WeightsUnpickler error: |Trying to load )?([^\n]*(?:GLOBAL|global)[^\n]*)", text)
+    reason = (found.group(1) if found else "").split(" Please ")[0].split(" Check the ")[0].strip()
+    if "weights_only" in reason:
+        reason = ""
+    return reason[:300] or "objects other than tensors"

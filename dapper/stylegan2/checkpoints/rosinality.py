@@ -13,7 +13,7 @@ import torch
 
 from .. import ops
 from ..networks import MappingNetwork
-from .common import CheckpointError, NetworkState, UnsafeCheckpointError, plain
+from .common import CheckpointError, NetworkState, UnsafeCheckpointError, plain, torch_refusal
 
 
 def _fit_channels(path, channels: dict[int, int]) -> tuple[int, int]:
@@ -166,10 +166,9 @@ def torch_load(path: Path):
             with torch.serialization.safe_globals([argparse.Namespace]):
                 return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()
         raise UnsafeCheckpointError(
-            path, f"torch refused to load it as weights only ({' '.join(first[:3])[:400]}); "
-            "nothing was executed") from None
+            path, f"it holds more than weights, which torch's weights-only loader refused ({torch_refusal(exc)}); "
+            "nothing was executed, and dapper never loads such a file otherwise") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(path, f"torch file is truncated or corrupt ({type(exc).__name__}: "
                               f"{str(exc).strip()[:300]})") from None

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .common import CheckpointError, UnsafeCheckpointError
+from .common import CheckpointError, UnsafeCheckpointError, torch_refusal
 
 
 class PersistentRecord:
@@ -97,7 +97,7 @@ def _quiet_storage_load(data: bytes):
         try:
             storage = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
-            raise _UnsafeGlobal(f"a tensor storage payload was refused by torch: {exc}") from None
+            raise _UnsafeGlobal(f"a tensor storage payload was refused by torch: {torch_refusal(exc)}") from None
     if not isinstance(storage, torch.TypedStorage | torch.UntypedStorage):
         raise pickle.UnpicklingError("tensor storage payload does not hold a storage")
     return storage
