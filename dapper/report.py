@@ -141,17 +141,20 @@ def declared_parameters(path: Path) -> list[str]:
 
 
 def plan_parameters(
-    notebooks: list[Path], base: dict[str, object], extras: dict[str, object]
+    notebooks: list[Path], base: dict[str, object], extras: dict[str, object], known: list[Path] | None = None
 ) -> dict[Path, dict[str, object]]:
     """Parameters for each notebook, or :class:`ParameterError` before anything runs.
 
     ``base`` (profile, dataset) must be declared by every notebook; each name in ``extras`` must
-    be declared by at least one notebook and is passed only to those that declare it.
+    be declared by at least one notebook of ``known`` (all the numbered notebooks; default: those
+    run), so the full run's argument list also serves a run of one notebook, and is passed only to
+    the notebooks run that declare it.
     """
     declared = {nb: declared_parameters(nb) for nb in notebooks}
+    everywhere = {nb: declared.get(nb) or declared_parameters(nb) for nb in (known or notebooks)}
 
     def accepted() -> str:
-        return "\n".join(f"  {nb.name} accepts: {', '.join(ns)}" for nb, ns in declared.items())
+        return "\n".join(f"  {nb.name} accepts: {', '.join(ns)}" for nb, ns in everywhere.items())
 
     for nb, names in declared.items():
         missing = [name for name in base if name not in names]
@@ -163,9 +166,9 @@ def plan_parameters(
     for name in extras:
         if name in base:
             raise ParameterError(f"pass {name} with --{name}, not with -p")
-        if not any(name in names for names in declared.values()):
+        if not any(name in names for names in everywhere.values()):
             raise ParameterError(
-                f"unknown parameter {name!r}: no notebook in this run declares it in its "
+                f"unknown parameter {name!r}: no notebook declares it in its "
                 f"parameters cell.\n{accepted()}"
             )
     return {
@@ -293,7 +296,8 @@ def run_report(
     notebooks_dir = Path(notebooks_dir or repo_root() / "notebooks")
     reports_dir = prepare_reports_dir(Path(reports_dir or reports_root()))
     notebooks = find_notebooks(notebooks_dir, only)
-    plan = plan_parameters(notebooks, {"profile": profile, "dataset": dataset}, extras or {})
+    plan = plan_parameters(notebooks, {"profile": profile, "dataset": dataset}, extras or {},
+                           known=find_notebooks(notebooks_dir))
     check_models(plan, profile, dataset)
     kernel = kernel or choose_kernel()
     # Kernels inherit the environment: notebooks find the output folders through it.

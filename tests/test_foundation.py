@@ -177,6 +177,10 @@ def test_unknown_parameter_is_rejected_before_anything_runs(tmp_path, capsys):
         report.find_notebooks(books), {"profile": "quick", "dataset": "toycars"}, {"seed": 3}
     )
     assert [p.get("seed") for p in plan.values()] == [3, None]
+    # a run of one notebook takes the full run's argument list: the name is known, just not passed
+    one = report.plan_parameters(report.find_notebooks(books, "01"), {"profile": "quick", "dataset": "toycars"},
+                                 {"seed": 3}, known=report.find_notebooks(books))
+    assert list(one.values()) == [{"profile": "quick", "dataset": "toycars"}]
 
 
 def test_notebook_without_profile_or_dataset_is_rejected(tmp_path):
@@ -319,7 +323,8 @@ def test_cli_lists_every_command_and_each_one_exists(capsys):
     wrapped = {"dapper.stylegan2.train": "dapper.study.source_gan"}
     listed = {m for m, _ in cli.COMMANDS.values()}
     assert {wrapped.get(m, m) for m in with_main} <= listed
-    assert "engine.main(argv, sources=SOURCES)" in (ROOT / "dapper" / "study" / "source_gan.py").read_text()
+    assert "engine.main(argv, sources=SOURCES, feature_nets=FEATURE_NETS)" in (
+        ROOT / "dapper" / "study" / "source_gan.py").read_text()
     assert cli.main(["no-such-command"]) == 2
 
 
