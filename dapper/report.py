@@ -270,6 +270,14 @@ def _failure(notebook: Path, executed_copy: Path, exc) -> NotebookFailed:
     )
 
 
+def report_folder(dataset: str, root: Path | None = None) -> Path:
+    """Where a dataset's report goes: the root (``$DAPPER_REPORTS``, else ``<repo>/reports``) for the
+    embedded world, ``<root>/<dataset>`` for any other, so a real-mode report never shows the
+    embedded world's figures and tables, nor theirs it."""
+    root = Path(root or reports_root())
+    return root if dataset == "toycars" else root / dataset
+
+
 def prepare_reports_dir(reports_dir: Path) -> Path:
     reports_dir = Path(reports_dir).resolve()
     for sub in ("notebooks", "figures", "results"):
@@ -294,7 +302,7 @@ def run_report(
     that finished and marks the failed one (its outputs and those after it are stale).
     """
     notebooks_dir = Path(notebooks_dir or repo_root() / "notebooks")
-    reports_dir = prepare_reports_dir(Path(reports_dir or reports_root()))
+    reports_dir = prepare_reports_dir(Path(reports_dir or report_folder(dataset)))
     notebooks = find_notebooks(notebooks_dir, only)
     plan = plan_parameters(notebooks, {"profile": profile, "dataset": dataset}, extras or {},
                            known=find_notebooks(notebooks_dir))
@@ -524,7 +532,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--only", metavar="NAME", help="run one notebook (e.g. 03 or 03_augmentation)")
     p.add_argument("--notebooks-dir", type=Path, default=None, help="default: <repo>/notebooks")
-    p.add_argument("--reports-dir", type=Path, default=None, help="default: $DAPPER_REPORTS, else <repo>/reports")
+    p.add_argument("--reports-dir", type=Path, default=None,
+                   help="default: $DAPPER_REPORTS, else <repo>/reports; another dataset than toycars: its own "
+                        "folder below that, e.g. reports/stanford_cars")
     p.add_argument("--kernel", default=None, help="Jupyter kernel (default: dapper, else python3)")
     p.add_argument("--index-only", action="store_true", help="only rebuild reports/index.md")
     p.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
@@ -533,7 +543,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    reports_dir = args.reports_dir or reports_root()
+    reports_dir = args.reports_dir or report_folder(args.dataset)
     if args.index_only:
         print(f"wrote {write_index(prepare_reports_dir(reports_dir))}")
         return 0

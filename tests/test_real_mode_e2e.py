@@ -36,7 +36,8 @@ def test_every_notebook_runs_in_real_mode(tmp_path):
     proc = _run_report(tmp_path, dict(data_root=data, **models), models_dir)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
 
-    reports = tmp_path / "reports"
+    reports = tmp_path / "reports" / "stanford_cars"  # real mode's report lives apart from the embedded world's
+    assert not (tmp_path / "reports" / "index.md").exists()
     runs = json.loads((reports / "notebook_runs.json").read_text())
     assert sorted(runs) == NOTEBOOKS
     assert all(r["dataset"] == "stanford_cars" and r["profile"] == "quick" and r.get("status") != "FAILED"
