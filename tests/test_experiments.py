@@ -490,3 +490,16 @@ def test_cluster_plan_counts_the_tasks_and_schedules_longest_first():
     assert all(0 < r["efficiency"] <= 1.0 for r in plan)
     real_only = E.study_config("full", "stanford_cars", conditions=("real",))
     assert C.study_tasks(real_only, 10, 80, 8).projection_batches == []
+
+
+def test_the_models_sources_are_said_in_words():
+    from dapper.study.config import model_sources
+
+    assert "embedded" in model_sources(E.study_config("quick"))["classifier_weights"]
+    assert model_sources(E.study_config("quick", classifier_weights="scratch"))["classifier_weights"].startswith(
+        "scratch")
+    real = E.study_config("quick", "stanford_cars", classifier_weights="/m/w.safetensors", vehicle_detector="embedded",
+                          pose_annotator="my_pose:load")
+    said = model_sources(real)
+    assert said["classifier_weights"] == "/m/w.safetensors"
+    assert "embedded toycars vehicle detector" in said["instruments"] and "my_pose:load" in said["instruments"]

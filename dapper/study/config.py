@@ -273,3 +273,23 @@ def study_executor(config: StudyConfig):
     from dapper.executor import get_executor
 
     return get_executor(config.executor, config.ray_address)
+
+
+def model_sources(config: StudyConfig) -> dict:
+    """What the study's models come from, in words, for every output and results file that uses
+    them: ``classifier`` and its ``classifier_weights`` (a file, ``scratch``: random initialisation,
+    or the embedded toycars ResNeXt), and in real mode the ``instruments`` that label generated
+    images (a named file or module, or ``embedded``: the toycars ones, said so)."""
+    weights = config.classifier_weights
+    if weights == "scratch":
+        said = "scratch (random initialisation, asked for by name)"
+    elif weights in (None, "default"):
+        said = "embedded (the toycars ResNeXt pretrained on source renders)"
+    else:
+        said = str(weights)
+    out = {"classifier": config.classifier, "classifier_weights": said}
+    if config.dataset != "toycars":
+        from dapper.instruments import describe
+
+        out["instruments"] = describe(config.vehicle_detector, config.pose_annotator)
+    return out

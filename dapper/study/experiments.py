@@ -65,6 +65,7 @@ from dapper.study.config import (  # noqa: F401
     filter_settings,
     filtered_base,
     generator_resolution,
+    model_sources,
     projection_settings,
     study_config,
     study_device,
@@ -156,6 +157,7 @@ __all__ = [
     "filtered_base",
     "filter_settings",
     "ceiling_condition",
+    "model_sources",
 ]
 
 
