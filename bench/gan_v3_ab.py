@@ -124,7 +124,8 @@ def evaluate_arm(arm: str) -> tuple:
     G = load_generator(path)
     t0 = time.time()
     res = gan_eval.evaluate(G, n=N_FD, with_projection=False)
-    ident = gan_eval.identity_after_projection(G, N_PER_CLASS, spaces=("w", "w+"), init="w_avg")
+    # two single-thread processes project (half the CPU time of one process with two threads)
+    ident = gan_eval.identity_after_projection(G, N_PER_CLASS, spaces=("w", "w+"), init="w_avg", workers=2)
     rec = arm_record(arm)
     row = {"arm": arm, "kimg": rec["kimg"], "train_cpu_seconds": round(rec["cpu_seconds"], 1),
            "identity_kept_w": ident["w"]["kept"], "pair_kept_w": ident["w"]["pair_kept"],

@@ -177,7 +177,7 @@ def goal_forecast(legs):
 
 
 def identity_after_projection(G, n_per_class: int, steps: int | None = None, spaces=("w",),
-                              init: str = "encoder", pivotal=None, pivot_space: str = "w") -> dict:
+                              init: str = "encoder", pivotal=None, pivot_space: str = "w", workers: int = 1) -> dict:
     """How the identity oracle sees held-out target views projected in each of ``spaces`` ("w",
     "w+"; dapper's default schedule otherwise), rendered and judged once for all spaces:
     ``oracle_on_originals`` (the oracle's accuracy on the views themselves: the ceiling) and, per
@@ -189,7 +189,8 @@ def identity_after_projection(G, n_per_class: int, steps: int | None = None, spa
     ``pivotal`` (a :class:`dapper.inversion.pivotal.PivotalSettings`): also the inversion the tuned
     conditions use, under ``"pivotal"``: each view's projection in ``pivot_space`` is the pivot of
     a copy of ``G`` tuned on that view alone, whose redraw of the pivot is judged; with
-    ``cpu_seconds_per_view``, what the tuning cost."""
+    ``cpu_seconds_per_view``, what the tuning cost. ``workers`` > 1: the projections are made by that many
+    single-thread processes first (into the projection cache), as the study makes its own."""
     from dapper.data import toycars
     from dapper.inversion.projection import ProjectionSettings, project_images
 
@@ -202,6 +203,10 @@ def identity_after_projection(G, n_per_class: int, steps: int | None = None, spa
         settings = ProjectionSettings(space=space, init=init)
         if steps is not None:
             settings = settings.replace(steps=steps)
+        if workers > 1:
+            from dapper.study.inputs import project_in_parallel
+
+            project_in_parallel(G, views.images, settings, workers)
         proj = project_images(G, views.images, settings=settings, progress=True)
         pred, _ = oracles.predict_identity(proj.reconstructions)
         out[space] = identity_shares(pred, labels, len(toycars.TARGET_CLASSES), toycars.PAIRS)

@@ -106,7 +106,7 @@ def _project_chunk(args) -> int:
     return len(images)
 
 
-def _project_in_parallel(G, images: np.ndarray, settings, workers: int, masks: np.ndarray | None = None) -> None:
+def project_in_parallel(G, images: np.ndarray, settings, workers: int, masks: np.ndarray | None = None) -> None:
     """Fill the projection cache using ``workers`` single-thread processes (one process with two
     threads spends about twice the CPU time on these small batches). ``masks``: the photos'
     pixels of images already on the generator's canvas (see :func:`prepare_inputs`)."""
@@ -195,7 +195,7 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
                 # masks: real photos already letterboxed onto the generator's canvas, bars masked
                 if executor.name == "local" and device.type == "cpu":
                     # CPU processes fill the cache; one GPU does better alone
-                    _project_in_parallel(G, images, settings, config.workers, masks)
+                    project_in_parallel(G, images, settings, config.workers, masks)
                 return project_images(G, images, masks=masks, settings=settings, cache=True, progress=progress,
                                       device=device, executor=executor, on_canvas=masks is not None).ws
 
