@@ -251,7 +251,7 @@ def test_invalid_input_gives_clear_errors_and_keeps_the_state(G, explorer):
 def test_from_images_projects_and_shows_the_targets(G, monkeypatch):
     calls = {}
 
-    def fake_project(G_, images, masks=None, settings=None, cache=True, progress=True):
+    def fake_project(G_, images, masks=None, settings=None, cache=True, progress=True, on_canvas=False):
         calls.update(n=len(images), settings=settings, cache=cache)
         targets = torch.as_tensor(images).permute(0, 3, 1, 2).float() / 127.5 - 1
         ws = G_.mapping(torch.randn(len(images), G_.z_dim, generator=torch.Generator().manual_seed(2)), None)

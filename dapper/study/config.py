@@ -195,7 +195,7 @@ def content_size(config: StudyConfig) -> tuple[int, int] | None:
     """``(w, h)`` of the part of the generator's canvas that holds picture, where real photos are
     letterboxed (:func:`dapper.data.stanford_cars.load_pool`); None for a generator that fills its
     canvas, for no generator, or for images of another size than the generator's."""
-    if config.network is None:
+    if config.network is None or config.dataset == "toycars":  # the embedded generators fill their canvas
         return None
     r, (x0, y0, x1, y1) = generator_canvas(config.network)
     if r != config.image_size or (x1 - x0, y1 - y0) == (r, r):
