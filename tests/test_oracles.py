@@ -14,7 +14,7 @@ def test_oracle_net_shapes_and_resize():
     net = oracles.OracleNet(10, width=8).eval()
     assert net(torch.zeros(2, 3, 64, 64)).shape == (2, 10)
     assert net(torch.zeros(2, 3, 128, 128)).shape == (2, 10)  # resized to 64 inside
-    with pytest.raises(ValueError, match="expected \[N, 3, H, W\]"):
+    with pytest.raises(ValueError, match=r"expected \[N, 3, H, W\]"):
         net(torch.zeros(2, 64, 64, 3))
 
 
