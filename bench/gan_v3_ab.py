@@ -183,7 +183,8 @@ def paired_table(views):
                 rows.append({"arm": arm, "against": ref, "measure": col, "difference": diff.mean(),
                              "low": np.quantile(boot, 0.025), "high": np.quantile(boot, 0.975),
                              "mcnemar_p": mcnemar_p(a, b), "n_views": len(diff)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["arm", "against", "measure", "difference", "low", "high", "mcnemar_p",
+                                       "n_views"])
 
 
 def plot(df) -> None:

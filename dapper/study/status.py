@@ -451,7 +451,8 @@ def _gan_ab_lines(root: Path) -> list[str]:
     if not path.exists():
         return []
     df = pd.read_csv(path)
-    paired = pd.read_csv(paired_path) if paired_path.exists() else pd.DataFrame(columns=["arm", "against", "measure"])
+    paired = (pd.read_csv(paired_path) if paired_path.exists() and paired_path.stat().st_size
+              else pd.DataFrame(columns=["arm", "against", "measure"]))
     arms = df[df["arm"] != "start"]
     if not len(arms):
         return []
@@ -477,7 +478,9 @@ def _gan_ab_lines(root: Path) -> list[str]:
                    + ("it clears the 3-point bar and becomes the recipe." if best.difference >= 0.03 and best.low > 0
                       else "no arm beats the control by 3 points with an interval above 0, so the control goes on."))
     return [f"- **Source GAN v3 recipe A/B** (`bench/gan_v3_ab.py`, `bench/results/gan_v3_ab.csv`; equal CPU per arm "
-            f"from the shipped training state{where}; {int(arms['n_views'].iloc[0])} held-out views, paired): "
+            f"from the shipped training state{where}; {int(arms['n_views'].iloc[0])} held-out views in W"
+            + (f", {int(arms['n_views_wplus'].iloc[0])} of them in W+" if "n_views_wplus" in arms else "")
+            + ", paired): "
             + "; ".join(bits) + "." + verdict]
 
 
