@@ -98,6 +98,13 @@ def test_study_runs_resume_and_never_leak(tmp_path, monkeypatch):
     path = tmp_path / "five_fold.csv"
     rows = E.five_fold_runs(cfg, inputs, path=path, progress=False)
     assert len(rows) == 4 * 2 * 2
+    # the files notebook 04 and `python -m dapper experiments` both write, from one function
+    monkeypatch.setattr("dapper.judges.oracles.predict_identity",
+                        lambda images, model=None: (np.zeros(len(images), int), None))
+    out = E.write_study_outputs(cfg, inputs, rows, results=tmp_path / "results")
+    written = {f.name for f in (tmp_path / "results").iterdir()}
+    assert set(E.STUDY_FILES.values()) <= written and out["text"].startswith("Synthetic images:")
+    assert len(pd.read_csv(tmp_path / "results" / "five_fold_summary.csv")) == len(out["tables"]["summary"])
     assert list(pd.read_csv(path).columns[:8]) == E.REQUIRED_COLUMNS
     assert (rows.loc[rows.condition.isin(["real", "real+affine"]), "n_synthetic"] == 0).all()
     gen = rows[rows.condition == "real+perturb(residual)"]

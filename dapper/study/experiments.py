@@ -83,6 +83,7 @@ from dapper.study.folds import (  # noqa: F401
 )
 from dapper.study.ids import classifier_weights_path, code_version, condition_ids  # noqa: F401
 from dapper.study.inputs import StudyInputs, checking_annotator, pose_instruments, prepare_inputs  # noqa: F401
+from dapper.study.outputs import STUDY_FILES, write_study_outputs  # noqa: F401
 from dapper.study.results_file import (  # noqa: F401
     COLUMNS,
     REQUIRED_COLUMNS,
@@ -96,6 +97,7 @@ from dapper.study.runs import FittedRun, fit_run, five_fold_runs, prepared_confi
 from dapper.study.statements import label_agreement_statement, label_noise_statement, percent, points, study_statements  # noqa: F401
 from dapper.study.tables import label_noise_relation, study_tables, synthetic_label_agreement  # noqa: F401
 from dapper.study.tuned import tuned_synthetic  # noqa: F401
+from dapper.utils import reports_dir
 
 __all__ = [
     "CONDITIONS",
@@ -158,7 +160,14 @@ __all__ = [
     "filter_settings",
     "ceiling_condition",
     "model_sources",
+    "write_study_outputs",
+    "STUDY_FILES",
+    "SCENARIO_TITLES",
 ]
+
+# how the figures name the two pools
+SCENARIO_TITLES = {"diverse": "diverse pool, held-out fold",
+                   "homogeneous": "curated narrow pool, full-diversity test views"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,8 +189,21 @@ def main(argv: list[str] | None = None) -> int:
     check_executor(args.executor, args.ray_address)
     config = study_config(args.profile, args.dataset, data_root=args.data_root, network=args.network,
                           workers=args.workers, executor=args.executor, ray_address=args.ray_address)
-    rows = five_fold_runs(config, path=args.out, threads=args.threads)
-    tables = study_tables(rows)
+    inputs = prepare_inputs(config)
+    rows = five_fold_runs(config, inputs, path=args.out, threads=args.threads)
+    # the same results files and figures as notebook 04
+    out = write_study_outputs(config, inputs, rows)
+    tables = out["tables"]
+    from dapper import plots
+
+    figures = reports_dir("figures")
+    plots.fig6_accuracy_vs_shots(tables["summary"], path=figures / "fig6_accuracy_vs_shots.png",
+                                 scenario_titles=SCENARIO_TITLES)
+    if len(out["agreement"]) and len(out["fits"]):
+        plots.fig6_gain_vs_label_agreement(out["relation"], out["fits"], gain_goal=GAIN_GOAL,
+                                           scenario_titles=SCENARIO_TITLES,
+                                           path=figures / "fig6b_gain_vs_label_agreement.png")
+    print(out["text"])
     import pandas as pd
 
     with pd.option_context("display.width", 160, "display.max_columns", 20):
