@@ -118,3 +118,25 @@ def test_tunings_made_in_parallel_processes_equal_those_made_here(tiny_generator
     here = [tune_generator_cached(G, im, w, settings) for im, w in jobs]
     assert not any(info["cached"] for _, info in here)
     assert [weights_hash(t) for t, _ in here] == [weights_hash(t) for t, _ in parallel]
+
+
+def test_masked_pixels_never_pull_the_tuning(tiny_generator):
+    from dapper.inversion.pivotal import _cache_key
+
+    G = tiny_generator()
+    targets, ws = _pivots(G, n=2)
+    r = G.img_resolution
+    masks = np.zeros((2, r, r), bool)
+    masks[:, r // 4: 3 * r // 4] = True  # a photo between two bars
+    bars = torch.from_numpy(~masks[0])
+    other = targets.clone()
+    other[:, :, bars] = -other[:, :, bars]  # the bars differ, the photo not
+    s = PivotalSettings(steps=3, lr=3e-3, perceptual_weight=0.0)
+    a, _ = tune_generator(G, targets, ws, s, masks=masks)
+    b, _ = tune_generator(G, other, ws, s, masks=masks)
+    assert weights_hash(a) == weights_hash(b)
+    c, _ = tune_generator(G, other, ws, s)
+    assert weights_hash(c) != weights_hash(a)  # unmasked, the bars count
+    assert _cache_key(G, targets, ws, s) != _cache_key(G, targets, ws, s, masks)
+    with pytest.raises(ValueError, match="masks must be bool"):
+        tune_generator(G, targets, ws, s, masks=masks[:, :4])

@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dapper.inversion.latents import masked_mse
+
 __all__ = ["PivotalSettings", "tune_generator", "tune_generator_cached"]
 
 
@@ -78,9 +80,11 @@ def _as_float_images(images, resolution: int) -> torch.Tensor:
 
 
 def tune_generator(G, images, ws, settings: PivotalSettings | None = None, perceptual=None,
-                   progress: bool = False) -> tuple[torch.nn.Module, dict]:
+                   progress: bool = False, masks=None) -> tuple[torch.nn.Module, dict]:
     """A copy of ``G`` whose synthesis network is tuned to redraw ``images`` from ``ws`` (see the
-    module docstring). Returns ``(tuned generator, info)``."""
+    module docstring). ``masks``: bool [N, R, R], the pixels that count (real photos on the canvas:
+    the photo, not the letterbox bars); outside them the generated image is replaced by the target
+    before the perceptual network sees it, as in projection. Returns ``(tuned generator, info)``."""
     s = settings or PivotalSettings()
     device = next(G.parameters()).device
     res = int(G.img_resolution)
@@ -90,6 +94,12 @@ def tune_generator(G, images, ws, settings: PivotalSettings | None = None, perce
         raise ValueError(f"ws must be [{len(x)}, {G.num_ws}, {G.w_dim}], got {tuple(ws.shape)}")
     if not torch.isfinite(ws).all():
         raise ValueError("ws hold non-finite values")
+    m = None
+    if masks is not None:
+        m = torch.as_tensor(np.asarray(masks, dtype=bool)).to(device)
+        if m.shape != (len(x), res, res):
+            raise ValueError(f"masks must be bool [{len(x)}, {res}, {res}], got {tuple(m.shape)}")
+        m = m[:, None].float()
     if perceptual is None and s.perceptual_weight > 0:
         from dapper.inversion.perceptual import load_perceptual
 
@@ -106,7 +116,11 @@ def tune_generator(G, images, ws, settings: PivotalSettings | None = None, perce
 
     def loss_of(idx) -> torch.Tensor:
         out = tuned.synthesis(ws[idx], noise_mode="const")
-        loss = s.pixel_weight * (out - x[idx]).square().flatten(1).mean(1)
+        if m is None:
+            loss = s.pixel_weight * (out - x[idx]).square().flatten(1).mean(1)
+        else:
+            loss = s.pixel_weight * masked_mse(out, x[idx], m[idx])
+            out = out * m[idx] + x[idx] * (1 - m[idx])  # the bars are the target's: no perceptual pull there
         if target_feats is not None:
             loss = loss + s.perceptual_weight * (perceptual.features(out) - target_feats[idx]).square().sum(1)
         return loss
@@ -161,7 +175,7 @@ def _digest(path) -> str | None:
     return _file_digest(str(Path(path).resolve()), (st.st_mtime_ns, st.st_size))
 
 
-def _cache_key(G, images, ws, settings: PivotalSettings) -> str:
+def _cache_key(G, images, ws, settings: PivotalSettings, masks=None) -> str:
     """What a tuning's result depends on: the generator's weights, the settings (the perceptual
     network's files by content), the code that tunes and the exact pivots."""
     from dapper.inversion import perceptual
@@ -171,11 +185,13 @@ def _cache_key(G, images, ws, settings: PivotalSettings) -> str:
     key = {"generator": weights_hash(G), "settings": settings.to_dict(), "code": code,
            "vgg16": _digest(settings.vgg16_weights), "lpips": _digest(settings.lpips_weights),
            "images": image_key(images), "ws": image_key(np.asarray(ws, np.float32))}
+    if masks is not None:  # only then: the keys of unmasked tunings stay as they were
+        key["masks"] = image_key(np.asarray(masks, dtype=np.uint8))
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
 
 
 def tune_generator_cached(G, images, ws, settings: PivotalSettings | None = None, perceptual=None,
-                          progress: bool = False) -> tuple[torch.nn.Module, dict]:
+                          progress: bool = False, masks=None) -> tuple[torch.nn.Module, dict]:
     """:func:`tune_generator` whose result is kept in (and read back from) the cache: the same
     generator, settings, images and projections give the same tuned weights without tuning again
     (``info["cached"]`` says which; a cached result's ``cpu_seconds`` are those of its tuning).
@@ -190,7 +206,7 @@ def tune_generator_cached(G, images, ws, settings: PivotalSettings | None = None
     ws = torch.as_tensor(ws, dtype=torch.float32).detach().cpu()
     images = images.detach().cpu().numpy() if torch.is_tensor(images) else np.asarray(images)
     folder = cache_dir("pivotal")
-    key = _cache_key(G, images, ws.numpy(), s)
+    key = _cache_key(G, images, ws.numpy(), s, masks)
     weights, meta = folder / f"{key}.safetensors", folder / f"{key}.json"
     if weights.exists() and meta.exists():
         tuned = copy.deepcopy(G).eval()
@@ -206,7 +222,7 @@ def tune_generator_cached(G, images, ws, settings: PivotalSettings | None = None
             return tuned, dict(info, cached=True)
     on_cpu = next(G.parameters()).device.type == "cpu"
     with torch_threads(1) if on_cpu else contextlib.nullcontext():
-        tuned, info = tune_generator(G, images, ws, s, perceptual=perceptual, progress=progress)
+        tuned, info = tune_generator(G, images, ws, s, perceptual=perceptual, progress=progress, masks=masks)
     state = {k: v.detach().cpu().contiguous() for k, v in tuned.synthesis.state_dict().items()}
     atomic_save(weights, lambda p: save_file(state, str(p)))
     atomic_save(meta, lambda p: p.write_text(json.dumps(info)))

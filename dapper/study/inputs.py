@@ -224,6 +224,7 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
             if tuned_shots and executor.name == "local" and device.type == "cpu":
                 # every class of every run, tuned in parallel into the cache the loop below reads
                 jobs = [(d.images[idx[rows]], ws_union[[row_of[int(i)] for i in idx[rows]]])
+                        + (() if d.masks is None else (d.masks[idx[rows]],))
                         for idx in runs.values() for rows in class_rows(d.labels, idx)]
                 clock.start()
                 tune_in_parallel(config, G, jobs, config.workers)

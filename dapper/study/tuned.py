@@ -23,8 +23,8 @@ def _tune_chunk(args) -> int:
         from dapper.inversion.perceptual import load_perceptual
 
         perceptual = load_perceptual(settings.vgg16_weights, settings.lpips_weights)
-    for images, ws in jobs:
-        tune_generator_cached(G, images, ws, settings, perceptual=perceptual)
+    for images, ws, *masks in jobs:  # (images, ws) or (images, ws, masks of the photos on the canvas)
+        tune_generator_cached(G, images, ws, settings, perceptual=perceptual, masks=masks[0] if masks else None)
     return len(jobs)
 
 
@@ -73,7 +73,8 @@ def tuned_synthetic(config: StudyConfig, G, d: ScenarioData, idx, ws, methods, d
     w_std = w_statistics(G, aug.w_samples, seed=aug.seed).std
     parts = []
     for rows in class_rows(d.labels, idx):
-        G_c, _ = tune_generator_cached(G, d.images[idx[rows]], ws[rows], settings, perceptual=perceptual)
+        masks = None if d.masks is None else d.masks[idx[rows]]  # real photos: the bars never count
+        G_c, _ = tune_generator_cached(G, d.images[idx[rows]], ws[rows], settings, perceptual=perceptual, masks=masks)
         if clock is not None:
             clock.stop("pivotal tuning")
         parts.append(augment_images(
