@@ -476,7 +476,8 @@ def _gan_ab_lines(root: Path) -> list[str]:
         best = lead.loc[lead["difference"].idxmax()]
         verdict = (f" The best arm against the control is {best.arm} ({points(best.difference)} points in W); "
                    + ("it clears the 3-point bar and becomes the recipe." if best.difference >= 0.03 and best.low > 0
-                      else "no arm beats the control by 3 points with an interval above 0, so the control goes on."))
+                      else "no arm measured so far beats the control by 3 points with an interval above 0, so the "
+                      "control goes on."))
     return [f"- **Source GAN v3 recipe A/B** (`bench/gan_v3_ab.py`, `bench/results/gan_v3_ab.csv`; equal CPU per arm "
             f"from the shipped training state{where}; {int(arms['n_views'].iloc[0])} held-out views in W"
             + (f", {int(arms['n_views_wplus'].iloc[0])} of them in W+" if "n_views_wplus" in arms else "")
