@@ -170,11 +170,11 @@ def config_from_params(profile: str, dataset: str, data_root=None, network=None,
 
 @functools.lru_cache(maxsize=8)
 def _canvas(path: str, stamp: tuple) -> tuple[int, tuple[int, int, int, int]]:
+    from dapper.inversion.canvas import content_box
     from dapper.stylegan2 import load_generator
 
     G = load_generator(path)
-    r = int(G.img_resolution)
-    return r, tuple(int(v) for v in getattr(G, "content_box", (0, 0, r, r)))
+    return int(G.img_resolution), tuple(int(v) for v in content_box(G))
 
 
 def generator_canvas(network) -> tuple[int, tuple[int, int, int, int]]:

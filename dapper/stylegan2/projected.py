@@ -69,7 +69,7 @@ class ProjectedDiscriminator(nn.Module):
         return self
 
     def trainable_parameters(self):
-        return [p for p in self.heads.parameters()]
+        return list(self.heads.parameters())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logit per image [N]: the mean over every scale's positions."""

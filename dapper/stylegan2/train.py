@@ -227,7 +227,7 @@ class Trainer:
         z = torch.randn([n, cfg.z_dim], device=self.device)
         P = self.P
         if P is not None:
-            P.requires_grad_(False)
+            P.heads.requires_grad_(False)
         with self._amp():
             fake = self.augment(G.synthesis(_mixed_ws(G, z, cfg.style_mixing)))
             loss_g = F.softplus(-D(fake).float()).mean()
@@ -276,10 +276,7 @@ class Trainer:
         self.opt_D.zero_grad(set_to_none=True)
         loss_d.backward()
         if P is not None:  # the projected discriminator: hinge loss, its own optimiser, no penalty
-            P.requires_grad_(True)
-            P.features.requires_grad_(False)
-            for m in P.mixes:
-                m.requires_grad_(False)
+            P.heads.requires_grad_(True)  # features and mixing stay frozen
             with self._amp():
                 loss_pd = hinge_d_loss(P(self.augment(real)).float(), P(fake).float())
             self.opt_P.zero_grad(set_to_none=True)
