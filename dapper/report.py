@@ -16,7 +16,6 @@ The batch stops at the first failing notebook and prints its name, the failing c
 
 from __future__ import annotations
 
-import argparse
 import ast
 import csv
 import datetime as _dt
@@ -27,7 +26,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dapper.params import DATASETS, PROFILES
 from dapper.utils import atomic_write_bytes, display_path, repo_root, reports_root
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
@@ -178,12 +176,12 @@ def plan_parameters(
 
 
 def check_models(plan: dict[Path, dict[str, object]], profile: str, dataset: str) -> None:
-    """Every model parameter any notebook of the run declares (``dapper.params.REAL_MODE_MODELS``,
+    """Every model parameter any notebook of the run declares (``dapper.study.params.REAL_MODE_MODELS``,
     ``classes``, ``classifier``, ``executor`` and ``ray_address``), checked at once before the first
     notebook runs: in real mode a model no ``-p`` names is missing for the notebook that needs it,
     hours later otherwise; and real mode's generator and photos themselves
-    (:func:`dapper.params.check_real_inputs`)."""
-    from dapper.params import REAL_MODE_MODELS, check_params, check_real_inputs
+    (:func:`dapper.study.params.check_real_inputs`)."""
+    from dapper.study.params import REAL_MODE_MODELS, check_params, check_real_inputs
 
     names = {n for nb in plan for n in declared_parameters(nb)}
     given = {k: v for params in plan.values() for k, v in params.items()}
@@ -508,68 +506,3 @@ def write_index(
     """Rewrite ``<reports_dir>/index.md`` from the figures and results present now."""
     text = render_index(reports_dir, run_info, timings)
     return atomic_write_bytes(Path(reports_dir) / "index.md", text.encode("utf-8"))
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m dapper report",
-        description="Run the numbered notebooks in order (papermill); rebuild reports/index.md.",
-    )
-    p.add_argument("--profile", choices=PROFILES, default="full")
-    p.add_argument("--dataset", choices=DATASETS, default="toycars")
-    p.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="extra notebook parameter, e.g. -p data_root /data/stanford_cars (repeatable)",
-    )
-    p.add_argument("--only", metavar="NAME", help="run one notebook (e.g. 03 or 03_augmentation)")
-    p.add_argument("--notebooks-dir", type=Path, default=None, help="default: <repo>/notebooks")
-    p.add_argument("--reports-dir", type=Path, default=None,
-                   help="default: $DAPPER_REPORTS, else <repo>/reports; another dataset than toycars: its own "
-                        "folder below that, e.g. reports/stanford_cars")
-    p.add_argument("--kernel", default=None, help="Jupyter kernel (default: dapper, else python3)")
-    p.add_argument("--index-only", action="store_true", help="only rebuild reports/index.md")
-    p.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    reports_dir = args.reports_dir or report_folder(args.dataset)
-    if args.index_only:
-        print(f"wrote {write_index(prepare_reports_dir(reports_dir))}")
-        return 0
-    extras = {name: parse_value(value) for name, value in args.parameter}
-    try:
-        timings = run_report(
-            args.profile,
-            args.dataset,
-            extras,
-            only=args.only,
-            notebooks_dir=args.notebooks_dir,
-            reports_dir=reports_dir,
-            kernel=args.kernel,
-            progress=not args.no_progress,
-        )
-    except NotebookFailed as exc:
-        print_timings(exc.timings, file=sys.stderr)
-        print(f"\nFAILED: {exc}", file=sys.stderr)
-        return 1
-    except ReportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print_timings(timings)
-    print(f"index: {Path(reports_dir) / 'index.md'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -68,7 +68,7 @@ def test_executor_names_are_checked():
         X.get_executor("dask")
     with pytest.raises(ValueError, match="set executor='ray'"):
         X.check_executor("local", "auto")
-    from dapper.params import check_params
+    from dapper.study.params import check_params
 
     with pytest.raises(ValueError, match="executor="):
         check_params("quick", "toycars", executor="slurm")

@@ -17,7 +17,7 @@ import yaml
 
 from dapper import __main__ as cli
 from dapper import report
-from dapper.params import check_params
+from dapper.study.params import check_params
 from dapper.utils import (
     atomic_save,
     atomic_write_bytes,
@@ -498,7 +498,7 @@ def test_a_failed_run_marks_its_stale_outputs_in_the_index(tmp_path):
 
 
 def test_the_readme_real_mode_command_names_every_model_parameter():
-    from dapper.params import REAL_MODE_MODELS
+    from dapper.study.params import REAL_MODE_MODELS
 
     readme = (ROOT / "README.md").read_text()
     start = readme.index("make report PROFILE=quick DATASET=stanford_cars")

@@ -239,7 +239,7 @@ def test_the_study_letterboxes_real_photos_once_into_the_generators_box(tmp_path
 def test_the_report_preflight_reads_the_generator_and_the_photos(tmp_path):
     import torch
 
-    from dapper.params import check_real_inputs
+    from dapper.study.params import check_real_inputs
     from dapper.stylegan2 import Generator
     from dapper.stylegan2.checkpoints import save_generator
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from dapper.augment import METHODS, AugmentSettings
 from dapper.classify import EMBEDDED_MODEL, FineTuneSettings
-from dapper.params import NOT_GIVEN
+from dapper.study.params import NOT_GIVEN, check_params
 from dapper.study.ceiling import TWIN_SHARES, renderer_condition, renderer_condition_name
 from dapper.synthetic_filter import FilterSettings
 
@@ -106,7 +106,7 @@ class StudyConfig:
     data_root: str | None = None
     workers: int = 2
     direction_profile: str | None = None  # profile of the pose direction (default: the study's)
-    # real mode's models (dapper.params.REAL_MODE_MODELS; None: the embedded world's) and classes
+    # real mode's models (dapper.study.params.REAL_MODE_MODELS; None: the embedded world's) and classes
     classes: tuple[str, ...] | None = None
     vehicle_detector: str | None = None
     pose_annotator: str | None = None
@@ -139,14 +139,13 @@ OPTIONAL_FIELDS = ("classes", "vehicle_detector", "pose_annotator", "vgg16_weigh
 def config_from_params(profile: str, dataset: str, data_root=None, network=None, classifier_weights=NOT_GIVEN,
                        vehicle_detector=NOT_GIVEN, pose_annotator=NOT_GIVEN, vgg16_weights=NOT_GIVEN,
                        lpips_weights=NOT_GIVEN, classes=None, classifier=None, **overrides) -> StudyConfig:
-    """The study's settings from a notebook's parameters (checked with :func:`dapper.params.check_params`).
+    """The study's settings from a notebook's parameters (checked with :func:`dapper.study.params.check_params`).
     Real mode: images at the generator's resolution and the timm model ``classifier`` (None: the
     paper's ``resnext50_32x4d``) from ``classifier_weights`` (``"scratch"``: random initialisation).
     A model the notebook passes is used, None meaning the embedded world's (real mode requires each
     one passed, see ``check_params``); one it does not pass is not checked: a notebook passes every
     model its stages use (one that never fine-tunes has no ``classifier_weights``, and
     :func:`classifier_weights_path` refuses a real-mode run without them)."""
-    from dapper.params import check_params
 
     models = {k: v for k, v in dict(classifier_weights=classifier_weights, vehicle_detector=vehicle_detector,
                                     pose_annotator=pose_annotator, vgg16_weights=vgg16_weights,
@@ -207,7 +206,6 @@ def study_config(profile: str = "full", dataset: str = "toycars", **overrides) -
     """The study's settings for a profile: ``full`` (5 folds, 5 shot levels, both scenarios; about
     an hour on 2 CPU cores with a cold cache) or ``quick`` (2 of the 5 folds, real mode 1; 2 shot levels, the
     diverse scenario, shorter fine-tuning: a couple of minutes)."""
-    from dapper.params import check_params
 
     check_params(profile, dataset)
     cfg = StudyConfig(profile=profile, dataset=dataset)
