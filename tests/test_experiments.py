@@ -73,6 +73,23 @@ def test_append_row_writes_required_columns_first(tmp_path):
     assert E.finished_runs(path, "abc") == {("diverse", "real", 2, 0)}
 
 
+def test_a_results_file_without_the_newer_columns_is_widened_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "r.csv"
+    old = ["dataset", "condition", "shots_per_class", "fold", "seed", "accuracy", "n_real", "n_synthetic", "study_id"]
+    path.write_text(",".join(old) + "\ntoycars,real,2,0,1,0.5,20,0,abc\n")
+    E.append_row(path, {"dataset": "toycars", "condition": "real", "shots_per_class": 2, "fold": 1, "seed": 1,
+                        "accuracy": 0.25, "n_real": 20, "n_synthetic": 0, "study_id": "abc",
+                        "classifier_weights": "scratch (random initialisation, asked for by name)"})
+    df = pd.read_csv(path)
+    assert list(df["accuracy"]) == [0.5, 0.25] and list(df.columns[: len(old)]) == old
+    assert df["classifier_weights"].isna().tolist() == [True, False]
+    assert not (tmp_path / "r.csv.bak").exists()
+    # a row without the new columns leaves a file's header as it is
+    before = path.read_text().splitlines()[0]
+    E.append_row(path, {"dataset": "toycars", "condition": "real", "shots_per_class": 2, "fold": 2})
+    assert path.read_text().splitlines()[0] == before
+
+
 def test_study_runs_resume_and_never_leak(tmp_path, monkeypatch):
     monkeypatch.setenv("DAPPER_CACHE", str(tmp_path / "cache"))
     from dapper.classify import FineTuneSettings
@@ -106,6 +123,8 @@ def test_study_runs_resume_and_never_leak(tmp_path, monkeypatch):
     assert set(E.STUDY_FILES.values()) <= written and out["text"].startswith("Synthetic images:")
     assert len(pd.read_csv(tmp_path / "results" / "five_fold_summary.csv")) == len(out["tables"]["summary"])
     assert list(pd.read_csv(path).columns[:8]) == E.REQUIRED_COLUMNS
+    # every row names the classifier's weights it started from
+    assert pd.read_csv(path)["classifier_weights"].str.startswith("embedded").all()
     assert (rows.loc[rows.condition.isin(["real", "real+affine"]), "n_synthetic"] == 0).all()
     gen = rows[rows.condition == "real+perturb(residual)"]
     assert (gen["n_synthetic"] == gen["n_real"] * cfg.augment.k).all()

@@ -9,10 +9,9 @@ from pathlib import Path
 
 REQUIRED_COLUMNS = ["dataset", "condition", "shots_per_class", "fold", "seed", "accuracy", "n_real", "n_synthetic"]
 EXTRA_COLUMNS = ["scenario", "accuracy_fold", "accuracy_views", "n_test", "n_test_views", "steps", "profile",
-                 "study_id", "generator", "seconds", "cpu_seconds", "finished_at", "device"]
+                 "study_id", "generator", "seconds", "cpu_seconds", "finished_at", "device",
+                 "classifier", "classifier_weights", "instruments"]
 COLUMNS = REQUIRED_COLUMNS + EXTRA_COLUMNS
-
-
 
 
 def results_path() -> Path:
@@ -34,6 +33,8 @@ def append_row(path: str | Path, row: dict) -> None:
             f.seek(0)
             first = f.readline()
             header = next(csv.reader([first])) if first.strip() else None
+            if header is not None and any(c not in header for c in COLUMNS if c in row):
+                header = _widen_header(f, path, header)
             columns = header or COLUMNS
             writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
             f.seek(0, os.SEEK_END)
@@ -44,6 +45,31 @@ def append_row(path: str | Path, row: dict) -> None:
             os.fsync(f.fileno())
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _widen_header(f, path: Path, header: list[str]) -> list[str]:
+    """Rewrite the locked, open results file ``f`` under a header with every column of
+    :data:`COLUMNS` (a file written before a column existed keeps its rows, blank in the new ones);
+    return the new header. The rewrite happens in place, since other processes wait on this file's
+    lock, not its name; a copy beside it (``.bak``), written first and removed last, keeps the rows
+    should the rewrite be interrupted."""
+    from dapper.utils import atomic_write_bytes
+
+    columns = header + [c for c in COLUMNS if c not in header]
+    f.seek(0)
+    old = f.read()
+    backup = path.with_name(path.name + ".bak")
+    atomic_write_bytes(backup, old.encode())
+    rows = list(csv.DictReader(old.splitlines()))
+    f.seek(0)
+    f.truncate()
+    writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    f.flush()
+    os.fsync(f.fileno())
+    backup.unlink()
+    return columns
 
 
 def read_results(path: str | Path | None = None, study_id: str | dict | None = None):

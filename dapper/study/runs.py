@@ -22,6 +22,7 @@ from dapper.study.config import (
     condition_tuned,
     filter_settings,
     filtered_base,
+    model_sources,
     study_device,
     study_executor,
 )
@@ -204,6 +205,7 @@ def run_one(inputs: StudyInputs, spec: RunSpec, device=None) -> dict:
                       else inputs.generator if method is not None else ""),
         "seconds": round(time.time() - t0, 2), "cpu_seconds": round(time.process_time() - cpu0, 2),
         "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
+        **model_sources(cfg),
     }
 
 
