@@ -46,7 +46,7 @@ test:
 	DAPPER_REPORTS=$(TEST_REPORTS) $(PY) -m pytest --nbval-lax notebooks/
 
 report:
-	DAPPER_REPORTS=$(CURDIR)/reports $(PY) -m dapper.report --profile $(PROFILE) --dataset $(DATASET) $(if $(ONLY),--only $(ONLY)) $(REPORT_ARGS)
+	DAPPER_REPORTS=$(CURDIR)/reports $(PY) -m dapper report --profile $(PROFILE) --dataset $(DATASET) $(if $(ONLY),--only $(ONLY)) $(REPORT_ARGS)
 	$(PY) -m dapper status --write
 
 lint:

@@ -7,7 +7,7 @@ Part 1, the classifier's step: one fine-tuning step of timm's resnext50_32x4d at
 (224 px) and the study's batch, in fp32 and under bf16 autocast, alternated ``--repeats`` times in
 this process; the ratio is fp32 seconds / bf16 seconds.
 
-Part 2, the whole run as a user starts it: ``python -m dapper.report --profile quick --dataset
+Part 2, the whole run as a user starts it: ``python -m dapper report --profile quick --dataset
 stanford_cars`` with every model named, on a fake Stanford Cars of the real one's size (the ten
 default classes, 41 + 41 photos each, 480 x 320 px) and model files of real size with random
 weights (``tests/real_fakes.py``): a stylegan2-ada-pytorch ``.pkl`` at 128 px with its ``--cfg=auto``
@@ -81,7 +81,7 @@ def whole_run(work: Path, limit: float) -> dict:
     env = dict(os.environ, DAPPER_REPORTS=str(reports), DAPPER_CACHE=str(work / "cache"),
                PYTHONPATH=os.pathsep.join(p for p in (str(work / "models"), os.environ.get("PYTHONPATH", "")) if p))
     shutil.rmtree(work / "cache", ignore_errors=True)  # a cold cache, as a user's first run
-    args = [sys.executable, "-m", "dapper.report", "--profile", "quick", "--dataset", "stanford_cars"]
+    args = [sys.executable, "-m", "dapper", "report", "--profile", "quick", "--dataset", "stanford_cars"]
     for name, value in dict(data_root=data, **models).items():
         args += ["-p", name, str(value)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -44,11 +44,9 @@ writes a dataset folder: ``images/<label>/<synthetic_key>.png``, ``images.npy``,
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -64,7 +62,8 @@ from dapper.utils import image_key, instrument_id, weights_hash
 __all__ = [
     "METHODS", "AugmentSettings", "LeakageError", "check_no_leakage", "image_keys",
     "perturb_ws", "synthetic_latents", "pose_checked_edits", "annotator_id", "SyntheticSet",
-    "augment_images", "write_dataset", "read_dataset", "direction_id", "describe_settings", "turns_each", "main",
+    "augment_images", "write_dataset", "read_dataset", "direction_id", "describe_settings", "turns_each",
+    "read_projections", "pose_models",
 ]
 
 METHODS = ("perturb", "rotate", "perturb+rotate")
@@ -365,7 +364,6 @@ def synthetic_latents(ws: torch.Tensor, keys: Sequence[str], method: str, settin
     return (out, params, unrotated.reshape(n, k, *ws.shape[1:])) if return_base else (out, params)
 
 
-
 @dataclass
 class SyntheticSet:
     """Synthetic images with their provenance: images uint8 [M, H, W, 3], labels int64 [M],
@@ -631,78 +629,29 @@ def read_dataset(folder: str | Path) -> SyntheticSet:
     return SyntheticSet(images, manifest["label"].to_numpy(np.int64), manifest)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m dapper augment",
-        description="Write synthetic training images (perturbed / rotated projections) with a manifest.")
-    parser.add_argument("--network", default=None, help="generator checkpoint (default: the shipped source GAN)")
-    parser.add_argument("--projections", required=True,
-                        help=".npz with ws [N, num_ws, w_dim], keys [N] (image content keys), optional labels [N] "
-                             "and test_keys (keys no synthetic image may come from)")
-    parser.add_argument("--out", required=True, help="output dataset folder")
-    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)}")
-    parser.add_argument("--k", type=int, default=AugmentSettings.k, help="images per method per real image")
-    parser.add_argument("--strength", type=float, default=AugmentSettings.strength, help="whitened W units")
-    parser.add_argument("--layers", default=None, help="START:STOP rows of ws to perturb (default: all)")
-    parser.add_argument("--coefficients", default=",".join(f"{c:g}" for c in AugmentSettings.coefficients))
-    parser.add_argument("--units", choices=("degrees", "coefficient"), default=AugmentSettings.units)
-    parser.add_argument("--compose", choices=COMPOSITIONS, default="generated",
-                        help="generated: G(w'); residual: real + G(w') - G(w) (needs --images)")
-    parser.add_argument("--images", default=None,
-                        help=".npy of the real images, uint8 [N, R, R, 3] in the order of the projections")
-    parser.add_argument("--profile", default="quick", help="profile used to fit the pose direction if needed")
-    parser.add_argument("--fold", default=None, help="fold label recorded in the manifest")
-    parser.add_argument("--test-keys", default=None, help="text file of test image keys (one per line)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--pose-check", action="store_true",
-                        help="halve, then drop, rotations the embedded pose annotator reads missing their degrees")
-    parser.add_argument("--response", choices=RESPONSES, default=AugmentSettings.response,
-                        help="in degrees: ask through the direction's measured response, or each image through its "
-                             "own (read by the embedded pose annotator; the study's setting)")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--no-png", action="store_true", help="skip the per-image PNG files")
-    args = parser.parse_args(argv)
-
-    from dapper.stylegan2 import load_generator
-    from dapper.utils import default_generator_path, get_device
-
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    bad = [m for m in methods if m not in METHODS]
-    if bad:
-        parser.error(f"unknown method(s) {bad}; choose from {METHODS}")
-    layers = tuple(int(v) for v in args.layers.split(":")) if args.layers else None
-    settings = AugmentSettings(k=args.k, strength=args.strength, layers=layers, units=args.units, seed=args.seed,
-                               coefficients=tuple(float(c) for c in args.coefficients.split(",")),
-                               pose_check=args.pose_check, response=args.response)
-    device = get_device(args.device)
-    network = args.network or default_generator_path()
-    G = load_generator(network, device=device).eval()
-    with np.load(args.projections, allow_pickle=False) as f:
+def read_projections(path: str | Path) -> tuple[torch.Tensor, list[str], np.ndarray, list[str]]:
+    """Projections saved as ``.npz``: ``ws`` float32 [N, num_ws, w_dim], ``keys`` [N] (image content
+    keys), ``labels`` int [N] (zeros when the file has none) and the ``test_keys`` no synthetic image
+    may come from ([] when none)."""
+    with np.load(path, allow_pickle=False) as f:
         ws = torch.from_numpy(f["ws"]).float()
         keys = [str(k) for k in f["keys"]]
         labels = f["labels"] if "labels" in f.files else np.zeros(len(keys), np.int64)
         test_keys = [str(k) for k in f["test_keys"]] if "test_keys" in f.files else []
-    if args.test_keys:
-        test_keys += [line.strip() for line in Path(args.test_keys).read_text().splitlines() if line.strip()]
+    return ws, keys, labels, test_keys
+
+
+def pose_models(G, methods: Sequence[str], settings: AugmentSettings, profile: str = "quick", device=None):
+    """``(direction, annotator)`` that :func:`augment_images` needs for ``methods``: the pose direction
+    (stored, else fitted under ``profile``) when a method rotates, and the embedded pose annotator when
+    rotations are checked or asked through each image's own response; None for what is not needed."""
     direction = annotator = None
     if any("rotate" in m for m in methods):
         from dapper.directions import load_or_fit_pose_direction
 
-        direction = load_or_fit_pose_direction(G, args.profile)
-        if args.pose_check or args.response == "image":
+        direction = load_or_fit_pose_direction(G, profile)
+        if settings.pose_check or settings.response == "image":
             from dapper.judges.annotators import load_pose_annotator
 
             annotator = load_pose_annotator(device=device)
-    images = np.load(args.images) if args.images else None
-    synthetic = augment_images(G, ws, keys, labels, methods, settings, direction, fold=args.fold,
-                               test_keys=test_keys, progress=True, compose=args.compose, images=images,
-                               pose_annotator=annotator)
-    info = {"network": str(network), "projections": str(args.projections), "settings": asdict(settings),
-            "methods": methods, "compose": args.compose, "fold": args.fold, "n_test_keys_checked": len(test_keys)}
-    out = write_dataset(args.out, synthetic, info=info, png=not args.no_png)
-    print(f"wrote {len(synthetic)} synthetic images from {len(keys)} real images to {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return direction, annotator

@@ -24,10 +24,8 @@ normalisation happens per batch.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,7 +41,7 @@ __all__ = [
     "create_classifier", "data_config",
     "prepare_images", "normalise", "affine_transform", "describe_affine", "affine_augment",
     "autocast", "fine_tune", "train_classifier", "predict", "accuracy",
-    "pretrain", "main",
+    "pretrain",
 ]
 
 EMBEDDED_MODEL = "dapper_resnext_8x4d"
@@ -539,27 +537,3 @@ def pretrain(out: str | Path = PRETRAINED_PATH, settings: PretrainSettings | Non
     json_path = out.with_suffix(".json")
     atomic_save(json_path, lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
     return record
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dapper classify", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("pretrain", help="pretrain the embedded ResNeXt on toycars source renders")
-    p.add_argument("--out", default=str(PRETRAINED_PATH))
-    p.add_argument("--epochs", type=int, default=PretrainSettings.epochs)
-    p.add_argument("--n-train", type=int, default=PretrainSettings.n_train)
-    p.add_argument("--n-heldout", type=int, default=PretrainSettings.n_heldout)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    if args.command == "pretrain":
-        settings = PretrainSettings(epochs=args.epochs, n_train=args.n_train, n_heldout=args.n_heldout,
-                                    threads=args.threads, seed=args.seed)
-        record = pretrain(args.out, settings)
-        print(json.dumps(record["heldout"], indent=1))
-        print(f"saved {args.out} ({record['training']['train_seconds']:.0f} s training)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -123,7 +123,7 @@ def test_command_line_writes_a_dataset(tmp_path, monkeypatch):
     monkeypatch.setattr(sg, "load_generator", lambda path, device="cpu": G, raising=False)
     monkeypatch.setenv("DAPPER_CACHE", str(tmp_path / "cache"))
     np.savez(tmp_path / "p.npz", ws=ws.numpy(), keys=np.array(keys), labels=labels, test_keys=np.array(["zz"]))
-    from dapper.__main__ import main
+    from dapper.cli import main
 
     assert main(["augment", "--network", "x", "--projections", str(tmp_path / "p.npz"), "--out", str(tmp_path / "o"),
                  "--methods", "perturb", "--k", "2", "--no-png"]) == 0

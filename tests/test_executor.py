@@ -166,13 +166,14 @@ def test_ray_projection_equals_local_and_fills_the_cache(cluster, tiny_generator
 
 
 def test_the_command_lines_take_the_executor(tmp_path, capsys):
-    from dapper.inversion.projection import main as project_main
+    from dapper.cli.experiments import main as experiments_main
+    from dapper.cli.project import main as project_main
 
     (tmp_path / "imgs").mkdir()
     assert project_main(["--images", str(tmp_path / "imgs"), "--out", str(tmp_path / "o"),
                          "--executor", "local", "--ray-address", "auto"]) == 2
     assert "set executor='ray'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="set executor='ray'"):
-        E.main(["--profile", "quick", "--ray-address", "auto"])
+        experiments_main(["--profile", "quick", "--ray-address", "auto"])
     with pytest.raises(SystemExit):
-        E.main(["--executor", "dask"])
+        experiments_main(["--executor", "dask"])

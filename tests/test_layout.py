@@ -1,8 +1,9 @@
 """The package layout's rules, read from the source: which part may import which.
 
 engine (stylegan2) <- worlds (data) and method (inversion, directions, augment, classify and the
-method's judges, the annotators) <- study <- face (plots, widgets, report, the command line).
-Every import counts, also those inside functions.
+method's judges, the annotators) <- study <- face (plots, widgets, report, and the command line:
+``dapper.cli``, the only place that parses arguments). Nothing below the face imports it. Every
+import counts, also those inside functions.
 """
 
 from __future__ import annotations
@@ -23,8 +24,12 @@ METHOD = ("dapper.inversion", "dapper.directions", "dapper.augment", "dapper.cla
           "dapper.judges.annotators")
 ORACLES = ("dapper.judges.oracles",)
 STUDY = ("dapper.study",)
-FACE = ("dapper.plots", "dapper.widgets", "dapper.report", "dapper.__main__")
+FACE = ("dapper.plots", "dapper.widgets", "dapper.report", "dapper.cli", "dapper.__main__")
 PLOTTING = ("dapper.plots", "dapper.widgets")
+COMMAND_LINE = ("dapper.cli",)
+# Modules that import argparse without being a command line: the rosinality checkpoint reader reads
+# the argparse.Namespace its checkpoints were saved with. The list only shrinks.
+ARGPARSE_READERS = {"dapper.stylegan2.checkpoints.rosinality"}
 
 
 def module_name(path: Path) -> str:
@@ -35,6 +40,7 @@ def module_name(path: Path) -> str:
 
 
 MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+TREES = {name: ast.parse(path.read_text(), filename=str(path)) for name, path in MODULES.items()}
 
 
 def in_part(name: str, part: tuple[str, ...]) -> bool:
@@ -77,24 +83,49 @@ class Imports(ast.NodeVisitor):
 
 
 def imports_of(name: str) -> list[tuple[str, str | None, int]]:
-    path = MODULES[name]
-    visitor = Imports(name, path.name == "__init__.py")
-    visitor.visit(ast.parse(path.read_text(), filename=str(path)))
+    visitor = Imports(name, MODULES[name].name == "__init__.py")
+    visitor.visit(TREES[name])
     return visitor.found
 
 
 GRAPH = {name: imports_of(name) for name in MODULES}
 
 
-def offences(importers: tuple[str, ...], forbidden, allow_in_main: bool = False) -> list[str]:
+def offences(importers, forbidden, graph=None) -> list[str]:
+    """``path:line imports target`` for each import of a ``forbidden(target)`` module by a module of
+    ``importers`` (parts, or a test of the module's name); ``graph``: :data:`GRAPH` or a made-up one."""
+    inside = importers if callable(importers) else (lambda name: in_part(name, importers))
     out = []
-    for name, found in GRAPH.items():
-        if not in_part(name, importers):
+    for name, found in (GRAPH if graph is None else graph).items():
+        if not inside(name):
             continue
-        for target, function, line in found:
-            if forbidden(target) and not (allow_in_main and function == "main"):
+        for target, _function, line in found:
+            if forbidden(target):
                 out.append(f"{MODULES[name].relative_to(ROOT)}:{line} imports {target}")
     return out
+
+
+def plotting_offences(graph=None) -> list[str]:
+    return offences(METHOD + STUDY + DATA + ENGINE, lambda t: in_part(t, PLOTTING + ("dapper.report",)), graph)
+
+
+def face_offences(graph=None) -> list[str]:
+    return offences(lambda name: not in_part(name, FACE), lambda t: in_part(t, FACE), graph)
+
+
+def argparse_importers(trees) -> set[str]:
+    """The modules among ``trees`` (name -> parsed source) that import argparse, anywhere in the file."""
+    def imports_argparse(node) -> bool:
+        if isinstance(node, ast.Import):
+            return any(a.name.partition(".")[0] == "argparse" for a in node.names)
+        return isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith("argparse")
+
+    return {name for name, tree in trees.items() if any(imports_argparse(n) for n in ast.walk(tree))}
+
+
+def argparse_offences(trees=None) -> list[str]:
+    users = argparse_importers(TREES if trees is None else trees)
+    return sorted(n for n in users if not in_part(n, COMMAND_LINE) and n not in ARGPARSE_READERS)
 
 
 def test_the_rules_see_the_modules():
@@ -102,6 +133,9 @@ def test_the_rules_see_the_modules():
     assert {"dapper.stylegan2.train", "dapper.data.toycars", "dapper.inversion.projection",
             "dapper.directions.methods", "dapper.study.experiments", "dapper.judges.oracles"} <= set(MODULES)
     assert ("dapper.stylegan2.networks", None) in {(t, f) for t, f, _ in GRAPH["dapper.stylegan2.train"]}
+    # every part of the face names modules that exist, so no rule about the face looks at nothing
+    assert all(any(in_part(m, (part,)) for m in MODULES) for part in FACE)
+    assert {"dapper.cli", "dapper.cli.options", "dapper.cli.experiments", "dapper.__main__"} <= set(MODULES)
 
 
 def test_the_engine_imports_no_dataset_and_no_method():
@@ -123,9 +157,36 @@ def test_the_judges_know_only_the_world():
 
 
 def test_results_never_depend_on_plotting_or_widgets():
-    # a command line (a module's main) may draw what it computed; computing never draws
-    assert offences(METHOD + STUDY + DATA + ENGINE, lambda t: in_part(t, PLOTTING + ("dapper.report",)),
-                    allow_in_main=True) == []
+    # computing never draws, not even at the end of a command: the command line (dapper.cli) draws
+    assert plotting_offences() == []
+
+
+def test_nothing_below_the_face_imports_it():
+    # the face (figures, widgets, the report, the command line) calls the library, never the reverse
+    assert face_offences() == []
+
+
+def test_only_the_command_line_parses_arguments():
+    users = argparse_importers(TREES)
+    assert "dapper.cli.options" in users  # the rule sees the command line's own argparse
+    assert argparse_offences() == []
+    assert ARGPARSE_READERS <= users, "a module no longer imports argparse: take it off ARGPARSE_READERS"
+
+
+def test_the_face_rules_can_fail():
+    made_up = {"dapper.study.experiments": [("dapper.plots", "main", 7)],
+               "dapper.utils": [("dapper.cli.options", None, 3)],
+               "dapper.cli.experiments": [("dapper.plots", None, 2), ("dapper.study.experiments", None, 5)],
+               "dapper.report": [("dapper.cli", None, 4)]}
+    # drawing inside a command's main counts too
+    assert plotting_offences(made_up) == ["dapper/study/experiments.py:7 imports dapper.plots"]
+    assert face_offences(made_up) == ["dapper/study/experiments.py:7 imports dapper.plots",
+                                      "dapper/utils.py:3 imports dapper.cli.options"]
+    parser_inside = ast.parse("def main(argv):\n    from argparse import ArgumentParser\n")
+    parser_on_top = ast.parse("import argparse\n")
+    trees = {"dapper.study.status": parser_inside, "dapper.judges": parser_on_top, "dapper.cli.status": parser_on_top,
+             "dapper.stylegan2.checkpoints.rosinality": parser_on_top}
+    assert argparse_offences(trees) == ["dapper.judges", "dapper.study.status"]
 
 
 def test_no_import_cycles():

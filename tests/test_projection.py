@@ -300,6 +300,7 @@ def test_shipped_perceptual_network_if_present():
 def test_cli_projects_a_folder_and_skips_bad_files(tmp_path):
     from PIL import Image
 
+    from dapper.cli.project import main as project_main
     from dapper.stylegan2 import save_generator
 
     G = tiny_generator()
@@ -311,8 +312,8 @@ def test_cli_projects_a_folder_and_skips_bad_files(tmp_path):
     Image.fromarray(rng.integers(0, 256, (24, 24), dtype=np.uint8), mode="L").save(folder / "b.jpg")
     (folder / "broken.png").write_bytes(b"not a png")
     out = tmp_path / "out"
-    rc = P.main(["--network", str(net_path), "--images", str(folder), "--out", str(out), "--steps", "2",
-                 "--init", "w_avg", "--no-cache"])
+    rc = project_main(["--network", str(net_path), "--images", str(folder), "--out", str(out), "--steps", "2",
+                       "--init", "w_avg", "--no-cache"])
     assert rc == 0
     with np.load(out / "ws.npz") as d:
         assert d["ws"].shape == (2, G.num_ws, G.w_dim)

@@ -1,4 +1,4 @@
-"""Real mode end to end, as a user runs it: ``python -m dapper.report --profile quick --dataset
+"""Real mode end to end, as a user runs it: ``python -m dapper report --profile quick --dataset
 stanford_cars`` with every model named, on a fake Stanford Cars (bad files mixed in) and model files
 made here (an official stylegan2-ada-pytorch ``.pkl``, random weights; see ``real_fakes``). Every
 notebook must finish, write its outputs into the run's reports folder, and use nothing of the
@@ -22,7 +22,7 @@ NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb
 def _run_report(tmp_path: Path, params: dict, models_dir: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, DAPPER_REPORTS=str(tmp_path / "reports"), DAPPER_CACHE=str(tmp_path / "cache"),
                PYTHONPATH=os.pathsep.join(p for p in (str(models_dir), os.environ.get("PYTHONPATH", "")) if p))
-    args = [sys.executable, "-m", "dapper.report", "--profile", "quick", "--dataset", "stanford_cars"]
+    args = [sys.executable, "-m", "dapper", "report", "--profile", "quick", "--dataset", "stanford_cars"]
     for name, value in params.items():
         args += ["-p", name, str(value)]
     return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)

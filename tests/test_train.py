@@ -137,7 +137,8 @@ def test_step_without_sync_returns_device_tensors():
 def test_export_writes_a_training_state_that_a_new_run_goes_on_from(tmp_path):
     from safetensors.torch import load_file
 
-    from dapper.stylegan2.train import load_training_state, main, training_state_path
+    from dapper.cli.train_gan import main
+    from dapper.stylegan2.train import load_training_state, training_state_path
 
     images = _images()
     first = train(TrainConfig(**{**TINY, "total_kimg": 0.016}), tmp_path / "a", images=images, progress=False)
@@ -179,13 +180,14 @@ def test_export_writes_a_training_state_that_a_new_run_goes_on_from(tmp_path):
 
 
 def test_export_from_the_command_line_writes_generator_and_state(tmp_path, monkeypatch):
+    from dapper.cli.train_gan import main
     from dapper.stylegan2 import train as train_mod
 
     images = _images()
     monkeypatch.setattr(train_mod, "load_dataset", lambda cfg, progress=True, sources=None: images)
     cfg_path = tmp_path / "cfg.json"
     cfg_path.write_text(json.dumps({"train": {**TINY, "total_kimg": 0.016}}))
-    train_mod.main(["--config", str(cfg_path), "--out", str(tmp_path / "run"), "--export", str(tmp_path / "gan")])
+    main(["--config", str(cfg_path), "--out", str(tmp_path / "run"), "--export", str(tmp_path / "gan")])
     state = train_mod.load_training_state(tmp_path / "gan_state.safetensors")
     G = load_generator(tmp_path / "gan")
     assert state["nimg"] == 16 and all(torch.equal(v, G.state_dict()[k]) for k, v in state["G_ema"].items())
@@ -243,7 +245,8 @@ def test_training_state_names_only_a_safetensors_file_beside_it(tmp_path):
 
 
 def test_state_from_refuses_a_config_other_than_the_runs(tmp_path):
-    from dapper.stylegan2.train import export_generator, main
+    from dapper.cli.train_gan import main
+    from dapper.stylegan2.train import export_generator
 
     first = train(TrainConfig(**{**TINY, "total_kimg": 0.016}), tmp_path / "a", images=_images(), progress=False)
     export_generator(first, tmp_path / "gan")

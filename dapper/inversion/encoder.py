@@ -15,9 +15,7 @@ from the mean w) to use it with any other generator.
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -35,7 +33,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_DIR = repo_root() / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "encoder_source_gan.safetensors"
 
-__all__ = ["Encoder", "encoder_for", "load_encoder", "train", "main"]
+__all__ = ["Encoder", "encoder_for", "load_encoder", "train"]
 
 
 def _conv(cin, cout, stride=1):
@@ -285,22 +283,3 @@ def train(network=None, out=None, scale: float = 1.0, threads: int = 1, seed: in
     _LOADED.clear()
     print(f"[encoder] saved {out} in {(time.time() - t0) / 60:.1f} min", flush=True)
     return config
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dapper encoder", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="action", required=True)
-    t = sub.add_parser("train", help="train an encoder for one generator")
-    t.add_argument("--network", type=Path, default=None, help="generator checkpoint (default: shipped source GAN)")
-    t.add_argument("--out", type=Path, default=None, help="checkpoint path (default checkpoints/encoder_source_gan)")
-    t.add_argument("--scale", type=float, default=1.0, help="shrink the data (smoke test)")
-    t.add_argument("--threads", type=int, default=1)
-    t.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    train(args.network, args.out, args.scale, args.threads, args.seed)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

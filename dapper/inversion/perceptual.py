@@ -22,10 +22,8 @@ computes its target's features once.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -430,21 +428,3 @@ def train(out: Path | None = None, scale: float = 1.0, threads: int = 1, seed: i
     print(json.dumps(metrics, indent=1))
     print(f"[perceptual] saved {out} in {(time.time() - t0) / 60:.1f} min", flush=True)
     return config
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dapper perceptual", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="action", required=True)
-    t = sub.add_parser("train", help="train the toycars feature network on source renders")
-    t.add_argument("--out", type=Path, default=None, help="checkpoint path (default checkpoints/perceptual_toycars)")
-    t.add_argument("--scale", type=float, default=1.0, help="shrink the data (smoke test)")
-    t.add_argument("--threads", type=int, default=1)
-    t.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    train(args.out, args.scale, args.threads, args.seed)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -26,21 +26,19 @@ What it does, per image, all images of a batch optimised together:
   named by sha256 of (image bytes, mask, generator weights, settings); written atomically as each
   batch finishes, so a killed run resumes where it stopped and a rerun costs one forward pass.
 
-Command line (batch use outside notebooks)::
+A folder at once, from code: :func:`project_folder`; from the command line (batch use outside notebooks)::
 
     python -m dapper project --network CKPT --images DIR --out DIR [--space w|w+] [--steps N] [--official]
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
 import logging
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +54,7 @@ from dapper.utils import image_key, weights_hash
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Projection", "ProjectionSettings", "project_images", "choose_batch_size", "main"]
+__all__ = ["Projection", "ProjectionSettings", "project_images", "project_folder", "choose_batch_size"]
 
 # Bump when a change alters what a projection returns for the same inputs: old cache files then miss.
 PROJECTION_VERSION = 1
@@ -669,6 +667,35 @@ def _project_batch(parts: dict, job) -> tuple:
                                device, parts.get("bar"))
 
 
+def project_folder(G, folder, out, settings: ProjectionSettings | None = None,
+                   **options) -> tuple[Projection, list[str], list[tuple[str, str]]]:
+    """Project every image file in ``folder`` (any size and mode) with :func:`project_images`
+    (``options``: its other keyword arguments) and write ``out``: ``ws.npz``, ``reconstructions/*.png``,
+    ``metrics.csv`` and, when files were skipped, ``skipped.csv``.
+
+    Returns the projection, the file names of the images it holds (in its order) and the skipped
+    files as ``(path, reason)``: unreadable images and files without an image extension. Without any
+    usable image the projection is empty (zero rows) and its files are written all the same, so a
+    batch job always finds them."""
+    from dapper.data.images import load_images
+
+    folder, out = Path(folder), Path(out)
+    images, kept, skipped = load_images(_list_images(folder))
+    ignored = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+               and p.suffix.lower() not in IMAGE_SUFFIXES]
+    skipped += [(str(p), "not an image file extension") for p in ignored]
+    if not images:
+        empty = Projection(torch.zeros(0, G.num_ws, G.w_dim), torch.zeros(0, 3, 1, 1), torch.zeros(0, 3, 1, 1),
+                           torch.zeros(0, 1, 1, dtype=torch.bool), {k: np.zeros(0) for k in METRIC_COLUMNS}, [],
+                           settings or ProjectionSettings(), "")
+        _write_outputs(out, [], empty, skipped)
+        return empty, [], skipped
+    proj = project_images(G, images, settings=settings, **options)
+    names = [Path(p).name for p in kept]
+    _write_outputs(out, names, proj, skipped)
+    return proj, names, skipped
+
+
 def _list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
                   and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -702,81 +729,3 @@ def _write_outputs(out: Path, names: list[str], proj: Projection, skipped: list)
 
         sk = pd.DataFrame(skipped, columns=["image", "reason"])
         atomic_save(out / "skipped.csv", lambda p: sk.to_csv(p, index=False))
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dapper project",
-                                 description="Project every image in a folder into a generator's W space.")
-    ap.add_argument("--network", type=Path, default=None,
-                    help="generator checkpoint (.pkl/.pt/.safetensors); default: the shipped toycars source GAN")
-    ap.add_argument("--images", type=Path, required=True, help="folder of images (any size and mode)")
-    ap.add_argument("--out", type=Path, required=True, help="output folder: ws.npz, reconstructions/*.png, metrics.csv")
-    ap.add_argument("--space", choices=["w", "w+"], default=None)
-    ap.add_argument("--steps", type=int, default=None, help="most optimisation steps per image")
-    ap.add_argument("--official", action="store_true", help="the official projector's schedule (1000 steps)")
-    ap.add_argument("--init", choices=["encoder", "w_avg"], default=None)
-    ap.add_argument("--vgg16", type=Path, default=None, help="torchvision vgg16 state dict for VGG16-LPIPS")
-    ap.add_argument("--lpips", type=Path, default=None, help="LPIPS linear layer weights (lin0..lin4)")
-    ap.add_argument("--batch-size", type=int, default=None)
-    ap.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when present)")
-    ap.add_argument("--no-cache", action="store_true")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (per Ray task with --executor ray)")
-    ap.add_argument("--executor", choices=["local", "ray"], default="local",
-                    help="ray: each batch is a Ray task (pip install -e \".[ray]\")")
-    ap.add_argument("--ray-address", default=None,
-                    help="the Ray cluster to join (ray.init's address: 'auto', 'ray://head:10001'); "
-                    "default: a local Ray on this machine")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    from dapper.data.images import load_images
-    from dapper.executor import get_executor
-    from dapper.stylegan2 import load_generator
-    from dapper.utils import default_generator_path, get_device
-
-    try:
-        executor = get_executor(args.executor, args.ray_address)
-    except (ValueError, ImportError) as e:
-        print(str(e), file=sys.stderr)
-        return 2
-    if not args.images.is_dir():
-        print(f"--images {args.images}: not a folder", file=sys.stderr)
-        return 2
-    network = args.network or default_generator_path()
-    device = get_device(args.device)
-    G = load_generator(network, device=device)
-    settings = ProjectionSettings.official() if args.official else ProjectionSettings()
-    changes = {k: v for k, v in (("space", args.space), ("steps", args.steps), ("init", args.init)) if v is not None}
-    if args.vgg16 or args.lpips:
-        changes.update(vgg16_weights=str(args.vgg16) if args.vgg16 else None,
-                       lpips_weights=str(args.lpips) if args.lpips else None)
-    settings = settings.replace(**changes)
-    paths = _list_images(args.images)
-    images, kept, skipped = load_images(paths)
-    ignored = [p for p in args.images.iterdir() if p.is_file() and not p.name.startswith(".")
-               and p.suffix.lower() not in IMAGE_SUFFIXES]
-    skipped += [(str(p), "not an image file extension") for p in ignored]
-    if not images:
-        print(f"no usable images in {args.images} ({len(skipped)} skipped)", file=sys.stderr)
-        _write_outputs(args.out, [], Projection(torch.zeros(0, G.num_ws, G.w_dim), torch.zeros(0, 3, 1, 1),
-                                                torch.zeros(0, 3, 1, 1), torch.zeros(0, 1, 1, dtype=torch.bool),
-                                                {k: np.zeros(0) for k in METRIC_COLUMNS}, [], settings, ""), skipped)
-        return 1
-    proj = project_images(G, images, settings=settings, cache=not args.no_cache, device=device,
-                          batch_size=args.batch_size, executor=executor, threads=args.threads or 1)
-    names = [Path(p).name for p in kept]
-    _write_outputs(args.out, names, proj, skipped)
-    m = proj.metrics
-    ok = np.array([not f for f in m["failed"]])
-    mean_psnr = np.mean(m["psnr"][ok]) if ok.any() else float("nan")
-    print(f"projected {len(names)} images into {settings.space} of {network} "
-          f"({int(m['cached'].sum())} from cache, {int((~ok).sum())} failed, {len(skipped)} skipped) "
-          f"in {proj.info['wall_seconds']:.1f} s; mean PSNR {mean_psnr:.2f} dB, "
-          f"mean steps {m['steps'].mean():.0f}; wrote {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -40,12 +39,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dapper.fitting import fit, one_cycle
-from dapper.judges import command_line
 from dapper.modelfile import read_model, save_model
 from dapper.utils import repo_root
 
 __all__ = ["PoseAnnotator", "VehicleDetector", "AnnotatorNet", "load_pose_annotator", "load_vehicle_detector",
-           "make_negatives", "NEGATIVE_KINDS", "train", "evaluate"]
+           "make_negatives", "NEGATIVE_KINDS", "train", "evaluate", "evaluate_checkpoint"]
 
 INPUT_SIZE = 64
 CHECKPOINT_DIR = repo_root() / "checkpoints"
@@ -481,10 +479,6 @@ def evaluate(kind: str, model: nn.Module, scale: float = 1.0) -> dict:
             "data": f"annotator_items({n}, seed={HELDOUT_SEED}) and negatives made from them"}
 
 
-def main(argv=None) -> None:
-    command_line(argv, "python -m dapper annotators", __doc__, CONFIGS, train,
-                 lambda kind, out, scale: evaluate(kind, _load_net(kind, checkpoint_path(kind, out))[0], scale))
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
+def evaluate_checkpoint(kind: str, folder: Path | None = None, scale: float = 1.0) -> dict:
+    """:func:`evaluate` of the stored ``kind`` model (in ``folder``, default ``checkpoints/``), on the CPU."""
+    return evaluate(kind, _load_net(kind, checkpoint_path(kind, folder))[0], scale)

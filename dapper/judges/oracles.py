@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -32,7 +31,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dapper.fitting import EpochSampler, fit, one_cycle
-from dapper.judges import command_line
 from dapper.modelfile import read_model, save_model
 from dapper.utils import repo_root
 
@@ -450,10 +448,6 @@ def evaluate(kind: str, model: nn.Module, scale: float = 1.0) -> dict:
     }
 
 
-def main(argv=None) -> None:
-    command_line(argv, "python -m dapper oracles", __doc__, CONFIGS, train,
-                 lambda kind, out, scale: evaluate(kind, _load(kind, "cpu", checkpoint_path(kind, out)), scale))
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
+def evaluate_checkpoint(kind: str, folder: Path | None = None, scale: float = 1.0) -> dict:
+    """:func:`evaluate` of the stored ``kind`` oracle (in ``folder``, default ``checkpoints/``), on the CPU."""
+    return evaluate(kind, _load(kind, "cpu", checkpoint_path(kind, folder)), scale)

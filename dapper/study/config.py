@@ -11,8 +11,8 @@ from pathlib import Path
 
 from dapper.augment import METHODS, AugmentSettings
 from dapper.classify import EMBEDDED_MODEL, FineTuneSettings
-from dapper.study.params import NOT_GIVEN, check_params
 from dapper.study.ceiling import TWIN_SHARES, renderer_condition, renderer_condition_name
+from dapper.study.params import NOT_GIVEN, check_params
 from dapper.synthetic_filter import FilterSettings
 
 CONDITIONS = ("real", "real+affine", "real+perturb", "real+rotate", "real+perturb+rotate")

@@ -33,19 +33,17 @@ pose direction for the rotating ones (so a new generator reruns only the rows it
     rows = five_fold_runs(config)          # resumable, parallel
     tables = study_tables(rows)            # intervals, paired tests, savings, curve areas
 
-The study lives in rooms of one job each, and this module is its command line and front door
-(every name below is importable from here as before): :mod:`~dapper.study.config` (conditions,
-goals, :class:`StudyConfig`, profiles), :mod:`~dapper.study.folds` (images, folds, real subsets,
-the grid), :mod:`~dapper.study.ids` (study ids), :mod:`~dapper.study.results_file` (the rows file),
-:mod:`~dapper.study.inputs` (what every run shares), :mod:`~dapper.study.tuned` (the pivotally
-tuned generators' images), :mod:`~dapper.study.runs` (a run and the grid of runs),
-:mod:`~dapper.study.tables` (statistics) and :mod:`~dapper.study.statements` (sentences).
+The study lives in rooms of one job each, and this module is its front door (every name below is
+importable from here; ``python -m dapper experiments`` is :mod:`dapper.cli.experiments`):
+:mod:`~dapper.study.config` (conditions, goals, :class:`StudyConfig`, profiles),
+:mod:`~dapper.study.folds` (images, folds, real subsets, the grid), :mod:`~dapper.study.ids` (study
+ids), :mod:`~dapper.study.results_file` (the rows file), :mod:`~dapper.study.inputs` (what every run
+shares), :mod:`~dapper.study.tuned` (the pivotally tuned generators' images),
+:mod:`~dapper.study.runs` (a run and the grid of runs), :mod:`~dapper.study.tables` (statistics)
+and :mod:`~dapper.study.statements` (sentences).
 """
 
 from __future__ import annotations
-
-import argparse
-import sys
 
 from dapper.study.config import (  # noqa: F401
     CONDITION_METHOD,
@@ -97,7 +95,6 @@ from dapper.study.runs import FittedRun, fit_run, five_fold_runs, prepared_confi
 from dapper.study.statements import label_agreement_statement, label_noise_statement, percent, points, study_statements  # noqa: F401
 from dapper.study.tables import label_noise_relation, study_tables, synthetic_label_agreement  # noqa: F401
 from dapper.study.tuned import tuned_synthetic  # noqa: F401
-from dapper.utils import reports_dir
 
 __all__ = [
     "CONDITIONS",
@@ -128,7 +125,6 @@ __all__ = [
     "five_fold_runs",
     "study_tables",
     "study_statements",
-    "main",
     "projection_settings",
     "classifier_weights_path",
     "config_from_params",
@@ -168,48 +164,3 @@ __all__ = [
 # how the figures name the two pools
 SCENARIO_TITLES = {"diverse": "diverse pool, held-out fold",
                    "homogeneous": "curated narrow pool, full-diversity test views"}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dapper experiments", description="Run the five-fold study.")
-    parser.add_argument("--profile", default="quick", choices=("quick", "full"))
-    parser.add_argument("--dataset", default="toycars")
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--network", default=None)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", default=None, help="results CSV (default: reports_dir('results')/five_fold.csv)")
-    parser.add_argument("--executor", choices=("local", "ray"), default="local",
-                        help="ray: every run and projection batch is a Ray task (pip install -e \".[ray]\")")
-    parser.add_argument("--ray-address", default=None,
-                        help="the Ray cluster to join ('auto', 'ray://head:10001'); default: a local Ray")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (CPUs per Ray task)")
-    args = parser.parse_args(argv)
-    from dapper.executor import check_executor
-
-    check_executor(args.executor, args.ray_address)
-    config = study_config(args.profile, args.dataset, data_root=args.data_root, network=args.network,
-                          workers=args.workers, executor=args.executor, ray_address=args.ray_address)
-    inputs = prepare_inputs(config)
-    rows = five_fold_runs(config, inputs, path=args.out, threads=args.threads)
-    # the same results files and figures as notebook 04
-    out = write_study_outputs(config, inputs, rows)
-    tables = out["tables"]
-    from dapper import plots
-
-    figures = reports_dir("figures")
-    plots.fig6_accuracy_vs_shots(tables["summary"], path=figures / "fig6_accuracy_vs_shots.png",
-                                 scenario_titles=SCENARIO_TITLES)
-    if len(out["agreement"]) and len(out["fits"]):
-        plots.fig6_gain_vs_label_agreement(out["relation"], out["fits"], gain_goal=GAIN_GOAL,
-                                           scenario_titles=SCENARIO_TITLES,
-                                           path=figures / "fig6b_gain_vs_label_agreement.png")
-    print(out["text"])
-    import pandas as pd
-
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(tables["summary"].to_string(index=False))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

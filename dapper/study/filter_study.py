@@ -16,8 +16,6 @@ condition the share kept and the label agreement before and after.
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 
 import pandas as pd
@@ -32,7 +30,7 @@ from dapper.study.tables import study_tables, synthetic_label_agreement
 from dapper.synthetic_filter import describe_filter
 from dapper.utils import reports_dir
 
-__all__ = ["filter_config", "run_filter_study", "filter_statements", "main", "RESULT_FILES", "result_files",
+__all__ = ["filter_config", "run_filter_study", "filter_statements", "RESULT_FILES", "result_files",
            "CEILING_TWINS"]
 
 RESULT_FILES = {"rows": "five_fold_filter.csv", "tests": "five_fold_filter_tests.csv",
@@ -92,28 +90,3 @@ def run_filter_study(config, progress: bool = True) -> dict:
     out["run"] = write_outputs(reports_dir("results"), files, out, text, call)
     out.update(statements=text, tables=tables)
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dapper filter-study",
-                                     description="The paper's synthetic images with and without the method's own "
-                                                 "filter, on the generator and on the world's ceiling.")
-    parser.add_argument("--profile", default="quick", choices=("quick", "full"))
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--filter", default="classifier", choices=("classifier", "nearest"))
-    parser.add_argument("--min-confidence", type=float, default=0.0)
-    args = parser.parse_args(argv)
-    config = filter_config(args.profile, workers=args.workers,
-                           filter={"by": args.filter, "min_confidence": args.min_confidence})
-    out = run_filter_study(config)
-    from dapper.plots import fig6_accuracy_vs_shots
-
-    fig6_accuracy_vs_shots(out["summary"], path=reports_dir("figures") / result_files(args.filter)["figure"])
-    print(out["statements"])
-    last = out["run"]["last"]
-    print(f"{last['runs_made']} runs made in {last['wall_seconds']:.0f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 
 from dapper.judges import oracles
-from dapper.utils import atomic_save, display_path, get_device, reports_dir, weights_hash
+from dapper.utils import atomic_save, display_path, reports_dir
 
 YAW_BINS = 36
 COVERAGE_MIN_SHARE = 0.2  # a bin counts as covered with >= 20% of the uniform share of samples
@@ -339,6 +338,14 @@ def checkpoint_kimg(path) -> float | None:
     return json.loads(sidecar.read_text()).get("metadata", {}).get("kimg") if sidecar.exists() else None
 
 
+def training_log(network) -> Path | None:
+    """The training log beside a generator checkpoint: ``<name>_log.csv`` as the shipped exports have
+    it, else a run folder's ``log.csv``; None when there is neither."""
+    network = Path(network)
+    logs = [p for p in (network.with_name(network.stem + "_log.csv"), network.with_name("log.csv")) if p.exists()]
+    return logs[0] if logs else None
+
+
 def write_results(result: dict, network: str, out_dir: Path | None = None, generator_hash: str = "",
                   kimg=None) -> Path:
     """``results/source_gan.csv``: one row per measure, with the goal of :data:`GOALS` where it has
@@ -385,42 +392,3 @@ def write_results(result: dict, network: str, out_dir: Path | None = None, gener
     csv = Path(out_dir or reports_dir("results")) / "source_gan.csv"
     atomic_save(csv, lambda p: df.to_csv(p, index=False))
     return csv
-
-
-def main(argv=None) -> None:
-    from dapper.stylegan2 import load_generator
-    from dapper.utils import default_generator_path
-
-    parser = argparse.ArgumentParser(description="Evaluate the source GAN (Frechet distance, pose coverage, identity).")
-    parser.add_argument("--network", default=None, help="generator checkpoint (default: the shipped source GAN)")
-    parser.add_argument("--n", type=int, default=5000, help="generated images (and source renders per half)")
-    parser.add_argument("--n-per-class", type=int, default=20, help="held-out target views per class to project")
-    parser.add_argument("--no-projection", action="store_true")
-    parser.add_argument("--pivotal-steps", type=int, default=100,
-                        help="also identity kept after pivotal tuning per view around its W projection, with this "
-                             "many steps (the tuned conditions' 100 by default); 0: not measured")
-    args = parser.parse_args(argv)
-    network = str(args.network or default_generator_path())
-    G = load_generator(network, device=get_device())
-    pivotal = None
-    if args.pivotal_steps > 0:
-        from dapper.inversion.pivotal import PivotalSettings
-
-        pivotal = PivotalSettings(steps=args.pivotal_steps)
-    result = evaluate(G, n=args.n, with_projection=not args.no_projection, n_per_class=args.n_per_class,
-                      pivotal=pivotal)
-    csv = write_results(result, network, generator_hash=weights_hash(G)[:16], kimg=checkpoint_kimg(network))
-    from dapper import plots
-
-    fig = reports_dir("figures") / "fig_source_gan.png"
-    # the training log beside it: <name>_log.csv as the shipped exports have it, or a run folder's log.csv
-    logs = [p for p in (Path(network).with_name(Path(network).stem + "_log.csv"), Path(network).with_name("log.csv"))
-            if p.exists()]
-    plots.fig_source_gan(result, logs[0] if logs else None, path=fig)
-    summary = {k: v for k, v in result.items() if k not in ("samples", "yaw_hist_generated", "yaw_hist_source")}
-    print(json.dumps(summary, indent=1, default=float))
-    print(f"wrote {csv} and {fig}")
-
-
-if __name__ == "__main__":
-    main()

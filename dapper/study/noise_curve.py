@@ -22,10 +22,8 @@ Nothing here feeds the method: the renderer and the oracle bound and measure it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -42,7 +40,7 @@ from dapper.utils import atomic_save, reports_dir
 
 __all__ = ["ceiling_config", "ceiling_path", "noise_curve", "ceiling_shares", "noise_curve_statements",
            "run_noise_curve", "read_results", "quick_noise_shots", "agreement_needed_text", "call_record",
-           "write_outputs", "main", "RESULT_FILES"]
+           "write_outputs", "generator_points", "RESULT_FILES"]
 
 RESULT_FILES = {"rows": "five_fold_ceiling.csv", "tests": "five_fold_ceiling_tests.csv",
                 "summary": "five_fold_ceiling_summary.csv", "agreement": "five_fold_ceiling_agreement.csv",
@@ -184,7 +182,7 @@ def noise_curve_statements(tests: pd.DataFrame, curve: pd.DataFrame, shares: pd.
                            generator_agreement: pd.DataFrame | None = None, generator: str = "") -> str:
     """Markdown sentences from the ceiling's paired tests (:func:`study_tables`' ``vs_real`` of its
     rows), the curve (:func:`noise_curve`), the shares of the ceiling (:func:`ceiling_shares`) and the
-    generator's measured agreement at the study's fewest shots (:func:`_generator_points`; ``generator``:
+    generator's measured agreement at the study's fewest shots (:func:`generator_points`; ``generator``:
     the hash of the generator the study measured); generated, never typed."""
     lines = []
     for sc, part in tests.groupby("scenario", sort=False):
@@ -253,7 +251,7 @@ def run_noise_curve(config, progress: bool = True, n_boot: int = 2000) -> dict:
     if (study / "five_fold_tests.csv").exists():
         study_tests = pd.read_csv(study / "five_fold_tests.csv")
         out["shares"] = ceiling_shares(tables["vs_real"], study_tests[study_tests["baseline"] == "real"])
-    gen = _generator_points(study)
+    gen = generator_points(study)
     text = noise_curve_statements(tables["vs_real"], curve, out.get("shares"), gen, _study_generator(study))
     out["run"] = write_outputs(study, RESULT_FILES, out, text, call_record(config, inputs, rows, t0, cpu0))
     out["statements"] = text
@@ -285,27 +283,6 @@ def write_outputs(results: Path, files: dict, tables: dict, text: str, call: dic
     return record
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dapper noise-curve",
-                                     description="The embedded world's ceiling (the renderer as a perfect generator) "
-                                                 "and the label-noise curve: how good the generator must be.")
-    parser.add_argument("--profile", default="quick", choices=("quick", "full"))
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--boot", type=int, default=2000, help="fold resamples of the curve's intervals")
-    args = parser.parse_args(argv)
-    config = ceiling_config(args.profile, workers=args.workers)
-    out = run_noise_curve(config, n_boot=args.boot)
-    from dapper.plots import fig6c_noise_curve
-
-    gen_points = _generator_points(reports_dir("results"))
-    fig6c_noise_curve(out["points"], out["curve"], gen_points, path=reports_dir("figures") / "fig6c_noise_curve.png",
-                      gain_goal=GAIN_GOAL)
-    print(out["statements"])
-    last = out["run"]["last"]
-    print(f"{last['runs_made']} runs made in {last['wall_seconds']:.0f} s")
-    return 0
-
-
 def read_results(results: Path) -> dict | None:
     """What :func:`run_noise_curve` wrote under ``results`` (``points``, ``curve``, ``statements``) and
     the study's generative conditions at their measured agreement (``generator``); None when the
@@ -314,7 +291,7 @@ def read_results(results: Path) -> dict | None:
     if not all(p.exists() and p.stat().st_size for p in files.values()):
         return None
     return {"points": pd.read_csv(files["points"]), "curve": pd.read_csv(files["curve"]),
-            "statements": files["statements"].read_text(), "generator": _generator_points(results)}
+            "statements": files["statements"].read_text(), "generator": generator_points(results)}
 
 
 def _study_generator(results: Path) -> str:
@@ -327,13 +304,9 @@ def _study_generator(results: Path) -> str:
     return ", ".join(g[:12] for g in found)
 
 
-def _generator_points(results: Path) -> pd.DataFrame | None:
+def generator_points(results: Path) -> pd.DataFrame | None:
     """The five-fold study's generative conditions at their measured label agreement and gain over
     real-only at its fewest shots (its ``five_fold_label_noise.csv``: ``scenario``, ``condition``,
     ``shots_per_class``, ``diff`` and its interval, ``oracle_class_kept``); None without it."""
     path = results / "five_fold_label_noise.csv"
     return pd.read_csv(path) if path.exists() and path.stat().st_size else None
-
-
-if __name__ == "__main__":
-    sys.exit(main())

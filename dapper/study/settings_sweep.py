@@ -22,11 +22,9 @@ method's only when it also holds on the generator's images.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
 import math
-import sys
 import time
 
 import pandas as pd
@@ -39,7 +37,7 @@ from dapper.study.statements import points
 from dapper.utils import reports_dir
 
 __all__ = ["SHARES", "KS", "DEFAULT", "SWEEP_CONDITIONS", "sweep_config", "setting_name", "fold_gains",
-           "nested_choice", "sweep_statements", "run_sweep", "main", "RESULT_FILES"]
+           "nested_choice", "sweep_statements", "run_sweep", "RESULT_FILES"]
 
 SHARES = (0.25, 0.5, 0.75)
 KS = (4, 16)
@@ -152,22 +150,3 @@ def run_sweep(profile: str = "full", workers: int = 2, progress: bool = True, sh
     out["run"] = write_outputs(results, RESULT_FILES, out, text, call)
     out["statements"] = text
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dapper settings-sweep",
-                                     description="Synthetic share of a batch and images per real one, measured on "
-                                                 "the world's ceiling and chosen on training folds only.")
-    parser.add_argument("--profile", default="quick", choices=("quick", "full"))
-    parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args(argv)
-    out = run_sweep(args.profile, workers=args.workers)
-    print(out["statements"])
-    made = out["run"]["last"]
-    print(f"{made['runs_made']} runs made in {made['wall_seconds']:.0f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-

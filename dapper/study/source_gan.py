@@ -4,21 +4,20 @@ embedded world's unlabeled source renders.
     python -m dapper train-gan --config checkpoints/source_gan_v2_train.json --out runs/source_gan_v2 \\
         --export checkpoints/source_gan_v2 --snapshot-minutes 30
 
-takes every option of the engine's command line; a config whose ``dataset`` is ``"toycars-source"``
-trains on ``dataset_size`` source renders at the config's resolution (rendered once, then cached);
-any other ``dataset`` is a ``.npy`` file of uint8 images [N, H, W, 3]. ``projected_features:
-"perceptual"`` adds a projected discriminator on the frozen perceptual network.
+(:mod:`dapper.cli.train_gan`) gives the engine the named sources and feature networks below: a
+config whose ``dataset`` is ``"toycars-source"`` trains on ``dataset_size`` source renders at the
+config's resolution (rendered once, then cached); any other ``dataset`` is a ``.npy`` file of uint8
+images [N, H, W, 3]. ``projected_features: "perceptual"`` adds a projected discriminator on the
+frozen perceptual network.
 """
 
 from __future__ import annotations
-
-import sys
 
 import numpy as np
 
 from dapper.stylegan2 import train as engine
 
-__all__ = ["FEATURE_NETS", "SOURCES", "perceptual_features", "toycars_source", "main"]
+__all__ = ["FEATURE_NETS", "SOURCES", "perceptual_features", "toycars_source"]
 
 
 def toycars_source(cfg: engine.TrainConfig, progress: bool = True) -> np.ndarray:
@@ -38,11 +37,3 @@ def perceptual_features(device):
 
 SOURCES = {"toycars-source": toycars_source}
 FEATURE_NETS = {"perceptual": perceptual_features}
-
-
-def main(argv=None) -> None:
-    engine.main(argv, sources=SOURCES, feature_nets=FEATURE_NETS)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

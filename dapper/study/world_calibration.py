@@ -21,9 +21,6 @@ The oracles measure here, as everywhere: nothing of this feeds the method.
 
 from __future__ import annotations
 
-import argparse
-import sys
-
 import numpy as np
 
 RESOLUTIONS = (64, 48, 32, 24, 16)
@@ -200,30 +197,3 @@ def statement(table) -> str:
     parts.append(f"{int(met.sum())} of {len(goals)} calibration goals are met"
                  + ("." if met.all() else f"; missed: {', '.join(goals.loc[~met, 'measure'])}."))
     return " ".join(parts)
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dapper world-calibration", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--skip-classifier", action="store_true", help="only the oracles (a minute)")
-    ap.add_argument("--n-per-class", type=int, default=200, help="held-out views per class for the identity oracle")
-    ap.add_argument("--workers", type=int, default=2, help="processes for the classifier's fine-tuning runs")
-    args = ap.parse_args(argv)
-    table, identity_rows = calibrate(args.skip_classifier, args.n_per_class, workers=args.workers)
-    from dapper import plots
-    from dapper.data import toycars
-    from dapper.utils import reports_dir
-
-    plots.fig0_world_calibration(
-        identity_rows, pair_views(), [toycars.TARGET_CLASSES[a] for a, _ in toycars.PAIRS],
-        [toycars.TARGET_CLASSES[b] for _, b in toycars.PAIRS], FIGURE_YAWS,
-        goals={64: GOALS["identity_oracle_64px"][1], 32: GOALS["identity_oracle_32px"][1],
-               16: GOALS["identity_oracle_16px"][1]},
-        path=reports_dir("figures") / "fig0_world_calibration.png", world=toycars.WORLD_TAG)
-    with np.printoptions(precision=3):
-        print(table.to_string(index=False))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

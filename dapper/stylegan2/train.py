@@ -23,14 +23,12 @@ generator further on a GPU or to fine-tune it on other images, from a fresh clon
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import json
 import math
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -43,7 +41,8 @@ from .networks import Discriminator, Generator
 from .projected import ProjectedDiscriminator, hinge_d_loss, hinge_g_loss
 
 __all__ = ["TrainConfig", "train", "ImageStream", "save_training_state", "load_training_state", "LegRecorder",
-           "training_state_path", "read_init_state", "config_differences", "SCHEDULE_FIELDS"]
+           "training_state_path", "read_init_state", "config_differences", "SCHEDULE_FIELDS",
+           "train_and_export", "write_state_of"]
 
 STATE_SUFFIX = "_state.safetensors"
 # Settings a run may change when it goes on from another (--init); the rest fix network, data, losses.
@@ -602,60 +601,32 @@ def _snapshot(trainer: Trainer, out: Path, grid_z: torch.Tensor, log_path: Path,
     export_generator(trainer, out / "generator_ema", extra={"seconds": round(seconds, 1)})
 
 
-def main(argv=None, sources: dict | None = None, feature_nets: dict | None = None) -> None:
-    """The command line; ``sources``: named image sources ``--config``'s ``dataset`` may use
-    (:func:`load_dataset`), besides ``.npy`` files; ``feature_nets``: named frozen feature networks
-    (``name -> fn(device)``) a projected discriminator may use."""
-    parser = argparse.ArgumentParser(prog="python -m dapper train-gan", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True, help="JSON file with training settings (TrainConfig fields)")
-    parser.add_argument("--out", default=None, help="run folder (default runs/<config name>)")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--max-minutes", type=float, default=None, help="stop (saving) after this long; rerun resumes")
-    parser.add_argument("--max-cpu-minutes", type=float, default=None,
-                        help="stop (saving) after this much CPU time of the process (all threads); rerun resumes")
-    parser.add_argument("--snapshot-minutes", type=float, default=None,
-                        help="also snapshot (resume.pt, generator, log row) at least this often (wall minutes); "
-                             "with --export, every snapshot also exports the generator and its training state "
-                             "and records this leg in the generator's JSON (a run trained in legs)")
-    parser.add_argument("--total-kimg", type=float, default=None, help="override the config's length")
-    parser.add_argument("--init", default=None,
-                        help="start a new run from another run's resume.pt or an exported *_state.safetensors "
-                             "(networks and kimg; fresh optimisers)")
-    parser.add_argument("--state-from", default=None, metavar="RESUME_PT",
-                        help="write nothing but the training state of this resume.pt beside --export's generator, "
-                             "which must be that run's EMA generator (for runs exported before states were)")
-    parser.add_argument("--export", default=None,
-                        help="when the run is complete, write its EMA generator here (e.g. checkpoints/source_gan_v2)")
-    args = parser.parse_args(argv)
-    cfg = TrainConfig.from_json(args.config)
-    if args.total_kimg is not None:
-        cfg.total_kimg = args.total_kimg
-    out = Path(args.out or Path("runs") / Path(args.config).stem)
-    device = torch.device(args.device) if args.device else None
-    if args.state_from:
-        if not args.export:
-            parser.error("--state-from needs --export (the generator the state belongs to)")
-        write_state_of(cfg, args.state_from, args.export,
-                       command="python -m dapper train-gan " + " ".join(argv or sys.argv[1:]))
-        return
-    command = "python -m dapper train-gan " + " ".join(argv or sys.argv[1:])
-    legs = LegRecorder(args.export, command) if args.export and args.snapshot_minutes else None
-    trainer = train(cfg, out, device=device, max_minutes=args.max_minutes, init=args.init,
-                    max_cpu_minutes=args.max_cpu_minutes, snapshot_minutes=args.snapshot_minutes,
-                    on_snapshot=legs, sources=sources, feature_nets=feature_nets)
+def train_and_export(cfg: TrainConfig, out: Path, export=None, command: str = "",
+                     snapshot_minutes: float | None = None, **train_options) -> Trainer:
+    """:func:`train` (resuming) in the run folder ``out``, then, with ``export``, the EMA generator and
+    its training state written there (``export`` + ``.safetensors``, ``_state.safetensors``).
+
+    With ``snapshot_minutes`` as well, they are written at every snapshot, with the legs of the run
+    (:class:`LegRecorder`), so a run trained in several sessions is usable after each; otherwise once
+    the run reaches ``cfg.total_kimg``, and not at all when this process trained nothing. ``command``
+    (the command line that made them) is recorded beside them; ``train_options``: :func:`train`'s
+    other keyword arguments."""
+    out = Path(out)
+    legs = LegRecorder(export, command) if export and snapshot_minutes else None
+    trainer = train(cfg, out, snapshot_minutes=snapshot_minutes, on_snapshot=legs, **train_options)
     if legs is not None:
-        print(f"exported the EMA generator and its training state to {args.export} (legs in its JSON)")
-        return
-    if args.export and trainer.nimg >= cfg.total_kimg * 1000:
+        print(f"exported the EMA generator and its training state to {export} (legs in its JSON)")
+        return trainer
+    if export and trainer.nimg >= cfg.total_kimg * 1000:
         seconds = logged_seconds(out / "log.csv")
         if seconds is None:  # e.g. --init from a run already at total_kimg: nothing of this run to export
             print(f"nothing trained in {out} (already at {trainer.nimg / 1000:.1f} kimg); not exporting")
-            return
-        command = "python -m dapper train-gan " + " ".join(argv or sys.argv[1:])
-        weights = export_generator(trainer, Path(args.export),
+            return trainer
+        weights = export_generator(trainer, Path(export),
                                    extra={"command": command, "seconds": seconds, "device": str(trainer.device)})
-        state = save_training_state(trainer, training_state_path(args.export), weights, extra={"command": command})
+        state = save_training_state(trainer, training_state_path(export), weights, extra={"command": command})
         print(f"exported the EMA generator to {weights} and its training state to {state}")
+    return trainer
 
 
 class LegRecorder:
@@ -719,7 +690,3 @@ def write_state_of(cfg: TrainConfig, resume_pt, export, command: str = "") -> Pa
     path = save_training_state(trainer, training_state_path(export), weights, extra={"command": command})
     print(f"wrote the training state of {resume_pt} ({trainer.nimg / 1000:.3f} kimg) to {path}")
     return path
-
-
-if __name__ == "__main__":
-    main()

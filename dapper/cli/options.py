@@ -1,0 +1,67 @@
+"""The options several commands share, written once, so that an option means the same (name, type,
+default, choices) in every command that takes it. Help texts a command words its own way are passed in."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dapper.executor import EXECUTORS
+from dapper.study.params import PROFILES
+
+__all__ = ["command_parser", "add_profile", "add_workers", "add_threads", "add_seed", "add_scale", "add_device",
+           "add_executor", "add_model_training", "print_study_run"]
+
+
+def command_parser(command: str, description: str | None, as_written: bool = False) -> argparse.ArgumentParser:
+    """The parser of ``python -m dapper <command>``; ``as_written``: show ``description`` (a module's
+    docstring, with its usage examples) with its own line breaks."""
+    return argparse.ArgumentParser(
+        prog=f"python -m dapper {command}", description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter if as_written else argparse.HelpFormatter)
+
+
+def add_profile(parser: argparse.ArgumentParser, default: str = "quick") -> None:
+    parser.add_argument("--profile", choices=PROFILES, default=default)
+
+
+def add_workers(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+    parser.add_argument("--workers", type=int, default=2, help=help)
+
+
+def add_threads(parser: argparse.ArgumentParser, default: int | None = 1, help: str | None = None) -> None:
+    parser.add_argument("--threads", type=int, default=default, help=help)
+
+
+def add_seed(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def add_scale(parser: argparse.ArgumentParser, help: str = "shrink the data (smoke test)") -> None:
+    parser.add_argument("--scale", type=float, default=1.0, help=help)
+
+
+def add_device(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+    parser.add_argument("--device", default=None, help=help)
+
+
+def add_executor(parser: argparse.ArgumentParser, executor_help: str, ray_address_help: str) -> None:
+    """``--executor`` and the ``--ray-address`` that only Ray takes (:func:`dapper.executor.check_executor`)."""
+    parser.add_argument("--executor", choices=EXECUTORS, default="local", help=executor_help)
+    parser.add_argument("--ray-address", default=None, help=ray_address_help)
+
+
+def add_model_training(parser: argparse.ArgumentParser, out_help: str) -> None:
+    """``--out``, ``--scale``, ``--threads`` and ``--seed`` of a command that trains one model file."""
+    parser.add_argument("--out", type=Path, default=None, help=out_help)
+    add_scale(parser)
+    add_threads(parser)
+    add_seed(parser)
+
+
+def print_study_run(out: dict) -> None:
+    """What a study command wrote (``out``: its ``statements`` and ``run`` record), then how many runs
+    this call made and how long it took."""
+    print(out["statements"])
+    last = out["run"]["last"]
+    print(f"{last['runs_made']} runs made in {last['wall_seconds']:.0f} s")
