@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 
-__all__ = ["EXECUTORS", "LocalExecutor", "RayExecutor", "get_executor", "check_executor"]
+__all__ = ["EXECUTORS", "LocalExecutor", "ProcessExecutor", "RayExecutor", "get_executor", "check_executor"]
 
 EXECUTORS = ("local", "ray")
 
@@ -56,6 +56,66 @@ class LocalExecutor:
 
 def _call(fn, shared, item):
     return fn(shared, item)
+
+
+_PROCESS_SHARED: dict = {}
+
+
+def _process_init(shared, threads) -> None:
+    _PROCESS_SHARED["shared"] = shared
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _process_call(job):
+    fn, i, item = job
+    return i, fn(_PROCESS_SHARED["shared"], item)
+
+
+class ProcessExecutor:
+    """Runs tasks in ``workers`` processes of this machine, for the work a Python process cannot
+    spread over cores itself (small batches keep two torch threads of one process only partly busy;
+    the renderer is single-threaded numpy).
+
+    ``threads``: torch threads of each worker (None: the worker never sets them, for work without
+    torch). ``start``: ``"spawn"`` (default; a fork after torch has used its OpenMP pool can hang)
+    or ``"fork"`` (cheap, for workers that never touch torch; spawn where fork is missing).
+    ``shared`` reaches each worker once, when it starts, not with every task; ``fn`` must be a
+    module-level function (it is pickled). With ``workers <= 1`` the tasks run in this process.
+    """
+
+    name = "processes"
+
+    def __init__(self, workers: int, threads: int | None = 1, start: str = "spawn"):
+        import multiprocessing as mp
+
+        if start not in ("spawn", "fork"):
+            raise ValueError(f"start={start!r} is not 'spawn' or 'fork'")
+        if start == "fork" and "fork" not in mp.get_all_start_methods():
+            start = "spawn"
+        self.workers, self.threads, self.start = int(workers), threads, start
+
+    def gpus_available(self) -> bool:
+        return False
+
+    def map(self, fn: Callable, items: Iterable, shared=None, num_cpus: float = 1, num_gpus: float = 0,
+            ordered: bool = False) -> Iterator[tuple[int, object]]:
+        """Yield ``(index, fn(shared, item))`` as tasks finish (in order with ``ordered``).
+        ``num_cpus``/``num_gpus`` are Ray's requests, ignored here (``workers`` and ``threads`` size
+        the pool)."""
+        items = list(items)
+        if self.workers <= 1 or len(items) <= 1:
+            yield from LocalExecutor().map(fn, items, shared)
+            return
+        import multiprocessing as mp
+
+        ctx = mp.get_context(self.start)
+        with ctx.Pool(min(self.workers, len(items)), initializer=_process_init,
+                      initargs=(shared, self.threads)) as pool:
+            jobs = [(fn, i, item) for i, item in enumerate(items)]
+            yield from (pool.imap if ordered else pool.imap_unordered)(_process_call, jobs)
 
 
 class RayExecutor:

@@ -177,3 +177,21 @@ def test_the_command_lines_take_the_executor(tmp_path, capsys):
         experiments_main(["--profile", "quick", "--ray-address", "auto"])
     with pytest.raises(SystemExit):
         experiments_main(["--executor", "dask"])
+
+
+def _square_plus(shared, item):
+    return item * item + shared
+
+
+def test_process_executor_runs_every_task_once_with_the_shared_state():
+    from dapper.executor import ProcessExecutor
+
+    got = dict(ProcessExecutor(2, threads=None, start="fork").map(_square_plus, range(7), shared=10))
+    assert got == {i: i * i + 10 for i in range(7)}
+    ordered = [i for i, _ in ProcessExecutor(2, threads=None, start="fork").map(_square_plus, range(7), shared=0,
+                                                                                  ordered=True)]
+    assert ordered == list(range(7))
+    # one worker: in this process, in order
+    assert list(ProcessExecutor(1).map(_square_plus, [3, 4], shared=1)) == [(0, 10), (1, 17)]
+    with pytest.raises(ValueError, match="start"):
+        ProcessExecutor(2, start="forkserver-ish")

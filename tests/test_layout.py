@@ -138,12 +138,16 @@ def test_the_rules_see_the_modules():
     assert {"dapper.cli", "dapper.cli.options", "dapper.cli.experiments", "dapper.__main__"} <= set(MODULES)
 
 
+# what every part may use: paths, caches and atomic writes; where independent tasks run
+SHARED_BELOW = ("dapper.utils", "dapper.executor")
+
+
 def test_the_engine_imports_no_dataset_and_no_method():
-    assert offences(ENGINE, lambda t: not (in_part(t, ENGINE) or t == "dapper.utils")) == []
+    assert offences(ENGINE, lambda t: not (in_part(t, ENGINE) or t in SHARED_BELOW)) == []
 
 
 def test_data_knows_no_method():
-    assert offences(DATA, lambda t: not (in_part(t, DATA) or t == "dapper.utils")) == []
+    assert offences(DATA, lambda t: not (in_part(t, DATA) or t in SHARED_BELOW)) == []
 
 
 def test_the_method_knows_no_study_and_never_the_oracles():
@@ -278,3 +282,22 @@ def test_arguments_are_checked_with_errors_not_asserts():
     found = [f"{p.relative_to(ROOT)}:{n.lineno}" for p in MODULES.values()
              for n in ast.walk(ast.parse(p.read_text())) if isinstance(n, ast.Assert)]
     assert found == []
+
+
+def raw_pools(tree: ast.AST) -> list[int]:
+    """Lines that import multiprocessing or concurrent.futures (process pools)."""
+    def pooled(name: str) -> bool:
+        return name.split(".")[0] in ("multiprocessing", "concurrent")
+
+    return [node.lineno for node in ast.walk(tree)
+            if isinstance(node, ast.Import) and any(pooled(a.name) for a in node.names)
+            or isinstance(node, ast.ImportFrom) and node.level == 0 and pooled(node.module or "")]
+
+
+def test_local_processes_run_through_the_executor():
+    # one place starts worker processes (dapper.executor.ProcessExecutor): its start method, torch
+    # threads and shared state are decided once
+    found = {name: lines for name, path in MODULES.items() if name != "dapper.executor"
+             for lines in [raw_pools(ast.parse(path.read_text()))] if lines}
+    assert found == {}
+    assert raw_pools(ast.parse(MODULES["dapper.executor"].read_text()))  # the rule sees its one user

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from dapper.executor import ProcessExecutor
+
 from ._toycars_geometry import (
     BODY_TYPES,
     PAINT_PALETTE,
@@ -207,7 +209,7 @@ def source_item(seed: int, index: int) -> dict:
             "background_seed": int(rng.integers(2**31 - 1))}
 
 
-def _render_source_range(args) -> tuple:
+def _render_source_range(_shared, args) -> tuple:
     seed, start, stop, size = args
     n = stop - start
     images = np.empty((n, size, size, 3), np.uint8)
@@ -239,12 +241,9 @@ def _fill_meta(meta: dict, i: int, r: Render) -> None:
     meta["background_seed"][i] = r.meta["background_seed"]
 
 
-def _pool(workers: int):
-    import multiprocessing as mp
-
-    # fork is cheap and the workers never touch torch; fall back to spawn where fork is missing.
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    return mp.get_context(method).Pool(workers)
+def _renderers(workers: int) -> ProcessExecutor:
+    # fork is cheap and the renderer never touches torch
+    return ProcessExecutor(workers, threads=None, start="fork")
 
 
 def _render_ranges(seed: int, start: int, stop: int, size: int, workers: int, chunk: int = 200, bar=None):
@@ -260,11 +259,7 @@ def _render_ranges(seed: int, start: int, stop: int, size: int, workers: int, ch
             if bar is not None:
                 bar.update(b - a)
 
-    if workers <= 1 or len(tasks) == 1:
-        collect(map(_render_source_range, tasks))
-    else:
-        with _pool(workers) as pool:
-            collect(pool.imap(_render_source_range, tasks))
+    collect(r for _, r in _renderers(workers).map(_render_source_range, tasks, ordered=True))
     return images, meta
 
 
@@ -513,7 +508,7 @@ class TargetPool:
         return len(self.labels)
 
 
-def _render_item_chunk(args) -> list:
+def _render_item_chunk(_shared, args) -> list:
     items, size = args
     out = []
     for it in items:
@@ -529,11 +524,7 @@ def render_items(items: list, size: int = 64, workers: int = 1) -> list:
     """Render a list of :func:`target_item`-style dicts, in parallel when ``workers > 1``."""
     chunk = 100
     tasks = [(items[a:a + chunk], size) for a in range(0, len(items), chunk)]
-    if workers <= 1 or len(tasks) == 1:
-        results = map(_render_item_chunk, tasks)
-        return [r for rs in results for r in rs]
-    with _pool(workers) as pool:
-        return [r for rs in pool.imap(_render_item_chunk, tasks) for r in rs]
+    return [r for _, rs in _renderers(workers).map(_render_item_chunk, tasks, ordered=True) for r in rs]
 
 
 def _pool_from_renders(renders: list) -> TargetPool:

@@ -94,13 +94,10 @@ def checking_annotator(annotator, device="cpu"):
     return load_pose_annotator(device=device)
 
 
-def _project_chunk(args) -> int:
-    import torch
-
+def _project_chunk(G, args) -> int:
     from dapper.inversion.projection import project_images
 
-    G, images, masks, settings = args
-    torch.set_num_threads(1)
+    images, masks, settings = args
     project_images(G, images, masks=masks, settings=settings, cache=True, progress=False,
                    on_canvas=masks is not None)
     return len(images)
@@ -112,13 +109,13 @@ def project_in_parallel(G, images: np.ndarray, settings, workers: int, masks: np
     pixels of images already on the generator's canvas (see :func:`prepare_inputs`)."""
     if workers <= 1 or len(images) < 2 * workers:
         return
-    import multiprocessing as mp
+    from dapper.executor import ProcessExecutor
 
     parts = np.array_split(np.arange(len(images)), workers)
-    jobs = [(G, np.asarray(images)[c], None if masks is None else np.asarray(masks)[c], settings)
+    jobs = [(np.asarray(images)[c], None if masks is None else np.asarray(masks)[c], settings)
             for c in parts if len(c)]
-    with mp.get_context("spawn").Pool(len(jobs)) as pool:
-        list(pool.imap_unordered(_project_chunk, jobs))
+    for _ in ProcessExecutor(len(jobs), threads=1).map(_project_chunk, jobs, shared=G):
+        pass
 
 
 def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction=None, project=None,

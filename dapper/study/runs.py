@@ -218,20 +218,8 @@ def _grid_task(inputs: StudyInputs, job: tuple) -> dict:
     return run_one(inputs, spec)
 
 
-_WORKER: dict = {}
-
-
-def _worker_init(inputs: StudyInputs, path: str, threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-    _WORKER["inputs"], _WORKER["path"] = inputs, path
-
-
-def _worker_run(spec: RunSpec) -> dict:
-    row = run_one(_WORKER["inputs"], spec)
-    append_row(_WORKER["path"], row)
-    return row
+def _process_run(inputs: StudyInputs, spec: RunSpec) -> dict:
+    return run_one(inputs, spec)
 
 
 def five_fold_runs(config: StudyConfig, inputs: StudyInputs | None = None, path: str | Path | None = None,
@@ -287,14 +275,12 @@ def five_fold_runs(config: StudyConfig, inputs: StudyInputs | None = None, path:
                 if bar is not None:
                     bar.update(1)
     elif todo:
-        import multiprocessing as mp
+        from dapper.executor import ProcessExecutor
 
-        # Spawned workers (not forked): a fork after torch has used its OpenMP pool can hang.
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(workers, initializer=_worker_init, initargs=(inputs, str(path), threads)) as pool:
-            for _ in pool.imap_unordered(_worker_run, todo):
-                if bar is not None:
-                    bar.update(1)
+        for _, row in ProcessExecutor(workers, threads=threads).map(_process_run, todo, shared=inputs):
+            append_row(path, row)
+            if bar is not None:
+                bar.update(1)
     if bar is not None:
         bar.close()
     inputs.timings["runs"] = time.time() - t

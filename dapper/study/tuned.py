@@ -10,13 +10,10 @@ from dapper.study.config import StudyConfig, pivotal_settings
 from dapper.study.folds import ScenarioData
 
 
-def _tune_chunk(args) -> int:
-    import torch
-
+def _tune_chunk(shared, jobs) -> int:
     from dapper.inversion.pivotal import PivotalSettings, tune_generator_cached
 
-    G, jobs, settings = args
-    torch.set_num_threads(1)
+    G, settings = shared
     settings = PivotalSettings(**settings)
     perceptual = None
     if settings.perceptual_weight > 0:
@@ -34,12 +31,14 @@ def tune_in_parallel(config: StudyConfig, G, jobs: list, workers: int) -> None:
     if workers <= 1 or len(jobs) < 2 * workers:
         return
     import copy
-    import multiprocessing as mp
+
+    from dapper.executor import ProcessExecutor
 
     chunks = [jobs[i::workers] for i in range(workers)]
     G = copy.deepcopy(G).cpu()  # the caller's stays where it is
-    with mp.get_context("spawn").Pool(workers) as pool:
-        list(pool.imap_unordered(_tune_chunk, [(G, c, pivotal_settings(config).to_dict()) for c in chunks]))
+    shared = (G, pivotal_settings(config).to_dict())
+    for _ in ProcessExecutor(workers, threads=1).map(_tune_chunk, chunks, shared=shared):
+        pass
 
 
 def class_rows(labels: np.ndarray, idx: np.ndarray) -> list[np.ndarray]:
