@@ -157,3 +157,115 @@ def test_own_response_rows(tiny_generator, planted):
     with pytest.raises(ValueError, match="one generator"):
         AE.augment_identity({0: G, 1: G}, {"W": ws}, np.array([0, 1] * 3), variants, torch.ones(G.w_dim),
                             response_annotator=ann, **kw)
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 03's identity study and gallery (dapper.study.augment_gallery)
+
+
+def test_identity_study_wires_the_notebooks_variants_and_writes_its_files(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from study_fakes import FakeGenerator
+
+    from dapper.study.config import study_config
+
+    G, config = FakeGenerator(8), study_config("quick")
+    paper, split = SimpleNamespace(layers=(0, 3)), SimpleNamespace(layers=(0, 2))
+    calls = []
+    monkeypatch.setattr(AE, "heldout_targets", lambda G, dataset, n, projection_settings, executor: SimpleNamespace(
+        ws=torch.zeros(2, 3, 8) + (projection_settings.space == "w+"), images=np.zeros((2, 8, 8, 3), np.uint8),
+        labels=np.array([0, 1])))
+    monkeypatch.setattr(AE, "load_or_fit_pose_direction", lambda G, profile, method="chosen", **kw: (
+        split if method == "chosen-split" else paper))
+    monkeypatch.setattr(AE, "w_statistics", lambda G, n, seed: SimpleNamespace(std=torch.ones(8)))
+    monkeypatch.setattr(AE, "checking_annotator", lambda annotator: "annotator")
+
+    def identity(G, spaces, labels, variants, w_std, **kw):
+        calls.append((G, sorted(spaces), dict(variants), kw))
+        return pd.DataFrame({"space": list(spaces), "variant": list(variants)[0], "edit": "perturb", "amount": 0.5,
+                             "study_setting": True, "identity_kept": 1.0})
+
+    monkeypatch.setattr(AE, "augment_identity", identity)
+    infos = [{"label": 0, "n_images": 1, "cpu_seconds": 2.0, "loss_before": 0.3, "loss_after": 0.1}] * 2
+    monkeypatch.setattr(AE, "pivotal_generators", lambda G, images, ws, labels, settings, progress: (
+        {0: G, 1: G}, infos) if settings.steps == 20 else pytest.fail("quick tunes 20 steps"))
+    study = AE.identity_study(G, config, instruments=(None, None), progress=False)
+    (_, spaces, variants, kw), (tuned, tuned_spaces, tuned_variants, _) = calls
+    assert spaces == ["W", "W+"] and tuned_spaces == ["W"] and set(tuned) == {0, 1}
+    assert variants == {"all rows (paper)": (paper, (0, G.num_ws)), "rows 0-2 (method)": (split, (0, 2))}
+    assert list(tuned_variants) == ["all rows (paper), pivotal-tuned", "rows 0-2 (method), pivotal-tuned"]
+    assert kw["pose_annotator"] == "annotator" and kw["study_strength"] == config.augment.strength
+    table = study.table
+    assert list(table.columns[:3]) == ["generator", "generator_hash", "kimg"] and len(table) == 3
+    assert table.pivotal_steps.tolist()[-1] == 20 and table.pivotal_cpu_seconds_per_class.tolist()[-1] == 2.0
+    assert study.pivotal_summary() == ("pivotal tuning: 20 steps on each class's 1 views, 2 CPU-seconds per class; "
+                                       "loss 0.300 -> 0.100")
+    assert AE.identity_study(G, config, instruments=(None, None), pivotal_steps=0).pivotal_summary() is None
+    text = AE.write_identity_outputs(table, folder=tmp_path)
+    assert (tmp_path / "augment_identity.md").read_text() == text + "\n"
+    assert list(pd.read_csv(tmp_path / "augment_identity.csv").columns) == list(table.columns)
+    with pytest.raises(ValueError, match="toycars"):
+        AE.identity_study(G, study_config("quick", "stanford_cars"))
+
+
+def _gallery_set(n=2, k=2):
+    """k images per method per source; each image's pixels say (source, method, position)."""
+    from dapper.augment import METHODS, SyntheticSet
+
+    rows, images = [], []
+    for i in range(n):
+        for m, method in enumerate(METHODS):
+            for j in range(k):
+                degrees = (20.0 - 40.0 * j) if method == "rotate" else (10.0 * (i + 1) * (1 - 2 * j))
+                rows.append({"source_key": f"s{i}", "method": method, "degrees": degrees, "label": i})
+                images.append(np.full((8, 8, 3), 100 * i + 10 * m + j, np.uint8))
+    manifest = pd.DataFrame(rows)
+    return SyntheticSet(np.stack(images), manifest.label.to_numpy(), manifest)
+
+
+def test_gallery_groups_order_rotations_by_degrees():
+    from dapper.study import augment_gallery as AG
+    from dapper.study.config import study_config
+
+    config = study_config("quick")  # k = 2
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    recon = AG.reconstruction_images(torch.tensor([[[[-1.5, 0.0], [0.5, 1.0]]] * 3, [[[1.0, -1.0], [0.0, 2.0]]] * 3]))
+    assert recon.dtype == np.uint8 and recon[0, :, :, 0].tolist() == [[0, 128], [191, 255]]
+    groups, notes = AG.gallery_groups(config, images, recon, _gallery_set())
+    assert list(groups) == ["reconstruction", "perturb", "rotate", "perturb+rotate", "affine (baseline)"]
+    assert groups["reconstruction"].shape == (2, 1, 2, 2, 3)
+    assert groups["perturb"][:, :, 0, 0, 0].tolist() == [[0, 1], [100, 101]]
+    assert groups["rotate"][:, :, 0, 0, 0].tolist() == [[11, 10], [111, 110]]  # -20 deg first
+    assert notes == {"rotate": ["-20 deg", "+20 deg"]}  # perturb+rotate's degrees differ by row: no notes
+    affine = groups["affine (baseline)"]
+    assert affine.shape[:2] == (2, 2) and affine.shape[-1] == 3 and affine.dtype == np.uint8
+    assert np.array_equal(AG.gallery_groups(config, images, recon, _gallery_set())[0]["affine (baseline)"], affine)
+
+
+def test_gallery_oracles_add_their_columns(planted, monkeypatch):
+    from dapper.study import augment_gallery as AG
+
+    synthetic = _gallery_set()
+    recon = np.zeros((2, 8, 8, 3), np.uint8)
+    assert AG.gallery_oracles(synthetic, recon, ["s0", "s1"], [0, 1], with_oracles=False).rows.equals(
+        synthetic.manifest)
+    monkeypatch.setattr(oracles, "load_identity_oracle", lambda: object())
+    monkeypatch.setattr(oracles, "load_pose_oracle", lambda: object())
+    # the yaw a uint8 image's mean pixel value, plus 50 degrees for the second source's reconstruction
+    monkeypatch.setattr(oracles, "predict_yaw", lambda images, model=None, batch_size=256: (
+        np.asarray(images, np.float64).mean((1, 2, 3)) + (50.0 * np.arange(len(images)) if len(images) == 2 else 0)))
+    found = AG.gallery_oracles(synthetic, recon, ["s0", "s1"], [0, 1])
+    assert {"oracle_class_kept", "oracle_yaw_change"} <= set(found.rows.columns)
+    made = synthetic.images[:, 0, 0, 0].astype(float) - np.where(synthetic.manifest.source_key == "s1", 50, 0)
+    assert np.allclose(found.rows.oracle_yaw_change, (made + 180) % 360 - 180)
+    assert list(found.table.index) == ["perturb", "perturb+rotate", "rotate"]
+    assert found.lines == [f"identity oracle on the reconstructions: {found.reconstruction_kept:.0%} of the class kept"]
+
+    def missing():
+        raise FileNotFoundError("no pose oracle here")
+
+    monkeypatch.setattr(oracles, "load_pose_oracle", missing)
+    found = AG.gallery_oracles(synthetic, recon, ["s0", "s1"], [0, 1])
+    assert "oracle_yaw_change" not in found.rows and found.lines[0] == "pose oracle not available: no pose oracle here"

@@ -330,6 +330,19 @@ def test_cli_lists_every_command_and_each_one_exists(capsys):
     assert cli.main(["no-such-command"]) == 2
 
 
+@pytest.mark.parametrize("command, options", [
+    ("saliency", ["--augmented", "--cam-method", "--classifier-weights", "--lpips-weights", "--ray-address"]),
+    ("augment-identity", ["--pivotal-steps", "--pose-annotator", "--vgg16-weights", "--executor"]),
+])
+def test_the_notebook_commands_explain_themselves(command, options, capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main([command, "--help"])
+    assert done.value.code == 0
+    usage = capsys.readouterr().out
+    assert usage.startswith(f"usage: python -m dapper {command}")
+    assert [o for o in options + ["--profile", "--dataset", "--network", "--classes"] if o not in usage] == []
+
+
 # ---------------------------------------------------------------------------------------------
 # dapper.utils
 

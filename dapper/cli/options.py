@@ -7,10 +7,10 @@ import argparse
 from pathlib import Path
 
 from dapper.executor import EXECUTORS
-from dapper.study.params import PROFILES
+from dapper.study.params import DATASETS, PROFILES, REAL_MODE_MODELS
 
 __all__ = ["command_parser", "add_profile", "add_workers", "add_threads", "add_seed", "add_scale", "add_device",
-           "add_executor", "add_model_training", "print_study_run"]
+           "add_executor", "add_model_training", "add_study_world", "study_models", "print_study_run"]
 
 
 def command_parser(command: str, description: str | None, as_written: bool = False) -> argparse.ArgumentParser:
@@ -49,6 +49,29 @@ def add_executor(parser: argparse.ArgumentParser, executor_help: str, ray_addres
     """``--executor`` and the ``--ray-address`` that only Ray takes (:func:`dapper.executor.check_executor`)."""
     parser.add_argument("--executor", choices=EXECUTORS, default="local", help=executor_help)
     parser.add_argument("--ray-address", default=None, help=ray_address_help)
+
+
+def add_study_world(parser: argparse.ArgumentParser, models: tuple[str, ...]) -> None:
+    """The notebooks' world parameters: ``--dataset``, ``--data-root``, ``--network``, ``--classes``,
+    ``--classifier`` and one option per real-mode model of ``models`` (names of
+    :data:`dapper.study.params.REAL_MODE_MODELS`, ``--vgg16-weights`` for ``vgg16_weights``); unset
+    means the embedded world's, as a notebook's None."""
+    parser.add_argument("--dataset", choices=DATASETS, default="toycars")
+    parser.add_argument("--data-root", default=None, help=REAL_MODE_MODELS["data_root"][0])
+    parser.add_argument("--network", default=None, help=REAL_MODE_MODELS["network"][0] + "; default: the shipped "
+                        "source GAN")
+    parser.add_argument("--classes", nargs="+", default=None,
+                        help="real mode: class names, look-alike pairs in consecutive places; default: the ten "
+                             "default classes")
+    parser.add_argument("--classifier", default=None,
+                        help="a timm model name; default: resnext50_32x4d in real mode, the toycars ResNeXt otherwise")
+    for name in models:
+        parser.add_argument("--" + name.replace("_", "-"), default=None, help=REAL_MODE_MODELS[name][0])
+
+
+def study_models(args: argparse.Namespace, models: tuple[str, ...]) -> dict:
+    """The real-mode model parameters :func:`add_study_world` added, by their notebook names."""
+    return {name: getattr(args, name) for name in models}
 
 
 def add_model_training(parser: argparse.ArgumentParser, out_help: str) -> None:

@@ -27,16 +27,37 @@ changed).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
+import pandas as pd
 import torch
 
 from dapper.augment import perturb_ws, pose_checked_edits, turns_each
-from dapper.directions import Direction, apply_direction, own_responses, wrap_deg, yaw_sequence_metrics
+from dapper.data import toycars
+from dapper.directions import (
+    Direction,
+    apply_direction,
+    load_or_fit_pose_direction,
+    own_responses,
+    wrap_deg,
+    yaw_sequence_metrics,
+)
+from dapper.inversion.latents import w_statistics
+from dapper.inversion.pivotal import PivotalSettings
 from dapper.judges import oracles
-from dapper.study.gan_eval import pair_hits
+from dapper.study.config import StudyConfig, projection_settings
+from dapper.study.direction_eval import heldout_targets
+from dapper.study.gan_eval import checkpoint_kimg, pair_hits
+from dapper.study.inputs import checking_annotator, pose_instruments
 from dapper.stylegan2 import synthesize
+from dapper.utils import default_generator_path, display_path, reports_dir, weights_hash
 
-__all__ = ["GOALS", "augment_identity", "goal_lines", "pivotal_generators"]
+__all__ = ["GOALS", "IDENTITY_FILES", "IdentityStudy", "augment_identity", "goal_lines", "pivotal_generators",
+           "identity_study", "write_identity_outputs"]
+
+IDENTITY_FILES = {"table": "augment_identity.csv", "goals": "augment_identity.md"}
+"""The results files, in ``reports_dir("results")``."""
 
 # The method v2 goals, judged on the table (identity against the true class).
 GOALS = {"identity_kept": 0.90, "jump_share": 0.0, "oracle_deg_per_unit": (0.8, 1.25)}
@@ -245,3 +266,87 @@ def goal_lines(table) -> list[str]:
         parts += [f"at least {rot.identity_kept.min():.0%} under rotation within +-30 deg"] if len(rot) else []
         lines.append(f"{space}, {variant}: " + ", ".join(parts) + "; " + "; ".join(verdicts) + ".")
     return lines
+
+
+@dataclass
+class IdentityStudy:
+    """:func:`identity_study`'s table (one row per space, variant, edit and amount, led by the
+    ``generator``, ``generator_hash`` and ``kimg`` columns), with the pivotal tuning's steps and one
+    info per class (empty when not tuned)."""
+
+    table: pd.DataFrame
+    pivotal_steps: int = 0
+    pivotal: list[dict] = field(default_factory=list)
+
+    def pivotal_summary(self) -> str | None:
+        """The tuning's cost and loss in one sentence; None when not tuned."""
+        if not self.pivotal:
+            return None
+        infos = self.pivotal
+        return (f"pivotal tuning: {self.pivotal_steps} steps on each class's {infos[0]['n_images']} views, "
+                f"{np.mean([i['cpu_seconds'] for i in infos]):.0f} CPU-seconds per class; loss "
+                f"{np.mean([i['loss_before'] for i in infos]):.3f} -> {np.mean([i['loss_after'] for i in infos]):.3f}")
+
+
+def identity_study(G, config: StudyConfig, direction: Direction | None = None, instruments: tuple | None = None,
+                   pivotal_steps: int | None = None, executor="local", progress: bool = True) -> IdentityStudy:
+    """Which edits keep the vehicle's identity (toycars only: real mode has no identity oracle).
+
+    Held-out target views (1 per class quick, 5 full) projected in W and in W+ with the study's
+    projection settings, edited by the paper's direction on every row (``direction``: the study's pose
+    direction, fitted or loaded as the augmentation does when None) and by its chosen-split variant
+    on the rows the method kept, with the study's augmentation settings (pose check and own
+    responses as ``config.augment`` asks); then, unless ``pivotal_steps`` is 0 (None: 20 quick, 100
+    full), the same edits in W drawn by a generator pivotally tuned on each class's views.
+    ``instruments``: (vehicle detector, pose annotator) of :func:`dapper.study.inputs.pose_instruments`
+    (None: loaded from ``config``); ``executor``: where projection batches run.
+    """
+    if config.dataset != "toycars":
+        raise ValueError(f"the identity study needs the toycars oracles; dataset={config.dataset!r} has none")
+    profile = config.direction_profile or config.profile
+    detector, annotator = pose_instruments(config) if instruments is None else instruments
+    if direction is None:
+        direction = load_or_fit_pose_direction(G, profile, detector=detector, annotator=annotator,
+                                               dataset=config.dataset)
+    base_settings = projection_settings(config)
+    spaces, views, labels = {}, {}, None
+    for space, settings in (("W", base_settings.replace(space="w")), ("W+", base_settings.replace(space="w+"))):
+        targets = heldout_targets(G, "toycars", 1 if config.profile == "quick" else 5, projection_settings=settings,
+                                  executor=executor)
+        spaces[space], views[space], labels = targets.ws, targets.images, targets.labels
+    split = load_or_fit_pose_direction(G, profile, method="chosen-split", detector=detector, annotator=annotator)
+    variants = {"all rows (paper)": (direction, (0, G.num_ws)),
+                f"rows {split.layers[0]}-{split.layers[1]} (method)": (split, split.layers)}
+    augment = config.augment
+    w_std = w_statistics(G, augment.w_samples, seed=augment.seed).std
+    identity = augment_identity(
+        G, spaces, labels, variants, w_std, pairs=toycars.PAIRS, study_strength=augment.strength, seed=config.seed,
+        pose_annotator=checking_annotator(annotator) if augment.pose_check else None,
+        pose_tolerance=augment.pose_tolerance, pose_tolerance_min_deg=augment.pose_tolerance_min_deg,
+        response_annotator=checking_annotator(annotator))
+    steps = pivotal_steps if pivotal_steps is not None else (20 if config.profile == "quick" else 100)
+    infos = []
+    if steps:  # one generator per class, tuned on all of that class's views at once (in W, the paper's space)
+        tuned, infos = pivotal_generators(G, views["W"], spaces["W"], labels, PivotalSettings(steps=steps),
+                                          progress=progress)
+        pivotal = augment_identity(
+            tuned, {"W": spaces["W"]}, labels, {f"{k}, pivotal-tuned": v for k, v in variants.items()}, w_std,
+            pairs=toycars.PAIRS, study_strength=augment.strength, seed=config.seed)
+        pivotal["pivotal_steps"] = steps
+        pivotal["pivotal_cpu_seconds_per_class"] = float(np.mean([i["cpu_seconds"] for i in infos]))
+        identity = pd.concat([identity, pivotal], ignore_index=True)
+    network = config.network or default_generator_path()
+    identity.insert(0, "generator", display_path(network))
+    identity.insert(1, "generator_hash", weights_hash(G)[:16])  # the status says when the shipped one moved on
+    identity.insert(2, "kimg", checkpoint_kimg(network))
+    return IdentityStudy(identity, steps, infos)
+
+
+def write_identity_outputs(table: pd.DataFrame, folder=None) -> str:
+    """Write the table to ``augment_identity.csv`` and its :func:`goal_lines` to ``augment_identity.md``
+    in ``folder`` (default ``reports_dir("results")``); returns the goal lines' text."""
+    folder = reports_dir("results") if folder is None else folder
+    table.to_csv(folder / IDENTITY_FILES["table"], index=False)
+    text = "\n".join(goal_lines(table))
+    (folder / IDENTITY_FILES["goals"]).write_text(text + "\n")
+    return text
