@@ -57,7 +57,7 @@ import torch
 from dapper.data.images import to_uint8
 from dapper.inversion.latents import w_statistics
 from dapper.stylegan2 import synthesize
-from dapper.utils import image_key, instrument_id, weights_hash
+from dapper.utils import image_key, instrument_id, read_cached_arrays, weights_hash
 
 __all__ = [
     "METHODS", "AugmentSettings", "LeakageError", "check_no_leakage", "image_keys",
@@ -508,11 +508,11 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
     todo = []
     for i, key in enumerate(keys):
         path = folder / f"{key}.npz" if folder is not None else None
-        if path is not None and path.exists():
-            with np.load(path, allow_pickle=False) as f:
-                stored = {m: f[m] for m in f.files if m in METHODS}
-                params = json.loads(str(f["params"]))
-                recon = f["reconstruction"] if "reconstruction" in f.files else None
+        found = read_cached_arrays(path) if path is not None else None
+        if found is not None and "params" in found:
+            stored = {m: a for m, a in found.items() if m in METHODS}
+            params = json.loads(str(found["params"]))
+            recon = found.get("reconstruction")
             if all(m in stored for m in methods) and (recon is not None or "residual" not in composes):
                 per_image[key] = {"images": stored, "params": params, "reconstruction": recon}
                 continue

@@ -10,24 +10,45 @@ import contextlib
 import os
 import random
 import tempfile
+import weakref
 from collections.abc import Callable
 from pathlib import Path
+
+_HASHED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> (fingerprint, hash)
 
 
 def weights_hash(module) -> str:
     """sha256 over a torch module's state dict (names, dtypes, shapes and bytes), 64 hex digits: the
     one id of a generator (or any network) in caches, results and checkpoints. Two modules hash
-    equal exactly when they hold the same weights, whatever file they came from."""
+    equal exactly when they hold the same weights, whatever file they came from.
+
+    Computed once per module and state: the hash is kept with a fingerprint of every tensor's
+    storage and version counter (an in-place change, ``load_state_dict`` or a new ``.data`` changes
+    it), so the many callers of one run (caches, ids, rows) pay for one pass over the weights."""
     import hashlib
 
     import torch
 
+    state = module.state_dict()
+    fingerprint = tuple((name, t.data_ptr(), t._version, t.dtype, tuple(t.shape), str(t.device))
+                        for name, t in state.items())
+    try:
+        known = _HASHED.get(module)
+    except TypeError:  # not weak-referenceable: hashed every time
+        known = None
+    if known is not None and known[0] == fingerprint:
+        return known[1]
     h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
+    for name, t in sorted(state.items()):
         t = t.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
+    digest = h.hexdigest()
+    try:
+        _HASHED[module] = (fingerprint, digest)
+    except TypeError:
+        pass
+    return digest
 
 
 def torch_modules_of(obj) -> list:
@@ -177,6 +198,51 @@ def cache_dir(*parts: str) -> Path:
     path = base.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+_DAMAGED_SAID: set[str] = set()
+
+
+def damaged_cache(path: str | os.PathLike, error: BaseException) -> None:
+    """Say that a cache file could not be read and is remade (never trusted); once per cache folder
+    and process, so a folder of many damaged files (a full disk, a killed copy) is one warning."""
+    import logging
+
+    folder = str(Path(path).parent)
+    if folder in _DAMAGED_SAID:
+        return
+    _DAMAGED_SAID.add(folder)
+    logging.getLogger("dapper").warning("damaged cache file %s (%s: %s): remade; other damaged files in %s are "
+                                        "remade without a word", path, type(error).__name__, error, folder)
+
+
+def read_cached_arrays(path: str | os.PathLike) -> dict | None:
+    """The arrays of an ``.npz`` cache file (no pickles), or None when it is missing or damaged (said
+    once, see :func:`damaged_cache`)."""
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is remade, never trusted
+        damaged_cache(path, exc)
+        return None
+
+
+def cached_arrays(path: str | os.PathLike, make: Callable[[], dict]) -> dict:
+    """The arrays cached at ``path`` (``.npz``), or ``make()``'s, saved there atomically first.
+    The one "load or make and save" of the package's array caches: a damaged file is remade."""
+    import numpy as np
+
+    found = read_cached_arrays(path)
+    if found is not None:
+        return found
+    arrays = make()
+    atomic_save(path, lambda p: np.savez(p, **arrays))
+    return arrays
 
 
 def reports_root() -> Path:

@@ -526,3 +526,54 @@ def test_the_runner_writes_where_DAPPER_REPORTS_points(tmp_path, monkeypatch):
     assert report.reports_root() == tmp_path / "elsewhere"  # the runner's default, as every notebook's reports_dir()
     monkeypatch.delenv("DAPPER_REPORTS")
     assert report.reports_root() == ROOT / "reports"
+
+
+def test_a_damaged_cache_file_is_remade_and_said_once(tmp_path, caplog):
+    import logging
+
+    from dapper import utils
+
+    calls = []
+
+    def make():
+        calls.append(1)
+        return {"x": np.arange(3)}
+
+    good = tmp_path / "c" / "good.npz"
+    assert utils.cached_arrays(good, make)["x"].tolist() == [0, 1, 2]
+    assert utils.cached_arrays(good, make)["x"].tolist() == [0, 1, 2] and len(calls) == 1  # read, not remade
+    bad = [tmp_path / "c" / f"bad{i}.npz" for i in range(2)]
+    for p in bad:
+        p.write_bytes(b"PK\x03\x04 not really a zip")
+    with caplog.at_level(logging.WARNING, logger="dapper"):
+        for p in bad:
+            assert utils.cached_arrays(p, make)["x"].tolist() == [0, 1, 2]
+    assert len(calls) == 3
+    said = [r for r in caplog.records if "damaged cache file" in r.getMessage()]
+    assert len(said) == 1 and "bad0.npz" in said[0].getMessage()
+    # and the remade files are whole now
+    assert all(utils.read_cached_arrays(p)["x"].tolist() == [0, 1, 2] for p in bad)
+    assert utils.read_cached_arrays(tmp_path / "missing.npz") is None
+
+
+def test_weights_hash_is_kept_per_state_and_follows_every_change():
+    import torch
+
+    from dapper.utils import weights_hash
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    twin = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    twin.load_state_dict(net.state_dict())
+    first = weights_hash(net)
+    assert weights_hash(net) == first == weights_hash(twin)  # the same weights, whatever object
+    with torch.no_grad():
+        net[0].weight[0, 0] += 1.0  # in place
+    changed = weights_hash(net)
+    assert changed != first
+    net.load_state_dict(twin.state_dict())  # copied back in place
+    assert weights_hash(net) == first
+    net[0].bias.data = net[0].bias.data + 1.0  # a new tensor under the same parameter
+    assert weights_hash(net) not in (first, changed)
+    net.train()(torch.randn(5, 3))  # a buffer (running mean) moves in a forward pass
+    assert weights_hash(net) != weights_hash(twin)

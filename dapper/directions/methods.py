@@ -379,16 +379,16 @@ def annotate_samples(G, n: int, detector, annotator, seed: int = 0, truncation_p
     models' contents (:func:`dapper.utils.instrument_id`: weights and code, never names); a run
     resumes from nothing (it is one pass, minutes at most on a CPU).
     """
-    from dapper.utils import atomic_save, cache_dir
+    from dapper.utils import atomic_save, cache_dir, read_cached_arrays
 
     key = json.dumps({"n": n, "seed": seed, "psi": truncation_psi,
                       "det": instrument_id(detector), "ann": instrument_id(annotator),
                       "thr": getattr(detector, "threshold", 0.5)}, sort_keys=True, default=str)
     digest = hashlib.sha1(key.encode()).hexdigest()[:10]
     path = cache_dir("directions", weights_hash(G)[:16]) / f"samples-{n}-{seed}-{digest}.npz"
-    if cache and path.exists():
-        with np.load(path) as d:
-            return PoseSamples(**{k: d[k] for k in d.files}, metadata=json.loads(key))
+    found = read_cached_arrays(path) if cache else None
+    if found is not None:
+        return PoseSamples(**found, metadata=json.loads(key))
     device = next(G.parameters()).device
     gen = torch.Generator().manual_seed(int(seed))
     parts = {k: [] for k in ("w", "accepted", "score", "box", "yaw", "elevation", "colour_lab", "size")}

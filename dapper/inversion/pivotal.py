@@ -200,7 +200,7 @@ def tune_generator_cached(G, images, ws, settings: PivotalSettings | None = None
     ``settings`` name (their files are part of the key)."""
     from safetensors.torch import load_file, save_file
 
-    from dapper.utils import atomic_save, cache_dir, torch_threads
+    from dapper.utils import atomic_save, cache_dir, damaged_cache, torch_threads
 
     s = settings or PivotalSettings()
     ws = torch.as_tensor(ws, dtype=torch.float32).detach().cpu()
@@ -214,8 +214,8 @@ def tune_generator_cached(G, images, ws, settings: PivotalSettings | None = None
             state = load_file(str(weights), device=str(next(G.parameters()).device))
             tuned.synthesis.load_state_dict(state)
             info = json.loads(meta.read_text())
-        except Exception:  # a damaged cache entry: tune again
-            pass
+        except Exception as exc:  # noqa: BLE001 - a damaged cache entry is tuned again, never trusted
+            damaged_cache(weights, exc)
         else:
             for p in tuned.parameters():
                 p.requires_grad_(False)

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from dapper.inversion.canvas import as_list, prepare_target
 from dapper.inversion.latents import masked_mse, w_statistics
 from dapper.stylegan2 import synthesize
-from dapper.utils import image_key, weights_hash
+from dapper.utils import image_key, read_cached_arrays, weights_hash
 
 logger = logging.getLogger(__name__)
 
@@ -463,13 +463,6 @@ def _cache_path(folder: Path, image_key: str, g_hash: str, s_hash: str) -> Path:
     return folder / f"{name}.npz"
 
 
-def _read_cache(path: Path):
-    try:
-        with np.load(path) as d:
-            return {k: d[k] for k in d.files}
-    except Exception as exc:  # noqa: BLE001 - a damaged cache file is recomputed, never trusted
-        logger.warning("ignoring unreadable projection cache file %s (%s)", path, exc)
-        return None
 
 
 def _write_cache(path: Path, ws: np.ndarray, steps, converged, seconds, image_key, g_hash, s_hash) -> None:
@@ -564,7 +557,7 @@ def project_images(G, images, masks=None, settings: ProjectionSettings | None = 
     for i in range(n):
         if folder is not None:
             path = _cache_path(folder, keys[i], g_hash, s_hash)
-            d = _read_cache(path) if path.exists() else None
+            d = read_cached_arrays(path)
             if d is not None and tuple(d["ws"].shape) == (G.num_ws, G.w_dim):
                 ws[i] = torch.from_numpy(d["ws"])
                 steps[i], converged[i], seconds[i] = int(d["steps"]), bool(d["converged"]), 0.0

@@ -227,16 +227,14 @@ def _render_set(n: int, seed: int, n_background: int, progress: bool = True) -> 
     """Render ``n`` labelled vehicles and ``n_background`` empty scenes (each cached on its own in
     the study cache, keyed by renderer version and the items themselves)."""
     from dapper.data import toycars
-    from dapper.utils import atomic_save, cache_dir
+    from dapper.utils import cache_dir, cached_arrays
 
     items = annotator_items(n, seed)
     digest = hashlib.sha1(repr([(it["spec"], it["yaw"], it["elevation"], it["distance"], it["background_seed"])
                                 for it in items]).encode()).hexdigest()[:10]
     path = cache_dir("annotators") / f"vehicles-{seed}-{n}-v{toycars.RENDER_VERSION}-{digest}.npz"
-    if path.exists():
-        with np.load(path) as d:
-            data = dict(d)
-    else:
+
+    def render() -> dict:
         t0 = time.time()
         images = np.empty((n, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
         yaw, elev = np.empty(n, np.float32), np.empty(n, np.float32)
@@ -247,19 +245,19 @@ def _render_set(n: int, seed: int, n_background: int, progress: bool = True) -> 
                 yaw[a + j], elev[a + j] = r.meta["yaw"], r.meta["elevation"]
             if progress:
                 print(f"  rendered {min(a + 500, n)}/{n} vehicles ({time.time() - t0:.0f} s)", flush=True)
-        data = {"images": images, "yaw": yaw, "elevation": elev, "boxes": boxes}
-        atomic_save(path, lambda p: np.savez(p, **data))
+        return {"images": images, "yaw": yaw, "elevation": elev, "boxes": boxes}
+
+    def backgrounds() -> dict:
+        rng = np.random.default_rng([seed, 0xB6])
+        return {"backgrounds": np.stack([toycars.render_background(int(rng.integers(2**31 - 1)),
+                                                                   float(2 + 30 * rng.beta(1.5, 2.2)))
+                                         for _ in range(n_background)])}
+
+    data = dict(cached_arrays(path, render))
     data["backgrounds"] = np.zeros((0, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
     if n_background:
-        bg_path = cache_dir("annotators") / f"backgrounds-{seed}-{n_background}-v{toycars.RENDER_VERSION}.npy"
-        if bg_path.exists():
-            data["backgrounds"] = np.load(bg_path)
-        else:
-            rng = np.random.default_rng([seed, 0xB6])
-            bgs = np.stack([toycars.render_background(int(rng.integers(2**31 - 1)), float(2 + 30 * rng.beta(1.5, 2.2)))
-                            for _ in range(n_background)])
-            atomic_save(bg_path, lambda p: np.save(p, bgs))
-            data["backgrounds"] = bgs
+        bg_path = cache_dir("annotators") / f"backgrounds-{seed}-{n_background}-v{toycars.RENDER_VERSION}.npz"
+        data["backgrounds"] = cached_arrays(bg_path, backgrounds)["backgrounds"]
     return data
 
 

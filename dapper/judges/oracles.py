@@ -239,34 +239,35 @@ def pose_items(n: int, seed: int) -> list:
 def _render_arrays(items: list, cache_name: str | None, progress: bool = True):
     """Render items -> (uint8 [N, 64, 64, 3], labels, yaw, elevation), cached in the study cache."""
     from dapper.data import toycars
-    from dapper.utils import atomic_save, cache_dir
+    from dapper.utils import cache_dir, cached_arrays
 
-    # Keyed by renderer version and by the items themselves, so changed class definitions or
-    # priors never reuse stale renders.
-    digest = hashlib.sha1(repr([(it["spec"], it["yaw"], it["elevation"], it["distance"], it["background_seed"])
-                                for it in items]).encode()).hexdigest()[:10]
-    path = cache_dir("oracles") / f"{cache_name}-v{toycars.RENDER_VERSION}-{digest}.npz" if cache_name else None
-    if path is not None and path.exists():
-        with np.load(path) as d:
-            return d["images"], d["labels"], d["yaw"], d["elevation"]
-    images = np.empty((len(items), INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
-    labels = np.empty(len(items), np.int64)
-    yaw = np.empty(len(items), np.float32)
-    elevation = np.empty(len(items), np.float32)
-    t0 = time.time()
-    chunk = 500
-    for a in range(0, len(items), chunk):
-        rs = toycars.render_items(items[a:a + chunk], INPUT_SIZE, workers=1)
-        for j, r in enumerate(rs):
-            images[a + j] = r.image
-            labels[a + j] = r.meta["label"]
-            yaw[a + j] = r.meta["yaw"]
-            elevation[a + j] = r.meta["elevation"]
-        if progress:
-            print(f"  rendered {min(a + chunk, len(items))}/{len(items)} ({time.time() - t0:.0f} s)", flush=True)
-    if path is not None:
-        atomic_save(path, lambda p: np.savez(p, images=images, labels=labels, yaw=yaw, elevation=elevation))
-    return images, labels, yaw, elevation
+    def render() -> dict:
+        out = {"images": np.empty((len(items), INPUT_SIZE, INPUT_SIZE, 3), np.uint8),
+               "labels": np.empty(len(items), np.int64), "yaw": np.empty(len(items), np.float32),
+               "elevation": np.empty(len(items), np.float32)}
+        t0 = time.time()
+        chunk = 500
+        for a in range(0, len(items), chunk):
+            rs = toycars.render_items(items[a:a + chunk], INPUT_SIZE, workers=1)
+            for j, r in enumerate(rs):
+                out["images"][a + j] = r.image
+                out["labels"][a + j] = r.meta["label"]
+                out["yaw"][a + j] = r.meta["yaw"]
+                out["elevation"][a + j] = r.meta["elevation"]
+            if progress:
+                print(f"  rendered {min(a + chunk, len(items))}/{len(items)} ({time.time() - t0:.0f} s)",
+                      flush=True)
+        return out
+
+    if cache_name:
+        # Keyed by renderer version and by the items themselves, so changed class definitions or
+        # priors never reuse stale renders.
+        digest = hashlib.sha1(repr([(it["spec"], it["yaw"], it["elevation"], it["distance"], it["background_seed"])
+                                    for it in items]).encode()).hexdigest()[:10]
+        d = cached_arrays(cache_dir("oracles") / f"{cache_name}-v{toycars.RENDER_VERSION}-{digest}.npz", render)
+    else:
+        d = render()
+    return d["images"], d["labels"], d["yaw"], d["elevation"]
 
 
 def heldout_identity_views(n_per_class: int = 200):

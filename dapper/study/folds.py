@@ -29,15 +29,9 @@ class ScenarioData:
 
 
 def _cached_arrays(name: str, make) -> dict:
-    from dapper.utils import atomic_save, cache_dir
+    from dapper.utils import cache_dir, cached_arrays
 
-    path = cache_dir("study", "pools") / f"{name}.npz"
-    if path.exists():
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-    arrays = make()
-    atomic_save(path, lambda p: np.savez(p, **arrays))
-    return arrays
+    return cached_arrays(cache_dir("study", "pools") / f"{name}.npz", make)
 
 
 def load_scenario(config: StudyConfig, scenario: str, workers: int = 1) -> ScenarioData:
