@@ -333,6 +333,8 @@ def test_cli_lists_every_command_and_each_one_exists(capsys):
 @pytest.mark.parametrize("command, options", [
     ("saliency", ["--augmented", "--cam-method", "--classifier-weights", "--lpips-weights", "--ray-address"]),
     ("augment-identity", ["--pivotal-steps", "--pose-annotator", "--vgg16-weights", "--executor"]),
+    ("directions", ["--data-root", "--vehicle-detector", "--pose-annotator", "--vgg16-weights", "--lpips-weights",
+                    "--executor", "--ray-address"]),
 ])
 def test_the_notebook_commands_explain_themselves(command, options, capsys):
     with pytest.raises(SystemExit) as done:

@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "project": ("dapper.cli.project", "project real images into the generator's W space"),
     "augment": ("dapper.cli.augment", "write synthetic training images for a fold"),
     "experiments": ("dapper.cli.experiments", "run the five-fold study (resumable) and write its tables"),
+    "directions": ("dapper.cli.directions",
+                   "fit the pose direction and baselines, the method's choice, the oracles' measures (notebook 02)"),
     "saliency": ("dapper.cli.saliency",
                  "Grad-CAM of the real-only and the augmented classifier per fold, compared (notebook 05)"),
     "augment-identity": ("dapper.cli.augment_identity",

@@ -51,11 +51,11 @@ def add_executor(parser: argparse.ArgumentParser, executor_help: str, ray_addres
     parser.add_argument("--ray-address", default=None, help=ray_address_help)
 
 
-def add_study_world(parser: argparse.ArgumentParser, models: tuple[str, ...]) -> None:
+def add_study_world(parser: argparse.ArgumentParser, models: tuple[str, ...], classifier: bool = True) -> None:
     """The notebooks' world parameters: ``--dataset``, ``--data-root``, ``--network``, ``--classes``,
-    ``--classifier`` and one option per real-mode model of ``models`` (names of
-    :data:`dapper.study.params.REAL_MODE_MODELS`, ``--vgg16-weights`` for ``vgg16_weights``); unset
-    means the embedded world's, as a notebook's None."""
+    ``--classifier`` (unless ``classifier`` is false: a command that trains no classifier) and one
+    option per real-mode model of ``models`` (names of :data:`dapper.study.params.REAL_MODE_MODELS`,
+    ``--vgg16-weights`` for ``vgg16_weights``); unset means the embedded world's, as a notebook's None."""
     parser.add_argument("--dataset", choices=DATASETS, default="toycars")
     parser.add_argument("--data-root", default=None, help=REAL_MODE_MODELS["data_root"][0])
     parser.add_argument("--network", default=None, help=REAL_MODE_MODELS["network"][0] + "; default: the shipped "
@@ -63,8 +63,10 @@ def add_study_world(parser: argparse.ArgumentParser, models: tuple[str, ...]) ->
     parser.add_argument("--classes", nargs="+", default=None,
                         help="real mode: class names, look-alike pairs in consecutive places; default: the ten "
                              "default classes")
-    parser.add_argument("--classifier", default=None,
-                        help="a timm model name; default: resnext50_32x4d in real mode, the toycars ResNeXt otherwise")
+    if classifier:
+        parser.add_argument("--classifier", default=None,
+                            help="a timm model name; default: resnext50_32x4d in real mode, the toycars ResNeXt "
+                                 "otherwise")
     for name in models:
         parser.add_argument("--" + name.replace("_", "-"), default=None, help=REAL_MODE_MODELS[name][0])
 

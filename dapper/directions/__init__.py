@@ -50,7 +50,9 @@ from .methods import (
 from .select import (
     SELECTION_COLUMNS,
     SELECTION_RULE,
+    DirectionChoice,
     Selection,
+    choose_direction,
     choose_layer_split,
     foreground_mask,
     masked_mean_lab,
@@ -74,5 +76,6 @@ __all__ = [
     "wrap_deg", "unwrap_deg", "circular_mean_deg", "srgb_to_lab", "yaw_sequence_metrics", "PAPER_COEFFICIENTS",
     "DEFAULT_REFERENCE_YAW", "PROFILES", "REAL_QUICK_PROFILE", "profile_settings", "SELECTION_COLUMNS",
     "SELECTION_RULE", "Selection", "measure_candidates",
-    "select_direction", "choose_layer_split", "foreground_mask", "masked_mean_lab",
+    "select_direction", "choose_layer_split", "DirectionChoice", "choose_direction", "foreground_mask",
+    "masked_mean_lab",
 ]

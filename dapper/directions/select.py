@@ -12,6 +12,8 @@ judge the choice afterwards (:mod:`dapper.study.direction_eval`).
   top whose edit turns the vehicle, as the annotator reads it, within 10% of what an edit of every
   row does. Rows after the split keep the projection's styles (the fine detail that carries
   identity).
+* :func:`choose_direction`: the three above in order on a second sample set, with the chosen
+  direction's measured response and its split variant calibrated (a :class:`DirectionChoice`).
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ import dataclasses
 import numpy as np
 import torch
 
-from .calibrate import annotate_edits
-from .methods import Direction, edit_images, srgb_to_lab, yaw_sequence_metrics
+from .calibrate import annotate_edits, calibrate_direction, calibration_latents, with_response
+from .methods import Direction, annotate_samples, edit_images, srgb_to_lab, w_spread, yaw_sequence_metrics
 
 __all__ = ["SELECTION_COLUMNS", "SELECTION_RULE", "Selection", "measure_candidates", "select_direction",
-           "choose_layer_split", "foreground_mask", "masked_mean_lab"]
+           "choose_layer_split", "DirectionChoice", "choose_direction", "foreground_mask", "masked_mean_lab"]
 
 SELECTION_COLUMNS = ("annotator_deg_per_unit", "annotator_r2", "annotator_jump_share", "detector_kept_at_30",
                      "colour_drift_at_30", "w_shift_at_30")
@@ -164,3 +166,69 @@ def choose_layer_split(G, direction: Direction, annotator, ws, keep: float = 0.9
     if inside:
         return inside[0], turn
     return min(turn, key=lambda s: (abs(np.log(max(ratio[s], 1e-6))), s)), turn
+
+
+@dataclasses.dataclass
+class DirectionChoice:
+    """The method's whole choice (:func:`choose_direction`): ``selection`` (:func:`select_direction`'s),
+    ``name`` the chosen direction (the paper's, ``"paper/all"``, when none qualifies), ``split`` the
+    rows ``0 .. split`` its edit needs and ``turn`` the annotator's turn per stop
+    (:func:`choose_layer_split`), ``split_name`` the direction on those rows (``name`` when the split
+    keeps every row), and ``directions``: every candidate, the chosen one carrying its measured
+    response, plus the split variant calibrated on its rows."""
+
+    selection: Selection
+    name: str
+    split: int
+    turn: dict
+    split_name: str
+    num_ws: int
+    directions: dict
+
+    @property
+    def split_share(self) -> float:
+        """The split edit's turn over the all-row edit's (NaN when the all-row edit turns nothing)."""
+        full = self.turn[self.num_ws]
+        return self.turn[self.split] / full if full else float("nan")
+
+    def describe(self) -> list[str]:
+        """The choice in two lines: why this direction, and the rows it needs."""
+        s = self.selection
+        return [s.reason if s.name else f"{s.reason}; the paper's direction is used",
+                f"rows 0-{self.split} of {self.num_ws} turn the vehicles {self.turn[self.split]:.1f} deg from -20 to "
+                f"+20 units, {self.split_share:.0%} of the all-row edit ({self.turn[self.num_ws]:.1f} deg)"]
+
+    def ranked(self):
+        """The selection's table, best mean rank first (ineligible candidates last), rounded for reading."""
+        return self.selection.table.sort_values("mean_rank").round(3)
+
+
+def choose_direction(G, directions: dict[str, Direction], samples, detector, annotator, reference_yaw: float,
+                     settings: dict, progress: bool = True) -> DirectionChoice:
+    """The method's choice among ``directions`` (:func:`dapper.directions.fit_directions`' candidates,
+    fitted on ``samples``) with its own instruments only: a second sample set (``settings["n_selection"]``
+    generated images, seed ``settings["sample_seed"] + 1``, never the fitting set) gives the latents
+    nearest ``reference_yaw``; the candidates calibrated in degrees are measured on them
+    (:func:`measure_candidates`) and :func:`select_direction` picks one; the chosen direction gets the
+    annotator's response on those latents (``settings["response_steps"]`` coefficients), and
+    :func:`choose_layer_split` the rows it needs, calibrated on its own when fewer than every row.
+    ``settings``: :func:`dapper.directions.profile_settings`. ``directions`` is left as it was."""
+    selection_samples = annotate_samples(G, settings["n_selection"], detector, annotator, settings["sample_seed"] + 1,
+                                         progress=progress)
+    ws = calibration_latents(selection_samples, settings["n_calibration"], reference_yaw, num_ws=G.num_ws)
+    candidates = {k: d for k, d in directions.items() if d.units == "degrees"}
+    selection = select_direction(measure_candidates(G, candidates, ws, annotator, detector))
+    chosen = selection.name or "paper/all"
+    out = dict(directions)
+    # the chosen direction's response, on the selection latents (the split's calibration measures its own)
+    out[chosen] = with_response(G, out[chosen], annotator, ws, max_shift=w_spread(samples),
+                                steps=settings["response_steps"])
+    split, turn = choose_layer_split(G, out[chosen], annotator, ws)
+    split_name = f"{chosen.split('/')[0]}/rows 0-{split}"
+    if split < G.num_ws:
+        out[split_name] = calibrate_direction(G, out[chosen].with_layers(0, split), annotator, ws,
+                                              max_shift=w_spread(samples), rounds=settings["calibration_rounds"],
+                                              response_steps=settings["response_steps"])
+    else:
+        split_name = chosen
+    return DirectionChoice(selection, chosen, split, turn, split_name, int(G.num_ws), out)

@@ -12,6 +12,7 @@ import torch
 from dapper.data.images import to_uint8
 from dapper.directions import PAPER_COEFFICIENTS, Direction, edit_images, unwrap_deg, yaw_sequence_metrics
 from dapper.directions.select import foreground_mask, masked_mean_lab
+from dapper.study.dataset_images import ImagePick, pick_images
 
 EVAL_COEFFICIENTS = tuple(range(-30, 31, 5))
 # Held-out target images for the evaluation come from a stream no notebook trains on.
@@ -233,24 +234,14 @@ def heldout_targets(G, dataset: str = "toycars", n_per_class: int = 1, data_root
     ``data_root``, letterboxed into the generator's content box and projected with the bars masked out.
     ``executor``: where the projection's batches run (:mod:`dapper.executor`).
     """
+    picked = pick_images(dataset, ImagePick(n_per_class, seed=EVAL_SEED, homogeneous=True), G=G, data_root=data_root,
+                         classes=classes, progress=progress)
+    images, labels, metas, masks = picked.images, picked.labels, picked.metas, picked.vehicle_masks
+    content = picked.content_masks  # the photo, not the letterbox bars (None: toycars)
     if dataset == "toycars":
-        from dapper.data import toycars
-
-        pool = toycars.target_pool(n_per_class, seed=EVAL_SEED, size=G.img_resolution, homogeneous=True)
-        images, labels, metas, masks = pool.images, pool.labels, pool.metas, pool.masks
         what = f"{len(images)} held-out toycars target views (seed {EVAL_SEED}, front-right three-quarter)"
-    elif dataset == "stanford_cars":
-        from dapper.data import stanford_cars
-
-        x0, y0, x1, y1 = G.content_box
-        pool = stanford_cars.load_pool(data_root, classes=classes or stanford_cars.DEFAULT_CLASSES,
-                                       size=G.img_resolution, content_size=(x1 - x0, y1 - y0), progress=progress)
-        keep = np.concatenate([np.flatnonzero(pool.labels == c)[:n_per_class] for c in np.unique(pool.labels)])
-        images, labels, metas, masks = pool.images[keep], pool.labels[keep], None, pool.bbox_masks[keep]
-        content = pool.content_masks[keep]  # the photo, not the letterbox bars
-        what = f"{len(images)} Stanford Cars images ({n_per_class} per class)"
     else:
-        raise ValueError(f"unknown dataset {dataset!r}")
+        what = f"{len(images)} Stanford Cars images ({n_per_class} per class)"
     from dapper.inversion.projection import project_images
 
     real = dataset == "stanford_cars"  # photos already on the canvas: not letterboxed twice, bars masked

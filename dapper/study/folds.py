@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dapper.study.config import StudyConfig, ceiling_condition, condition_tuned, content_size, filtered_base
+from dapper.study.dataset_images import ImagePick, pick_images
 
 
 @dataclass
@@ -41,35 +42,28 @@ def load_scenario(config: StudyConfig, scenario: str, workers: int = 1) -> Scena
     if config.dataset == "toycars":
         from dapper.data import toycars
 
-        homogeneous = scenario == "homogeneous"
         tag = f"v{toycars.RENDER_VERSION}-{config.image_size}px-seed{config.seed}"
 
-        def pool():
-            p = toycars.target_pool(config.n_per_class, seed=config.seed, size=config.image_size,
-                                    homogeneous=homogeneous, workers=workers)
+        def picked(pick: ImagePick) -> dict:
+            p = pick_images("toycars", pick, canvas=(config.image_size, None), workers=workers)
             return {"images": p.images, "labels": p.labels}
 
-        def views():
-            p = toycars.target_test_views(config.n_test_views, seed=config.seed, size=config.image_size,
-                                          workers=workers)
-            return {"images": p.images, "labels": p.labels}
-
-        a = _cached_arrays(f"toycars-{scenario}-{config.n_per_class}-{tag}", pool)
-        v = (_cached_arrays(f"toycars-views-{config.n_test_views}-{tag}", views) if config.n_test_views
+        pool = ImagePick(config.n_per_class, seed=config.seed, homogeneous=scenario == "homogeneous")
+        a = _cached_arrays(f"toycars-{scenario}-{config.n_per_class}-{tag}", lambda: picked(pool))
+        views = ImagePick(config.n_test_views, seed=config.seed, views=True) if config.n_test_views else None
+        v = (_cached_arrays(f"toycars-views-{config.n_test_views}-{tag}", lambda: picked(views)) if views
              else {"images": np.zeros((0, config.image_size, config.image_size, 3), np.uint8),
                    "labels": np.zeros(0, np.int64)})
         names = list(toycars.TARGET_CLASSES)
     elif config.dataset == "stanford_cars":
         if scenario != "diverse":
             raise ValueError("Stanford Cars has one scenario: the photos as they come ('diverse')")
-        from dapper.data.stanford_cars import DEFAULT_CLASSES, load_pool
-
         # letterboxed once, into the generator's content box; the masks keep the bars out of every loss
-        p = load_pool(config.data_root, classes=config.classes or DEFAULT_CLASSES, size=config.image_size,
-                      content_size=content_size(config))
+        p = pick_images("stanford_cars", ImagePick(), canvas=(config.image_size, content_size(config)),
+                        data_root=config.data_root, classes=config.classes)
         a = {"images": p.images, "labels": p.labels, "masks": p.content_masks}
         v = {"images": np.zeros((0, *p.images.shape[1:]), np.uint8), "labels": np.zeros(0, np.int64)}
-        names = list(p.class_names)
+        names = p.class_names
     else:
         raise ValueError(f"unknown dataset {config.dataset!r}")
     return ScenarioData(config.dataset, scenario, a["images"], a["labels"].astype(np.int64), image_keys(a["images"]),

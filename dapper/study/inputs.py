@@ -23,6 +23,7 @@ from dapper.study.config import (
     study_device,
     study_executor,
 )
+from dapper.study.dataset_images import source_generator
 from dapper.study.folds import ScenarioData, load_scenario, make_folds, real_subset
 from dapper.study.ids import condition_ids
 from dapper.study.tuned import class_rows, tune_in_parallel, tuned_synthetic
@@ -157,10 +158,7 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
     need_rotation = any("rotate" in m for m in methods + tuned_methods)
     device = study_device(config)
     if G is None and (methods or tuned_methods):
-        from dapper.stylegan2 import load_generator
-        from dapper.utils import default_generator_path
-
-        G = load_generator(config.network or default_generator_path(), device=device).eval()
+        G, _ = source_generator(config.network, device)
     g_hash = weights_hash(G) if G is not None else "none"
     d_id = ""
     pose_annotator = None
