@@ -506,3 +506,7 @@ def write_index(
     """Rewrite ``<reports_dir>/index.md`` from the figures and results present now."""
     text = render_index(reports_dir, run_info, timings)
     return atomic_write_bytes(Path(reports_dir) / "index.md", text.encode("utf-8"))
+
+
+if __name__ == "__main__":  # the old way in: say where the command is now instead of doing nothing
+    raise SystemExit("`python -m dapper.report` is now `python -m dapper report`, with the same options")

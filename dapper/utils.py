@@ -17,14 +17,16 @@ from pathlib import Path
 _HASHED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> (fingerprint, hash)
 
 
-def weights_hash(module) -> str:
+def weights_hash(module, fresh: bool = False) -> str:
     """sha256 over a torch module's state dict (names, dtypes, shapes and bytes), 64 hex digits: the
     one id of a generator (or any network) in caches, results and checkpoints. Two modules hash
     equal exactly when they hold the same weights, whatever file they came from.
 
     Computed once per module and state: the hash is kept with a fingerprint of every tensor's
     storage and version counter (an in-place change, ``load_state_dict`` or a new ``.data`` changes
-    it), so the many callers of one run (caches, ids, rows) pay for one pass over the weights."""
+    it), so the many callers of one run (caches, ids, rows) pay for one pass over the weights.
+    Writes that bypass the version counter are not seen: an in-place op on ``p.data`` or a write
+    through ``p.detach().numpy()``; code that changes weights that way passes ``fresh=True``."""
     import hashlib
 
     import torch
@@ -36,7 +38,7 @@ def weights_hash(module) -> str:
         known = _HASHED.get(module)
     except TypeError:  # not weak-referenceable: hashed every time
         known = None
-    if known is not None and known[0] == fingerprint:
+    if known is not None and known[0] == fingerprint and not fresh:
         return known[1]
     h = hashlib.sha256()
     for name, t in sorted(state.items()):

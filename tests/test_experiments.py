@@ -529,3 +529,17 @@ def test_the_models_sources_are_said_in_words():
     said = model_sources(real)
     assert said["classifier_weights"] == "/m/w.safetensors"
     assert "embedded toycars vehicle detector" in said["instruments"] and "my_pose:load" in said["instruments"]
+
+
+def test_an_archive_written_before_a_column_existed_is_widened(tmp_path):
+    path = tmp_path / "five_fold.csv"
+    archive = results_file.archive_path(path)
+    archive.write_text("dataset,condition,shots_per_class,fold,seed,accuracy,n_real,n_synthetic,profile,study_id\n"
+                       "toycars,real,2,0,1,0.5,20,0,quick,old0\n")
+    E.append_row(path, {"dataset": "toycars", "condition": "real", "shots_per_class": 2, "fold": 1, "seed": 1,
+                        "accuracy": 0.25, "n_real": 20, "n_synthetic": 0, "profile": "quick", "study_id": "old1",
+                        "classifier_weights": "embedded"})
+    assert results_file.archive_superseded(path, {"real": "new"}, "quick", "toycars") == 1
+    moved = pd.read_csv(archive, dtype={"study_id": str})
+    assert list(moved["study_id"]) == ["old0", "old1"] and list(moved["accuracy"]) == [0.5, 0.25]
+    assert moved["classifier_weights"].isna().tolist() == [True, False]

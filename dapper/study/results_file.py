@@ -126,13 +126,31 @@ def archive_superseded(path: str | Path, ids: dict, profile: str, dataset: str) 
             archive = archive_path(path)
             # archive first, then replace the file atomically: a crash in between duplicates rows in
             # the archive and never loses one (the study runs start only after this)
-            df[old].to_csv(archive, mode="a", header=not archive.exists() or archive.stat().st_size == 0, index=False)
             from dapper.utils import atomic_save
 
+            _append_to_archive(archive, df[old])
             atomic_save(path, lambda p: df[~old].to_csv(p, index=False))
             return int(old.sum())
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _append_to_archive(archive: Path, rows) -> None:
+    """Append ``rows`` (a data frame) to the archive under its own header; an archive whose header
+    lacks a column of ``rows`` (written before the column existed) is rewritten whole, widened."""
+    import pandas as pd
+
+    from dapper.utils import atomic_save
+
+    if not archive.exists() or archive.stat().st_size == 0:
+        rows.to_csv(archive, index=False)
+        return
+    header = pd.read_csv(archive, nrows=0).columns.tolist()
+    if set(rows.columns) <= set(header):
+        rows.reindex(columns=header).to_csv(archive, mode="a", header=False, index=False)
+        return
+    whole = pd.concat([pd.read_csv(archive, dtype={"study_id": str, "generator": str}), rows], ignore_index=True)
+    atomic_save(archive, lambda p: whole.to_csv(p, index=False))
 
 
 def finished_runs(path: str | Path, study_id: str | dict) -> set[tuple]:

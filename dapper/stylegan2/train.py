@@ -421,7 +421,7 @@ def save_training_state(trainer: Trainer, path, generator_path, extra: dict | No
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     meta = {"nimg": int(trainer.nimg), "step_idx": int(trainer.step_idx), "kimg": trainer.nimg / 1000,
             "config": dataclasses.asdict(trainer.cfg), "generator": generator_path.name,
-            "generator_hash": weights_hash(trainer.G_ema), **(extra or {})}
+            "generator_hash": weights_hash(trainer.G_ema, fresh=True), **(extra or {})}
     atomic_write_bytes(path, st_save(tensors, metadata={"dapper_training_state": json.dumps(meta)}))
     return path
 
@@ -454,7 +454,7 @@ def load_training_state(path, device="cpu") -> dict:
     if detect_format(gen_path) != "safetensors":
         raise ValueError(f"{gen_path} is not a safetensors file")
     G_ema = load_generator(gen_path)
-    if weights_hash(G_ema) != meta["generator_hash"]:
+    if weights_hash(G_ema, fresh=True) != meta["generator_hash"]:
         raise ValueError(f"{gen_path} is not the generator {path} was saved with (its weights differ); "
                          f"a training state only goes on from its own EMA generator")
 
@@ -685,7 +685,7 @@ def write_state_of(cfg: TrainConfig, resume_pt, export, command: str = "") -> Pa
     trainer = Trainer(cfg, torch.device("cpu"))
     trainer.load_state_dict(state, weights_only=True)
     weights = _export_weights(export)
-    if weights_hash(load_generator(weights)) != weights_hash(trainer.G_ema):
+    if weights_hash(load_generator(weights)) != weights_hash(trainer.G_ema, fresh=True):
         raise ValueError(f"{weights} is not the EMA generator of {resume_pt}")
     path = save_training_state(trainer, training_state_path(export), weights, extra={"command": command})
     print(f"wrote the training state of {resume_pt} ({trainer.nimg / 1000:.3f} kimg) to {path}")
