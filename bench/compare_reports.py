@@ -60,7 +60,7 @@ def differing_columns(a: pd.DataFrame, b: pd.DataFrame, rtol: float) -> list[str
 
 
 def compare(before: Path, after: Path, rtol: float = 1e-6) -> pd.DataFrame:
-    names = sorted({p.name for p in (before / "results").glob("*.csv")} | {p.name for p in (after / "results").glob("*.csv")})
+    names = sorted({p.name for folder in (before, after) for p in (folder / "results").glob("*.csv")})
     rows = []
     for name in names:
         pa, pb = before / "results" / name, after / "results" / name
