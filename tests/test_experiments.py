@@ -319,8 +319,7 @@ def test_the_study_device_reaches_every_stage(tmp_path, monkeypatch):
 
     from dapper import classify
     from dapper.classify import FineTuneSettings
-    from dapper.inversion import projection
-    from dapper.study import saliency
+    from dapper.study import config, inputs, saliency
     from dapper.stylegan2 import checkpoints
 
     monkeypatch.setenv("DAPPER_CACHE", str(tmp_path / "cache"))
@@ -345,9 +344,11 @@ def test_the_study_device_reaches_every_stage(tmp_path, monkeypatch):
         seen.setdefault("fine-tuning", []).append(torch.device(device))
         return train(*a, device=device, **k)
 
+    # each where the study looks it up
     monkeypatch.setattr(checkpoints, "load_generator", load)
-    monkeypatch.setattr(projection, "project_images", project)
-    monkeypatch.setattr(classify, "train_classifier", train_on)
+    monkeypatch.setattr(config, "load_generator", load)
+    monkeypatch.setattr(inputs, "project_images", project)
+    monkeypatch.setattr(runs, "train_classifier", train_on)
     cfg = E.study_config("quick", n_per_class=5, image_size=32, folds=(0,), shots=(1,), n_test_views=1,
                          conditions=("real", "real+perturb"), classifier_weights=None, workers=1, device="cpu:0",
                          network=str(tmp_path / "G.pkl"),

@@ -10,10 +10,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dapper.augment import METHODS, AugmentSettings
-from dapper.classify import EMBEDDED_MODEL, FineTuneSettings
+from dapper.classify import EMBEDDED_MODEL, REAL_MODEL, FineTuneSettings
+from dapper.executor import get_executor
+from dapper.instruments import describe
+from dapper.inversion.canvas import content_box
+from dapper.inversion.pivotal import PivotalSettings
+from dapper.inversion.projection import ProjectionSettings
 from dapper.study.ceiling import TWIN_SHARES, renderer_condition, renderer_condition_name
 from dapper.study.params import NOT_GIVEN, check_params
+from dapper.stylegan2 import load_generator
 from dapper.synthetic_filter import FilterSettings
+from dapper.utils import get_device
 
 CONDITIONS = ("real", "real+affine", "real+perturb", "real+rotate", "real+perturb+rotate")
 # Beyond the paper: the same edits applied to the real image as a residual (see dapper.augment).
@@ -156,8 +163,6 @@ def config_from_params(profile: str, dataset: str, data_root=None, network=None,
     o.update(data_root=None if data_root is None else str(data_root), network=None if network is None else str(network),
              classes=None if classes is None else tuple(classes))
     if dataset == "stanford_cars":
-        from dapper.classify import REAL_MODEL
-
         o.update(image_size=generator_resolution(network), classifier=classifier or REAL_MODEL)
     elif classifier is not None:
         o["classifier"] = classifier
@@ -169,9 +174,6 @@ def config_from_params(profile: str, dataset: str, data_root=None, network=None,
 
 @functools.lru_cache(maxsize=8)
 def _canvas(path: str, stamp: tuple) -> tuple[int, tuple[int, int, int, int]]:
-    from dapper.inversion.canvas import content_box
-    from dapper.stylegan2 import load_generator
-
     G = load_generator(path)
     return int(G.img_resolution), tuple(int(v) for v in content_box(G))
 
@@ -239,24 +241,18 @@ def study_config(profile: str = "full", dataset: str = "toycars", **overrides) -
 
 
 def projection_settings(config: StudyConfig):
-    from dapper.inversion.projection import ProjectionSettings
-
     lpips = {k: getattr(config, k) for k in ("vgg16_weights", "lpips_weights") if getattr(config, k) is not None}
     return ProjectionSettings(**{**(config.projection or {}), **lpips})
 
 
 def study_device(config: StudyConfig):
     """The device every stage of the study runs on (``config.device``, else CUDA when present)."""
-    from dapper.utils import get_device
-
     return get_device(config.device)
 
 
 def pivotal_settings(config: StudyConfig):
     """The tuned conditions' :class:`dapper.inversion.pivotal.PivotalSettings`: ``config.pivotal``
     with the config's perceptual network (the projection's)."""
-    from dapper.inversion.pivotal import PivotalSettings
-
     return PivotalSettings(**{**config.pivotal, "vgg16_weights": config.vgg16_weights,
                               "lpips_weights": config.lpips_weights})
 
@@ -268,8 +264,6 @@ def filter_settings(config: StudyConfig) -> FilterSettings:
 
 def study_executor(config: StudyConfig):
     """The executor (:mod:`dapper.executor`) the config names."""
-    from dapper.executor import get_executor
-
     return get_executor(config.executor, config.ray_address)
 
 
@@ -287,7 +281,5 @@ def model_sources(config: StudyConfig) -> dict:
         said = str(weights)
     out = {"classifier": config.classifier, "classifier_weights": said}
     if config.dataset != "toycars":
-        from dapper.instruments import describe
-
         out["instruments"] = describe(config.vehicle_detector, config.pose_annotator)
     return out
