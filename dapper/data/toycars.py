@@ -32,16 +32,8 @@ from tqdm.auto import tqdm
 from dapper.executor import ProcessExecutor
 from dapper.utils import atomic_save, cache_dir
 
-from ._toycars_geometry import (
-    BODY_TYPES,
-    PAINT_PALETTE,
-    PAINT_WEIGHTS,
-    SOURCE_BODY_TYPES,
-    VehicleSpec,
-    build_geometry,
-    sample_paint,
-    sample_spec,
-)
+from ._toycars_geometry import BODY_TYPES, SOURCE_BODY_TYPES, VehicleSpec, build_geometry
+from ._toycars_priors import PAINT_PALETTE, PAINT_WEIGHTS, sample_paint, sample_spec
 from ._toycars_raster import (
     FOV_DEG,
     background_style,
