@@ -52,12 +52,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
+from PIL import Image
+from tqdm.auto import tqdm
 
 from dapper.data.images import to_uint8
+from dapper.directions import apply_direction as default_apply_direction
+from dapper.directions import load_or_fit_pose_direction, own_responses, wrap_deg
 from dapper.inversion.latents import w_statistics
+from dapper.judges.annotators import load_pose_annotator
 from dapper.stylegan2 import synthesize
-from dapper.utils import image_key, instrument_id, read_cached_arrays, weights_hash
+from dapper.utils import atomic_save, cache_dir, image_key, instrument_id, read_cached_arrays, weights_hash
 
 __all__ = [
     "METHODS", "AugmentSettings", "LeakageError", "check_no_leakage", "image_keys",
@@ -180,8 +186,6 @@ def pose_checked_edits(G, base: torch.Tensor, edited: torch.Tensor, degrees, ann
     C, R, R] in [-1, 1]) and each edit's factor (1, 0.5 or 0). Edits of 0 degrees are kept as they
     are.
     """
-    from dapper.directions import wrap_deg
-
     degrees = np.asarray(degrees, dtype=np.float64)
     if not np.isfinite(degrees).all():
         raise ValueError("the pose check needs the degrees each edit means to turn: a direction calibrated in degrees")
@@ -339,7 +343,7 @@ def synthetic_latents(ws: torch.Tensor, keys: Sequence[str], method: str, settin
         if direction is None:
             raise ValueError("rotation needs a pose direction")
         if apply_direction is None:
-            from dapper.directions import apply_direction
+            apply_direction = default_apply_direction
         each = _per_image(direction, n)
         table = [_raw_coefficients(settings, d) for d in each]
         coeffs = np.stack([t[0] for t in table])  # [N, n_c]
@@ -379,8 +383,6 @@ class SyntheticSet:
     @staticmethod
     def concat(parts: Sequence[SyntheticSet]) -> SyntheticSet:
         """One set holding every part's images, in order."""
-        import pandas as pd
-
         parts = list(parts)
         return SyntheticSet(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]),
                             pd.concat([p.manifest for p in parts], ignore_index=True))
@@ -405,8 +407,6 @@ class SyntheticSet:
 
 
 def _empty_set(resolution: int) -> SyntheticSet:
-    import pandas as pd
-
     return SyntheticSet(np.zeros((0, resolution, resolution, 3), np.uint8), np.zeros(0, np.int64),
                         pd.DataFrame(columns=MANIFEST_COLUMNS))
 
@@ -456,10 +456,6 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
     other call will use).
     Returns ``len(compose) * len(methods) * k`` images per real image, labelled with its class.
     """
-    import pandas as pd
-
-    from dapper.utils import atomic_save, cache_dir
-
     settings = settings or AugmentSettings()
     keys = [str(k) for k in keys]
     labels = np.asarray(labels, dtype=np.int64)
@@ -484,7 +480,7 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
     if not keys or not methods:
         return _empty_set(G.img_resolution)
     if any("rotate" in m for m in methods) and apply_direction is None:
-        from dapper.directions import apply_direction
+        apply_direction = default_apply_direction
     ws = torch.as_tensor(ws).float().cpu()
     g_hash = weights_hash(G)
     d_id = direction_id(direction, apply_direction, ws.shape) if any("rotate" in m for m in methods) else ""
@@ -522,8 +518,6 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
     if todo:
         bar = None
         if progress:
-            from tqdm.auto import tqdm
-
             bar = tqdm(total=len(todo), desc="synthetic images", unit="img")
         chunk = max(1, batch_size // (settings.k * len(METHODS)))
         for a in range(0, len(todo), chunk):
@@ -535,8 +529,6 @@ def augment_images(G: torch.nn.Module, ws: torch.Tensor, keys: Sequence[str], la
             recon = to_uint8(recon_float)
             chunk_direction = direction
             if own and any("rotate" in m for m in compute):
-                from dapper.directions import own_responses
-
                 chunk_direction, _ = own_responses(G, direction, pose_annotator, ws[idx], batch_size)
             each = [d for d in _per_image(chunk_direction, len(idx)) for _ in range(settings.k)]  # per latent
             for m in compute:
@@ -599,10 +591,6 @@ def write_dataset(out_dir: str | Path, synthetic: SyntheticSet, class_names: Seq
                   info: dict | None = None, png: bool = True) -> Path:
     """Write ``synthetic`` as a dataset folder: ``images.npy`` (uint8 [M, H, W, 3]),
     ``manifest.csv``, ``info.json`` and, with ``png``, ``images/<class>/<synthetic_key>.png``."""
-    from PIL import Image
-
-    from dapper.utils import atomic_save
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if png:
@@ -621,8 +609,6 @@ def write_dataset(out_dir: str | Path, synthetic: SyntheticSet, class_names: Seq
 
 def read_dataset(folder: str | Path) -> SyntheticSet:
     """Read a folder written by :func:`write_dataset`."""
-    import pandas as pd
-
     folder = Path(folder)
     manifest = pd.read_csv(folder / "manifest.csv", dtype={"source_key": str, "synthetic_key": str})
     images = np.load(folder / "images.npy")
@@ -647,11 +633,7 @@ def pose_models(G, methods: Sequence[str], settings: AugmentSettings, profile: s
     rotations are checked or asked through each image's own response; None for what is not needed."""
     direction = annotator = None
     if any("rotate" in m for m in methods):
-        from dapper.directions import load_or_fit_pose_direction
-
         direction = load_or_fit_pose_direction(G, profile)
         if settings.pose_check or settings.response == "image":
-            from dapper.judges.annotators import load_pose_annotator
-
             annotator = load_pose_annotator(device=device)
     return direction, annotator

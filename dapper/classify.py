@@ -24,6 +24,7 @@ normalisation happens per batch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -31,10 +32,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import timm
 import torch
 import torch.nn.functional as F
+import torchvision.transforms.v2 as T
+from PIL import Image
+from safetensors.torch import save_file
+from timm.data import create_transform, resolve_data_config
+from timm.models import register_model
+from timm.models._builder import build_model_with_cfg
+from timm.models._registry import generate_default_cfgs
+from timm.models.resnet import Bottleneck, ResNet
 
+from dapper.data import toycars
+from dapper.data.toycars import PAINT_PALETTE, PAINT_WEIGHTS, SOURCE_BODY_TYPES, VehicleSpec
 from dapper.fitting import EpochSampler, fit, one_cycle
+from dapper.utils import atomic_save, seed_everything
 
 __all__ = [
     "EMBEDDED_MODEL", "REAL_MODEL", "PRETRAINED_PATH", "FineTuneSettings", "register_embedded_model",
@@ -68,20 +81,12 @@ PROXY_DETAIL_HEADS = {"head_shape": 4, "tail_shape": 4, "grille_shape": 4, "spok
 
 
 def _proxy_heads() -> dict[str, int]:
-    from dapper.data.toycars import PAINT_WEIGHTS, SOURCE_BODY_TYPES
-
     return {"body": len(SOURCE_BODY_TYPES), "yaw_bin": PROXY_YAW_BINS, "colour": len(PAINT_WEIGHTS),
             **PROXY_DETAIL_HEADS}
 
 
 def register_embedded_model() -> None:
     """Put ``dapper_resnext_8x4d`` in timm's registry, with the shipped weights as its default."""
-    import timm
-    from timm.models import register_model
-    from timm.models._builder import build_model_with_cfg
-    from timm.models._registry import generate_default_cfgs
-    from timm.models.resnet import Bottleneck, ResNet
-
     if timm.models.is_model(EMBEDDED_MODEL):
         return
     n_proxy = sum(_proxy_heads().values())
@@ -112,8 +117,6 @@ def create_classifier(num_classes: int, model_name: str = EMBEDDED_MODEL, weight
     is ever downloaded); a path: that file (``.safetensors`` or a ``.pth`` state dict); ``None``:
     random initialisation. The classifier layer is re-initialised when the class count differs.
     """
-    import timm
-
     register_embedded_model()
     if weights == "default":
         if model_name != EMBEDDED_MODEL:
@@ -124,8 +127,6 @@ def create_classifier(num_classes: int, model_name: str = EMBEDDED_MODEL, weight
         weights = PRETRAINED_PATH
         config_path = PRETRAINED_PATH.with_suffix(".json")
         if config_path.is_file():
-            from dapper.data import toycars
-
             toycars.check_world(json.loads(config_path.read_text()), PRETRAINED_PATH,
                                 "python -m dapper classify pretrain")
     if weights is None:
@@ -140,17 +141,12 @@ def create_classifier(num_classes: int, model_name: str = EMBEDDED_MODEL, weight
 
 def data_config(model: torch.nn.Module) -> dict:
     """timm's data config of ``model``: ``input_size``, ``interpolation``, ``mean``, ``std``, ``crop_pct``..."""
-    from timm.data import resolve_data_config
-
     return resolve_data_config(model=model)
 
 
 def prepare_images(images: np.ndarray, config: dict) -> torch.Tensor:
     """uint8 [N, H, W, 3] -> uint8 [N, 3, h, w] at the model's input size, through timm's eval
     transform (resize + centre crop by ``crop_pct``). Normalisation is left to :func:`normalise`."""
-    from PIL import Image
-    from timm.data import create_transform
-
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"expected uint8 images [N, H, W, 3], got {images.dtype} {tuple(images.shape)}")
@@ -182,8 +178,6 @@ def affine_transform(size: tuple[int, int], policy: str = "randaugment", crop_sc
     ImageNet setting, shears and shifts cost about 8 points at 32 shots on fold 0 of toycars),
     ``trivialaugment`` (TrivialAugmentWide: one op at a random magnitude; its 'wide' ranges shift
     by up to 32 px, half of a 64 px image) or nothing more (``flipcrop``)."""
-    import torchvision.transforms.v2 as T
-
     if policy not in AFFINE_POLICIES:
         raise ValueError(f"affine policy {policy!r} is not one of {AFFINE_POLICIES}")
     ops = [T.RandomResizedCrop(size, scale=(crop_scale, 1.0), ratio=(1.0, 1.0), antialias=True),
@@ -294,8 +288,6 @@ def fine_tune(model: torch.nn.Module, real_x: torch.Tensor, real_y: torch.Tensor
 def autocast(device, enabled: bool):
     """bf16 autocast on ``device`` when ``enabled``, else nothing (the fp32 path unchanged). A CUDA
     GPU before Ampere (no native bf16) runs fp32."""
-    import contextlib
-
     device = torch.device(device)
     if enabled and device.type == "cuda" and torch.cuda.get_device_capability(device)[0] < 8:
         enabled = False
@@ -327,8 +319,6 @@ def train_classifier(real_x: torch.Tensor, real_y: torch.Tensor, num_classes: in
                      settings: FineTuneSettings | None = None, seed: int = 0, model_name: str = EMBEDDED_MODEL,
                      weights: str | Path | None = "default", device=None) -> torch.nn.Module:
     """One run: seed, build the pretrained classifier with a fresh ``num_classes`` head, fine-tune."""
-    from dapper.utils import seed_everything
-
     seed_everything(seed)  # the new head's initialisation
     model = create_classifier(num_classes, model_name, weights)
     if device is not None:
@@ -382,8 +372,6 @@ def proxy_labels(meta: dict) -> dict[str, np.ndarray]:
     """Proxy-task labels from :func:`dapper.data.toycars.source_dataset` meta arrays:
     ``body`` (index into SOURCE_BODY_TYPES), ``yaw_bin`` (45 deg bins centred on 0, 45, ...),
     ``colour`` (nearest paint of the palette, in PAINT_WEIGHTS order)."""
-    from dapper.data.toycars import PAINT_PALETTE, PAINT_WEIGHTS
-
     body = np.asarray(meta["body"], np.int64)
     yaw = np.asarray(meta["yaw"], np.float64)
     width = 360.0 / PROXY_YAW_BINS
@@ -400,8 +388,6 @@ def detail_labels(specs, yaw=None) -> dict[str, np.ndarray]:
     With ``yaw`` (degrees, one per spec) a part the view does not show is labelled -1 (ignored by
     the loss): head lamps and grille need the front in view, tail lamps the rear, wheels a side.
     """
-    from dapper.data.toycars import VehicleSpec
-
     specs = [VehicleSpec.from_dict(sp) if isinstance(sp, dict) else sp for sp in specs]
     out = {
         "head_shape": [sp.head_shape for sp in specs], "tail_shape": [sp.tail_shape for sp in specs],
@@ -444,11 +430,6 @@ def _proxy_loss_and_hits(logits, labels, heads, weights, smoothing):
 def pretrain(out: str | Path = PRETRAINED_PATH, settings: PretrainSettings | None = None,
              progress: bool = True) -> dict:
     """Pretrain the embedded classifier on source renders and save ``out`` (+ ``.json``)."""
-    from safetensors.torch import save_file
-
-    from dapper.data import toycars
-    from dapper.utils import atomic_save, seed_everything
-
     settings = settings or PretrainSettings()
     torch.set_num_threads(settings.threads)
     seed_everything(settings.seed)
@@ -505,7 +486,6 @@ def pretrain(out: str | Path = PRETRAINED_PATH, settings: PretrainSettings | Non
     out = Path(out)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     atomic_save(out, lambda p: save_file(state, str(p)))
-    import timm
 
     record = {
         "name": "classifier_pretrained",

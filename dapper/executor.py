@@ -16,6 +16,7 @@ retried by Ray (``max_retries``); an exception raised by the task itself is not 
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterable, Iterator
 
@@ -89,8 +90,6 @@ class ProcessExecutor:
     name = "processes"
 
     def __init__(self, workers: int, threads: int | None = 1, start: str = "spawn"):
-        import multiprocessing as mp
-
         if start not in ("spawn", "fork"):
             raise ValueError(f"start={start!r} is not 'spawn' or 'fork'")
         if start == "fork" and "fork" not in mp.get_all_start_methods():
@@ -109,7 +108,6 @@ class ProcessExecutor:
         if self.workers <= 1 or len(items) <= 1:
             yield from LocalExecutor().map(fn, items, shared)
             return
-        import multiprocessing as mp
 
         ctx = mp.get_context(self.start)
         with ctx.Pool(min(self.workers, len(items)), initializer=_process_init,

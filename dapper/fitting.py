@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from tqdm.auto import tqdm
 
 __all__ = ["FitLog", "fit", "EpochSampler", "one_cycle", "warmup_cosine"]
 
@@ -92,8 +93,6 @@ def fit(loss_fn: Callable[[int], torch.Tensor], optimizer, steps: int, lr: Calla
     given), compute ``loss_fn(step)``, back-propagate, step the optimiser, then ``scheduler``
     (when given). ``on_step(step, loss)`` is called after each step. The smoothed loss shows in a
     tqdm bar (``desc``); the models stay in whatever mode the trainer set."""
-    from tqdm.auto import tqdm
-
     cpu0, wall0 = time.process_time(), time.time()
     running, history = None, []
     bar = tqdm(total=steps, desc=desc, unit="step", disable=not progress, mininterval=2.0)

@@ -20,12 +20,18 @@ mode nothing of the embedded world is used unless the user asks for it by name:
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import inspect
 from pathlib import Path
 
 import numpy as np
 import torch
+import torchvision.models.detection as det
+from safetensors.torch import load_file
 
+from dapper.judges.annotators import load_pose_annotator
+from dapper.judges.annotators import load_vehicle_detector as embedded
 from dapper.utils import file_sha256, torch_modules_of, weights_hash
 
 __all__ = ["COCO_VEHICLES", "DETECTOR_ARCHITECTURES", "TorchvisionVehicleDetector", "load_vehicle_detector",
@@ -40,8 +46,6 @@ DETECTOR_ARCHITECTURES = ("fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_resne
 
 def _read_state_dict(path: Path) -> dict:
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         return load_file(str(path))
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
@@ -52,8 +56,6 @@ def _read_state_dict(path: Path) -> dict:
 
 
 def _build_detector(state: dict, path: Path):
-    import torchvision.models.detection as det
-
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     if not any(k.startswith("backbone.") for k in shapes):  # every torchvision detector has a backbone
         raise ValueError(f"vehicle_detector={str(path)!r}: the weights have no backbone; expected a torchvision "
@@ -127,8 +129,6 @@ def load_vehicle_detector(spec, device="cpu", threshold: float = 0.5):
     """The vehicle filter ``spec`` names: ``"embedded"`` (the toycars detector) or a torchvision
     detector's weights file (:class:`TorchvisionVehicleDetector`)."""
     if spec == "embedded":
-        from dapper.judges.annotators import load_vehicle_detector as embedded
-
         return embedded(device=device, threshold=threshold)
     path = Path(spec).expanduser()
     if not path.is_file():
@@ -168,9 +168,6 @@ class _FloatImages:
 
 
 def _estimator_sha256(estimator, spec: str) -> str:
-    import hashlib
-    import inspect
-
     h = hashlib.sha256()
     module = importlib.import_module(spec.partition(":")[0])
     source = inspect.getsourcefile(module)
@@ -185,8 +182,6 @@ def load_pose_estimator(spec: str, device="cpu"):
     A user's estimator is always given float NCHW images in [-1, 1]; its yaw is taken mod 360."""
     check_pose_spec(spec)
     if spec == "embedded":
-        from dapper.judges.annotators import load_pose_annotator
-
         return load_pose_annotator(device=device)
     module, _, attr = spec.partition(":")
     estimator = getattr(importlib.import_module(module), attr)(device=device)

@@ -14,6 +14,10 @@ import hashlib
 import json
 from pathlib import Path
 
+from safetensors import SafetensorError
+
+from dapper.utils import atomic_write_bytes
+
 __all__ = ["ModelFileError", "save_model", "read_model", "config_path"]
 
 
@@ -31,8 +35,6 @@ def save_model(module, config: dict, path) -> Path:
     ``config`` plus the weights' sha256 to the JSON beside it, each atomically. Returns ``path``."""
     from safetensors.torch import save
 
-    from dapper.utils import atomic_write_bytes
-
     path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     config = {k: v for k, v in config.items() if k != "sha256"}
@@ -48,7 +50,6 @@ def read_model(path, what: str, command: str) -> tuple[dict, dict]:
     ``command`` says how to make it, in the errors: FileNotFoundError when either file is missing,
     :class:`ModelFileError` when the JSON does not parse, the weights' sha256 differs from the
     one the JSON records, or the safetensors file is truncated or corrupt."""
-    from safetensors import SafetensorError
     from safetensors.torch import load
 
     path = Path(path)

@@ -7,10 +7,18 @@ they never compute results.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from dapper.data import toycars
+from dapper.data.images import to_uint8
+from dapper.utils import atomic_save
 
 __all__ = ["use_style", "CONDITION_COLOURS", "fig0_world_calibration", "fig1_reconstructions",
            "fig3_augmentation_gallery", "fig5_rotation", "fig6_accuracy_vs_shots", "fig6_gain_vs_label_agreement",
@@ -40,7 +48,6 @@ def use_style() -> None:
     global _STYLE_SET
     if _STYLE_SET:
         return
-    import seaborn as sns
 
     sns.set_theme(context="notebook", style="whitegrid", font_scale=0.9)
     _STYLE_SET = True
@@ -49,7 +56,6 @@ def use_style() -> None:
 def _save(fig, path) -> None:
     if path is None:
         return
-    from dapper.utils import atomic_save
 
     atomic_save(Path(path), lambda p: fig.savefig(p, dpi=150, bbox_inches="tight"))
 
@@ -64,8 +70,6 @@ def fig3_augmentation_gallery(sources: np.ndarray, groups: Mapping[str, np.ndarr
     method); row_labels: N strings at the left; column_notes: method -> k short notes printed
     above the first row (e.g. rotation in degrees).
     """
-    import matplotlib.pyplot as plt
-
     use_style()
     n = len(sources)
     widths = [1] + [g.shape[1] for g in groups.values()]
@@ -121,8 +125,6 @@ def fig6_accuracy_vs_shots(summary, path=None,
     ``ci_low``, ``ci_high`` (as from :func:`dapper.study.stats.summarise`); accuracies in [0, 1] are
     drawn in percent.
     """
-    import matplotlib.pyplot as plt
-
     use_style()
     summary = summary.copy()
     if "scenario" not in summary.columns:
@@ -165,8 +167,6 @@ def fig6_gain_vs_label_agreement(points, fits=None, path=None, gain_goal: float 
     keeps in their class, one panel per scenario, with the least-squares line of ``fits``
     (:func:`dapper.study.experiments.label_noise_relation`) drawn dashed up to every image kept, and
     the gain goal (``gain_goal``, a share) dotted."""
-    import matplotlib.pyplot as plt
-
     use_style()
     scenarios = list(dict.fromkeys(points["scenario"]))
     fig, axes = plt.subplots(1, len(scenarios), figsize=(5.2 * len(scenarios), 4.0), squeeze=False)
@@ -209,8 +209,6 @@ def fig6c_noise_curve(points, curve, generator_points=None, path=None, gain_goal
     ``condition``, ``shots_per_class``, ``diff``, ``diff_low``, ``diff_high``, ``oracle_class_kept``)
     placed at their measured agreement in the panels of their shot level. One panel per scenario
     (rows) and shot level (columns)."""
-    import matplotlib.pyplot as plt
-
     use_style()
     scenarios = list(dict.fromkeys(points["scenario"]))
     shots = sorted(points["shots_per_class"].unique())
@@ -270,8 +268,6 @@ def fig7_gradcam(images: np.ndarray, cams: Mapping[str, np.ndarray], masks: np.n
     as a white outline; row_labels: N strings above each image; notes: name -> N strings under
     each map (e.g. its energy share and prediction). ``groups_per_row`` images share a figure row.
     """
-    import matplotlib.pyplot as plt
-
     use_style()
     n = len(images)
     names = list(cams)
@@ -303,8 +299,6 @@ def fig7_gradcam(images: np.ndarray, cams: Mapping[str, np.ndarray], masks: np.n
         fig.suptitle(title, fontsize=9)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.95 if title else 0.97, wspace=0.05, hspace=0.4)
     if caption:
-        import textwrap
-
         fig.text(0.01, 0.0, textwrap.fill(caption, width=int(18 * n_cols)), ha="left", va="top", fontsize=7)
     _save(fig, path)
     return fig
@@ -319,8 +313,6 @@ def fig7_saliency_differences(summary, names: Sequence[str] = ("real", "augmente
     ``diff``, ``diff_ci_low``, ``diff_ci_high``, ``mean_<name>``, ``ci_low_<name>``,
     ``ci_high_<name>``, ``significant``, optionally ``scenario``).
     """
-    import matplotlib.pyplot as plt
-
     use_style()
     s = summary.copy()
     if "scenario" not in s.columns:
@@ -380,8 +372,6 @@ def fig0_world_calibration(identity_rows: Sequence[Mapping], pairs: np.ndarray, 
     [n_pairs, n_yaws, 2, H, W, 3]; goals: size -> bound drawn as a marker (>= at the sizes the
     classes must resolve, <= at the one where they must not).
     """
-    import matplotlib.pyplot as plt
-
     use_style()
     n_pairs, n_yaws = pairs.shape[:2]
     fig = plt.figure(figsize=(13.5, 0.6 + 1.25 * n_pairs))
@@ -419,8 +409,6 @@ def fig5_rotation(images: np.ndarray, table, coefficients=(-30, -20, 0, 20, 30),
                   path=None):
     """Figure 5: per panel, rows of vehicles at the coefficients, measured yaw under each image.
     images uint8 [P, R, K, H, W, 3] and the table from :func:`dapper.study.direction_eval.rotation_table`."""
-    import matplotlib.pyplot as plt
-
     use_style()
 
     p, r, k = images.shape[:3]
@@ -457,10 +445,7 @@ def fig1_reconstructions(originals, reconstructions, titles, notes=None, path=No
     column titles; notes: optional K strings under each reconstruction (e.g. PSNR). Returns a
     matplotlib Figure, saved to ``path`` when given.
     """
-    import matplotlib.pyplot as plt
     import torch
-
-    from dapper.data.images import to_uint8
 
     use_style()
 
@@ -491,8 +476,6 @@ def fig_source_gan(result: dict, log=None, path=None):
     histogram of generated against source images, and the training losses from ``log`` (a
     ``source_gan_log.csv``; per-class identity kept when there is none). ``result``: what
     :func:`dapper.study.gan_eval.evaluate` returns."""
-    import matplotlib.pyplot as plt
-
     use_style()
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw=dict(width_ratios=[1.6, 1, 1]))
@@ -514,8 +497,6 @@ def fig_source_gan(result: dict, log=None, path=None):
     axes[1].set_title(f"pose coverage {result['pose_coverage_generated']:.0%} of {bins} bins")
     axes[1].legend()
     if log is not None and Path(log).exists():
-        import pandas as pd
-
         df = pd.read_csv(log)
         axes[2].plot(df["kimg"], df["loss_g"], label="G loss")
         axes[2].plot(df["kimg"], df["loss_d"], label="D loss")
@@ -530,8 +511,6 @@ def fig_source_gan(result: dict, log=None, path=None):
         axes[2].set_title("training losses")
         axes[2].legend()
     elif "identity_kept_per_class" in result:
-        from dapper.data import toycars
-
         axes[2].barh(toycars.TARGET_CLASSES, result["identity_kept_per_class"])
         axes[2].set_xlim(0, 1)
     else:
@@ -547,8 +526,6 @@ def fig0_datasets(source, targets: np.ndarray, class_names: Sequence[str], colum
     training set is not at hand, as in real mode) in a grid of 8 columns, beside the target classes
     (uint8 [C, K, S, S, 3]: one row per class, column ``k`` labelled ``columns[k]``, look-alike
     pairs in consecutive rows)."""
-    import matplotlib.pyplot as plt
-
     use_style()
     c, k, size = targets.shape[:3]
     rows = targets.transpose(0, 2, 1, 3, 4).reshape(c * size, k * size, 3)
@@ -575,8 +552,6 @@ def fig0_datasets(source, targets: np.ndarray, class_names: Sequence[str], colum
 def fig_explorer_pose_edits(rows: Mapping[str, Sequence[tuple[str, np.ndarray]]], title: str, path=None):
     """Rows of labelled images (name -> [(column label, uint8 [R, R, 3]), ...], the same columns in
     every row), e.g. target, reconstruction and pose edits of the latent explorer."""
-    import matplotlib.pyplot as plt
-
     use_style()
     names = list(rows)
     n_cols = len(rows[names[0]])

@@ -7,6 +7,7 @@ torch is imported inside the functions that need it, so that the report runner a
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import tempfile
@@ -69,7 +70,6 @@ def instrument_id(instrument) -> str:
     an instrument without one is identified by the weights of its torch modules, never by a name,
     so other weights under the same class give other keys."""
     import hashlib
-    import json
 
     config = dict(getattr(instrument, "config", None) or {})
     if not config.get("sha256"):

@@ -41,8 +41,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from dapper.data.images import to_uint8
+from dapper.directions import apply_direction, own_responses, sefa_basis
+from dapper.inversion.projection import project_images
+from dapper.utils import atomic_save, reports_dir
 
 __all__ = ["ExplorerState", "Rendered", "LatentExplorer", "COMPONENT_METHODS"]
 
@@ -217,8 +221,6 @@ class LatentExplorer:
         ``on_canvas``: the images are already letterboxed onto ``G``'s canvas (real photos from
         ``load_pool(content_size=...)``, with their content masks as ``masks``).
         ``kwargs`` go to the constructor (``pose_direction``, ``n_components``, ...)."""
-        from dapper.inversion.projection import project_images
-
         proj = project_images(G, images, masks=masks, settings=settings, cache=cache, progress=progress,
                               on_canvas=on_canvas)
         explorer = cls(G, proj.ws, proj.targets, names=names, **kwargs)
@@ -264,7 +266,6 @@ class LatentExplorer:
         """W+ offset of one coefficient unit: float [num_ws, w_dim] (zeros without a direction)."""
         if direction is None:
             return torch.zeros(self.num_ws, self.w_dim)
-        from dapper.directions import apply_direction
 
         return apply_direction(torch.zeros(1, self.num_ws, self.w_dim), direction, [1.0])[0, 0].float()
 
@@ -357,8 +358,6 @@ class LatentExplorer:
             k = self.n_components
             centred = (self._w_samples - self.w_mean).double()
             if method == "sefa":
-                from dapper.directions import sefa_basis
-
                 _, vecs = sefa_basis(self.G, layers)
                 u = torch.from_numpy(np.ascontiguousarray(vecs[:, :k].T))
             elif method == "ganspace":
@@ -380,8 +379,6 @@ class LatentExplorer:
             return d, "direction"
         key = self._source_key(state or self.state)
         if key not in self._own_cache:
-            from dapper.directions import own_responses
-
             (own,), n_kept = own_responses(self.G, d, self.pose_annotator, self.source_ws(state)[None])
             self._own_cache[key] = (own, "direction" if n_kept else "own")
         return self._own_cache[key]
@@ -457,10 +454,6 @@ class LatentExplorer:
         [num_ws, w_dim]) and the state (``.json``), each atomically, to ``folder`` (default:
         ``save_dir`` or ``reports_dir("explorer")``). Names come from the source and a hash of
         the state, so saving the same state twice writes the same files. Returns the paths."""
-        from PIL import Image
-
-        from dapper.utils import atomic_save, reports_dir
-
         shown = self.render()
         folder = Path(folder) if folder is not None else (self.save_dir or reports_dir("explorer"))
         folder.mkdir(parents=True, exist_ok=True)
@@ -490,8 +483,6 @@ class LatentExplorer:
 
     @staticmethod
     def _png(image: np.ndarray) -> bytes:
-        from PIL import Image
-
         # At the generator's resolution: the browser enlarges it (pixelated, see widget()), which
         # costs nothing here, where a 4x larger PNG would cost 16x the encoding time.
         buf = io.BytesIO()

@@ -92,7 +92,7 @@ def test_the_studys_pools_and_the_heldout_targets_are_picked_alike(monkeypatch):
         seen.update(images=images, masks=masks, on_canvas=on_canvas)
         return SimpleNamespace(ws=np.zeros((len(images), G.num_ws, G.w_dim), np.float32))
 
-    monkeypatch.setattr("dapper.inversion.projection.project_images", project)
+    monkeypatch.setattr("dapper.study.direction_eval.project_images", project)
     targets = de.heldout_targets(FakeGenerator(16), "toycars", 1, progress=False)
     held = toycars.target_pool(1, seed=de.EVAL_SEED, size=16, homogeneous=True)
     assert _same(targets.images, held.images) and _same(targets.masks, held.masks) and targets.metas == held.metas

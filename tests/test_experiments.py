@@ -7,9 +7,11 @@ import pandas as pd
 import pytest
 from study_fakes import FakeDirection, FakeGenerator, TunableFakeGenerator, fake_apply_direction, fake_project
 
+from dapper.study import config as C
 from dapper.study import experiments as E
 from dapper.study import ids, results_file, runs, tuned
 from dapper.study import stats as S
+from dapper.study.params import DATASETS, PROFILES
 
 # ---------------------------------------------------------------------------------------------
 # Folds and subsets
@@ -57,6 +59,30 @@ def test_profiles():
     assert len(E.plan_runs(quick)) < len(E.plan_runs(full)) / 5
     with pytest.raises(TypeError):
         E.study_config("quick", no_such_setting=1)
+
+
+def test_profile_table_covers_every_profile_and_dataset():
+    assert set(PROFILES) == {"quick", "full"} and set(DATASETS) == {"toycars", "stanford_cars"}
+    assert {(p, None) for p in PROFILES} | {(None, d) for d in DATASETS} <= set(C.PROFILE_LAYERS)
+    assert {p for p, _ in C.PROFILE_LAYERS} <= {None, *PROFILES}
+    assert {d for _, d in C.PROFILE_LAYERS} <= {None, *DATASETS}
+    for profile in PROFILES:
+        for dataset in DATASETS:
+            cfg = C.study_config(profile, dataset)
+            assert (cfg.profile, cfg.dataset) == (profile, dataset) and cfg.finetune.bf16
+            settings = {}  # the last layer to set a setting wins; a nested one keeps the last layer's fields
+            for key in C.profile_layer_keys(profile, dataset):
+                settings.update(C.PROFILE_LAYERS.get(key, {}))
+            for name, value in settings.items():
+                if name in ("augment", "finetune"):
+                    assert all(getattr(getattr(cfg, name), field) == v for field, v in value.items())
+                else:
+                    assert getattr(cfg, name) == value
+            with pytest.raises(TypeError, match="no setting 'no_such_setting'"):
+                C.study_config(profile, dataset, no_such_setting=1)
+    quick_real = C.study_config("quick", "stanford_cars")
+    assert quick_real.folds == (0,) and quick_real.augment.k == 1 and quick_real.finetune.max_steps == 10
+    assert C.study_config("quick").projection is not C.PROFILE_LAYERS[("quick", None)]["projection"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,8 +345,7 @@ def test_the_study_device_reaches_every_stage(tmp_path, monkeypatch):
 
     from dapper import classify
     from dapper.classify import FineTuneSettings
-    from dapper.inversion import projection
-    from dapper.study import saliency
+    from dapper.study import config, inputs, saliency
     from dapper.stylegan2 import checkpoints
 
     monkeypatch.setenv("DAPPER_CACHE", str(tmp_path / "cache"))
@@ -345,9 +370,11 @@ def test_the_study_device_reaches_every_stage(tmp_path, monkeypatch):
         seen.setdefault("fine-tuning", []).append(torch.device(device))
         return train(*a, device=device, **k)
 
+    # each where the study looks it up
     monkeypatch.setattr(checkpoints, "load_generator", load)
-    monkeypatch.setattr(projection, "project_images", project)
-    monkeypatch.setattr(classify, "train_classifier", train_on)
+    monkeypatch.setattr(config, "load_generator", load)
+    monkeypatch.setattr(inputs, "project_images", project)
+    monkeypatch.setattr(runs, "train_classifier", train_on)
     cfg = E.study_config("quick", n_per_class=5, image_size=32, folds=(0,), shots=(1,), n_test_views=1,
                          conditions=("real", "real+perturb"), classifier_weights=None, workers=1, device="cpu:0",
                          network=str(tmp_path / "G.pkl"),

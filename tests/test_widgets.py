@@ -257,7 +257,7 @@ def test_from_images_projects_and_shows_the_targets(G, monkeypatch):
         ws = G_.mapping(torch.randn(len(images), G_.z_dim, generator=torch.Generator().manual_seed(2)), None)
         return type("P", (), {"ws": ws, "targets": targets})()
 
-    monkeypatch.setattr("dapper.inversion.projection.project_images", fake_project)
+    monkeypatch.setattr("dapper.widgets.project_images", fake_project)
     images = np.random.default_rng(1).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
     ex = LatentExplorer.from_images(G, images, names=["x", "y"], settings="quick", cache=False, n_components=1,
                                     w_samples=64)
@@ -275,7 +275,7 @@ def test_latency_is_measured_over_real_updates(G, explorer):
 
 
 def test_pose_degrees_go_through_each_cars_own_response_with_the_annotator(G, monkeypatch, tmp_path):
-    import dapper.directions as D
+    import dapper.widgets as W  # own_responses, where the explorer looks it up
 
     ws = G.mapping(torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(1)), None)
     responding = pose_direction(G)
@@ -291,7 +291,7 @@ def test_pose_degrees_go_through_each_cars_own_response_with_the_annotator(G, mo
                                     "degrees": [-4.0 * slope, 0.0, 8.0 * slope, 16.0 * slope]}
         return [own], 0
 
-    monkeypatch.setattr(D, "own_responses", fake_own)
+    monkeypatch.setattr(W, "own_responses", fake_own)
 
     class Annotator:
         def predict(self, images):
@@ -314,7 +314,7 @@ def test_pose_degrees_go_through_each_cars_own_response_with_the_annotator(G, mo
     record = json.loads(ex.save()["json"].read_text())
     assert record["pose_direction"]["response_kind"] == "own" and record["pose_direction"]["pose_coefficient"] == 0.5
     # a car whose turn is not read both ways keeps the direction's response, and says so
-    monkeypatch.setattr(D, "own_responses", lambda G_, d, a, w, batch_size=64: ([d], 1))
+    monkeypatch.setattr(W, "own_responses", lambda G_, d, a, w, batch_size=64: ([d], 1))
     ex = LatentExplorer(G, ws, pose_direction=responding, n_components=0, w_samples=64, pose_annotator=Annotator())
     ex.set(pose=8.0)
     assert ex.pose_response()[1] == "direction" and ex.pose_coefficient(8.0) == 1.0

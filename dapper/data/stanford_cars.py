@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.io import loadmat
+from tqdm.auto import tqdm
 
 from dapper.data.images import (
     DEFAULT_MIN_SIDE,
@@ -217,8 +219,6 @@ def _layout_help(root: Path) -> str:
 
 
 def _loadmat(path: Path) -> dict:
-    from scipy.io import loadmat
-
     try:
         return loadmat(str(path), squeeze_me=True)
     except Exception as exc:  # scipy raises ValueError/TypeError/etc. for non-.mat bytes
@@ -381,8 +381,6 @@ def load_pool(
     skipped: list[tuple[str, str]] = []
     iterator = samples
     if progress:
-        from tqdm.auto import tqdm
-
         iterator = tqdm(samples, desc="Stanford Cars", unit="img")
     for sample in iterator:
         try:

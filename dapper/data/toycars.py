@@ -27,19 +27,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
 from dapper.executor import ProcessExecutor
+from dapper.utils import atomic_save, cache_dir
 
-from ._toycars_geometry import (
-    BODY_TYPES,
-    PAINT_PALETTE,
-    PAINT_WEIGHTS,
-    SOURCE_BODY_TYPES,
-    VehicleSpec,
-    build_geometry,
-    sample_paint,
-    sample_spec,
-)
+from ._toycars_geometry import BODY_TYPES, SOURCE_BODY_TYPES, VehicleSpec, build_geometry
+from ._toycars_priors import PAINT_PALETTE, PAINT_WEIGHTS, sample_paint, sample_spec
 from ._toycars_raster import (
     FOV_DEG,
     background_style,
@@ -295,8 +289,6 @@ def _source_meta(seed: int, i: int, size: int) -> dict:
 
 
 def source_cache_dir(seed: int = 0, size: int = 64) -> Path:
-    from dapper.utils import cache_dir
-
     return cache_dir("toycars", f"source-v{RENDER_VERSION}-seed{seed}-{size}px")
 
 
@@ -319,8 +311,6 @@ def source_dataset(
     ``elevation``, ``distance``, ``body`` (index into ``BODY_TYPES``), ``colour``, ``bbox``,
     ``background_seed``).
     """
-    from dapper.utils import atomic_save
-
     if workers is None:
         workers = min(2, os.cpu_count() or 1)
     folder = source_cache_dir(seed, size)
@@ -329,8 +319,6 @@ def source_dataset(
                or not (folder / f"shard_{k:05d}.npz").exists()]
     bar = None
     if missing and progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=len(missing) * SHARD_SIZE, desc=f"toycars source ({len(missing)} shards)", unit="img")
     for k in missing:
         images, meta = _render_ranges(seed, k * SHARD_SIZE, (k + 1) * SHARD_SIZE, size, workers, bar=bar)

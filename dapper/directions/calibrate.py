@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.isotonic import IsotonicRegression
+from tqdm.auto import tqdm
 
 from .methods import (
     DEFAULT_REFERENCE_YAW,
@@ -59,8 +61,6 @@ def annotator_response(G, direction: Direction, annotator, ws, coefficients, bat
 
 def _monotone(c: np.ndarray, read: np.ndarray, increasing: bool) -> np.ndarray:
     """Isotonic fit of the turns ``read`` at ``c`` (ascending, holding 0) with 0 held at 0."""
-    from sklearn.isotonic import IsotonicRegression
-
     j0 = int(np.flatnonzero(c == 0)[0])
     weight = np.ones_like(c)
     weight[j0] = 1e6  # the unedited image turns by nothing
@@ -231,8 +231,6 @@ def fit_directions(G, samples: PoseSamples, annotator, reference_yaw: float = DE
     out = {}
     items = raw.items()
     if progress:
-        from tqdm.auto import tqdm
-
         items = tqdm(list(items), desc="calibrate", unit="dir")
     for key, d in items:
         out[key] = calibrate_direction(G, d, annotator, ws, max_shift=max_shift, rounds=calibration_rounds,

@@ -38,9 +38,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.linear_model import RidgeCV
+from sklearn.svm import LinearSVC
+from tqdm.auto import tqdm
 
 from dapper.stylegan2 import synthesize
-from dapper.utils import instrument_id, weights_hash
+from dapper.utils import atomic_save, cache_dir, instrument_id, read_cached_arrays, weights_hash
 
 PAPER_COEFFICIENTS = (-30, -20, 0, 20, 30)
 # The view the edited images show: the toycars training pool holds front-right three-quarter
@@ -210,8 +213,6 @@ class Direction:
 
     def save(self, path) -> Path:
         """JSON file (a few kB: the vector is ``w_dim`` floats), written atomically."""
-        from dapper.utils import atomic_save
-
         return atomic_save(Path(path), lambda p: p.write_text(json.dumps(self.to_dict(), indent=1) + "\n"))
 
     @classmethod
@@ -379,8 +380,6 @@ def annotate_samples(G, n: int, detector, annotator, seed: int = 0, truncation_p
     models' contents (:func:`dapper.utils.instrument_id`: weights and code, never names); a run
     resumes from nothing (it is one pass, minutes at most on a CPU).
     """
-    from dapper.utils import atomic_save, cache_dir, read_cached_arrays
-
     key = json.dumps({"n": n, "seed": seed, "psi": truncation_psi,
                       "det": instrument_id(detector), "ann": instrument_id(annotator),
                       "thr": getattr(detector, "threshold", 0.5)}, sort_keys=True, default=str)
@@ -394,8 +393,6 @@ def annotate_samples(G, n: int, detector, annotator, seed: int = 0, truncation_p
     parts = {k: [] for k in ("w", "accepted", "score", "box", "yaw", "elevation", "colour_lab", "size")}
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=n, desc="generate + annotate", unit="img")
     for a in range(0, n, batch_size):
         m = min(batch_size, n - a)
@@ -433,8 +430,6 @@ def annotate_samples(G, n: int, detector, annotator, seed: int = 0, truncation_p
 def fit_ridge(x: np.ndarray, y: np.ndarray, alphas=(0.1, 1.0, 10.0, 100.0, 1000.0)) -> tuple:
     """Ridge regression with the penalty chosen by exact leave-one-out error (all targets
     together; scikit-learn's ``RidgeCV``): x [N, D], y [N, T] -> (weights [D, T], intercept [T], alpha)."""
-    from sklearn.linear_model import RidgeCV
-
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64).reshape(len(x), -1)
     fit = RidgeCV(alphas=tuple(alphas)).fit(x, y)
@@ -520,8 +515,6 @@ def _orient(v: np.ndarray, samples: PoseSamples, reference_yaw: float) -> tuple[
 def _svm_normal(w: np.ndarray, attribute: np.ndarray, extremes: float, seed: int = 0) -> np.ndarray | None:
     """InterFaceGAN boundary: linear SVM separating the top and bottom ``extremes`` fractions of
     ``attribute``; returns the unit normal pointing to larger values (None if it cannot vary)."""
-    from sklearn.svm import LinearSVC
-
     lo, hi = np.quantile(attribute, [extremes, 1 - extremes])
     if not hi > lo:
         return None  # the attribute does not vary: nothing to separate

@@ -21,7 +21,10 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import torch
+
+from dapper.data.images import to_uint8
 
 from .calibrate import annotate_edits, calibrate_direction, calibration_latents, with_response
 from .methods import Direction, annotate_samples, edit_images, srgb_to_lab, w_spread, yaw_sequence_metrics
@@ -71,10 +74,6 @@ def measure_candidates(G, directions: dict[str, Direction], ws, annotator, detec
     ``capped``, ``annotator_monotone_share`` and ``n_images``. The candidates are compared as
     straight moves in W (the calibration's average unit), not through their measured response:
     the augmentation's edit at +-30 degrees may be longer or shorter than the one measured here."""
-    import pandas as pd
-
-    from dapper.data.images import to_uint8
-
     coeffs = np.asarray(coefficients, dtype=np.float64)
     k0 = int(np.argmin(np.abs(coeffs)))
     ends = [int(np.argmin(coeffs)), int(np.argmax(coeffs))]

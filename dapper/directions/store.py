@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dapper.utils import weights_hash
+from dapper.judges.annotators import load_pose_annotator, load_vehicle_detector
+from dapper.utils import cache_dir, weights_hash
 
 from .calibrate import calibrate_direction, calibration_latents
 from .methods import (
@@ -53,8 +54,6 @@ STORE_VERSION = 2
 
 
 def _direction_dir(G) -> Path:
-    from dapper.utils import cache_dir
-
     return cache_dir("directions", f"{weights_hash(G)[:16]}-v{STORE_VERSION}")
 
 
@@ -97,7 +96,6 @@ def load_or_fit_pose_direction(G, profile: str = "quick", method: str = "chosen"
     path = folder / f"{profile}-{method.replace('/', '-')}-ref{reference_yaw:g}.json"
     if path.exists():
         return Direction.load(path)
-    from dapper.judges.annotators import load_pose_annotator, load_vehicle_detector
 
     cfg = profile_settings(profile, dataset)
     detector = load_vehicle_detector(device=next(G.parameters()).device) if detector is None else detector

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from dapper.data.images import fit_box
 
@@ -37,8 +38,6 @@ def prepare_target(image, mask, G, on_canvas: bool = False) -> tuple[torch.Tenso
     ``on_canvas``: the image is already the generator's R x R canvas (placed by
     :func:`dapper.data.images.letterbox` with the generator's content box): it is used as it is, and
     only the content box (and the mask) counts."""
-    from PIL import Image
-
     r = G.img_resolution
     box = content_box(G)
     if isinstance(image, torch.Tensor) and image.dtype != torch.uint8:

@@ -15,6 +15,7 @@ from the mean w) to use it with any other generator.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import warnings
@@ -25,8 +26,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dapper.fitting import EpochSampler, fit, warmup_cosine
-from dapper.modelfile import read_model, save_model
-from dapper.utils import repo_root
+from dapper.inversion.latents import masked_mse, w_statistics
+from dapper.inversion.perceptual import load_perceptual
+from dapper.modelfile import config_path, read_model, save_model
+from dapper.stylegan2 import load_generator
+from dapper.utils import cache_dir, default_generator_path, repo_root, seed_everything, weights_hash
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +77,6 @@ class Encoder(nn.Module):
     @property
     def content_hash(self) -> str:
         if getattr(self, "_hash", None) is None:
-            from dapper.utils import weights_hash
-
             self._hash = weights_hash(self)
         return self._hash
 
@@ -96,10 +98,6 @@ _LOADED: dict = {}
 def _default_fits(G) -> bool:
     """Whether the shipped encoder's recorded shape (read from its JSON, the weights left closed)
     is ``G``'s: W width and image size."""
-    import json
-
-    from dapper.modelfile import config_path
-
     cfg = config_path(DEFAULT_CHECKPOINT)
     if not cfg.is_file():
         return True  # encoder_for says it is missing
@@ -112,8 +110,6 @@ def encoder_for(G, g_hash: str | None = None, path=None, device="cpu") -> Encode
     was trained for another generator (its recorded generator hash differs). With no ``path``, the
     shipped encoder is considered only for a generator of its shape (W width, image size): for any
     other (a real-mode generator) the answer is None, silently, and the shipped file stays closed."""
-    from dapper.utils import weights_hash
-
     default = path is None
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
     g_hash = g_hash or weights_hash(G)
@@ -197,11 +193,6 @@ def evaluate(enc: Encoder, G, images: torch.Tensor, ws: torch.Tensor, perceptual
 
 def train(network=None, out=None, scale: float = 1.0, threads: int = 1, seed: int = 0) -> dict:
     """Train an encoder for the generator at ``network`` (default: the shipped source GAN)."""
-    from dapper.inversion.latents import masked_mse, w_statistics
-    from dapper.inversion.perceptual import load_perceptual
-    from dapper.stylegan2 import load_generator
-    from dapper.utils import cache_dir, default_generator_path, seed_everything, weights_hash
-
     torch.set_num_threads(threads)
     seed_everything(seed)
     cfg = dict(CONFIG, seed=seed)

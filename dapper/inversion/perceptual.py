@@ -33,9 +33,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dapper.data import toycars
 from dapper.fitting import EpochSampler, fit, warmup_cosine
 from dapper.modelfile import read_model, save_model
-from dapper.utils import repo_root
+from dapper.utils import cache_dir, repo_root, seed_everything, weights_hash
 
 CHECKPOINT_DIR = repo_root() / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "perceptual_toycars.safetensors"
@@ -91,8 +92,6 @@ class PerceptualDistance(nn.Module):
     @property
     def content_hash(self) -> str:
         if getattr(self, "_hash", None) is None:
-            from dapper.utils import weights_hash
-
             self._hash = weights_hash(self)
         return self._hash
 
@@ -265,8 +264,6 @@ class VGG16LPIPS(PerceptualDistance):
 
 def load_feature_net(path=None, device="cpu") -> FeatureNet:
     """The shipped toycars feature network (or another FeatureNet checkpoint at ``path``)."""
-    from dapper.data import toycars
-
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
     command = "python -m dapper perceptual train"
     state, config = read_model(path, "perceptual network", command)
@@ -364,9 +361,6 @@ def train(out: Path | None = None, scale: float = 1.0, threads: int = 1, seed: i
     (about 5 CPU minutes).
     ``scale < 1`` is a smoke test (written under the cache unless ``out`` is given).
     """
-    from dapper.data import toycars
-    from dapper.utils import cache_dir, seed_everything
-
     torch.set_num_threads(threads)
     seed_everything(seed)
     cfg = dict(CONFIG)

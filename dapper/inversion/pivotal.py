@@ -35,8 +35,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
+from dapper.inversion import perceptual
 from dapper.inversion.latents import masked_mse
+from dapper.inversion.perceptual import load_perceptual
+from dapper.utils import atomic_save, cache_dir, damaged_cache, file_sha256, image_key, torch_threads, weights_hash
 
 __all__ = ["PivotalSettings", "tune_generator", "tune_generator_cached"]
 
@@ -101,8 +106,6 @@ def tune_generator(G, images, ws, settings: PivotalSettings | None = None, perce
             raise ValueError(f"masks must be bool [{len(x)}, {res}, {res}], got {tuple(m.shape)}")
         m = m[:, None].float()
     if perceptual is None and s.perceptual_weight > 0:
-        from dapper.inversion.perceptual import load_perceptual
-
         perceptual = load_perceptual(s.vgg16_weights, s.lpips_weights, device=device)
     tuned = copy.deepcopy(G).eval()
     for p in tuned.parameters():
@@ -138,8 +141,6 @@ def tune_generator(G, images, ws, settings: PivotalSettings | None = None, perce
     order = np.empty(0, dtype=np.int64)
     steps = range(s.steps)
     if progress:
-        from tqdm.auto import tqdm
-
         steps = tqdm(steps, desc="pivotal tuning", unit="step")
     t0, w0 = time.process_time(), time.perf_counter()
     for _ in steps:
@@ -162,8 +163,6 @@ def tune_generator(G, images, ws, settings: PivotalSettings | None = None, perce
 
 @functools.lru_cache(maxsize=16)
 def _file_digest(path: str, stamp: tuple) -> str:
-    from dapper.utils import file_sha256
-
     return file_sha256(path)
 
 
@@ -178,9 +177,6 @@ def _digest(path) -> str | None:
 def _cache_key(G, images, ws, settings: PivotalSettings, masks=None) -> str:
     """What a tuning's result depends on: the generator's weights, the settings (the perceptual
     network's files by content), the code that tunes and the exact pivots."""
-    from dapper.inversion import perceptual
-    from dapper.utils import image_key, weights_hash
-
     code = hashlib.sha256(Path(__file__).read_bytes() + Path(perceptual.__file__).read_bytes()).hexdigest()
     key = {"generator": weights_hash(G), "settings": settings.to_dict(), "code": code,
            "vgg16": _digest(settings.vgg16_weights), "lpips": _digest(settings.lpips_weights),
@@ -198,10 +194,6 @@ def tune_generator_cached(G, images, ws, settings: PivotalSettings | None = None
     On the CPU it tunes with one torch thread, so that a result does not depend on which process
     (or how many threads) filled the cache. ``perceptual``, when given, must be the network
     ``settings`` name (their files are part of the key)."""
-    from safetensors.torch import load_file, save_file
-
-    from dapper.utils import atomic_save, cache_dir, damaged_cache, torch_threads
-
     s = settings or PivotalSettings()
     ws = torch.as_tensor(ws, dtype=torch.float32).detach().cpu()
     images = images.detach().cpu().numpy() if torch.is_tensor(images) else np.asarray(images)

@@ -33,6 +33,7 @@ A folder at once, from code: :func:`project_folder`; from the command line (batc
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -44,13 +45,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
+from PIL import Image
+from tqdm.auto import tqdm
 
+from dapper.data.images import load_images, to_uint8
+from dapper.executor import get_executor
 from dapper.inversion.canvas import as_list, prepare_target
+from dapper.inversion.encoder import encoder_for
 from dapper.inversion.latents import masked_mse, w_statistics
+from dapper.inversion.perceptual import load_perceptual
 from dapper.stylegan2 import synthesize
-from dapper.utils import image_key, read_cached_arrays, weights_hash
+from dapper.stylegan2.networks import SynthesisLayer
+from dapper.utils import atomic_save, cache_dir, image_key, read_cached_arrays, weights_hash
 
 logger = logging.getLogger(__name__)
 
@@ -166,8 +175,6 @@ class Projection:
         return len(self.keys)
 
     def to_frame(self):
-        import pandas as pd
-
         frame = pd.DataFrame({k: self.metrics[k] for k in METRIC_COLUMNS})
         frame.insert(0, "key", self.keys)
         return frame
@@ -258,8 +265,6 @@ class _RowAdam:
 
 
 def _noise_layers(G) -> list:
-    from dapper.stylegan2.networks import SynthesisLayer
-
     return [m for m in G.synthesis.modules() if isinstance(m, SynthesisLayer) and m.use_noise]
 
 
@@ -466,8 +471,6 @@ def _cache_path(folder: Path, image_key: str, g_hash: str, s_hash: str) -> Path:
 
 
 def _write_cache(path: Path, ws: np.ndarray, steps, converged, seconds, image_key, g_hash, s_hash) -> None:
-    from dapper.utils import atomic_save
-
     def write(tmp: Path):
         np.savez(tmp, ws=ws.astype(np.float32), steps=np.int64(steps), converged=np.bool_(converged),
                  seconds=np.float64(seconds), image_key=image_key, generator_hash=g_hash, settings_hash=s_hash,
@@ -484,8 +487,6 @@ _PERCEPTUAL: dict = {}
 
 
 def _perceptual_for(settings: ProjectionSettings, device):
-    from dapper.inversion.perceptual import load_perceptual
-
     key = (settings.vgg16_weights, settings.lpips_weights, str(device))
     if key not in _PERCEPTUAL:
         _PERCEPTUAL[key] = load_perceptual(settings.vgg16_weights, settings.lpips_weights, device=device)
@@ -534,8 +535,6 @@ def project_images(G, images, masks=None, settings: ProjectionSettings | None = 
     encoder = None
     effective = settings
     if settings.init == "encoder" and settings.steps >= 0:
-        from dapper.inversion.encoder import encoder_for
-
         encoder = encoder_for(G, g_hash, settings.encoder, device=device)
         if encoder is None:
             effective = settings.replace(init="w_avg")
@@ -543,8 +542,6 @@ def project_images(G, images, masks=None, settings: ProjectionSettings | None = 
                             on_canvas)
     folder = None
     if cache:
-        from dapper.utils import cache_dir
-
         folder = cache_dir("projections", g_hash[:16])
 
     ws = torch.zeros(n, G.num_ws, G.w_dim)
@@ -569,9 +566,6 @@ def project_images(G, images, masks=None, settings: ProjectionSettings | None = 
     t_start = time.perf_counter()
     if todo:
         stats = w_statistics(G, effective.w_avg_samples, g_hash=g_hash)
-        from tqdm.auto import tqdm
-
-        from dapper.executor import get_executor
 
         executor = get_executor(executor)
         batches = [todo[a:a + bs] for a in range(0, len(todo), bs)]
@@ -624,8 +618,6 @@ def _on(x, device):
 
 
 def _cpu_copy(module):
-    import copy
-
     if module is None or all(p.device.type == "cpu" for p in module.parameters()):
         return module
     return copy.deepcopy(module).cpu()
@@ -670,8 +662,6 @@ def project_folder(G, folder, out, settings: ProjectionSettings | None = None,
     files as ``(path, reason)``: unreadable images and files without an image extension. Without any
     usable image the projection is empty (zero rows) and its files are written all the same, so a
     batch job always finds them."""
-    from dapper.data.images import load_images
-
     folder, out = Path(folder), Path(out)
     images, kept, skipped = load_images(_list_images(folder))
     ignored = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
@@ -695,11 +685,6 @@ def _list_images(folder: Path) -> list[Path]:
 
 
 def _write_outputs(out: Path, names: list[str], proj: Projection, skipped: list) -> None:
-    from PIL import Image
-
-    from dapper.data.images import to_uint8
-    from dapper.utils import atomic_save
-
     out.mkdir(parents=True, exist_ok=True)
     rec_dir = out / "reconstructions"
     rec_dir.mkdir(exist_ok=True)
@@ -718,7 +703,5 @@ def _write_outputs(out: Path, names: list[str], proj: Projection, skipped: list)
     frame.insert(0, "image", names)
     atomic_save(out / "metrics.csv", lambda p: frame.to_csv(p, index=False))
     if skipped:
-        import pandas as pd
-
         sk = pd.DataFrame(skipped, columns=["image", "reason"])
         atomic_save(out / "skipped.csv", lambda p: sk.to_csv(p, index=False))

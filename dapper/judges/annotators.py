@@ -38,9 +38,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dapper.data import toycars
+from dapper.data.toycars import fit_distance, sample_spec
 from dapper.fitting import fit, one_cycle
 from dapper.modelfile import read_model, save_model
-from dapper.utils import repo_root
+from dapper.utils import cache_dir, cached_arrays, repo_root, seed_everything
 
 __all__ = ["PoseAnnotator", "VehicleDetector", "AnnotatorNet", "load_pose_annotator", "load_vehicle_detector",
            "make_negatives", "NEGATIVE_KINDS", "train", "evaluate", "evaluate_checkpoint"]
@@ -181,8 +183,6 @@ def checkpoint_path(kind: str, folder: Path | None = None) -> Path:
 
 
 def _load_net(kind: str, path=None, device="cpu") -> tuple[AnnotatorNet, dict]:
-    from dapper.data import toycars
-
     path = Path(path) if path is not None else checkpoint_path(kind)
     command = f"python -m dapper annotators train {kind}"
     state, config = read_model(path, f"{kind} annotator", command)
@@ -210,8 +210,6 @@ def load_vehicle_detector(path=None, device="cpu", threshold: float = 0.5) -> Ve
 
 def annotator_items(n: int, seed: int) -> list:
     """Random vehicles of every body type from a broad prior (no target classes)."""
-    from dapper.data.toycars import fit_distance, sample_spec
-
     items = []
     for i in range(n):
         rng = np.random.default_rng([seed, i, 0xA77])
@@ -226,9 +224,6 @@ def annotator_items(n: int, seed: int) -> list:
 def _render_set(n: int, seed: int, n_background: int, progress: bool = True) -> dict:
     """Render ``n`` labelled vehicles and ``n_background`` empty scenes (each cached on its own in
     the study cache, keyed by renderer version and the items themselves)."""
-    from dapper.data import toycars
-    from dapper.utils import cache_dir, cached_arrays
-
     items = annotator_items(n, seed)
     digest = hashlib.sha1(repr([(it["spec"], it["yaw"], it["elevation"], it["distance"], it["background_seed"])
                                 for it in items]).encode()).hexdigest()[:10]
@@ -347,9 +342,6 @@ def train(kind: str, out_dir: Path | None = None, scale: float = 1.0, threads: i
     ``scale`` shrinks data and steps for a smoke test (shipped checkpoints use 1.0 and never get
     overwritten by a scaled run).
     """
-    from dapper.data import toycars
-    from dapper.utils import cache_dir, seed_everything
-
     if kind not in CONFIGS:
         raise ValueError(f"unknown annotator {kind!r}; choose from {sorted(CONFIGS)}")
     torch.set_num_threads(threads)
@@ -442,8 +434,6 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def evaluate(kind: str, model: nn.Module, scale: float = 1.0) -> dict:
     """Scores on the annotators' held-out render stream, and (pose) on target-class views."""
-    from dapper.data import toycars
-
     cfg = CONFIGS[kind]
     n = max(64, int(cfg["n_heldout"] * min(1.0, scale * 10)))
     data = _render_set(n, HELDOUT_SEED, max(16, n // 2) if kind == "detector" else 0, progress=False)

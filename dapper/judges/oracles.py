@@ -30,9 +30,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dapper.data import toycars
+from dapper.data.toycars import fit_distance, sample_spec
 from dapper.fitting import EpochSampler, fit, one_cycle
 from dapper.modelfile import read_model, save_model
-from dapper.utils import repo_root
+from dapper.utils import cache_dir, cached_arrays, repo_root, seed_everything
 
 INPUT_SIZE = 64
 CHECKPOINT_DIR = repo_root() / "checkpoints"
@@ -179,8 +181,6 @@ def save_oracle(model: OracleNet, config: dict, path: Path) -> None:
 
 
 def _load(kind: str, device="cpu", path=None) -> OracleNet:
-    from dapper.data import toycars
-
     path = Path(path) if path is not None else checkpoint_path(kind)
     command = f"python -m dapper oracles train {kind}"
     state, config = read_model(path, f"{kind} oracle", command)
@@ -210,17 +210,12 @@ def load_pose_oracle(device="cpu", path=None) -> OracleNet:
 
 
 def identity_items(n_per_class: int, seed: int) -> list:
-    from dapper.data import toycars
-
     return [toycars.target_item(c, i, seed, False, stream=2)
             for i in range(n_per_class) for c in range(len(toycars.TARGET_CLASSES))]
 
 
 def pose_items(n: int, seed: int) -> list:
     """Every body type (pickups too) from the broad prior; one in four is a target class."""
-    from dapper.data import toycars
-    from dapper.data.toycars import fit_distance, sample_spec
-
     items = []
     for i in range(n):
         rng = np.random.default_rng([seed, i, 0x905E])
@@ -238,9 +233,6 @@ def pose_items(n: int, seed: int) -> list:
 
 def _render_arrays(items: list, cache_name: str | None, progress: bool = True):
     """Render items -> (uint8 [N, 64, 64, 3], labels, yaw, elevation), cached in the study cache."""
-    from dapper.data import toycars
-    from dapper.utils import cache_dir, cached_arrays
-
     def render() -> dict:
         out = {"images": np.empty((len(items), INPUT_SIZE, INPUT_SIZE, 3), np.uint8),
                "labels": np.empty(len(items), np.int64), "yaw": np.empty(len(items), np.float32),
@@ -326,9 +318,6 @@ def train(kind: str, out_dir: Path | None = None, scale: float = 1.0, threads: i
 
     ``scale`` shrinks data and epochs for a smoke test (the shipped checkpoints use 1.0).
     """
-    from dapper.data import toycars
-    from dapper.utils import seed_everything
-
     if kind not in CONFIGS:
         raise ValueError(f"unknown oracle {kind!r}; choose from {sorted(CONFIGS)}")
     torch.set_num_threads(threads)  # the GAN training owns the other core
@@ -399,7 +388,6 @@ def train(kind: str, out_dir: Path | None = None, scale: float = 1.0, threads: i
         "heldout": metrics,
     }
     if out_dir is None and scale != 1.0:  # smoke runs never overwrite the shipped checkpoints
-        from dapper.utils import cache_dir
 
         out_dir = cache_dir("oracles", f"smoke{tag}")
     path = checkpoint_path(kind, out_dir)
@@ -411,8 +399,6 @@ def train(kind: str, out_dir: Path | None = None, scale: float = 1.0, threads: i
 
 def evaluate(kind: str, model: nn.Module, scale: float = 1.0) -> dict:
     """Scores on the oracle's held-out render stream (never seen in training)."""
-    from dapper.data import toycars
-
     cfg = CONFIGS[kind]
     n_classes = len(toycars.TARGET_CLASSES)
     if kind == "identity":

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from dapper.augment import perturb_ws, pose_checked_edits, turns_each
 from dapper.data import toycars
@@ -44,7 +45,7 @@ from dapper.directions import (
     yaw_sequence_metrics,
 )
 from dapper.inversion.latents import w_statistics
-from dapper.inversion.pivotal import PivotalSettings
+from dapper.inversion.pivotal import PivotalSettings, tune_generator
 from dapper.judges import oracles
 from dapper.study.config import StudyConfig, projection_settings
 from dapper.study.direction_eval import heldout_targets
@@ -101,8 +102,6 @@ def augment_identity(G, spaces: dict[str, torch.Tensor], labels, variants: dict[
     annotator that read each response, so it lets most edits through by construction: the oracle's
     turn is the independent measure.
     """
-    import pandas as pd
-
     labels = np.asarray(labels)
     per_class = isinstance(G, dict)
     if per_class:
@@ -188,15 +187,11 @@ def pivotal_generators(G, images, ws, labels, settings=None, progress: bool = Fa
     """One generator per class, pivotally tuned (:func:`dapper.inversion.pivotal.tune_generator`) on
     all of that class's ``images`` [N, R, R, 3] at their projections ``ws`` at once, as the study
     would tune on a class's training shots. Returns ``({label: tuned generator}, [info per class])``."""
-    from dapper.inversion.pivotal import tune_generator
-
     labels = np.asarray(labels)
     ws = torch.as_tensor(ws, dtype=torch.float32)
     tuned, infos = {}, []
     classes = np.unique(labels)
     if progress:
-        from tqdm.auto import tqdm
-
         classes = tqdm(classes, desc="pivotal tuning", unit="class")
     for c in classes:
         idx = np.flatnonzero(labels == c)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dapper.study.folds import run_steps
+from dapper.study.config import CONDITION_METHOD, projection_settings
+from dapper.study.folds import make_folds, plan_runs, real_subset, run_steps
 
 __all__ = ["run_steps", "longest_first", "projected_images", "list_schedule", "StudyTasks", "study_tasks",
            "study_plan"]
@@ -32,8 +33,6 @@ def longest_first(config, specs, n_classes: int) -> list:
 def projected_images(config, n_classes: int, n_per_class: int) -> int:
     """How many distinct training images the study projects: the union over folds of the real
     subsets at the top shot level, for a pool of ``n_per_class`` images per class."""
-    from dapper.study.folds import make_folds, real_subset
-
     labels = np.repeat(np.arange(n_classes), n_per_class)
     top = max(config.shots)
     used = set()
@@ -65,9 +64,6 @@ class StudyTasks:
 
 def study_tasks(config, n_classes: int, n_per_class: int, projection_batch: int) -> StudyTasks:
     """The tasks of ``config``'s study on a pool of ``n_classes`` x ``n_per_class`` images."""
-    from dapper.study.config import CONDITION_METHOD, projection_settings
-    from dapper.study.folds import plan_runs
-
     generative = any(c in CONDITION_METHOD for c in config.conditions)
     n_images = projected_images(config, n_classes, n_per_class) if generative else 0
     batches = [min(projection_batch, n_images - a) for a in range(0, n_images, projection_batch)]

@@ -1,19 +1,27 @@
 """The five-fold study's settings: its conditions and what each one means, the goals, the
-config (:class:`StudyConfig`) and its profiles (:func:`study_config`), and the config a notebook's
-parameters give (:func:`config_from_params`)."""
+config (:class:`StudyConfig`) and its profiles (:data:`PROFILE_LAYERS`, applied by :func:`study_config`),
+and the config a notebook's parameters give (:func:`config_from_params`)."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dapper.augment import METHODS, AugmentSettings
-from dapper.classify import EMBEDDED_MODEL, FineTuneSettings
+from dapper.classify import EMBEDDED_MODEL, REAL_MODEL, FineTuneSettings
+from dapper.executor import get_executor
+from dapper.instruments import describe
+from dapper.inversion.canvas import content_box
+from dapper.inversion.pivotal import PivotalSettings
+from dapper.inversion.projection import ProjectionSettings
 from dapper.study.ceiling import TWIN_SHARES, renderer_condition, renderer_condition_name
 from dapper.study.params import NOT_GIVEN, check_params
+from dapper.stylegan2 import load_generator
 from dapper.synthetic_filter import FilterSettings
+from dapper.utils import get_device
 
 CONDITIONS = ("real", "real+affine", "real+perturb", "real+rotate", "real+perturb+rotate")
 # Beyond the paper: the same edits applied to the real image as a residual (see dapper.augment).
@@ -156,8 +164,6 @@ def config_from_params(profile: str, dataset: str, data_root=None, network=None,
     o.update(data_root=None if data_root is None else str(data_root), network=None if network is None else str(network),
              classes=None if classes is None else tuple(classes))
     if dataset == "stanford_cars":
-        from dapper.classify import REAL_MODEL
-
         o.update(image_size=generator_resolution(network), classifier=classifier or REAL_MODEL)
     elif classifier is not None:
         o["classifier"] = classifier
@@ -169,9 +175,6 @@ def config_from_params(profile: str, dataset: str, data_root=None, network=None,
 
 @functools.lru_cache(maxsize=8)
 def _canvas(path: str, stamp: tuple) -> tuple[int, tuple[int, int, int, int]]:
-    from dapper.inversion.canvas import content_box
-    from dapper.stylegan2 import load_generator
-
     G = load_generator(path)
     return int(G.img_resolution), tuple(int(v) for v in content_box(G))
 
@@ -202,61 +205,78 @@ def content_size(config: StudyConfig) -> tuple[int, int] | None:
     return x1 - x0, y1 - y0
 
 
+# The study's profiles as one table of layers: (profile, dataset) -> the settings that layer sets, None
+# standing for any. study_config applies the layers in profile_layer_keys' order, each over the one before; a
+# nested settings object (augment, finetune) takes a layer's dict as the fields it changes
+# (dataclasses.replace), any other setting the layer's value as it stands.
+PROFILE_LAYERS = {
+    # bf16 autocast fine-tuning: real mode's ResNeXt-50 steps 1.9x faster on a CPU with avx512_bf16
+    # (bench/real_quick.py), the embedded study's runs 1.33x (bench/finetune_bf16.py), accuracy alike
+    (None, None): dict(finetune=dict(bf16=True)),
+    (None, "toycars"): dict(),  # the embedded world: StudyConfig's own settings
+    (None, "stanford_cars"): dict(scenarios=("diverse",), shots=(2, 4, 8, 16, 24)),
+    ("full", None): dict(),  # StudyConfig's own settings: 5 folds, 5 shot levels, both scenarios
+    ("quick", None): dict(scenarios=("diverse",), n_per_class=20, folds=(0, 1), shots=(2, 4), n_test_views=10,
+                          augment=dict(k=2), finetune=dict(min_steps=20, max_steps=40),
+                          projection={"steps": 10}),  # the encoder's guess, briefly refined: a smoke test
+    # real mode's smoke test: a step of an ImageNet classifier at its input size (ResNeXt-50:
+    # 224 px) and a 128-512 px generated image cost many times the embedded ones
+    # (bench/real_quick.py times the quick profile against its budget at 128 px): one fold
+    ("quick", "stanford_cars"): dict(folds=(0,), augment=dict(k=1),
+                                     finetune=dict(batch_size=16, min_steps=10, max_steps=10)),
+}
+
+
+def profile_layer_keys(profile: str, dataset: str) -> tuple[tuple[str | None, str | None], ...]:
+    """The keys of :data:`PROFILE_LAYERS` a (profile, dataset) pair takes, first applied first:
+    base, dataset, profile, profile on that dataset."""
+    return (None, None), (None, dataset), (profile, None), (profile, dataset)
+
+
+def _check_setting(cfg: StudyConfig, name: str) -> None:
+    if not hasattr(cfg, name):
+        raise TypeError(f"StudyConfig has no setting {name!r}")
+
+
+def _apply_layer(cfg: StudyConfig, layer: dict) -> None:
+    for name, value in layer.items():
+        _check_setting(cfg, name)
+        current = getattr(cfg, name)
+        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+            setattr(cfg, name, dataclasses.replace(current, **value))
+        else:  # a copy: no config shares a mutable value with the table or another config
+            setattr(cfg, name, copy.deepcopy(value))
+
+
 def study_config(profile: str = "full", dataset: str = "toycars", **overrides) -> StudyConfig:
-    """The study's settings for a profile: ``full`` (5 folds, 5 shot levels, both scenarios; about
-    an hour on 2 CPU cores with a cold cache) or ``quick`` (2 of the 5 folds, real mode 1; 2 shot levels, the
-    diverse scenario, shorter fine-tuning: a couple of minutes)."""
+    """The study's settings for a profile (:data:`PROFILE_LAYERS`): ``full`` (5 folds, 5 shot levels,
+    both scenarios; about an hour on 2 CPU cores with a cold cache) or ``quick`` (2 of the 5 folds, real
+    mode 1; 2 shot levels, the diverse scenario, shorter fine-tuning: a couple of minutes), then
+    ``overrides``, each set as given (TypeError for a setting StudyConfig does not have)."""
 
     check_params(profile, dataset)
     cfg = StudyConfig(profile=profile, dataset=dataset)
-    # bf16 autocast fine-tuning: real mode's ResNeXt-50 steps 1.9x faster on a CPU with avx512_bf16
-    # (bench/real_quick.py), the embedded study's runs 1.33x (bench/finetune_bf16.py), accuracy alike
-    cfg.finetune = dataclasses.replace(cfg.finetune, bf16=True)
-    if dataset == "stanford_cars":
-        cfg.scenarios = ("diverse",)
-        cfg.shots = (2, 4, 8, 16, 24)
-    if profile == "quick":
-        cfg.scenarios = ("diverse",)
-        cfg.n_per_class = 20
-        cfg.folds = (0, 1)
-        cfg.shots = (2, 4)
-        cfg.n_test_views = 10
-        cfg.augment = dataclasses.replace(cfg.augment, k=2)
-        cfg.finetune = dataclasses.replace(cfg.finetune, min_steps=20, max_steps=40)
-        cfg.projection = {"steps": 10}  # the encoder's guess, briefly refined: a smoke test
-        if dataset == "stanford_cars":
-            # real mode's smoke test: a step of an ImageNet classifier at its input size (ResNeXt-50:
-            # 224 px) and a 128-512 px generated image cost many times the embedded ones
-            # (bench/real_quick.py times the quick profile against its budget at 128 px): one fold
-            cfg.folds = (0,)
-            cfg.augment = dataclasses.replace(cfg.augment, k=1)
-            cfg.finetune = dataclasses.replace(cfg.finetune, batch_size=16, min_steps=10, max_steps=10)
+    for key in profile_layer_keys(profile, dataset):
+        _apply_layer(cfg, PROFILE_LAYERS.get(key, {}))
     for k, v in overrides.items():
-        if not hasattr(cfg, k):
-            raise TypeError(f"StudyConfig has no setting {k!r}")
+        _check_setting(cfg, k)
         setattr(cfg, k, v)
     return cfg
 
 
 def projection_settings(config: StudyConfig):
-    from dapper.inversion.projection import ProjectionSettings
-
     lpips = {k: getattr(config, k) for k in ("vgg16_weights", "lpips_weights") if getattr(config, k) is not None}
     return ProjectionSettings(**{**(config.projection or {}), **lpips})
 
 
 def study_device(config: StudyConfig):
     """The device every stage of the study runs on (``config.device``, else CUDA when present)."""
-    from dapper.utils import get_device
-
     return get_device(config.device)
 
 
 def pivotal_settings(config: StudyConfig):
     """The tuned conditions' :class:`dapper.inversion.pivotal.PivotalSettings`: ``config.pivotal``
     with the config's perceptual network (the projection's)."""
-    from dapper.inversion.pivotal import PivotalSettings
-
     return PivotalSettings(**{**config.pivotal, "vgg16_weights": config.vgg16_weights,
                               "lpips_weights": config.lpips_weights})
 
@@ -268,8 +288,6 @@ def filter_settings(config: StudyConfig) -> FilterSettings:
 
 def study_executor(config: StudyConfig):
     """The executor (:mod:`dapper.executor`) the config names."""
-    from dapper.executor import get_executor
-
     return get_executor(config.executor, config.ray_address)
 
 
@@ -287,7 +305,5 @@ def model_sources(config: StudyConfig) -> dict:
         said = str(weights)
     out = {"classifier": config.classifier, "classifier_weights": said}
     if config.dataset != "toycars":
-        from dapper.instruments import describe
-
         out["instruments"] = describe(config.vehicle_detector, config.pose_annotator)
     return out

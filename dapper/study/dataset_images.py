@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from dapper import stylegan2
+from dapper.data import stanford_cars, toycars
 from dapper.utils import default_generator_path
 
 __all__ = ["ImagePick", "PickedImages", "source_generator", "pick_images"]
@@ -89,8 +90,6 @@ def _content_size(G) -> tuple[int, int]:
 
 
 def _toycars(pick: ImagePick, size: int, workers: int):
-    from dapper.data import toycars
-
     if pick.n_per_class is None:
         raise ValueError("toycars images are rendered: say how many per class (n_per_class)")
     classes = None if pick.n_classes is None else range(pick.n_classes)
@@ -103,8 +102,6 @@ def _toycars(pick: ImagePick, size: int, workers: int):
 
 
 def _stanford_cars(pick: ImagePick, size: int, content_size, data_root, classes, progress: bool):
-    from dapper.data import stanford_cars
-
     pool = stanford_cars.load_pool(data_root, classes=classes or stanford_cars.DEFAULT_CLASSES, size=size,
                                    content_size=content_size, progress=progress)
     arrays = [pool.images, pool.labels, pool.content_masks, pool.bbox_masks]

@@ -7,11 +7,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
+from dapper.data import toycars
 from dapper.data.images import to_uint8
 from dapper.directions import PAPER_COEFFICIENTS, Direction, edit_images, unwrap_deg, yaw_sequence_metrics
 from dapper.directions.select import foreground_mask, masked_mean_lab
+from dapper.inversion.perceptual import load_perceptual
+from dapper.inversion.projection import project_images
+from dapper.judges import oracles
 from dapper.study.dataset_images import ImagePick, pick_images
 
 EVAL_COEFFICIENTS = tuple(range(-30, 31, 5))
@@ -45,10 +51,6 @@ def evaluate_directions(G, directions: dict[str, Direction], ws, coefficients=EV
     (direction, image, coefficient) with the measured yaw and class (see
     :func:`per_coefficient_table`).
     """
-    import pandas as pd
-
-    from dapper.judges import oracles
-
     coeffs = np.asarray(coefficients, dtype=np.float64)
     k0 = int(np.argmin(np.abs(coeffs)))
     ws = torch.as_tensor(ws, dtype=torch.float32)
@@ -59,16 +61,12 @@ def evaluate_directions(G, directions: dict[str, Direction], ws, coefficients=EV
         yaw_reader = lambda x: oracles.predict_yaw(x, pose_oracle)  # noqa: E731
     if metas is not None and perceptual is None:
         try:
-            from dapper.inversion.perceptual import load_perceptual
-
             perceptual = load_perceptual(device=next(G.parameters()).device)
-        except (ImportError, FileNotFoundError):
+        except FileNotFoundError:
             perceptual = None
     rows, per_image = [], []
     items = directions.items()
     if progress:
-        from tqdm.auto import tqdm
-
         items = tqdm(list(items), desc="evaluate", unit="dir")
     ends = [int(np.argmin(coeffs)), int(np.argmax(coeffs))]
     at20 = [int(np.argmin(np.abs(coeffs - s * 20))) for s in (-1, 1)]
@@ -85,8 +83,6 @@ def evaluate_directions(G, directions: dict[str, Direction], ws, coefficients=EV
         u8 = u8.reshape(n, k, *u8.shape[1:])
         drift, psnr, lpips = np.full((n, k), np.nan), np.full((n, k), np.nan), np.full((n, k), np.nan)
         if metas is not None:
-            from dapper.data import toycars
-
             res = G.img_resolution
             for i in range(n):
                 gts = [toycars.render_same_vehicle(metas[i], float(yaw[i, j]), size=res) for j in range(k)]
@@ -149,8 +145,6 @@ def per_coefficient_table(per_image):
     """Per (direction, coefficient): identity kept (share of images whose oracle class equals
     their class at coefficient 0), median yaw change from coefficient 0 (unwrapped), mean colour
     drift, PSNR and perceptual distance to the true re-render. From :func:`evaluate_directions`."""
-    import pandas as pd
-
     rows = []
     for name, df in per_image.groupby("direction", sort=False):
         piv = df.pivot(index="image", columns="coefficient")
@@ -242,7 +236,6 @@ def heldout_targets(G, dataset: str = "toycars", n_per_class: int = 1, data_root
         what = f"{len(images)} held-out toycars target views (seed {EVAL_SEED}, front-right three-quarter)"
     else:
         what = f"{len(images)} Stanford Cars images ({n_per_class} per class)"
-    from dapper.inversion.projection import project_images
 
     real = dataset == "stanford_cars"  # photos already on the canvas: not letterboxed twice, bars masked
     proj = project_images(G, images, masks=content if real else None, on_canvas=real,
@@ -261,11 +254,7 @@ def rotation_table(G, ws, directions: dict, coefficients=PAPER_COEFFICIENTS, yaw
     in their own units. Returns (images uint8 [P, R, K, H, W, 3] for P panels, DataFrame with panel,
     row, coefficient, units, the direction's coefficient used, yaw).
     """
-    import pandas as pd
-
     if yaw_reader is None:
-        from dapper.judges import oracles
-
         oracle = oracles.load_pose_oracle()
         yaw_reader = lambda x: oracles.predict_yaw(x, oracle)  # noqa: E731
     panels, rows = [], []

@@ -6,9 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.model_selection import StratifiedKFold
 
+from dapper.augment import image_keys
+from dapper.data import toycars
 from dapper.study.config import StudyConfig, ceiling_condition, condition_tuned, content_size, filtered_base
 from dapper.study.dataset_images import ImagePick, pick_images
+from dapper.utils import cache_dir, cached_arrays
 
 
 @dataclass
@@ -30,18 +34,12 @@ class ScenarioData:
 
 
 def _cached_arrays(name: str, make) -> dict:
-    from dapper.utils import cache_dir, cached_arrays
-
     return cached_arrays(cache_dir("study", "pools") / f"{name}.npz", make)
 
 
 def load_scenario(config: StudyConfig, scenario: str, workers: int = 1) -> ScenarioData:
     """The pool the folds split, and the extra test views, for ``scenario`` (rendered once, cached)."""
-    from dapper.augment import image_keys
-
     if config.dataset == "toycars":
-        from dapper.data import toycars
-
         tag = f"v{toycars.RENDER_VERSION}-{config.image_size}px-seed{config.seed}"
 
         def picked(pick: ImagePick) -> dict:
@@ -73,8 +71,6 @@ def load_scenario(config: StudyConfig, scenario: str, workers: int = 1) -> Scena
 def make_folds(labels: np.ndarray, n_folds: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """Stratified folds: ``[(train_idx, test_idx), ...]``, each class spread evenly; a pure function
     of (labels, n_folds, seed)."""
-    from sklearn.model_selection import StratifiedKFold
-
     labels = np.asarray(labels)
     skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     return [(np.sort(tr), np.sort(te)) for tr, te in skf.split(np.zeros(len(labels)), labels)]

@@ -28,9 +28,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
+from scipy import linalg
+from tqdm.auto import tqdm
 
+from dapper.data import toycars
+from dapper.inversion.perceptual import load_perceptual
+from dapper.inversion.pivotal import tune_generator
+from dapper.inversion.projection import ProjectionSettings, project_images
 from dapper.judges import oracles
+from dapper.study.inputs import project_in_parallel
 from dapper.utils import atomic_save, display_path, reports_dir
 
 YAW_BINS = 36
@@ -46,8 +54,6 @@ def _render_workers() -> int:
 def frechet_terms(feat_a: np.ndarray, feat_b: np.ndarray) -> tuple[float, float]:
     """(mean term, covariance term) of the Frechet distance between Gaussians fitted to two
     feature sets [N, D]; their sum is :func:`frechet_distance`."""
-    from scipy import linalg
-
     mu_a, mu_b = feat_a.mean(0), feat_b.mean(0)
     cov_a = np.cov(feat_a, rowvar=False)
     cov_b = np.cov(feat_b, rowvar=False)
@@ -91,8 +97,6 @@ def oracle_features(images, net: torch.nn.Module | None = None, batch_size: int 
 @torch.no_grad()
 def generate(G, n: int, seed: int = 0, batch_size: int = 250, truncation_psi: float = 1.0) -> np.ndarray:
     """n generated images as uint8 [n, H, W, 3]."""
-    from tqdm.auto import tqdm
-
     device = next(G.parameters()).device
     gen = torch.Generator().manual_seed(seed)
     out = []
@@ -143,8 +147,6 @@ def goal_forecast(legs):
     ``holdout_error``: the last leg's value predicted from the others minus the one measured (nan
     with fewer than three legs), the forecast's own track record. An extrapolation of few points:
     it says the order of magnitude left, not a date."""
-    import pandas as pd
-
     df = legs[(legs["cpu_hours"] > 0) & (legs["kimg"] > 0)].sort_values("kimg")
     kimg = df["kimg"].to_numpy(float)
     n = df["n_projected"].to_numpy(float) if "n_projected" in df else np.full(len(df), 100.0)
@@ -190,9 +192,6 @@ def identity_after_projection(G, n_per_class: int, steps: int | None = None, spa
     a copy of ``G`` tuned on that view alone, whose redraw of the pivot is judged; with
     ``cpu_seconds_per_view``, what the tuning cost. ``workers`` > 1: the projections are made by that many
     single-thread processes first (into the projection cache), as the study makes its own."""
-    from dapper.data import toycars
-    from dapper.inversion.projection import ProjectionSettings, project_images
-
     views = toycars.target_test_views(n_per_class, seed=7, size=G.img_resolution, workers=_render_workers())
     labels = np.asarray(views.labels)
     original, _ = oracles.predict_identity(views.images)
@@ -203,8 +202,6 @@ def identity_after_projection(G, n_per_class: int, steps: int | None = None, spa
         if steps is not None:
             settings = settings.replace(steps=steps)
         if workers > 1:
-            from dapper.study.inputs import project_in_parallel
-
             project_in_parallel(G, views.images, settings, workers)
         proj = project_images(G, views.images, settings=settings, progress=True)
         pred, _ = oracles.predict_identity(proj.reconstructions)
@@ -222,11 +219,6 @@ def pivotal_redraws(G, images, ws, settings) -> tuple[torch.Tensor, float]:
     """Each image redrawn by a copy of ``G`` pivotally tuned on it alone around its projection
     ``ws[i]`` (:func:`dapper.inversion.pivotal.tune_generator`): float [N, 3, R, R] in [-1, 1], and
     the tuning's CPU-seconds in all."""
-    from tqdm.auto import tqdm
-
-    from dapper.inversion.perceptual import load_perceptual
-    from dapper.inversion.pivotal import tune_generator
-
     device = next(G.parameters()).device
     perceptual = (load_perceptual(settings.vgg16_weights, settings.lpips_weights, device=device)
                   if settings.perceptual_weight > 0 else None)
@@ -247,9 +239,6 @@ def self_identity_after_projection(G, n: int = 100, pool: int = 1000, seed: int 
     twin (``pair_kept``). The generator can draw these identities, so a low share here points at
     the projection (its start, schedule or loss), a high one beside a low held-out share at what
     the generator cannot draw. Also ``confidence``: the oracle's lowest probability among them."""
-    from dapper.data import toycars
-    from dapper.inversion.projection import ProjectionSettings, project_images
-
     images = generate(G, pool, seed=seed)
     named, probs = oracles.predict_identity(images)
     top = np.argsort(-probs.max(1), kind="stable")[:n]
@@ -288,8 +277,6 @@ def evaluate(G, n: int = 5000, seed: int = 0, with_projection: bool = True, n_pe
              pivotal=None) -> dict:
     """Every measure of the module docstring; ``pivotal`` (:class:`dapper.inversion.pivotal.PivotalSettings`,
     with projection only): also identity kept after pivotal tuning per view around the W pivot."""
-    from dapper.data import toycars
-
     t0 = time.time()
     fake = generate(G, n, seed=seed)
     # Fresh source renders from a seed the GAN was not trained on (training used data_seed 0).
@@ -352,8 +339,6 @@ def write_results(result: dict, network: str, out_dir: Path | None = None, gener
     one (the FD ratio's goal: below that of source renders resampled to 3/4 of the resolution) and whether it is met;
     every row names the generator measured (``network``, its :func:`dapper.utils.weights_hash` and
     training kimg when known), so a later reader can tell whether the shipped generator has moved on."""
-    import pandas as pd
-
     floor = result["fd_source_halves"]
     ref_size = max(result["fd_source_resampled"], default=None)  # 3/4 of the resolution: 48 px at 64
     ref = None if ref_size is None else result["fd_source_resampled"][ref_size] / floor

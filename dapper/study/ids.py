@@ -8,7 +8,7 @@ import hashlib
 import json
 from dataclasses import asdict
 
-from dapper.classify import EMBEDDED_MODEL
+from dapper.classify import EMBEDDED_MODEL, PRETRAINED_PATH
 from dapper.study.ceiling import RendererSettings, renderer_condition
 from dapper.study.config import (
     CONDITION_METHOD,
@@ -25,6 +25,7 @@ from dapper.study.config import (
     pivotal_settings,
 )
 from dapper.synthetic_filter import FilterSettings
+from dapper.utils import file_sha256, repo_root
 
 PIVOTAL_RECIPE_FILES = ("dapper/inversion/pivotal.py", "dapper/inversion/perceptual.py")
 CEILING_RECIPE_FILES = ("dapper/study/ceiling.py", "dapper/data/toycars.py")
@@ -38,16 +39,12 @@ GENERATIVE_RECIPE_FILES = ("dapper/augment.py", "dapper/directions/calibrate.py"
 
 
 def _file_hash(path) -> str:
-    from dapper.utils import file_sha256
-
     return "none" if path is None else file_sha256(path)[:16]
 
 
 def classifier_weights_path(config: StudyConfig):
     """The classifier's starting weights: the shipped toycars ResNeXt by default, the file named in
     ``classifier_weights``, or None for ``"scratch"`` (random initialisation, asked for by name)."""
-    from dapper.classify import PRETRAINED_PATH
-
     if config.classifier_weights == "scratch":
         return None
     if config.classifier_weights in ("default", None):
@@ -60,8 +57,6 @@ def classifier_weights_path(config: StudyConfig):
 
 def code_version(files) -> str:
     """sha256 (16 hex digits) of the source files ``files`` (paths from the repository root)."""
-    from dapper.utils import repo_root
-
     h = hashlib.sha256()
     for name in files:
         h.update(name.encode() + b"\0" + (repo_root() / name).read_bytes())

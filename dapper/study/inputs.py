@@ -6,12 +6,22 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
-from dapper.augment import METHODS
-from dapper.study.ceiling import RenderedSet, RendererSettings
+from dapper import augment, instruments
+from dapper.augment import METHODS, SyntheticSet, augment_images, check_no_leakage
+from dapper.directions import apply_direction as default_apply_direction
+from dapper.directions import load_or_fit_pose_direction
+from dapper.executor import ProcessExecutor
+from dapper.inversion.perceptual import load_perceptual
+from dapper.inversion.projection import project_images
+from dapper.judges.annotators import load_pose_annotator
+from dapper.study.ceiling import RenderedSet, RendererSettings, pool_items, render_ceiling_set
 from dapper.study.config import (
     CONDITION_METHOD,
     StudyConfig,
@@ -27,6 +37,7 @@ from dapper.study.dataset_images import source_generator
 from dapper.study.folds import ScenarioData, load_scenario, make_folds, real_subset
 from dapper.study.ids import condition_ids
 from dapper.study.tuned import class_rows, tune_in_parallel, tuned_synthetic
+from dapper.utils import weights_hash
 
 
 @dataclass
@@ -76,8 +87,6 @@ class _StageClock:
 def pose_instruments(config: StudyConfig, device="cpu") -> tuple:
     """(vehicle detector, pose estimator) the config names (:mod:`dapper.instruments`); None for
     each left unset (the embedded world's then, loaded where needed)."""
-    from dapper import instruments
-
     detector = None if config.vehicle_detector is None else instruments.load_vehicle_detector(
         config.vehicle_detector, device=device)
     annotator = None if config.pose_annotator is None else instruments.load_pose_estimator(
@@ -90,14 +99,11 @@ def checking_annotator(annotator, device="cpu"):
     :func:`pose_instruments`), else the embedded world's, as the pose direction's own fit does."""
     if annotator is not None:
         return annotator
-    from dapper.judges.annotators import load_pose_annotator
 
     return load_pose_annotator(device=device)
 
 
 def _project_chunk(G, args) -> int:
-    from dapper.inversion.projection import project_images
-
     images, masks, settings = args
     project_images(G, images, masks=masks, settings=settings, cache=True, progress=False,
                    on_canvas=masks is not None)
@@ -110,7 +116,6 @@ def project_in_parallel(G, images: np.ndarray, settings, workers: int, masks: np
     pixels of images already on the generator's canvas (see :func:`prepare_inputs`)."""
     if workers <= 1 or len(images) < 2 * workers:
         return
-    from dapper.executor import ProcessExecutor
 
     parts = np.array_split(np.arange(len(images)), workers)
     jobs = [(np.asarray(images)[c], None if masks is None else np.asarray(masks)[c], settings)
@@ -130,12 +135,6 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
     in for the shipped generator, the fitted pose direction, :func:`dapper.inversion.projection.project_images`
     and :func:`dapper.directions.apply_direction` (tests use small fakes).
     """
-    import torch
-
-    from dapper import augment
-    from dapper.augment import SyntheticSet, augment_images
-    from dapper.utils import weights_hash
-
     timings: dict[str, float] = {}
     clock = _StageClock(timings)
     data = {sc: load_scenario(config, sc, workers=min(2, os.cpu_count() or 1)) for sc in config.scenarios}
@@ -148,8 +147,6 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
     tuned_methods = [m for m in METHODS if any(CONDITION_METHOD[c] == m for c in tuned_conds)]
     tuned_shots = [s for s in config.shots if s in config.tuned_shots] if tuned_conds else []
     if tuned_conds and not tuned_shots:
-        import warnings
-
         warnings.warn(f"the tuned conditions run at tuned_shots {config.tuned_shots}, none of the study's shots "
                       f"{config.shots}: they make no rows", stacklevel=2)
     if not tuned_shots:
@@ -165,12 +162,10 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
     if need_rotation:
         detector, pose_annotator = pose_instruments(config, device=next(G.parameters()).device)
         if direction is None:
-            from dapper.directions import load_or_fit_pose_direction
-
             direction = load_or_fit_pose_direction(G, config.direction_profile or config.profile,
                                                    detector=detector, annotator=pose_annotator, dataset=config.dataset)
         if apply_direction is None:
-            from dapper.directions import apply_direction
+            apply_direction = default_apply_direction
         d_id = augment.direction_id(direction, apply_direction, (1, G.num_ws, G.w_dim))
         if config.augment.pose_check or config.augment.response == "image":
             pose_annotator = checking_annotator(pose_annotator, next(G.parameters()).device)
@@ -182,8 +177,6 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
     if methods or tuned_methods:
         executor = study_executor(config)
         if project is None:
-            from dapper.inversion.projection import project_images
-
             settings = projection_settings(config)
 
             def project(G, images, masks=None):
@@ -226,13 +219,9 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
                 clock.stop("pivotal tuning")
             perceptual = None
             if tuned_shots and pivotal_settings(config).perceptual_weight > 0:
-                from dapper.inversion.perceptual import load_perceptual
-
                 perceptual = load_perceptual(config.vgg16_weights, config.lpips_weights, device=device)
             bar = None
             if progress and tuned_shots:
-                from tqdm.auto import tqdm
-
                 bar = tqdm(total=len(config.fold_ids) * len(tuned_shots) * len(d.class_names), unit="class",
                            desc=f"pivotal tuning per run and class ({sc})")
             for f in config.fold_ids:
@@ -254,8 +243,6 @@ def _rendered_sets(config: StudyConfig, data: dict, folds: dict) -> dict:
     """The ceiling's synthetic images (:func:`dapper.study.ceiling.render_ceiling_set`) of every training
     image the config's renderer conditions use, per scenario, each made in the first fold that trains
     on it with that fold's test images checked; empty when no renderer condition is asked for."""
-    from dapper.study.ceiling import pool_items, render_ceiling_set
-
     wanted = [ceiling_condition(c) for c in config.conditions if ceiling_condition(c) is not None]
     if not wanted:
         return {}
@@ -281,8 +268,6 @@ def _first_training_images(config: StudyConfig, d: ScenarioData, folds: list, us
     new are skipped. An image's synthetic set does not depend on the fold, so it is made once, in the
     first fold that trains on it; every fold's training images are checked against its test fold
     here. ``used``: fold -> its training rows, when already drawn."""
-    from dapper.augment import check_no_leakage
-
     made = set()
     for f in config.fold_ids:
         idx = used[f] if used is not None else real_subset(d.labels, folds[f][0], max(config.shots), f, config.seed)

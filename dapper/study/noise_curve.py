@@ -35,6 +35,7 @@ from dapper.study.config import CONDITION_METHOD, GAIN_GOAL, NOISE_CONDITIONS, R
 from dapper.study.inputs import prepare_inputs
 from dapper.study.runs import five_fold_runs
 from dapper.study.statements import percent, points
+from dapper.study.stats import mean_interval
 from dapper.study.tables import study_tables, synthetic_label_agreement
 from dapper.utils import atomic_save, reports_dir
 
@@ -106,8 +107,6 @@ def noise_curve(rows: pd.DataFrame, agreement: pd.DataFrame, gains=(0.0, GAIN_GO
     at which it reaches the target (``agreement_needed`` with ``_low``/``_high`` from ``n_boot``
     resamples of whole folds), ``reachable`` (needed <= 1) and ``within_measured`` (needed within the
     agreements measured; else an extrapolation)."""
-    from dapper.study.stats import mean_interval
-
     g = _fold_gains(rows)
     g = g[g["condition"].map(lambda c: renderer_condition(c) is not None)]
     g = g.assign(method=g["condition"].map(lambda c: renderer_condition(c)[0]),

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from dapper.augment import describe_settings
+from dapper.instruments import describe
 from dapper.study.config import StudyConfig
 from dapper.study.inputs import StudyInputs
 from dapper.study.statements import label_agreement_statement, label_noise_statement, study_statements
@@ -33,8 +34,6 @@ def write_study_outputs(config: StudyConfig, inputs: StudyInputs, rows: pd.DataF
     never typed); in the embedded world also the identity oracle's label agreement with the
     synthetic images and whether the gains follow it (the oracle only measures). Returns ``tables``,
     ``text``, ``agreement``, ``relation`` and ``fits`` (the last three empty in real mode)."""
-    from dapper.instruments import describe
-
     results = Path(results or reports_dir("results"))
     results.mkdir(parents=True, exist_ok=True)
     tables = study_tables(rows)

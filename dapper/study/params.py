@@ -3,7 +3,11 @@ runs on its papermill parameters before anything else."""
 
 from __future__ import annotations
 
+import difflib
+from collections import Counter
 from pathlib import Path
+
+from dapper.executor import check_executor
 
 __all__ = ["PROFILES", "DATASETS", "REAL_MODE_MODELS", "NOT_GIVEN", "check_params", "check_classes", "check_classifier",
            "real_mode_command"]
@@ -78,8 +82,6 @@ def check_real_inputs(data_root=None, network=None, classes=None) -> None:
         except Exception as exc:  # whatever stops the loader stops the run: say it now
             raise ValueError(f"network={str(network)!r} cannot be used: {exc}") from None
     if data_root is not None:
-        from collections import Counter
-
         from dapper.data.stanford_cars import DEFAULT_CLASSES, list_samples
 
         try:
@@ -113,8 +115,6 @@ def check_classifier(classifier, dataset: str, classifier_weights=NOT_GIVEN) -> 
     embedded model ships weights). A notebook that only reads the model's input size declares none."""
     if classifier is None:
         return
-    import difflib
-
     import timm
 
     from dapper.classify import EMBEDDED_MODEL, register_embedded_model
@@ -163,6 +163,5 @@ def check_params(profile: str, dataset: str, data_root=NOT_GIVEN, network=NOT_GI
     if classes is not NOT_GIVEN:
         check_classes(classes)
     check_classifier(classifier, dataset, models.get("classifier_weights", NOT_GIVEN))
-    from dapper.executor import check_executor
 
     check_executor(executor, ray_address)

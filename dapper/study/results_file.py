@@ -4,8 +4,13 @@ processes can share it; rows of a superseded study id move to an archive beside 
 from __future__ import annotations
 
 import csv
+import fcntl
 import os
 from pathlib import Path
+
+import pandas as pd
+
+from dapper.utils import atomic_save, atomic_write_bytes, reports_dir
 
 REQUIRED_COLUMNS = ["dataset", "condition", "shots_per_class", "fold", "seed", "accuracy", "n_real", "n_synthetic"]
 EXTRA_COLUMNS = ["scenario", "accuracy_fold", "accuracy_views", "n_test", "n_test_views", "steps", "profile",
@@ -15,16 +20,12 @@ COLUMNS = REQUIRED_COLUMNS + EXTRA_COLUMNS
 
 
 def results_path() -> Path:
-    from dapper.utils import reports_dir
-
     return reports_dir("results") / "five_fold.csv"
 
 
 def append_row(path: str | Path, row: dict) -> None:
     """Append ``row`` to the CSV at ``path`` (header first if the file is new), holding an
     exclusive lock so that parallel processes never interleave lines."""
-    import fcntl
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+", newline="") as f:
@@ -53,8 +54,6 @@ def _widen_header(f, path: Path, header: list[str]) -> list[str]:
     return the new header. The rewrite happens in place, since other processes wait on this file's
     lock, not its name; a copy beside it (``.bak``), written first and removed last, keeps the rows
     should the rewrite be interrupted."""
-    from dapper.utils import atomic_write_bytes
-
     columns = header + [c for c in COLUMNS if c not in header]
     f.seek(0)
     old = f.read()
@@ -75,8 +74,6 @@ def _widen_header(f, path: Path, header: list[str]) -> list[str]:
 def read_results(path: str | Path | None = None, study_id: str | dict | None = None):
     """The results file as a data frame; empty if missing. ``study_id``: keep only that study's rows
     (a string, or a dict condition -> id as in :attr:`StudyInputs.ids`)."""
-    import pandas as pd
-
     path = Path(path) if path is not None else results_path()
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame(columns=COLUMNS)
@@ -105,10 +102,6 @@ def archive_superseded(path: str | Path, ids: dict, profile: str, dataset: str) 
     the same profile, dataset and condition made with other settings, code or models, to
     :func:`archive_path` (appended), so the results file holds one study. Returns how many moved.
     Rows of other profiles or datasets stay."""
-    import fcntl
-
-    import pandas as pd
-
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return 0
@@ -126,8 +119,6 @@ def archive_superseded(path: str | Path, ids: dict, profile: str, dataset: str) 
             archive = archive_path(path)
             # archive first, then replace the file atomically: a crash in between duplicates rows in
             # the archive and never loses one (the study runs start only after this)
-            from dapper.utils import atomic_save
-
             _append_to_archive(archive, df[old])
             atomic_save(path, lambda p: df[~old].to_csv(p, index=False))
             return int(old.sum())
@@ -138,10 +129,6 @@ def archive_superseded(path: str | Path, ids: dict, profile: str, dataset: str) 
 def _append_to_archive(archive: Path, rows) -> None:
     """Append ``rows`` (a data frame) to the archive under its own header; an archive whose header
     lacks a column of ``rows`` (written before the column existed) is rewritten whole, widened."""
-    import pandas as pd
-
-    from dapper.utils import atomic_save
-
     if not archive.exists() or archive.stat().st_size == 0:
         rows.to_csv(archive, index=False)
         return
@@ -155,8 +142,6 @@ def _append_to_archive(archive: Path, rows) -> None:
 
 def finished_runs(path: str | Path, study_id: str | dict) -> set[tuple]:
     """Keys ``(scenario, condition, shots, fold)`` of the rows the study already wrote."""
-    import pandas as pd
-
     df = read_results(path, study_id)
     # Rows without a scenario come from the plain cross-validation over the pool.
     scenario = df["scenario"].astype(object) if "scenario" in df.columns else pd.Series("diverse", index=df.index)

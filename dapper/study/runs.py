@@ -6,13 +6,19 @@ in local processes or as Ray tasks)."""
 from __future__ import annotations
 
 import dataclasses
+import dataclasses as dc
+import datetime
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
+from dapper.classify import accuracy, create_classifier, data_config, predict, prepare_images, train_classifier
+from dapper.executor import ProcessExecutor, get_executor
 from dapper.study.ceiling import renderer_condition
 from dapper.study.config import (
     CONDITION_METHOD,
@@ -39,14 +45,13 @@ from dapper.study.results_file import (
     row_key,
 )
 from dapper.synthetic_filter import keep_by_classifier, keep_by_nearest_shot
+from dapper.utils import torch_threads
 
 
 def _filter_mask(inputs: StudyInputs, spec: RunSpec, syn, device=None) -> np.ndarray:
     """Which of a run's synthetic images ``syn`` the method's own filter keeps (bool [M]): the
     real-only classifier of the same run (:func:`fit_run` of ``real``: its shots, seed and recipe), or
     the pretrained classifier's features against the run's real shots. Never an oracle."""
-    from dapper.classify import create_classifier, predict, prepare_images
-
     settings = filter_settings(inputs.config)
     p = _prepared(inputs, spec.scenario)
     n_classes = len(inputs.data[spec.scenario].class_names)
@@ -118,10 +123,6 @@ def prepared_config(inputs: StudyInputs, scenario: str) -> dict:
 
 
 def _prepared(inputs: StudyInputs, scenario: str):
-    import torch
-
-    from dapper.classify import create_classifier, data_config, prepare_images
-
     key = (inputs.study_id, scenario)
     if key not in _PREPARED:
         d = inputs.data[scenario]
@@ -150,12 +151,6 @@ def fit_run(inputs: StudyInputs, spec: RunSpec, device=None) -> FittedRun:
     (the one function behind :func:`run_one` and :func:`dapper.study.saliency.train_pair`): the
     fold's nested real subset, the condition's synthetic images of those (its composition), the
     study's settings and seed, on ``device`` (default: :func:`study_device`)."""
-    import dataclasses as dc
-
-    import torch
-
-    from dapper.classify import prepare_images, train_classifier
-
     cfg = inputs.config
     device = study_device(cfg) if device is None else device
     d = inputs.data[spec.scenario]
@@ -179,10 +174,6 @@ def fit_run(inputs: StudyInputs, spec: RunSpec, device=None) -> FittedRun:
 def run_one(inputs: StudyInputs, spec: RunSpec, device=None) -> dict:
     """Fine-tune (:func:`fit_run`) and test one (scenario, condition, shots, fold); returns the
     results row."""
-    import datetime
-
-    from dapper.classify import accuracy
-
     t0, cpu0 = time.time(), time.process_time()
     cfg = inputs.config
     d = inputs.data[spec.scenario]
@@ -211,8 +202,6 @@ def run_one(inputs: StudyInputs, spec: RunSpec, device=None) -> dict:
 
 def _grid_task(inputs: StudyInputs, job: tuple) -> dict:
     """One grid cell as an executor's task: ``job = (spec, threads)``; returns its row."""
-    import torch
-
     spec, threads = job
     torch.set_num_threads(threads)
     return run_one(inputs, spec)
@@ -245,14 +234,11 @@ def five_fold_runs(config: StudyConfig, inputs: StudyInputs | None = None, path:
     if study_device(config).type == "cuda":  # one GPU: runs one after another, each on it
         workers = 1
     workers = max(1, min(workers, len(todo)))
-    from dapper.executor import get_executor
 
     executor = study_executor(config) if executor is None else get_executor(executor)
     t = time.time()
     bar = None
     if progress and todo:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=len(todo), desc="five-fold runs", unit="run")
     if executor.name != "local" and todo:
         on_cpu = config.device is not None and str(config.device).startswith("cpu")
@@ -267,16 +253,12 @@ def five_fold_runs(config: StudyConfig, inputs: StudyInputs | None = None, path:
             if bar is not None:
                 bar.update(1)
     elif workers == 1:
-        from dapper.utils import torch_threads
-
         with torch_threads(threads):
             for spec in todo:
                 append_row(path, run_one(inputs, spec))
                 if bar is not None:
                     bar.update(1)
     elif todo:
-        from dapper.executor import ProcessExecutor
-
         for _, row in ProcessExecutor(workers, threads=threads).map(_process_run, todo, shared=inputs):
             append_row(path, row)
             if bar is not None:

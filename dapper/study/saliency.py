@@ -32,7 +32,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
+from scipy.ndimage import distance_transform_edt
+from scipy.stats import binomtest
+
+from dapper.classify import autocast, data_config, normalise, prepare_images
+from dapper.data import toycars
+from dapper.data.stanford_cars import DEFAULT_CLASSES, load_pool
+from dapper.study.config import content_size
+from dapper.study.folds import RunSpec, run_seed
+from dapper.study.runs import fit_run, prepared_config
+from dapper.study.stats import Interval, holm, mean_interval, paired_test
 
 __all__ = [
     "CAM_METHODS", "METRICS", "default_target_layer", "stage_layers", "resolve_target_layers", "model_input",
@@ -113,8 +124,6 @@ def model_input(model: torch.nn.Module, images, config: dict | None = None) -> t
     and normalised with the model's mean/std (``config``: its timm data config); a float tensor
     is taken to be in the classifier's input format already (the embedded model's is [-1, 1]).
     """
-    from dapper.classify import data_config, normalise, prepare_images
-
     device = next(model.parameters()).device
     if isinstance(images, torch.Tensor) and images.is_floating_point():
         if images.ndim != 4:
@@ -134,8 +143,6 @@ def model_input(model: torch.nn.Module, images, config: dict | None = None) -> t
 def prepare_masks(masks: np.ndarray, config: dict) -> np.ndarray:
     """bool [N, H, W] masks -> bool [N, h, w] through the same eval transform as the images
     (:func:`dapper.classify.prepare_images`), so that masks and maps stay aligned."""
-    from dapper.classify import prepare_images
-
     masks = np.asarray(masks, bool)
     as_img = np.repeat((masks * 255).astype(np.uint8)[..., None], 3, axis=-1)
     return (prepare_images(as_img, config)[:, 0] >= 128).numpy()
@@ -246,8 +253,6 @@ def pointing_game(cams: np.ndarray, masks: np.ndarray, tolerance: float = 0.0) -
     Hit: the map's peak (:func:`pointing_points`) lies within ``tolerance`` pixels (Euclidean) of
     a mask pixel; ``tolerance=0`` asks for the peak to be on the object itself.
     """
-    from scipy.ndimage import distance_transform_edt
-
     cams, masks = _check(cams, masks)
     points = pointing_points(cams)
     out = np.full(len(cams), np.nan)
@@ -323,10 +328,6 @@ def classifier_metrics(model: torch.nn.Module, images, labels, masks, target_lay
     Returns a data frame with ``pred``, ``correct``, ``p_true`` (softmax) and :data:`METRICS`
     columns (and the maps float32 ``[N, h, w]`` when ``return_cams``).
     """
-    import pandas as pd
-
-    from dapper.classify import autocast, data_config
-
     labels = np.asarray(labels, np.int64)
     masks = np.asarray(masks, bool)
     n = len(labels)
@@ -373,10 +374,6 @@ def compare_classifiers(model_real: torch.nn.Module, model_aug: torch.nn.Module,
     name such as ``"layer3"`` applies to both models; ROAD uses the same ``seed`` for both, so
     both see the same imputation noise).
     """
-    import pandas as pd
-
-    from dapper.classify import data_config
-
     labels = np.asarray(labels, np.int64)
     masks = np.asarray(masks, bool)
     per = {}
@@ -402,12 +399,9 @@ def compare_classifiers(model_real: torch.nn.Module, model_aug: torch.nn.Module,
 def _mean_interval(values: np.ndarray, confidence: float):
     """Student-t interval of the mean; Wilson's score interval for 0/1 values (a hit rate),
     which stays inside [0, 1] and does not collapse at 0 or 1 hits."""
-    from dapper.study.stats import Interval, mean_interval
-
     v = np.asarray(values, np.float64)
     if len(v) == 0 or not np.isin(v, (0.0, 1.0)).all():
         return mean_interval(v, confidence)
-    from scipy.stats import binomtest
 
     n = len(v)
     ci = binomtest(int(v.sum()), n).proportion_ci(confidence, method="wilson")
@@ -431,10 +425,6 @@ def saliency_summary(per_image, names: tuple[str, str] = ("real", "augmented"), 
     means (the classifiers are trained once per fold, so folds are the replications of training;
     with five folds the smallest Wilcoxon p is 0.0625).
     """
-    import pandas as pd
-
-    from dapper.study.stats import holm, paired_test
-
     a, b = names
     df = per_image.copy()
     by = [c for c in by if c in df.columns]
@@ -588,9 +578,6 @@ def train_pair(inputs, scenario: str, fold: int, shots: int, condition: str = "r
     synthetic images are made by ``prepare_inputs``); both models come from
     :func:`dapper.study.experiments.fit_run`, the function behind every row of the study.
     """
-    from dapper.study.folds import RunSpec, run_seed
-    from dapper.study.runs import fit_run, prepared_config
-
     seed = run_seed(inputs.config.seed, fold, shots)
     fitted = {cond: fit_run(inputs, RunSpec(scenario, cond, shots, fold, seed), device)
               for cond in ("real", condition)}
@@ -610,8 +597,6 @@ def object_masks(config, data, idx: Sequence[int], views: bool = False) -> np.nd
     idx = np.asarray(idx, np.int64)
     expected = (data.views_images if views else data.images)[idx]
     if data.dataset == "toycars":
-        from dapper.data import toycars
-
         if views:
             n, homogeneous, stream = config.n_test_views, False, 1
         else:
@@ -624,8 +609,6 @@ def object_masks(config, data, idx: Sequence[int], views: bool = False) -> np.nd
     elif data.dataset == "stanford_cars":
         if views:
             raise ValueError("Stanford Cars has no extra test views")
-        from dapper.data.stanford_cars import DEFAULT_CLASSES, load_pool
-        from dapper.study.config import content_size
 
         # the study's pool exactly (folds.load_scenario): its classes, letterboxed into the generator's box
         pool = load_pool(config.data_root, classes=config.classes or DEFAULT_CLASSES, size=config.image_size,

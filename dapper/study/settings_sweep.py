@@ -34,6 +34,7 @@ from dapper.study.inputs import prepare_inputs
 from dapper.study.noise_curve import call_record, ceiling_config, write_outputs
 from dapper.study.runs import five_fold_runs
 from dapper.study.statements import points
+from dapper.study.stats import mean_interval
 from dapper.utils import reports_dir
 
 __all__ = ["SHARES", "KS", "DEFAULT", "SWEEP_CONDITIONS", "sweep_config", "setting_name", "fold_gains",
@@ -87,8 +88,6 @@ def nested_choice(gains: pd.DataFrame, default: str) -> pd.DataFrame:
 
 
 def _summaries(gains: pd.DataFrame, choice: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from dapper.study.stats import mean_interval
-
     settings = []
     for key, part in gains.groupby(["scenario", "shots_per_class", "condition", "setting"], sort=False):
         iv = mean_interval(part["gain"])

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dapper.data import toycars
+from dapper.inversion.perceptual import load_feature_net
 from dapper.stylegan2 import train as engine
 
 __all__ = ["FEATURE_NETS", "SOURCES", "perceptual_features", "toycars_source"]
@@ -22,16 +24,12 @@ __all__ = ["FEATURE_NETS", "SOURCES", "perceptual_features", "toycars_source"]
 
 def toycars_source(cfg: engine.TrainConfig, progress: bool = True) -> np.ndarray:
     """uint8 [dataset_size, R, R, 3]: the toycars source set for a training config."""
-    from dapper.data import toycars
-
     return toycars.source_dataset(cfg.dataset_size, size=cfg.resolution, seed=cfg.data_seed, progress=progress)
 
 
 def perceptual_features(device):
     """The projection's perceptual network (``checkpoints/perceptual_toycars``: trained on source
     renders, never on the oracles' data), frozen: the features a projected discriminator may use."""
-    from dapper.inversion.perceptual import load_feature_net
-
     return load_feature_net(device=device)
 
 

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
+from scipy import stats
 
 __all__ = ["Interval", "mean_interval", "PairedTest", "paired_test", "shots_needed", "real_data_saving",
            "learning_curve_area", "summarise", "compare_conditions", "savings_table", "curve_areas"]
@@ -27,8 +29,6 @@ class Interval:
 
 def mean_interval(values: Sequence[float], confidence: float = 0.95) -> Interval:
     """Mean and two-sided Student-t interval of the mean (NaNs dropped; n < 2 gives a NaN interval)."""
-    from scipy import stats
-
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     n = len(v)
@@ -55,8 +55,6 @@ class PairedTest:
 
 def paired_test(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> PairedTest:
     """Compare condition ``b`` with ``a`` on the same folds (pairs with a NaN are dropped)."""
-    from scipy import stats
-
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
@@ -165,8 +163,6 @@ def _groups(df):
 
 def summarise(df, confidence: float = 0.95):
     """Mean accuracy and its t-interval over folds per (dataset, scenario, condition, shots)."""
-    import pandas as pd
-
     keys = [k for k in GROUP if k in df.columns] + ["condition", "shots_per_class"]
     rows = []
     for key, g in df.groupby(keys, sort=False):
@@ -183,8 +179,6 @@ def _pivot(g):
 
 def compare_conditions(df, baseline: str = "real", confidence: float = 0.95):
     """Paired comparison of every condition with ``baseline`` at each shot level (same folds)."""
-    import pandas as pd
-
     keys, groups = _groups(df)
     rows = []
     for key, g in groups:
@@ -212,8 +206,6 @@ def savings_table(df, baseline: str = "real", confidence: float = 0.95):
     ``n_defined`` says how many remain). ``shots_needed`` is what real-only needs for the same
     mean accuracy (inf: beyond the largest measured level).
     """
-    import pandas as pd
-
     keys, groups = _groups(df)
     rows = []
     for key, g in groups:
@@ -246,8 +238,6 @@ def savings_table(df, baseline: str = "real", confidence: float = 0.95):
 
 def curve_areas(df, confidence: float = 0.95):
     """Area under the learning curve (log-shots, normalised) per condition: t-interval over folds."""
-    import pandas as pd
-
     keys, groups = _groups(df)
     rows = []
     for key, g in groups:

@@ -22,11 +22,17 @@ import json
 import math
 from pathlib import Path
 
+import pandas as pd
+
+from dapper.study.augment_eval import GOALS as EDIT_GOALS
 from dapper.study.config import GAIN_GOAL, SAVING_GOAL
 from dapper.study.gan_eval import GOALS, checkpoint_kimg, goal_forecast
 from dapper.study.noise_curve import agreement_needed_text
+from dapper.study.results_file import read_results
 from dapper.study.statements import percent, points
-from dapper.utils import atomic_save
+from dapper.study.tables import study_tables
+from dapper.stylegan2 import load_generator
+from dapper.utils import atomic_save, weights_hash
 
 __all__ = ["BEGIN", "END", "latest_study", "status_markdown", "readme_block", "replace_block",
            "write_readme_status"]
@@ -67,9 +73,6 @@ def shipped_generator(root: Path) -> tuple[str, float | None]:
 
 @functools.lru_cache(maxsize=4)
 def _generator_identity(path: str, mtime_ns: int, size: int) -> tuple[str, float | None]:
-    from dapper.stylegan2 import load_generator
-    from dapper.utils import weights_hash
-
     return weights_hash(load_generator(path))[:16], checkpoint_kimg(path)
 
 
@@ -112,8 +115,6 @@ def _forecast_sentence(f) -> str:
 
 
 def _generator_lines(root: Path) -> list[str]:
-    import pandas as pd
-
     lines = []
     legs = root / "bench" / "results" / "source_gan_v2_legs.csv"
     if legs.exists():
@@ -190,8 +191,6 @@ def _range(values, fmt: str) -> str:
 def _turn_summary(rows, label: str, checked=None) -> str:
     """How the turns of the rows ``rows`` (rotate, within +-30 deg) land, by the oracle; with
     ``checked`` (the same variant's pose-checked rows) also how many edits the pose check keeps whole."""
-    from dapper.study.augment_eval import GOALS as EDIT_GOALS
-
     rot = rows[(rows.edit == "rotate") & (rows.amount.abs() <= 30)]
     if rot.empty or "oracle_deg_per_unit" not in rot or rot.oracle_deg_per_unit.isna().all():
         return ""
@@ -206,10 +205,6 @@ def _turn_summary(rows, label: str, checked=None) -> str:
 
 
 def _method_lines(root: Path) -> list[str]:
-    import pandas as pd
-
-    from dapper.study.augment_eval import GOALS as EDIT_GOALS
-
     path = root / "reports" / "results" / "augment_identity.csv"
     if not path.exists():
         return []
@@ -290,8 +285,6 @@ def latest_study(rows):
 
 
 def _study_lines(root: Path) -> list[str]:
-    from dapper.study.results_file import read_results
-
     path = root / "reports" / "results" / "five_fold.csv"
     rows = read_results(path) if path.exists() else None
     if rows is None or rows.empty or "profile" not in rows.columns or not (rows["profile"] == "full").any():
@@ -303,8 +296,6 @@ def _study_lines(root: Path) -> list[str]:
 
 
 def _one_study(rows, dataset: str, root: Path) -> list[str]:
-    from dapper.study.tables import study_tables
-
     generators = sorted({g for g in rows.get("generator", []) if isinstance(g, str) and g})
     tables = study_tables(rows)
     vs, sav = tables["vs_real"], tables["savings"]
@@ -340,8 +331,6 @@ def _one_study(rows, dataset: str, root: Path) -> list[str]:
 
 
 def _read(root: Path, name: str):
-    import pandas as pd
-
     path = root / "reports" / "results" / name
     return pd.read_csv(path) if path.exists() and path.stat().st_size else None
 
@@ -444,8 +433,6 @@ def _filter_lines(root: Path) -> list[str]:
 def _gan_ab_lines(root: Path) -> list[str]:
     """The source GAN v3 recipe A/B (``bench/gan_v3_ab.py``): each arm's identity kept at equal CPU and
     its paired difference against the control on the same views."""
-    import pandas as pd
-
     bench = root / "bench" / "results"
     path, paired_path = bench / "gan_v3_ab.csv", bench / "gan_v3_ab_paired.csv"
     if not path.exists():

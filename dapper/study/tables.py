@@ -7,7 +7,13 @@ import dataclasses
 import math
 
 import numpy as np
+import pandas as pd
+from scipy import stats as st
 
+from dapper.augment import SyntheticSet
+from dapper.data import toycars
+from dapper.judges import oracles
+from dapper.study import stats
 from dapper.study.ceiling import renderer_condition
 from dapper.study.config import (
     CONDITION_METHOD,
@@ -18,6 +24,7 @@ from dapper.study.config import (
     filtered_base,
 )
 from dapper.study.folds import RunSpec, plan_runs, real_subset, run_seed
+from dapper.study.gan_eval import pair_hits
 from dapper.study.inputs import StudyInputs
 from dapper.study.runs import run_synthetic
 
@@ -26,8 +33,6 @@ def study_tables(rows, confidence: float = 0.95) -> dict:
     """The study's statistics from its rows: ``summary`` (mean and t-interval per condition and
     shots), ``vs_real`` and ``vs_affine`` (paired tests per shot level), ``savings`` (real data
     saved at equal accuracy) and ``areas`` (area under the learning curve)."""
-    from dapper.study import stats
-
     rows = rows.copy()
     if "scenario" not in rows.columns:
         rows["scenario"] = "diverse"
@@ -47,8 +52,6 @@ def _with_holm(table):
     """Add ``p_ttest_holm``/``p_wilcoxon_holm``: Holm-adjusted over every comparison of a scenario
     (all conditions and shot levels against the same baseline form one family), so a single
     small p among many tests is not read as a finding."""
-    from dapper.study import stats
-
     table = table.copy()
     for col in ("p_ttest", "p_wilcoxon"):
         table[f"{col}_holm"] = float("nan")
@@ -66,14 +69,8 @@ def synthetic_label_agreement(inputs: StudyInputs, identity_oracle=None, shots: 
     filter depends on the run). toycars only (a DataFrame with scenario, condition, n_images,
     oracle_class_kept, oracle_pair_kept; a filtered condition adds ``n_before``, ``share_kept`` and
     ``oracle_class_kept_before``, the same before its filter); empty in real mode."""
-    import pandas as pd
-
     if inputs.config.dataset != "toycars":
         return pd.DataFrame(columns=["scenario", "condition", "n_images", "oracle_class_kept", "oracle_pair_kept"])
-    from dapper.augment import SyntheticSet
-    from dapper.data import toycars
-    from dapper.judges import oracles
-    from dapper.study.gan_eval import pair_hits
 
     identity_oracle = oracles.load_identity_oracle() if identity_oracle is None else identity_oracle
 
@@ -148,9 +145,6 @@ def label_noise_relation(vs_real, agreement, shots: int | None = None, confidenc
     Pearson ``r`` and its ``p``, ``slope`` (points of accuracy per share kept), and the line's value
     where every image keeps its class (``at_full``, an extrapolation, with its ``confidence``
     interval ``at_full_low``/``at_full_high`` for the line's mean)."""
-    import pandas as pd
-    from scipy import stats as st
-
     v = vs_real[(vs_real["condition"].isin(list(CONDITION_METHOD)))]
     rows, fits = [], []
     for sc, part in v.groupby("scenario", sort=False):

@@ -4,21 +4,24 @@ tunings are cached and can be filled by parallel processes first."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
+from dapper.augment import SyntheticSet, augment_images, check_no_leakage
+from dapper.executor import ProcessExecutor
+from dapper.inversion.latents import w_statistics
+from dapper.inversion.perceptual import load_perceptual
+from dapper.inversion.pivotal import PivotalSettings, tune_generator_cached
 from dapper.study.config import StudyConfig, pivotal_settings
 from dapper.study.folds import ScenarioData
 
 
 def _tune_chunk(shared, jobs) -> int:
-    from dapper.inversion.pivotal import PivotalSettings, tune_generator_cached
-
     G, settings = shared
     settings = PivotalSettings(**settings)
     perceptual = None
     if settings.perceptual_weight > 0:
-        from dapper.inversion.perceptual import load_perceptual
-
         perceptual = load_perceptual(settings.vgg16_weights, settings.lpips_weights)
     for images, ws, *masks in jobs:  # (images, ws) or (images, ws, masks of the photos on the canvas)
         tune_generator_cached(G, images, ws, settings, perceptual=perceptual, masks=masks[0] if masks else None)
@@ -30,9 +33,6 @@ def tune_in_parallel(config: StudyConfig, G, jobs: list, workers: int) -> None:
     class's few shots keeps two threads of one process only partly busy)."""
     if workers <= 1 or len(jobs) < 2 * workers:
         return
-    import copy
-
-    from dapper.executor import ProcessExecutor
 
     chunks = [jobs[i::workers] for i in range(workers)]
     G = copy.deepcopy(G).cpu()  # the caller's stays where it is
@@ -56,16 +56,10 @@ def tuned_synthetic(config: StudyConfig, G, d: ScenarioData, idx, ws, methods, d
     ``clock``: a stage clock the tuning and the drawing add their time to; ``bar``: a progress bar
     moved on by one per class; ``perceptual``: the loaded network :func:`pivotal_settings` names
     (None: loaded here)."""
-    from dapper.augment import SyntheticSet, augment_images, check_no_leakage
-    from dapper.inversion.latents import w_statistics
-    from dapper.inversion.pivotal import tune_generator_cached
-
     idx = np.asarray(idx)
     check_no_leakage([d.keys[i] for i in idx], test_keys, fold=fold)
     settings = pivotal_settings(config)
     if perceptual is None and settings.perceptual_weight > 0:
-        from dapper.inversion.perceptual import load_perceptual
-
         perceptual = load_perceptual(config.vgg16_weights, config.lpips_weights, device=next(G.parameters()).device)
     aug = config.augment
     # the tuned copies keep G's mapping, so G's spread of W is theirs

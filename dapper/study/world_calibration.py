@@ -22,6 +22,14 @@ The oracles measure here, as everywhere: nothing of this feeds the method.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+
+from dapper.data import toycars
+from dapper.judges import oracles
+from dapper.study.config import study_config
+from dapper.study.gan_eval import identity_shares, resample
+from dapper.study.runs import five_fold_runs
+from dapper.utils import atomic_save, repo_root, reports_dir
 
 RESOLUTIONS = (64, 48, 32, 24, 16)
 # measure -> (comparison, bound) of the calibration contract (DESIGN.md)
@@ -41,10 +49,6 @@ FIGURE_YAWS = (30.0, 90.0, 210.0)
 def identity_vs_resolution(n_per_class: int = 200, sizes=RESOLUTIONS, model=None) -> list[dict]:
     """The identity oracle's accuracy (and pair accuracy: the right look-alike pair) on its held-out
     views at each size in ``sizes`` (resampled down and back to 64 px); one dict per size."""
-    from dapper.data import toycars
-    from dapper.judges import oracles
-    from dapper.study.gan_eval import identity_shares, resample
-
     model = model or oracles.load_identity_oracle()
     images, labels, _, _ = oracles.heldout_identity_views(n_per_class)
     rows = []
@@ -59,8 +63,6 @@ def identity_vs_resolution(n_per_class: int = 200, sizes=RESOLUTIONS, model=None
 
 def pose_oracle_errors(model=None) -> dict:
     """Median yaw error (degrees) and front/back flip share of the pose oracle on its held-out renders."""
-    from dapper.judges import oracles
-
     model = model or oracles.load_pose_oracle()
     m = oracles.evaluate("pose", model)
     return {"median_yaw_error_deg": m["median_yaw_error_deg"], "front_back_flips": m["frac_error_over_90deg"],
@@ -71,10 +73,6 @@ def classifier_real_only(path=None, progress: bool = True, workers: int = 2):
     """Real-only five-fold runs of the study's classifier at 2 and 32 images per class on both pools
     (the study's full-profile fine-tuning; the contract reads three of the four cells). Returns the
     rows (data frame)."""
-    from dapper.study.config import study_config
-    from dapper.study.runs import five_fold_runs
-    from dapper.utils import reports_dir
-
     cfg = study_config("full", conditions=("real",), shots=(2, 32))
     path = path or reports_dir("results") / "world_calibration_runs.csv"
     return five_fold_runs(cfg, path=path, workers=workers, progress=progress)
@@ -100,10 +98,6 @@ def goal_met(measure: str, value: float) -> bool | str:
 
 def calibration_table(identity_rows: list, pose: dict, classifier: dict | None):
     """One row per measure: ``world``, ``measure``, ``value``, ``goal``, ``met``, ``n``."""
-    import pandas as pd
-
-    from dapper.data import toycars
-
     records = []
 
     def add(measure, value, n):
@@ -125,8 +119,6 @@ def calibration_table(identity_rows: list, pose: dict, classifier: dict | None):
 def pair_views(yaws=FIGURE_YAWS, size: int = 64) -> np.ndarray:
     """uint8 [n_pairs, len(yaws), 2, size, size, 3]: each look-alike pair side by side at each yaw,
     same silver paint, background and framing, at native resolution."""
-    from dapper.data import toycars
-
     out = np.zeros((len(toycars.PAIRS), len(yaws), 2, size, size, 3), np.uint8)
     for p, pair in enumerate(toycars.PAIRS):
         for j, yaw in enumerate(yaws):
@@ -138,8 +130,6 @@ def pair_views(yaws=FIGURE_YAWS, size: int = 64) -> np.ndarray:
 
 def calibrate(skip_classifier: bool = False, n_per_class: int = 200, progress: bool = True, workers: int = 2):
     """Measure everything and write the table; returns (table, identity rows by resolution)."""
-    from dapper.utils import atomic_save, reports_dir
-
     identity_rows = identity_vs_resolution(n_per_class)
     pose = pose_oracle_errors()
     classifier = None
@@ -153,18 +143,12 @@ def calibrate(skip_classifier: bool = False, n_per_class: int = 200, progress: b
 
 def shipped_paths():
     """(table, figure) of the last calibration run committed with the repository."""
-    from dapper.utils import repo_root
-
     reports = repo_root() / "reports"
     return reports / "results" / "world_calibration.csv", reports / "figures" / "fig0_world_calibration.png"
 
 
 def read_table(path=None):
     """The calibration table (default: the committed one); refuses a table of another world."""
-    import pandas as pd
-
-    from dapper.data import toycars
-
     path = path or shipped_paths()[0]
     if not path.is_file():
         raise FileNotFoundError(f"no calibration table at {path}; run `python -m dapper world-calibration`")

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
 import json
 import math
 import os
+import platform
 import signal
 import time
 from pathlib import Path
@@ -35,7 +37,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save as st_save
+from torchvision.utils import save_image
+from tqdm.auto import tqdm
 
+from ..utils import atomic_save, atomic_write_bytes, weights_hash
+from .checkpoints import dapper_paths, detect_format, load_generator, save_generator
 from .diffaugment import diff_augment, parse_policy
 from .networks import Discriminator, Generator
 from .projected import ProjectedDiscriminator, hinge_d_loss, hinge_g_loss
@@ -362,10 +370,6 @@ def _atomic_torch_save(obj, path: Path) -> None:
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
     """Write images [N, 3, H, W] in [-1, 1] as one PNG grid (torchvision's ``save_image``), atomically."""
-    from torchvision.utils import save_image
-
-    from ..utils import atomic_save
-
     x = images.detach().float().cpu().clamp(-1, 1)
     atomic_save(path, lambda p: save_image(x, p, nrow=nrow, padding=0, normalize=True, value_range=(-1, 1),
                                            format="png"))
@@ -373,8 +377,6 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
 
 def export_generator(trainer: Trainer, path: Path, extra: dict | None = None) -> Path:
     """Write the EMA generator (``<path>.safetensors`` + ``.json``); returns the weights path."""
-    from .checkpoints import save_generator
-
     meta = {"train_config": dataclasses.asdict(trainer.cfg), "kimg": trainer.nimg / 1000}
     meta.update(extra or {})
     return save_generator(trainer.G_ema, path, metadata=meta)
@@ -394,8 +396,6 @@ def training_state_path(export) -> Path:
 
 
 def _export_weights(export) -> Path:
-    from .checkpoints import dapper_paths
-
     return dapper_paths(Path(export))[0]  # the weights file save_generator names for this path
 
 
@@ -406,10 +406,6 @@ def save_training_state(trainer: Trainer, path, generator_path, extra: dict | No
     which :func:`load_training_state` reads back and checks. Each file is written atomically, one
     after the other: a run killed between the generator and its state leaves a pair that
     :func:`load_training_state` refuses, never one that loads wrongly."""
-    from safetensors.torch import save as st_save
-
-    from ..utils import atomic_write_bytes, weights_hash
-
     path, generator_path = Path(path), Path(generator_path)
     if generator_path.resolve().parent != path.resolve().parent:
         raise ValueError(f"the generator {generator_path} must sit in the same folder as {path}")
@@ -430,11 +426,6 @@ def load_training_state(path, device="cpu") -> dict:
     """Read a :func:`save_training_state` file into the form :meth:`Trainer.load_state_dict` takes
     with ``weights_only=True`` (plus ``"config"``). The EMA generator comes from the file named in
     its metadata, beside it, and must have the weights the state was saved with."""
-    from safetensors import safe_open
-
-    from ..utils import weights_hash
-    from .checkpoints import detect_format, load_generator
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no training state at {path}")
@@ -504,8 +495,6 @@ def train(cfg: TrainConfig, out: Path, device: torch.device | None = None, image
     The losses are read back from the device every ``log_every`` steps and at snapshots.
     ``images``: uint8 [N, H, W, 3]; when None, :func:`load_dataset` reads ``cfg.dataset`` (from
     ``sources`` or a ``.npy`` file)."""
-    from tqdm.auto import tqdm
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -639,9 +628,6 @@ class LegRecorder:
     """
 
     def __init__(self, export, command: str = ""):
-        import datetime
-        import platform
-
         self.export = Path(export)
         self.command = command
         self.started = datetime.datetime.now().isoformat(timespec="seconds")
@@ -657,8 +643,6 @@ class LegRecorder:
         return legs if legs and abs(legs[-1]["kimg_to"] - kimg_from) < 1e-3 else []
 
     def __call__(self, trainer: Trainer, nimg_start: int) -> Path:
-        import datetime
-
         kimg_from = nimg_start / 1000
         if self.previous is None:
             self.previous = self.earlier_legs(kimg_from)
@@ -675,9 +659,6 @@ class LegRecorder:
 def write_state_of(cfg: TrainConfig, resume_pt, export, command: str = "") -> Path:
     """The training state of a finished run's ``resume.pt``, written beside its exported generator
     (``export``), after checking that this generator is the run's EMA generator."""
-    from ..utils import weights_hash
-    from .checkpoints import load_generator
-
     state = read_init_state(resume_pt)
     differs = config_differences(cfg, state["config"]) if state["config"] else {}
     if differs:

@@ -8,6 +8,10 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as st_save
+
+from dapper.utils import atomic_write_bytes
 
 from ..networks import Discriminator, Generator
 from .common import (
@@ -28,8 +32,6 @@ def dapper_paths(path: Path) -> tuple[Path, Path]:
 
 
 def dapper_state(path: Path, kind: str) -> NetworkState:
-    from safetensors import SafetensorError, safe_open
-
     if kind == "json":
         config = _read_json(path)
         name = config.get("weights") or path.stem + ".safetensors"
@@ -92,10 +94,6 @@ def _read_json(path: Path) -> dict:
 
 
 def _save_network(net: torch.nn.Module, path, metadata: dict | None) -> Path:
-    from safetensors.torch import save as st_save
-
-    from dapper.utils import atomic_write_bytes
-
     cls = type(net).__name__
     if cls not in NETWORK_CLASSES or not isinstance(getattr(net, "init_kwargs", None), dict):
         raise TypeError(f"can only save dapper Generator/Discriminator modules, got {cls}")
