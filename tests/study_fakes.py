@@ -125,3 +125,43 @@ class FlipAnnotator:
         x = x.permute(0, 3, 1, 2).double() / 127.5 - 1 if x.dtype == torch.uint8 else x.double()
         w0 = x[:, 0, 0, 0].numpy() * 100
         return np.where(np.abs(w0) <= 25, w0, w0 + 180) % 360
+
+
+class RednessAnnotator:
+    """A pose annotator stand-in: reads 'yaw' from how much redder the left half of a 16 px image is
+    than the right."""
+
+    config = {"heldout": "fake"}
+
+    def predict(self, images):
+        x = torch.as_tensor(images).float()
+        return ((40 + 200 * (x[:, 0, :, :8].mean((1, 2)) - x[:, 0, :, 8:].mean((1, 2)))) % 360).numpy()
+
+    def predict_pose(self, images):
+        y = self.predict(images)
+        return y, np.zeros_like(y)
+
+
+class AcceptingDetector:
+    """A vehicle detector stand-in that accepts every image, with one fixed box."""
+
+    threshold = 0.5
+    config = {"heldout": "fake"}
+
+    def predict(self, images):
+        n = len(images)
+        return np.ones(n), np.tile([2.0, 3.0, 14.0, 13.0], (n, 1))
+
+
+def tiny_study_inputs(tmp_path, monkeypatch, conditions=("real", "real+perturb")):
+    """A quick-profile study of 5 images per class at 32 px, one fold at one shot, on the fake
+    generator and projection, its inputs prepared in a cache under ``tmp_path``."""
+    from dapper.classify import FineTuneSettings
+    from dapper.study import experiments as E
+
+    monkeypatch.setenv("DAPPER_CACHE", str(tmp_path / "cache"))
+    torch.set_num_threads(1)
+    cfg = E.study_config("quick", n_per_class=5, image_size=32, folds=(0,), shots=(1,), n_test_views=0,
+                         conditions=conditions, classifier_weights=None, workers=1,
+                         finetune=FineTuneSettings(min_steps=2, max_steps=2, batch_size=8))
+    return cfg, E.prepare_inputs(cfg, progress=False, G=FakeGenerator(32), project=fake_project)

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from study_fakes import AcceptingDetector, RednessAnnotator
 
 from dapper import cli
 from dapper import directions as dd
@@ -15,29 +16,6 @@ from dapper.study.direction_eval import HeldoutTargets, rank_by_oracles
 
 SETTINGS = dict(dd.PROFILES["quick"], n_samples=300, n_selection=120, n_calibration=8, calibration_rounds=1,
                 response_steps=5, methods=("ridge-local",))
-
-
-class RednessAnnotator:
-    """Reads 'yaw' from how much redder the left half of a 16 px image is than the right."""
-
-    config = {"heldout": "fake"}
-
-    def predict(self, images):
-        x = torch.as_tensor(images).float()
-        return ((40 + 200 * (x[:, 0, :, :8].mean((1, 2)) - x[:, 0, :, 8:].mean((1, 2)))) % 360).numpy()
-
-    def predict_pose(self, images):
-        y = self.predict(images)
-        return y, np.zeros_like(y)
-
-
-class AcceptingDetector:
-    threshold = 0.5
-    config = {"heldout": "fake"}
-
-    def predict(self, images):
-        n = len(images)
-        return np.ones(n), np.tile([2.0, 3.0, 14.0, 13.0], (n, 1))
 
 
 @pytest.fixture(scope="module")

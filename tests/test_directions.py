@@ -6,6 +6,7 @@ Everything runs on a tiny generator (16 px) and synthetic latents made here; no 
 import numpy as np
 import pytest
 import torch
+from study_fakes import AcceptingDetector, RednessAnnotator
 
 from dapper import directions as D
 from dapper.directions import calibrate as DC
@@ -162,34 +163,11 @@ def test_sequence_metrics_jumps_and_linearity():
     assert abs(m["slope"][2] - m["step_slope"][2]) > 2.0
 
 
-class _FakeAnnotator:
-    """Reads 'yaw' from how much redder the left half of the image is than the right."""
-
-    config = {"heldout": "fake"}
-
-    def predict(self, images):
-        x = torch.as_tensor(images).float()
-        return ((40 + 200 * (x[:, 0, :, :8].mean((1, 2)) - x[:, 0, :, 8:].mean((1, 2)))) % 360).numpy()
-
-    def predict_pose(self, images):
-        y = self.predict(images)
-        return y, np.zeros_like(y)
-
-
-class _FakeDetector:
-    threshold = 0.5
-    config = {"heldout": "fake"}
-
-    def predict(self, images):
-        n = len(images)
-        return np.ones(n), np.tile([2.0, 3.0, 14.0, 13.0], (n, 1))
-
-
 def test_fit_calibrate_and_evaluate_end_to_end(G):
-    ann = _FakeAnnotator()
-    s = D.annotate_samples(G, 300, _FakeDetector(), ann, seed=0, progress=False)
+    ann = RednessAnnotator()
+    s = D.annotate_samples(G, 300, AcceptingDetector(), ann, seed=0, progress=False)
     assert len(s) == 300 and s.accepted.all() and s.w.shape == (300, G.w_dim)
-    s2 = D.annotate_samples(G, 300, _FakeDetector(), ann, seed=0, progress=False)  # from the cache
+    s2 = D.annotate_samples(G, 300, AcceptingDetector(), ann, seed=0, progress=False)  # from the cache
     assert np.array_equal(s.w, s2.w)
     ref = D.circular_mean_deg(s.yaw)
     dirs = D.fit_directions(G, s, ann, reference_yaw=ref, n_calibration=8, max_shift_factor=2.0, progress=False)
@@ -286,7 +264,7 @@ def test_evaluation_with_true_rerenders(G):
     ws = G.mapping(torch.randn(2, G.z_dim), None)
     summary, per_image = DE.evaluate_directions(
         G, {"d": d}, ws, coefficients=(-20, 0, 20), metas=pool.metas, labels=pool.labels,
-        yaw_reader=_FakeAnnotator().predict, identity_oracle=identity, perceptual=_PixelDistance(), progress=False)
+        yaw_reader=RednessAnnotator().predict, identity_oracle=identity, perceptual=_PixelDistance(), progress=False)
     row = summary.iloc[0]
     assert 0 <= row.identity_kept_at_30 <= 1 and 0 <= row.true_class_at_0 <= 1
     assert np.isfinite([row.colour_drift_at_30, row.fidelity_psnr_at_30, row.fidelity_perceptual_at_30]).all()
@@ -360,14 +338,14 @@ def test_selection_says_so_when_nothing_turns():
 
 
 def test_measures_and_layer_split_on_a_tiny_generator(G):
-    ann = _FakeAnnotator()
-    s = D.annotate_samples(G, 300, _FakeDetector(), ann, seed=0, progress=False)
+    ann = RednessAnnotator()
+    s = D.annotate_samples(G, 300, AcceptingDetector(), ann, seed=0, progress=False)
     ref = D.circular_mean_deg(s.yaw)
     # the fake annotator reads the tiny generator's vehicles very unevenly: a median over 24 of them is steady
     dirs = D.fit_directions(G, s, ann, reference_yaw=ref, n_calibration=24, max_shift_factor=2.0, progress=False)
     ws = D.calibration_latents(s, 24, ref, num_ws=G.num_ws)
     cands = {k: dirs[k] for k in ("paper/all", "random/all")}
-    table = D.measure_candidates(G, cands, ws, ann, _FakeDetector())
+    table = D.measure_candidates(G, cands, ws, ann, AcceptingDetector())
     assert list(table.direction) == ["paper/all", "random/all"]
     assert set(D.SELECTION_COLUMNS) <= set(table.columns) and (table.n_images == 24).all()
     assert (table.detector_kept_at_30 == 1.0).all()  # the fake detector accepts everything

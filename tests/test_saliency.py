@@ -219,17 +219,11 @@ def test_figure_selection_is_the_first_test_images_of_each_class():
 
 
 def test_train_pair_trains_what_the_study_trains_and_masks_match(tmp_path, monkeypatch):
-    from study_fakes import FakeGenerator, fake_project
+    from study_fakes import tiny_study_inputs
 
-    from dapper.classify import FineTuneSettings
     from dapper.study import experiments as E
 
-    monkeypatch.setenv("DAPPER_CACHE", str(tmp_path / "cache"))
-    torch.set_num_threads(1)
-    cfg = E.study_config("quick", n_per_class=5, image_size=32, folds=(0,), shots=(1,), n_test_views=0,
-                         conditions=("real", "real+perturb"), classifier_weights=None, workers=1,
-                         finetune=FineTuneSettings(min_steps=2, max_steps=2, batch_size=8))
-    inputs = E.prepare_inputs(cfg, progress=False, G=FakeGenerator(32), project=fake_project)
+    cfg, inputs = tiny_study_inputs(tmp_path, monkeypatch)
     pair = S.train_pair(inputs, "diverse", 0, 1, condition="real+perturb")
     assert pair.n_real == 10 and pair.n_synthetic == 10 * cfg.augment.k
     d = inputs.data["diverse"]

@@ -6,7 +6,6 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from dapper.study import saliency_study as SS
 
@@ -38,18 +37,11 @@ def test_saliency_config_takes_one_shot_level_and_the_profiles_folds():
 
 
 def test_a_tiny_study_end_to_end(tmp_path, monkeypatch):
-    from study_fakes import FakeGenerator, fake_project
+    from study_fakes import tiny_study_inputs
 
-    from dapper.classify import FineTuneSettings
-    from dapper.study import experiments as E
     from dapper.study import saliency as S
 
-    monkeypatch.setenv("DAPPER_CACHE", str(tmp_path / "cache"))
-    torch.set_num_threads(1)
-    cfg = E.study_config("quick", n_per_class=5, image_size=32, folds=(0,), shots=(1,), n_test_views=0,
-                         conditions=("real", "real+perturb"), classifier_weights=None, workers=1,
-                         finetune=FineTuneSettings(min_steps=2, max_steps=2, batch_size=8))
-    inputs = E.prepare_inputs(cfg, progress=False, G=FakeGenerator(32), project=fake_project)
+    cfg, inputs = tiny_study_inputs(tmp_path, monkeypatch)
     settings = dataclasses.replace(SS.saliency_settings(cfg, condition="real+perturb"), road_images=2)
     study = SS.run_saliency_study(inputs, settings)
     test_idx = np.sort(inputs.folds["diverse"][0][1])
