@@ -207,10 +207,6 @@ def _grid_task(inputs: StudyInputs, job: tuple) -> dict:
     return run_one(inputs, spec)
 
 
-def _process_run(inputs: StudyInputs, spec: RunSpec) -> dict:
-    return run_one(inputs, spec)
-
-
 def five_fold_runs(config: StudyConfig, inputs: StudyInputs | None = None, path: str | Path | None = None,
                    workers: int | None = None, progress: bool = True, threads: int = 1, executor=None):
     """Run every planned run not yet in the results file; return the study's rows (data frame).
@@ -240,29 +236,27 @@ def five_fold_runs(config: StudyConfig, inputs: StudyInputs | None = None, path:
     bar = None
     if progress and todo:
         bar = tqdm(total=len(todo), desc="five-fold runs", unit="run")
-    if executor.name != "local" and todo:
-        on_cpu = config.device is not None and str(config.device).startswith("cpu")
-        gpus = 0 if on_cpu or not executor.gpus_available() else 1
-        # longest first (a run's steps depend on its real images only): a first-come queue then
-        # finishes soonest (dapper.study.cluster_plan)
-        n_classes = {sc: len(d.class_names) for sc, d in inputs.data.items()}
-        todo = sorted(todo, key=lambda s: -run_steps(config, s, n_classes[s.scenario]))
+    if todo and (executor.name != "local" or workers > 1):
+        if executor.name != "local":
+            on_cpu = config.device is not None and str(config.device).startswith("cpu")
+            gpus = 0 if on_cpu or not executor.gpus_available() else 1
+            # longest first (a run's steps depend on its real images only): a first-come queue then
+            # finishes soonest (dapper.study.cluster_plan)
+            n_classes = {sc: len(d.class_names) for sc, d in inputs.data.items()}
+            todo = sorted(todo, key=lambda s: -run_steps(config, s, n_classes[s.scenario]))
+        else:
+            executor, gpus = ProcessExecutor(workers, threads=threads), 0
         for _, row in executor.map(_grid_task, [(s, threads) for s in todo], shared=inputs, num_cpus=threads,
                                    num_gpus=gpus):
             append_row(path, row)
             if bar is not None:
                 bar.update(1)
-    elif workers == 1:
+    elif todo:
         with torch_threads(threads):
             for spec in todo:
                 append_row(path, run_one(inputs, spec))
                 if bar is not None:
                     bar.update(1)
-    elif todo:
-        for _, row in ProcessExecutor(workers, threads=threads).map(_process_run, todo, shared=inputs):
-            append_row(path, row)
-            if bar is not None:
-                bar.update(1)
     if bar is not None:
         bar.close()
     inputs.timings["runs"] = time.time() - t
