@@ -138,3 +138,21 @@ def test_the_gan_ab_line_reads_each_arm_and_its_paired_difference(tmp_path):
     assert "becomes the recipe" in text and "from 736 kimg (identity 50% in W" in text
     paired.assign(difference=0.02, low=-0.01).to_csv(bench / "gan_v3_ab_paired.csv", index=False)
     assert "the control goes on" in S.status_markdown(tmp_path)
+
+
+def test_the_stop_rule_reads_the_legs_forecast(tmp_path):
+    from dapper.study.gan_eval import goal_forecast, stop_rule
+
+    def legs(values):
+        return pd.DataFrame([{"kimg": k, "cpu_hours": k / 50, "identity_kept_w": w,
+                              "identity_kept_wplus": min(w + 0.1, 0.95),
+                              "pair_kept_w": min(w + 0.2, 0.98), "fd_ratio": 10.0, "fd_ratio_source_48px": 1.5,
+                              "n_projected": 100} for k, w in values])
+
+    assert stop_rule(goal_forecast(legs([(100, 0.3), (200, 0.4)]))) is None  # two legs: too few
+    slow = stop_rule(goal_forecast(legs([(100, 0.3), (200, 0.35), (400, 0.4)])))
+    assert slow["applies"] and slow["more_cpu_hours"] > 40
+    fast = stop_rule(goal_forecast(legs([(100, 0.5), (200, 0.65), (400, 0.8)])))  # W+ and pairs met
+    assert not fast["applies"] and 0 < fast["more_cpu_hours"] <= 40
+    assert "the legs stop" in S._stop_rule_sentence(goal_forecast(legs([(100, 0.3), (200, 0.35), (400, 0.4)])))
+    assert "the legs go on" in S._stop_rule_sentence(goal_forecast(legs([(100, 0.5), (200, 0.65), (400, 0.8)])))

@@ -177,6 +177,29 @@ def goal_forecast(legs):
     return pd.DataFrame(rows)
 
 
+STOP_RULE_MORE_CPU_HOURS = 40.0
+STOP_RULE_LEGS = 3
+STOP_RULE_MEASURES = ("identity_kept_w", "identity_kept_wplus", "pair_kept_w")
+
+
+def stop_rule(forecast) -> dict | None:
+    """The legs' stop rule, read from :func:`goal_forecast`'s table: once at least
+    :data:`STOP_RULE_LEGS` measured legs put a goal of :data:`STOP_RULE_MEASURES` more than
+    :data:`STOP_RULE_MORE_CPU_HOURS` training CPU-hours beyond the CPU-hours spent (or never in reach),
+    training stops and the best generator measured is shipped. ``None`` with too few legs; otherwise
+    ``applies``, the farthest goal's ``metric``, ``more_cpu_hours`` (inf when its line does not move
+    towards it), ``cpu_hours_now``, ``kimg_now`` and ``points``."""
+    f = forecast[forecast["metric"].isin(STOP_RULE_MEASURES)] if len(forecast) else forecast
+    if not len(f) or int(f["points"].iloc[0]) < STOP_RULE_LEGS:
+        return None
+    more = (f["cpu_hours_at_goal"].astype(float) - f["cpu_hours_now"].astype(float)).clip(lower=0.0)
+    more[f["latest"].astype(float) >= f["goal"].astype(float)] = 0.0  # a goal met is no hour away
+    far = f.loc[more.idxmax()]
+    return {"applies": bool(more.max() > STOP_RULE_MORE_CPU_HOURS), "metric": str(far.metric),
+            "goal": float(far.goal), "more_cpu_hours": float(more.max()), "cpu_hours_now": float(far.cpu_hours_now),
+            "kimg_now": float(far.kimg_now), "points": int(far.points)}
+
+
 def identity_after_projection(G, n_per_class: int, steps: int | None = None, spaces=("w",),
                               init: str = "encoder", pivotal=None, pivot_space: str = "w", workers: int = 1) -> dict:
     """How the identity oracle sees held-out target views projected in each of ``spaces`` ("w",

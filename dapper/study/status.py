@@ -26,7 +26,14 @@ import pandas as pd
 
 from dapper.study.augment_eval import GOALS as EDIT_GOALS
 from dapper.study.config import GAIN_GOAL, SAVING_GOAL
-from dapper.study.gan_eval import GOALS, checkpoint_kimg, goal_forecast
+from dapper.study.gan_eval import (
+    GOALS,
+    STOP_RULE_LEGS,
+    STOP_RULE_MORE_CPU_HOURS,
+    checkpoint_kimg,
+    goal_forecast,
+    stop_rule,
+)
 from dapper.study.noise_curve import agreement_needed_text
 from dapper.study.results_file import read_results
 from dapper.study.statements import percent, points
@@ -111,7 +118,25 @@ def _forecast_sentence(f) -> str:
         f"; fitted without the last point, the shares' lines missed it by up to "
         f"{100 * check.max():.0f} points")
     return (f" Followed as lines in log kimg through its {_n(int(f.points.iloc[0]), 'measured point')} "
-            f"(`bench/results/source_gan_v2_forecast.csv`, an extrapolation), {'; '.join(parts)}{track}.")
+            f"(`bench/results/source_gan_v2_forecast.csv`, an extrapolation), {'; '.join(parts)}{track}."
+            + _stop_rule_sentence(f))
+
+
+def _stop_rule_sentence(f) -> str:
+    """Whether the legs' stop rule (:func:`dapper.study.gan_eval.stop_rule`) applies, in words."""
+    rule = stop_rule(f)
+    if rule is None:
+        return ""
+    names = {"identity_kept_w": "identity in W", "identity_kept_wplus": "identity in W+", "pair_kept_w": "pairs in W"}
+    far = (f"{names[rule['metric']]} ({_pct(rule['goal'])}) is not in reach on its line"
+           if not math.isfinite(rule["more_cpu_hours"]) else
+           f"the farthest goal, {names[rule['metric']]} at {_pct(rule['goal'])}, lies about "
+           f"{rule['more_cpu_hours']:.0f} CPU-hours beyond the {rule['cpu_hours_now']:.1f} spent")
+    head = (f" Stop rule (once {STOP_RULE_LEGS} measured legs put a goal more than "
+            f"{STOP_RULE_MORE_CPU_HOURS:.0f} CPU-hours away): {far}")
+    if rule["applies"]:
+        return head + f", so the legs stop at {rule['kimg_now']:.0f} kimg."
+    return head + ", so the legs go on."
 
 
 def _generator_lines(root: Path) -> list[str]:
