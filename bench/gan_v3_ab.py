@@ -199,7 +199,9 @@ def plot(df) -> None:
                                       ("pair_kept_w", "pair, W"))):
         axes[0].bar(x + (i - 1) * 0.27, df[col], 0.27, label=label)
     axes[0].set_xticks(x, [f"{a}\n{k:.0f} kimg" for a, k in zip(df["arm"], df["kimg"])], fontsize=8)
-    axes[0].set(ylim=(0, 1), ylabel="share of 300 views", title="kept after projection (same views)")
+    n_w, n_wplus = int(df["n_views"].iloc[0]), int(df["n_views_wplus"].iloc[0])
+    axes[0].set(ylim=(0, 1), ylabel=f"share kept (W: {n_w} views, W+: the first {n_wplus})",
+                title="kept after projection (same views for every arm)")
     axes[0].legend(fontsize=8)
     axes[1].bar(x, df["fd_ratio"])
     axes[1].set_xticks(x, list(df["arm"]), fontsize=8)
