@@ -156,3 +156,19 @@ def test_the_stop_rule_reads_the_legs_forecast(tmp_path):
     assert not fast["applies"] and 0 < fast["more_cpu_hours"] <= 40
     assert "the legs stop" in S._stop_rule_sentence(goal_forecast(legs([(100, 0.3), (200, 0.35), (400, 0.4)])))
     assert "the legs go on" in S._stop_rule_sentence(goal_forecast(legs([(100, 0.5), (200, 0.65), (400, 0.8)])))
+
+
+def test_the_legs_line_states_the_noise_curves_target(tmp_path):
+    results = tmp_path / "reports" / "results"
+    results.mkdir(parents=True)
+    assert S._noise_target_sentence(tmp_path) == ""
+    row = dict(scenario="diverse", method="perturb+rotate", reachable=True)
+    pd.DataFrame([{**row, "shots_per_class": 2, "target_gain": 0.06, "agreement_needed": 0.4,
+                   "agreement_needed_low": 0.2, "agreement_needed_high": 0.7},
+                  {**row, "shots_per_class": 8, "target_gain": 0.06, "agreement_needed": 0.1,
+                   "agreement_needed_low": 0.0, "agreement_needed_high": 0.3},
+                  {**row, "shots_per_class": 2, "target_gain": 0.0, "agreement_needed": 0.05,
+                   "agreement_needed_low": 0.0, "agreement_needed_high": 0.1}]).to_csv(
+        results / "five_fold_noise_curve.csv", index=False)
+    text = S._noise_target_sentence(tmp_path)
+    assert "assign 40% [20%, 70%] (diverse pool, perturb+rotate)" in text and "at 2 images per class" in text

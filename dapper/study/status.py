@@ -122,6 +122,28 @@ def _forecast_sentence(f) -> str:
             + _stop_rule_sentence(f))
 
 
+def _noise_target_sentence(root: Path) -> str:
+    """The identity the study's measured label-noise curve asks of the synthetic images for the gain
+    goal at the fewest shots, per pool (the renderer method that asks least), beside the generator's
+    own goals."""
+    curve = _read(root, "five_fold_noise_curve.csv")
+    if curve is None or not len(curve):
+        return ""
+    parts = []
+    for sc in dict.fromkeys(curve["scenario"]):
+        c = curve[curve["scenario"] == sc]
+        c = c[(c["shots_per_class"] == c["shots_per_class"].min()) & (abs(c["target_gain"] - GAIN_GOAL) < 1e-9)]
+        if len(c):
+            g = c.sort_values("agreement_needed").iloc[0]
+            parts.append(f"{agreement_needed_text(g)} ({sc} pool, {g.method})")
+    if not parts:
+        return ""
+    return (f" Beside them, the study's label-noise curve (`reports/results/five_fold_noise_curve.csv`) asks, for "
+            f"+{100 * GAIN_GOAL:.0f} points at {int(curve['shots_per_class'].min())} images per class, that the "
+            f"identity oracle assign {' and '.join(parts)} of the synthetic images to their label: a share of the "
+            f"edited images, not of projections.")
+
+
 def _stop_rule_sentence(f) -> str:
     """Whether the legs' stop rule (:func:`dapper.study.gan_eval.stop_rule`) applies, in words."""
     rule = stop_rule(f)
@@ -163,7 +185,7 @@ def _generator_lines(root: Path) -> list[str]:
             + ("" if not math.isfinite(float(r.get("self_identity_kept_w", math.nan))) else
                f" Its own samples that the oracle names most confidently keep that name in "
                f"{_pct(r.self_identity_kept_w)} of cases when projected back in W (the projection's ceiling)."))
-        lines[-1] += _forecast_sentence(goal_forecast(df))
+        lines[-1] += _noise_target_sentence(root) + _forecast_sentence(goal_forecast(df))
     gan = root / "reports" / "results" / "source_gan.csv"
     if gan.exists():
         raw = pd.read_csv(gan, dtype={"generator_hash": str})
