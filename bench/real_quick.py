@@ -14,6 +14,11 @@ weights (``tests/real_fakes.py``): a stylegan2-ada-pytorch ``.pkl`` at 128 px wi
 widths, resnext50_32x4d, a Faster R-CNN MobileNetV3 detector, VGG16-LPIPS. Random weights cost what
 trained ones cost. The seconds of each notebook come from the run's ``notebook_runs.json``; a run
 past ``--limit`` seconds is stopped and the notebooks it finished are reported.
+
+The CPU's speed is part of the result: a machine of the same kind can run the same fp32 step at
+very different speeds on different days, and the whole run moves with it. So the classifier's fp32
+step is timed again after the run, and every run is added to ``bench/results/real_quick_runs.csv``
+(its seconds beside the step's seconds before and after), which the README's status reads.
 """
 
 from __future__ import annotations
@@ -35,10 +40,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 OUT = Path(__file__).resolve().parent / "results" / "real_quick.json"
+HISTORY = OUT.with_name("real_quick_runs.csv")
+HISTORY_COLUMNS = ["date", "wall_s", "cpu_s", "budget_s", "within_budget", "returncode", "fp32_s_per_step",
+                   "fp32_s_per_step_after", "bf16_s_per_step", "notebook_seconds"]
 BUDGET_S = 15 * 60
 
 
-def classifier_steps(repeats: int, threads: int, batch: int) -> dict:
+def classifier_steps(repeats: int, threads: int, batch: int, bf16: bool = True) -> dict:
     import timm
     import torch
     import torch.nn.functional as F
@@ -58,19 +66,26 @@ def classifier_steps(repeats: int, threads: int, batch: int) -> dict:
         opt.step()
         return time.perf_counter() - t
 
-    step(False), step(True)  # warm-up of both paths
-    seconds = {"fp32": [], "bf16": []}
+    modes = ("fp32", "bf16") if bf16 else ("fp32",)
+    for mode in modes:  # warm-up of each path
+        step(mode == "bf16")
+    seconds = {mode: [] for mode in modes}
     for _ in range(repeats):
-        for mode in ("fp32", "bf16"):
+        for mode in modes:
             seconds[mode].append(step(mode == "bf16"))
-    fp32, bf16 = statistics.median(seconds["fp32"]), statistics.median(seconds["bf16"])
-    return {"model": "resnext50_32x4d", "input_px": 224, "batch": batch, "threads": threads,
-            "fp32_s_per_step": round(fp32, 3), "bf16_s_per_step": round(bf16, 3),
-            "bf16_speedup": round(fp32 / bf16, 2), "repeats": repeats}
+    fp32 = statistics.median(seconds["fp32"])
+    out = {"model": "resnext50_32x4d", "input_px": 224, "batch": batch, "threads": threads,
+           "fp32_s_per_step": round(fp32, 3), "repeats": repeats}
+    if bf16:
+        half = statistics.median(seconds["bf16"])
+        out.update(bf16_s_per_step=round(half, 3), bf16_speedup=round(fp32 / half, 2))
+    return out
 
 
 def whole_run(work: Path, limit: float) -> dict:
     from real_fakes import ada_generator_kwargs, make_devkit, write_real_mode_models
+
+    from dapper.report import read_runs, report_folder
 
     data = work / "stanford_cars"
     if not data.exists():
@@ -93,14 +108,37 @@ def whole_run(work: Path, limit: float) -> dict:
         rc, tail = "timeout", str(exc)[-1000:]
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    runs_file = reports / "notebook_runs.json"
-    runs = json.loads(runs_file.read_text()) if runs_file.exists() else {}
+    runs = read_runs(report_folder("stanford_cars", reports))  # real mode's own report folder
     return {"returncode": rc, "wall_s": round(wall, 1),
             "cpu_s": round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 1),
             "budget_s": BUDGET_S, "within_budget": rc == 0 and wall <= BUDGET_S,
             "notebook_seconds": {k: v.get("seconds") for k, v in sorted(runs.items())},
             "failed": {k: v.get("error") for k, v in runs.items() if v.get("status") == "FAILED"},
             "generator": ada_generator_kwargs(128), "photos_per_class": 82, "tail": tail if rc != 0 else ""}
+
+
+def history_row(result: dict) -> dict:
+    """One run of the history file: its time beside the speed of the CPU it ran on (the classifier's
+    fp32 step, before and after the run), so runs on machines of different speed can be read together."""
+    run, step = result["whole_run"], result["classifier_step"]
+    return {"date": result["date"], "wall_s": run["wall_s"], "cpu_s": run["cpu_s"], "budget_s": run["budget_s"],
+            "within_budget": run["within_budget"], "returncode": run["returncode"],
+            "fp32_s_per_step": step["fp32_s_per_step"],
+            "fp32_s_per_step_after": result.get("classifier_step_after", {}).get("fp32_s_per_step"),
+            "bf16_s_per_step": step.get("bf16_s_per_step"),
+            "notebook_seconds": json.dumps(run.get("notebook_seconds") or {}, sort_keys=True)}
+
+
+def append_history(result: dict) -> None:
+    """Add this run to ``bench/results/real_quick_runs.csv`` (a run of the same date and minute is replaced)."""
+    import pandas as pd
+
+    from dapper.utils import atomic_save
+
+    old = pd.read_csv(HISTORY) if HISTORY.exists() else pd.DataFrame(columns=HISTORY_COLUMNS)
+    row = history_row(result)
+    df = pd.concat([old[old["date"] != row["date"]], pd.DataFrame([row])], ignore_index=True)
+    atomic_save(HISTORY, lambda path: df[HISTORY_COLUMNS].to_csv(path, index=False))
 
 
 def main(argv=None) -> int:
@@ -119,7 +157,10 @@ def main(argv=None) -> int:
         work = a.keep or Path(tempfile.mkdtemp(prefix="dapper-real-quick-"))
         work.mkdir(parents=True, exist_ok=True)
         result["whole_run"] = whole_run(work, a.limit)
+        # the CPU's speed again, after the run: a machine that slowed down (or sped up) during it shows here
+        result["classifier_step_after"] = classifier_steps(max(1, a.repeats // 2), a.threads, a.batch, bf16=False)
         print(json.dumps(result["whole_run"], indent=1))
+        append_history(result)
         if a.keep is None:
             shutil.rmtree(work, ignore_errors=True)
     OUT.parent.mkdir(parents=True, exist_ok=True)

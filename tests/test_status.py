@@ -172,3 +172,16 @@ def test_the_legs_line_states_the_noise_curves_target(tmp_path):
         results / "five_fold_noise_curve.csv", index=False)
     text = S._noise_target_sentence(tmp_path)
     assert "assign 40% [20%, 70%] (diverse pool, perturb+rotate)" in text and "at 2 images per class" in text
+
+
+def test_the_real_quick_line_gives_each_run_beside_its_cpus_speed(tmp_path):
+    bench = tmp_path / "bench" / "results"
+    bench.mkdir(parents=True)
+    assert S._real_quick_lines(tmp_path) == []
+    pd.DataFrame([{"date": "2026-01-01 10:00", "wall_s": 600.0, "budget_s": 900, "within_budget": True,
+                   "fp32_s_per_step": 2.0},
+                  {"date": "2026-01-02 10:00", "wall_s": 1200.0, "budget_s": 900, "within_budget": False,
+                   "fp32_s_per_step": 4.0}]).to_csv(bench / "real_quick_runs.csv", index=False)
+    text = S._real_quick_lines(tmp_path)[0]
+    assert text.index("2026-01-02 10:00: 20.0 min (over the 15-minute budget)") < text.index("2026-01-01")
+    assert "the latest run would take about 10.0 min (an estimate, not a run)" in text

@@ -12,7 +12,8 @@ Read (relative to the repository root), each only when present:
 ``reports/results/five_fold.csv`` (the study's rows; the full profile's only),
 ``reports/results/five_fold_ceiling_*.csv`` and ``five_fold_noise_curve.csv`` (``python -m dapper noise-curve``),
 ``reports/results/five_fold_filter_*.csv`` (``python -m dapper filter-study``) and
-``bench/results/ray_grid.json`` (``bench/ray_grid.py``).
+``bench/results/ray_grid.json`` (``bench/ray_grid.py``) and ``bench/results/real_quick_runs.csv``
+(``bench/real_quick.py``).
 """
 
 from __future__ import annotations
@@ -563,8 +564,32 @@ def status_markdown(root: Path | str) -> str:
     root = Path(root)
     lines = [*_generator_lines(root), *_projection_lines(root), *_method_lines(root), *_study_lines(root),
              *_ceiling_lines(root), *_settings_lines(root), *_filter_lines(root), *_gan_ab_lines(root),
-             *_ray_lines(root)]
+             *_real_quick_lines(root), *_ray_lines(root)]
     return "\n".join(lines)
+
+
+def _real_quick_lines(root: Path) -> list[str]:
+    """Real mode's quick profile against its budget (``bench/real_quick.py``), each run beside the speed
+    of the CPU it ran on (the classifier's fp32 step), the latest first."""
+    path = root / "bench" / "results" / "real_quick_runs.csv"
+    if not path.exists():
+        return []
+    df = pd.read_csv(path).sort_values("date", ascending=False)
+    if not len(df):
+        return []
+
+    def one(r) -> str:
+        verdict = "within" if bool(r.within_budget) else "over"
+        return (f"{r.date}: {r.wall_s / 60:.1f} min ({verdict} the {r.budget_s / 60:.0f}-minute budget) on a CPU "
+                f"whose fp32 classifier step took {r.fp32_s_per_step:.2f} s")
+
+    runs = "; ".join(one(r) for r in df.itertuples())
+    latest, fastest = df.iloc[0], df["fp32_s_per_step"].min()
+    scaled = ("" if latest.fp32_s_per_step <= fastest else
+              f" Scaled to the fastest of these CPUs by that step, the latest run would take about "
+              f"{latest.wall_s * fastest / latest.fp32_s_per_step / 60:.1f} min (an estimate, not a run).")
+    return [f"- **Real mode's quick profile** (`bench/real_quick.py`, `bench/results/real_quick_runs.csv`; 82 photos "
+            f"per class, a 128 px generator, ResNeXt-50, a MobileNetV3 detector, on 2 cores): {runs}.{scaled}"]
 
 
 def readme_block(readme_text: str) -> str:
