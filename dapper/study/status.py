@@ -98,12 +98,22 @@ def _which_generator(measured_hash: str, measured_kimg, root: Path) -> str:
             f"({shipped[:12]}{at(kimg)}) and is not measured yet.")
 
 
+_FORECAST_NAMES = {"identity_kept_w": "identity in W", "identity_kept_wplus": "identity in W+",
+                   "pair_kept_w": "pairs in W", "fd_ratio": "the FD ratio"}
+"""The forecast's measures in words."""
+
+
+def _curve_rows(curve, scenario: str, shots: int, target_gain: float):
+    """The noise curve's rows of one pool, shot level and target gain, the method that asks least first."""
+    c = curve[(curve["scenario"] == scenario) & (curve["shots_per_class"] == shots)]
+    return c[abs(c["target_gain"] - target_gain) < 1e-9].sort_values("agreement_needed")
+
+
 def _forecast_sentence(f) -> str:
     """Where the legs' curves meet their goals, in words (:func:`dapper.study.gan_eval.goal_forecast`)."""
     if f.empty or not f["kimg_at_goal"].notna().any():
         return ""
-    names = {"identity_kept_w": "identity in W", "identity_kept_wplus": "identity in W+",
-             "pair_kept_w": "pairs in W", "fd_ratio": "the FD ratio"}
+    names = _FORECAST_NAMES
     parts = []
     for r in f.itertuples():
         goal = f"{r.goal:.1f}" if r.metric == "fd_ratio" else _pct(r.goal)
@@ -132,10 +142,9 @@ def _noise_target_sentence(root: Path) -> str:
         return ""
     parts = []
     for sc in dict.fromkeys(curve["scenario"]):
-        c = curve[curve["scenario"] == sc]
-        c = c[(c["shots_per_class"] == c["shots_per_class"].min()) & (abs(c["target_gain"] - GAIN_GOAL) < 1e-9)]
+        c = _curve_rows(curve, sc, curve[curve["scenario"] == sc]["shots_per_class"].min(), GAIN_GOAL)
         if len(c):
-            g = c.sort_values("agreement_needed").iloc[0]
+            g = c.iloc[0]
             parts.append(f"{agreement_needed_text(g)} ({sc} pool, {g.method})")
     if not parts:
         return ""
@@ -150,7 +159,7 @@ def _stop_rule_sentence(f) -> str:
     rule = stop_rule(f)
     if rule is None:
         return ""
-    names = {"identity_kept_w": "identity in W", "identity_kept_wplus": "identity in W+", "pair_kept_w": "pairs in W"}
+    names = _FORECAST_NAMES
     far = (f"{names[rule['metric']]} ({_pct(rule['goal'])}) is not in reach on its line"
            if not math.isfinite(rule["more_cpu_hours"]) else
            f"the farthest goal, {names[rule['metric']]} at {_pct(rule['goal'])}, lies about "
@@ -410,9 +419,7 @@ def _ceiling_lines(root: Path) -> list[str]:
         t = t[t["shots_per_class"] == few].sort_values("diff", ascending=False)
         ceil = "; ".join(f"{r.condition} {points(r.diff)} [{points(r.diff_low)}, {points(r.diff_high)}]"
                          for r in t.itertuples())
-        c = curve[(curve["scenario"] == sc) & (curve["shots_per_class"] == few)]
-        goal = c[abs(c["target_gain"] - GAIN_GOAL) < 1e-9].sort_values("agreement_needed")
-        zero = c[c["target_gain"] == 0].sort_values("agreement_needed")
+        goal, zero = _curve_rows(curve, sc, few, GAIN_GOAL), _curve_rows(curve, sc, few, 0.0)
         text = f"  - {sc} pool, {few} images per class: the ceiling gains {ceil} points over real-only"
         if len(goal):
             g, z = goal.iloc[0], zero.iloc[0]
