@@ -21,7 +21,10 @@ _HASHED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> (f
 def weights_hash(module, fresh: bool = False) -> str:
     """sha256 over a torch module's state dict (names, dtypes, shapes and bytes), 64 hex digits: the
     one id of a generator (or any network) in caches, results and checkpoints. Two modules hash
-    equal exactly when they hold the same weights, whatever file they came from.
+    equal exactly when they hold the same weights, whatever file they came from, and compute with
+    them alike: a module's ``numerics`` (a generator whose float16 blocks run in bfloat16 on the CPU,
+    :meth:`dapper.stylegan2.networks.Generator.set_cpu_bf16`) enters the hash; the official numerics
+    (``""``) leave it as the weights alone give it.
 
     Computed once per module and state: the hash is kept with a fingerprint of every tensor's
     storage and version counter (an in-place change, ``load_state_dict`` or a new ``.data`` changes
@@ -33,8 +36,9 @@ def weights_hash(module, fresh: bool = False) -> str:
     import torch
 
     state = module.state_dict()
+    numerics = getattr(module, "numerics", "")  # a generator's float16 blocks in bfloat16 on the CPU
     fingerprint = tuple((name, t.data_ptr(), t._version, t.dtype, tuple(t.shape), str(t.device))
-                        for name, t in state.items())
+                        for name, t in state.items()) + (numerics,)
     try:
         known = _HASHED.get(module)
     except TypeError:  # not weak-referenceable: hashed every time
@@ -46,6 +50,8 @@ def weights_hash(module, fresh: bool = False) -> str:
         t = t.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    if numerics:  # the same weights computed otherwise are another network to every cache
+        h.update(f"|numerics|{numerics}".encode())
     digest = h.hexdigest()
     try:
         _HASHED[module] = (fingerprint, digest)

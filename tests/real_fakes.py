@@ -219,10 +219,12 @@ def write_ada_pickle(path, nets: dict, module_src="", training_set_kwargs=None):
 def ada_generator_kwargs(resolution: int, channel_base: int = 16384, channel_max: int = 512, z_dim: int = 512,
                          mapping_layers: int = 2) -> dict:
     """Init kwargs of a stylegan2-ada-pytorch generator; the defaults are its ``--cfg=auto`` at
-    128-256 px (channel base 16384, at most 512 channels, 2 mapping layers)."""
+    128-256 px (channel base 16384, at most 512 channels, 2 mapping layers), with the float16 blocks
+    and activation clamp every ada training config sets (``num_fp16_res=4``, ``conv_clamp=256``)."""
     return dict(z_dim=z_dim, c_dim=0, w_dim=z_dim, img_resolution=resolution, img_channels=3,
                 mapping_kwargs=dict(num_layers=mapping_layers),
-                synthesis_kwargs=dict(channel_base=channel_base, channel_max=channel_max))
+                synthesis_kwargs=dict(channel_base=channel_base, channel_max=channel_max, num_fp16_res=4,
+                                      conv_clamp=256))
 
 
 POSE_MODULE = '''"""A pose estimator for tests: a fixed read-out of the image (what real mode calls by name)."""

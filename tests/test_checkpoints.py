@@ -487,3 +487,28 @@ def test_replaced_weights_are_detected(G, tmp_path):
     (tmp_path / "h.safetensors").replace(tmp_path / "g.safetensors")
     with pytest.raises(ck.CheckpointError, match="sha256"):
         ck.load_generator(tmp_path / "g.json")
+
+
+def test_cpu_bf16_at_load(G, tmp_path, monkeypatch, marker):
+    monkeypatch.delenv("DAPPER_GENERATOR_BF16", raising=False)
+    ada = write_ada_pickle(tmp_path / "network-snapshot-000100.pkl", {"G_ema": (G, G_KWARGS)})
+    fp16 = dict(G_KWARGS, synthesis_kwargs=dict(G_KWARGS["synthesis_kwargs"], num_fp16_res=1))
+    ada_fp16 = write_ada_pickle(tmp_path / "fp16.pkl", {"G_ema": (Generator(**fp16), fp16)})
+    native = ck.save_generator(G, tmp_path / "gen.safetensors")
+    # by default a loaded generator computes as the official one; real mode asks for "auto"
+    assert ck.load_generator(ada).numerics == ""
+    assert torch.equal(_images(ck.load_generator(ada)), _images(G))
+    assert ck.load_generator(ada, cpu_bf16="auto").numerics == "cpu-bf16:8,16"  # no fp16 blocks: ada's four
+    assert ck.load_generator(ada_fp16, cpu_bf16="auto").numerics == "cpu-bf16:16"  # the file's num_fp16_res
+    assert ck.load_generator(native, cpu_bf16="auto").numerics == ""  # dapper's own: float32, as trained
+    assert ck.load_generator(native, cpu_bf16=1).numerics == "cpu-bf16:16"
+    monkeypatch.setenv("DAPPER_GENERATOR_BF16", "0")  # the user's way back to the official numerics
+    assert ck.load_generator(ada, cpu_bf16="auto").numerics == ""
+    monkeypatch.setenv("DAPPER_GENERATOR_BF16", "1")
+    assert ck.load_generator(native).numerics == "cpu-bf16:16"
+    assert ck.load_generator(native, cpu_bf16=0).numerics == ""  # an explicit number wins
+    monkeypatch.setenv("DAPPER_GENERATOR_BF16", "fast")
+    with pytest.raises(ValueError, match="DAPPER_GENERATOR_BF16 must be a number"):
+        ck.load_generator(ada, cpu_bf16="auto")
+    with pytest.raises(ValueError, match="cpu_bf16 must be"):
+        ck.load_generator(ada, cpu_bf16="yes")

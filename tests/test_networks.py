@@ -185,3 +185,44 @@ def test_conditional_generator_and_any_power_of_two():
                                synthesis_kwargs=dict(channel_base=64, channel_max=8))
         out = G(torch.randn(2, 8), torch.eye(3)[:2])
         assert out.shape == (2, 1, res, res) and torch.isfinite(out).all()
+
+
+def test_cpu_bf16_runs_the_highest_resolutions_in_bfloat16_and_keeps_the_image():
+    G = tiny_generator()
+    z = torch.linspace(-2, 2, 4 * 32).reshape(4, 32)
+    with torch.no_grad():
+        ref = G(z, None, noise_mode="const")
+    assert G.numerics == "" and G.set_cpu_bf16(0) == []
+    assert G.set_cpu_bf16(2) == [8, 16]  # 16 px: the two highest resolutions, as num_fp16_res=2 picks
+    assert G.numerics == "cpu-bf16:8,16"
+    assert G.set_cpu_bf16(4) == [8, 16]  # never below 8 px, as the official rule
+    with torch.no_grad():
+        out = G(z, None, noise_mode="const")
+    assert out.dtype == torch.float32 and out.shape == ref.shape
+    assert not torch.equal(out, ref)  # it really ran in another precision
+    rel = (out - ref).norm() / ref.norm()
+    assert rel < 2e-2, rel
+    # gradients reach the latents (projection), and force_fp32 gives the official numerics back
+    ws = G.mapping(z, None).detach().requires_grad_(True)
+    G.synthesis(ws, noise_mode="const").square().mean().backward()
+    assert ws.grad is not None and torch.isfinite(ws.grad).all() and ws.grad.abs().sum() > 0
+    with torch.no_grad():
+        assert torch.equal(G(z, None, noise_mode="const", force_fp32=True), ref)
+    assert G.set_cpu_bf16(0) == [] and G.numerics == ""
+    with torch.no_grad():
+        assert torch.equal(G(z, None, noise_mode="const"), ref)
+    with pytest.raises(ValueError, match=">= 0"):
+        G.set_cpu_bf16(-1)
+
+
+def test_weights_hash_tells_the_numerics_apart():
+    from dapper.utils import weights_hash
+
+    G = tiny_generator()
+    official = weights_hash(G)
+    G.set_cpu_bf16(2)
+    fast = weights_hash(G)  # the same weights computed otherwise: another network to every cache
+    assert fast != official
+    assert weights_hash(G.synthesis) != weights_hash(tiny_generator().synthesis)
+    G.set_cpu_bf16(0)
+    assert weights_hash(G) == official

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                                pose_check=args.pose_check, response=args.response)
     device = get_device(args.device)
     network = args.network or default_generator_path()
-    G = stylegan2.load_generator(network, device=device).eval()
+    G = stylegan2.load_generator(network, device=device, cpu_bf16="auto").eval()  # as real mode runs it
     ws, keys, labels, test_keys = read_projections(args.projections)
     if args.test_keys:
         test_keys += [line.strip() for line in Path(args.test_keys).read_text().splitlines() if line.strip()]

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     network = args.network or default_generator_path()
     device = get_device(args.device)
-    G = stylegan2.load_generator(network, device=device)
+    G = stylegan2.load_generator(network, device=device, cpu_bf16="auto")  # as real mode runs it
     settings = ProjectionSettings.official() if args.official else ProjectionSettings()
     changes = {k: v for k, v in (("space", args.space), ("steps", args.steps), ("init", args.init)) if v is not None}
     if args.vgg16 or args.lpips:

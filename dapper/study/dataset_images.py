@@ -79,9 +79,10 @@ class PickedImages:
 
 def source_generator(network=None, device="cpu") -> tuple:
     """``(G, path)``: the generator of the checkpoint ``network``, else the shipped source GAN
-    (:func:`dapper.utils.default_generator_path`), loaded on ``device`` in eval mode."""
+    (:func:`dapper.utils.default_generator_path`), loaded on ``device`` in eval mode; a user's
+    checkpoint runs its highest resolutions in bfloat16 on the CPU (``load_generator``'s ``"auto"``)."""
     path = network or default_generator_path()
-    return stylegan2.load_generator(path, device=device), path  # the checkpoint readers load on first use
+    return stylegan2.load_generator(path, device=device, cpu_bf16="auto"), path  # readers load on first use
 
 
 def _content_size(G) -> tuple[int, int]:

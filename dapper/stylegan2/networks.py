@@ -9,11 +9,15 @@ Images are NCHW float in [-1, 1] (the generator's output is not clamped). ``ws``
 
 dapper additions: ``content_box`` (x0, y0, x1, y1) names the part of the square canvas that holds
 the picture (the official LSUN car model draws 512x384 content inside 512x512 with black bars);
-``Generator.forward`` accepts ``noise_mode`` and the fast/reference ops switch of ``ops``.
+``Generator.forward`` accepts ``noise_mode`` and the fast/reference ops switch of ``ops``;
+``set_cpu_bf16``: on the CPU, the highest resolutions (those a stylegan2-ada-pytorch network runs in
+float16 on a GPU) run their layers under bfloat16 autocast, the image skip path staying float32 as in
+the official float16 blocks; off unless set, so a network computes as the official one on the CPU.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -29,6 +33,11 @@ __all__ = [
     "MappingNetwork",
     "SynthesisNetwork",
 ]
+
+
+def _cpu_bf16(enabled: bool):
+    """bfloat16 autocast on the CPU when ``enabled``, else nothing."""
+    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
 
 
 def _check_shape(t: torch.Tensor, shape: list, what: str) -> None:
@@ -240,6 +249,7 @@ class SynthesisBlock(torch.nn.Module):
         self.is_last = is_last
         self.architecture = architecture
         self.use_fp16 = use_fp16
+        self.cpu_bf16 = False  # SynthesisNetwork.set_cpu_bf16: this block's layers in bfloat16 on the CPU
         self.channels_last = use_fp16 and fp16_channels_last
         self.register_buffer("resample_filter", ops.setup_filter(resample_filter))
         self.num_conv = 0
@@ -266,31 +276,34 @@ class SynthesisBlock(torch.nn.Module):
         _check_shape(ws, [None, self.num_conv + self.num_torgb, self.w_dim], f"synthesis block {self.resolution}px ws")
         w_iter = iter(ws.unbind(dim=1))
         use_half = self.use_fp16 and not force_fp32 and ws.is_cuda
+        use_bf16 = self.cpu_bf16 and not force_fp32 and ws.device.type == "cpu"
         dtype = torch.float16 if use_half else torch.float32
         memory_format = torch.channels_last if self.channels_last and use_half else torch.contiguous_format
         if fused_modconv is None:
             fused_modconv = (not self.training) and (dtype == torch.float32 or int(ws.shape[0]) == 1)
-        if self.in_channels == 0:
-            x = self.const.to(dtype=dtype, memory_format=memory_format)
-            x = x.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
-        else:
-            _check_shape(x, [None, self.in_channels, self.resolution // 2, self.resolution // 2],
-                         f"synthesis block {self.resolution}px input")
-            x = x.to(dtype=dtype, memory_format=memory_format)
-        if self.in_channels == 0:
-            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
-        elif self.architecture == "resnet":
-            y = self.skip(x, gain=np.sqrt(0.5))
-            x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
-            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, gain=np.sqrt(0.5), **layer_kwargs)
-            x = y + x
-        else:
-            x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
-            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
-        if img is not None:
+        with _cpu_bf16(use_bf16):
+            if self.in_channels == 0:
+                x = self.const.to(dtype=dtype, memory_format=memory_format)
+                x = x.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            else:
+                _check_shape(x, [None, self.in_channels, self.resolution // 2, self.resolution // 2],
+                             f"synthesis block {self.resolution}px input")
+                x = x.to(dtype=dtype, memory_format=memory_format)
+            if self.in_channels == 0:
+                x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
+            elif self.architecture == "resnet":
+                y = self.skip(x, gain=np.sqrt(0.5))
+                x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
+                x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, gain=np.sqrt(0.5), **layer_kwargs)
+                x = y + x
+            else:
+                x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
+                x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
+        if img is not None:  # the image's skip path in float32, as the official float16 blocks keep it
             img = ops.upsample2d(img, self.resample_filter)
         if self.is_last or self.architecture == "skip":
-            y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv)
+            with _cpu_bf16(use_bf16):
+                y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv)
             y = y.to(dtype=torch.float32, memory_format=torch.contiguous_format)
             img = img + y if img is not None else y
         return x, img
@@ -323,6 +336,24 @@ class SynthesisNetwork(torch.nn.Module):
             if is_last:
                 self.num_ws += block.num_torgb
             setattr(self, f"b{res}", block)
+
+    def set_cpu_bf16(self, num_res: int) -> list[int]:
+        """Run the ``num_res`` highest resolutions under bfloat16 autocast on the CPU (the blocks that
+        ``num_fp16_res=num_res`` runs in float16 on a GPU); 0: every block in float32, the official CPU
+        numerics. Returns the resolutions that run in bfloat16."""
+        if int(num_res) < 0:
+            raise ValueError(f"num_res must be >= 0, got {num_res}")
+        first = max(2 ** (self.img_resolution_log2 + 1 - int(num_res)), 8) if num_res else math.inf
+        for res in self.block_resolutions:
+            getattr(self, f"b{res}").cpu_bf16 = res >= first
+        return [res for res in self.block_resolutions if res >= first]
+
+    @property
+    def numerics(self) -> str:
+        """How this network computes beyond its weights: ``""`` for the official numerics, else
+        ``"cpu-bf16:<resolutions>"``; :func:`dapper.utils.weights_hash` keys every cache by it."""
+        res = [str(res) for res in self.block_resolutions if getattr(self, f"b{res}").cpu_bf16]
+        return f"cpu-bf16:{','.join(res)}" if res else ""
 
     def forward(self, ws: torch.Tensor, **block_kwargs) -> torch.Tensor:
         _check_shape(ws, [None, self.num_ws, self.w_dim], "synthesis ws")
@@ -375,6 +406,15 @@ class Generator(torch.nn.Module):
     def content_box(self) -> tuple[int, int, int, int]:
         """(x0, y0, x1, y1) of the picture inside the square canvas, in pixels."""
         return self.synthesis.content_box
+
+    def set_cpu_bf16(self, num_res: int) -> list[int]:
+        """:meth:`SynthesisNetwork.set_cpu_bf16`: the ``num_res`` highest resolutions in bfloat16 on the CPU."""
+        return self.synthesis.set_cpu_bf16(num_res)
+
+    @property
+    def numerics(self) -> str:
+        """:attr:`SynthesisNetwork.numerics`."""
+        return self.synthesis.numerics
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1,
                 truncation_cutoff: int | None = None, **synthesis_kwargs) -> torch.Tensor:
