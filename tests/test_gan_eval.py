@@ -150,3 +150,23 @@ def test_goal_forecast_follows_the_fitted_line_to_the_goal():
     one = goal_forecast(legs.iloc[:1]).set_index("metric")
     assert np.isnan(one.loc["identity_kept_w", "kimg_at_goal"]) and np.isnan(one.loc["fd_ratio", "holdout_error"])
     assert goal_forecast(legs.iloc[:0]).empty
+
+
+def test_a_met_goal_is_reached_now_whatever_the_line_does():
+    import pandas as pd
+
+    from dapper.study.gan_eval import GOALS, goal_forecast, stop_rule
+
+    kimg = np.array([100.0, 200.0, 400.0])
+    high = GOALS["identity_kept_wplus"] + np.array([0.06, 0.04, 0.02])  # met at every leg, yet falling
+    legs = pd.DataFrame({"kimg": kimg, "cpu_hours": kimg / 50, "n_projected": 100, "fd_ratio": [3.0, 2.0, 1.5],
+                         "fd_ratio_source_48px": 2.0, "identity_kept_w": [0.3, 0.4, 0.5],
+                         "identity_kept_wplus": high, "pair_kept_w": [0.99, 0.98, 0.985]})
+    f = goal_forecast(legs).set_index("metric")
+    for metric in ("identity_kept_wplus", "pair_kept_w", "fd_ratio"):  # fd_ratio: 1.5 <= its goal 2.0
+        assert f.loc[metric, "kimg_at_goal"] == 400.0 and f.loc[metric, "cpu_hours_at_goal"] == 8.0
+    assert 400.0 < f.loc["identity_kept_w", "kimg_at_goal"] < np.inf  # not met: still extrapolated
+    one = goal_forecast(legs.iloc[-1:]).set_index("metric")
+    assert one.loc["identity_kept_wplus", "kimg_at_goal"] == 400.0  # one leg suffices to know a goal is met
+    rule = stop_rule(f.reset_index())
+    assert rule["metric"] == "identity_kept_w"  # the met goals are 0 hours away, never the farthest

@@ -133,20 +133,18 @@ def _forecast_transform(metric: str, values: np.ndarray, n: np.ndarray) -> np.nd
 
 
 def goal_forecast(legs):
-    """How many training CPU-hours each goal of :data:`GOALS` (and the FD ratio's, that of source
-    renders resampled to 48 px) is away, extrapolated from the legs measured so far
-    (``bench/results/source_gan_v2_legs.csv``: one row per leg with ``cpu_hours``, ``kimg``, the
-    measures and ``n_projected``).
+    """How many training CPU-hours each goal of :data:`GOALS` (and the FD ratio's, that of source renders resampled
+    to 48 px) is away, extrapolated from the legs measured so far (``bench/results/source_gan_v2_legs.csv``: one
+    row per leg with ``cpu_hours``, ``kimg``, the measures and ``n_projected``).
 
-    Each measure is fitted as a line in log kimg on the scale of :func:`_forecast_transform` (least
-    squares over every leg; kimg, not CPU-seconds, is the training's clock: a leg that shared the
-    cores counts more CPU-seconds for the same images), and the line is followed to the goal. One
-    row per measure: ``latest`` (the last leg's value), ``goal``, ``slope`` (per doubling of kimg,
-    on the fitted scale), ``kimg_at_goal`` (inf when the fit does not move towards the goal; nan
-    with fewer than two legs), ``cpu_hours_at_goal`` (at the legs' mean kimg per CPU-hour) and
-    ``holdout_error``: the last leg's value predicted from the others minus the one measured (nan
-    with fewer than three legs), the forecast's own track record. An extrapolation of few points:
-    it says the order of magnitude left, not a date."""
+    Each measure is fitted as a line in log kimg on the scale of :func:`_forecast_transform` (least squares over
+    every leg; kimg, not CPU-seconds, is the training's clock: a leg that shared the cores counts more CPU-
+    seconds for the same images), and the line is followed to the goal. One row per measure: ``latest`` (the
+    last leg's value), ``goal``, ``slope`` (per doubling of kimg, on the fitted scale), ``kimg_at_goal`` (the
+    last leg's kimg when that leg meets the goal; inf when the fit does not move towards it; nan with fewer than
+    two legs), ``cpu_hours_at_goal`` (at the legs' mean kimg per CPU-hour) and ``holdout_error``: the last leg's
+    value predicted from the others minus the one measured (nan with fewer than three legs), the forecast's own
+    track record. An extrapolation of few points: it says the order of magnitude left, not a date."""
     df = legs[(legs["cpu_hours"] > 0) & (legs["kimg"] > 0)].sort_values("kimg")
     kimg = df["kimg"].to_numpy(float)
     n = df["n_projected"].to_numpy(float) if "n_projected" in df else np.full(len(df), 100.0)
@@ -161,6 +159,8 @@ def goal_forecast(legs):
         x = np.log2(kimg)
         target = _forecast_transform(metric, np.array([goal]), np.array([1e9]))[0]
         at_goal = slope = err = np.nan
+        latest = float(last[metric])
+        met = latest <= goal if metric == "fd_ratio" else latest >= goal  # the FD ratio falls towards its goal
         if len(df) >= 2:
             slope, icpt = np.polyfit(x, y, 1)
             towards = (target - y[-1]) * slope > 0 or (target - y[-1]) == 0
@@ -169,8 +169,10 @@ def goal_forecast(legs):
                 s2, i2 = np.polyfit(x[:-1], y[:-1], 1)
                 pred = s2 * x[-1] + i2
                 pred = float(np.exp(pred)) if metric == "fd_ratio" else float(1 / (1 + np.exp(-pred)))
-                err = pred - float(last[metric])
-        rows.append({"metric": metric, "latest": float(last[metric]), "goal": goal, "points": len(df),
+                err = pred - latest
+        if met:  # reached: no extrapolation, whatever the line does
+            at_goal = float(kimg[-1])
+        rows.append({"metric": metric, "latest": latest, "goal": goal, "points": len(df),
                      "kimg_now": float(kimg[-1]), "cpu_hours_now": float(last["cpu_hours"]), "slope": slope,
                      "kimg_at_goal": at_goal, "cpu_hours_at_goal": at_goal / kimg_per_hour,
                      "holdout_error": err})
