@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 OUT = Path(__file__).resolve().parent / "results" / "real_quick.json"
 HISTORY = OUT.with_name("real_quick_runs.csv")
-HISTORY_COLUMNS = ["date", "wall_s", "cpu_s", "budget_s", "within_budget", "returncode", "fp32_s_per_step",
+HISTORY_COLUMNS = ["date", "commit", "wall_s", "cpu_s", "budget_s", "within_budget", "returncode", "fp32_s_per_step",
                    "fp32_s_per_step_after", "bf16_s_per_step", "notebook_seconds"]
 BUDGET_S = 15 * 60
 
@@ -121,7 +121,8 @@ def history_row(result: dict) -> dict:
     """One run of the history file: its time beside the speed of the CPU it ran on (the classifier's
     fp32 step, before and after the run), so runs on machines of different speed can be read together."""
     run, step = result["whole_run"], result["classifier_step"]
-    return {"date": result["date"], "wall_s": run["wall_s"], "cpu_s": run["cpu_s"], "budget_s": run["budget_s"],
+    return {"date": result["date"], "commit": result.get("commit", ""), "wall_s": run["wall_s"], "cpu_s": run["cpu_s"],
+            "budget_s": run["budget_s"],
             "within_budget": run["within_budget"], "returncode": run["returncode"],
             "fp32_s_per_step": step["fp32_s_per_step"],
             "fp32_s_per_step_after": result.get("classifier_step_after", {}).get("fp32_s_per_step"),
@@ -141,16 +142,25 @@ def append_history(result: dict) -> None:
     atomic_save(HISTORY, lambda path: df[HISTORY_COLUMNS].to_csv(path, index=False))
 
 
+def _commit() -> str:
+    """The code that ran: the checkout's short commit, ``+`` when it has uncommitted changes."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    head = git("rev-parse", "--short=7", "HEAD")
+    return head + ("+" if git("status", "--porcelain", "--untracked-files=no") else "") if head else ""
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--batch", type=int, default=16, help="fine-tuning batch of real mode's quick profile")
+    p.add_argument("--batch", type=int, default=16,
+                   help="batch of the classifier step that measures the CPU's speed (16 in every run of the history)")
     p.add_argument("--limit", type=float, default=2 * BUDGET_S, help="stop the whole run after this many seconds")
     p.add_argument("--keep", type=Path, default=None, help="folder for the fake data, models and reports")
     p.add_argument("--steps-only", action="store_true", help="part 1 only")
     a = p.parse_args(argv)
-    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu_count": os.cpu_count(),
+    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "commit": _commit(), "cpu_count": os.cpu_count(),
               "classifier_step": classifier_steps(a.repeats, a.threads, a.batch)}
     print(json.dumps(result["classifier_step"], indent=1))
     if not a.steps_only:

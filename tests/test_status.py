@@ -185,3 +185,24 @@ def test_the_real_quick_line_gives_each_run_beside_its_cpus_speed(tmp_path):
     text = S._real_quick_lines(tmp_path)[0]
     assert text.index("2026-01-02 10:00: 20.0 min (over the 15-minute budget)") < text.index("2026-01-01")
     assert "the latest run would take about 10.0 min (an estimate, not a run)" in text
+
+
+def test_the_real_quick_line_names_the_code_and_the_bf16_line_reads_its_bench(tmp_path):
+    import json
+
+    bench = tmp_path / "bench" / "results"
+    bench.mkdir(parents=True)
+    pd.DataFrame([{"date": "2026-01-01 10:00", "commit": "abc1234", "wall_s": 600.0, "budget_s": 900,
+                   "within_budget": True, "fp32_s_per_step": 2.0},
+                  {"date": "2026-01-02 10:00", "commit": None, "wall_s": 660.0, "budget_s": 900,
+                   "within_budget": True, "fp32_s_per_step": 2.0}]).to_csv(bench / "real_quick_runs.csv", index=False)
+    text = S._real_quick_lines(tmp_path)[0]
+    assert "2026-01-01 10:00 at abc1234: 10.0 min (within" in text and "2026-01-02 10:00: 11.0 min" in text
+    assert S._generator_bf16_lines(tmp_path) == []
+    (bench / "generator_bf16.json").write_text(json.dumps({
+        "threads": 2, "speed": {"resolution": 128, "bf16_resolutions": [16, 32, 64, 128], "synthesis_speedup": 1.75,
+                                "projection_step_speedup": 1.25},
+        "fidelity": [{"bf16_resolutions": [32, 64], "psnr_db_median": 55.0, "psnr_db_min": 50.0}]}))
+    text = S._generator_bf16_lines(tmp_path)[0]
+    assert "with its 16, 32, 64, 128 px blocks" in text and "synthesises 1.75 times" in text
+    assert "projection step 1.25 times" in text and "55.0 dB (lowest 50.0 dB) with its 2 highest" in text
