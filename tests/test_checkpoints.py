@@ -500,12 +500,16 @@ def test_cpu_bf16_at_load(G, tmp_path, monkeypatch, marker):
     assert torch.equal(_images(ck.load_generator(ada)), _images(G))
     assert ck.load_generator(ada, cpu_bf16="auto").numerics == "cpu-bf16:8,16"  # no fp16 blocks: ada's four
     assert ck.load_generator(ada_fp16, cpu_bf16="auto").numerics == "cpu-bf16:16"  # the file's num_fp16_res
+    fp32 = dict(G_KWARGS, synthesis_kwargs=dict(G_KWARGS["synthesis_kwargs"], num_fp16_res=0))  # ada's --fp32
+    ada_fp32 = write_ada_pickle(tmp_path / "fp32.pkl", {"G_ema": (Generator(**fp32), fp32)})
+    assert ck.load_generator(ada_fp32, cpu_bf16="auto").numerics == ""
     assert ck.load_generator(native, cpu_bf16="auto").numerics == ""  # dapper's own: float32, as trained
     assert ck.load_generator(native, cpu_bf16=1).numerics == "cpu-bf16:16"
     monkeypatch.setenv("DAPPER_GENERATOR_BF16", "0")  # the user's way back to the official numerics
     assert ck.load_generator(ada, cpu_bf16="auto").numerics == ""
     monkeypatch.setenv("DAPPER_GENERATOR_BF16", "1")
-    assert ck.load_generator(native).numerics == "cpu-bf16:16"
+    assert ck.load_generator(native, cpu_bf16="auto").numerics == "cpu-bf16:16"
+    assert ck.load_generator(native).numerics == ""  # the default stays float32 (training checks its hash)
     assert ck.load_generator(native, cpu_bf16=0).numerics == ""  # an explicit number wins
     monkeypatch.setenv("DAPPER_GENERATOR_BF16", "fast")
     with pytest.raises(ValueError, match="DAPPER_GENERATOR_BF16 must be a number"):

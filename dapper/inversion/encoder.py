@@ -197,7 +197,7 @@ def train(network=None, out=None, scale: float = 1.0, threads: int = 1, seed: in
     seed_everything(seed)
     cfg = dict(CONFIG, seed=seed)
     network = Path(network) if network is not None else Path(default_generator_path())
-    G = load_generator(network, device="cpu")
+    G = load_generator(network, device="cpu", cpu_bf16="auto")  # the numerics real mode projects with
     g_hash = weights_hash(G)
     perceptual = load_perceptual()
     t0 = time.time()

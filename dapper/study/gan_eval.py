@@ -141,7 +141,7 @@ def goal_forecast(legs):
     every leg; kimg, not CPU-seconds, is the training's clock: a leg that shared the cores counts more CPU-
     seconds for the same images), and the line is followed to the goal. One row per measure: ``latest`` (the
     last leg's value), ``goal``, ``slope`` (per doubling of kimg, on the fitted scale), ``kimg_at_goal`` (the
-    last leg's kimg when that leg meets the goal; inf when the fit does not move towards it; nan with fewer than
+    last leg's kimg when that leg meets the goal; inf when the fit does not move towards it; else nan with fewer than
     two legs), ``cpu_hours_at_goal`` (at the legs' mean kimg per CPU-hour) and ``holdout_error``: the last leg's
     value predicted from the others minus the one measured (nan with fewer than three legs), the forecast's own
     track record. An extrapolation of few points: it says the order of magnitude left, not a date."""

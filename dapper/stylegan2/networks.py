@@ -197,7 +197,8 @@ class SynthesisLayer(torch.nn.Module):
             raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
         in_res = self.resolution // self.up
         _check_shape(x, [None, self.weight.shape[1], in_res, in_res], f"synthesis layer {self.resolution}px input")
-        styles = self.affine(w)
+        with torch.autocast("cpu", enabled=False):  # styles in float32, as the official float16 blocks have them
+            styles = self.affine(w)
         noise = None
         if self.use_noise and noise_mode == "random":
             shape = [x.shape[0], 1, self.resolution, self.resolution]
@@ -227,7 +228,8 @@ class ToRGBLayer(torch.nn.Module):
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size ** 2)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
-        styles = self.affine(w) * self.weight_gain
+        with torch.autocast("cpu", enabled=False):  # styles in float32, as the official float16 blocks have them
+            styles = self.affine(w) * self.weight_gain
         x = ops.modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
         return ops.bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
 
@@ -351,7 +353,9 @@ class SynthesisNetwork(torch.nn.Module):
     @property
     def numerics(self) -> str:
         """How this network computes beyond its weights: ``""`` for the official numerics, else
-        ``"cpu-bf16:<resolutions>"``; :func:`dapper.utils.weights_hash` keys every cache by it."""
+        ``"cpu-bf16:<resolutions>"``; :func:`dapper.utils.weights_hash` keys every cache by it. The
+        device is not part of it: on a GPU the flag does nothing and the float16 blocks run as the
+        official network runs them, so results made there share the key of either CPU numerics."""
         res = [str(res) for res in self.block_resolutions if getattr(self, f"b{res}").cpu_bf16]
         return f"cpu-bf16:{','.join(res)}" if res else ""
 

@@ -159,14 +159,15 @@ def load_generator(path, device="cpu", content_box=None, network: str = "G_ema",
 
     ``cpu_bf16``: how many of the highest resolutions run under bfloat16 autocast on the CPU
     (:meth:`Generator.set_cpu_bf16`), about twice as fast on a CPU with native bfloat16, at about
-    50 dB PSNR to float32 (``bench/generator_bf16.py``); 0 or ``None``: the official float32 numerics.
-    ``"auto"`` (what real mode's notebooks and commands load with): for a checkpoint of another code
-    base (ada or TensorFlow ``.pkl``, rosinality ``.pt``) the blocks it runs in float16 on a GPU (its
-    ``num_fp16_res``, 4 in every stylegan2-ada-pytorch training config) or, where it has none, the
-    same four; 0 for dapper's own files (the embedded world's generators, trained and measured in
-    float32). ``$DAPPER_GENERATOR_BF16`` (a number of resolutions), when set, overrides ``None`` and
-    ``"auto"``. The choice is part of the generator's hash (:func:`dapper.utils.weights_hash`), so no
-    cache mixes the two numerics.
+    50 dB PSNR to float32 (``bench/generator_bf16.py``); 0 or ``None`` (the default, which training,
+    checkpoint checks and the embedded world's hashes rely on): the official float32 numerics.
+    ``"auto"`` (what real mode's notebooks and commands load with): for a stylegan2-ada-pytorch
+    ``.pkl`` the blocks it runs in float16 on a GPU (its ``num_fp16_res``, 4 in every ada training
+    config, 0 for one trained with ``--fp32``), for a TensorFlow ``.pkl`` or rosinality ``.pt`` (no
+    float16 blocks) ada's four, for dapper's own files 0 (the embedded world's generators, trained and
+    measured in float32); ``$DAPPER_GENERATOR_BF16`` (a number of resolutions), when set, decides
+    ``"auto"`` instead. The choice is part of the generator's hash (:func:`dapper.utils.weights_hash`),
+    so no cache mixes the two numerics.
     """
     path = existing_file(path)
     if network == "D":
@@ -188,26 +189,30 @@ def load_generator(path, device="cpu", content_box=None, network: str = "G_ema",
         if box is not None:
             syn["content_box"] = list(box)
     G = _build(st, kwargs, device)
-    G.set_cpu_bf16(_cpu_bf16_resolutions(cpu_bf16, st.format, syn.get("num_fp16_res", 0)))
+    G.set_cpu_bf16(_cpu_bf16_resolutions(cpu_bf16, st.format, syn.get("num_fp16_res")))
     return G
 
 
 ADA_FP16_RES = 4  # stylegan2-ada-pytorch's num_fp16_res in every training config
 
 
-def _cpu_bf16_resolutions(asked, fmt: str, num_fp16_res: int) -> int:
+def _cpu_bf16_resolutions(asked, fmt: str, num_fp16_res: int | None) -> int:
     """How many resolutions ``load_generator`` runs in bfloat16 on the CPU (its ``cpu_bf16``)."""
-    env = os.environ.get("DAPPER_GENERATOR_BF16", "").strip()
-    if asked is None or asked == "auto":
+    if asked is None:
+        return 0
+    if asked == "auto":
+        env = os.environ.get("DAPPER_GENERATOR_BF16", "").strip()
         if env:
             try:
                 return _check_resolutions(int(env), "DAPPER_GENERATOR_BF16")
             except ValueError:
                 raise ValueError(f"DAPPER_GENERATOR_BF16 must be a number of resolutions >= 0 (0: float32), "
                                  f"got {env!r}") from None
-        if asked is None or fmt == "dapper":
+        if fmt == "dapper":
             return 0
-        return int(num_fp16_res or 0) or ADA_FP16_RES
+        if fmt == "ada-pkl" and num_fp16_res is not None:  # the file's own choice, 0 (trained --fp32) included
+            return _check_resolutions(int(num_fp16_res), "num_fp16_res")
+        return ADA_FP16_RES  # TensorFlow and rosinality files have no float16 blocks: ada's four
     if isinstance(asked, bool) or not isinstance(asked, int):
         raise ValueError(f"cpu_bf16 must be a number of resolutions, 'auto' or None, got {asked!r}")
     return _check_resolutions(asked, "cpu_bf16")
