@@ -36,7 +36,7 @@ PROFILES = {
 # directions it reports on (the method's choice and the paper's), with a shorter response sweep, and
 # projects its targets (notebooks 01, 02 and 06) with 10 steps from the mean w, a smoke test's
 # reconstruction (bench/real_quick.py times the quick profile against its budget at 128 px).
-REAL_QUICK_PROFILE = dict(PROFILES["quick"], n_samples=150, n_selection=75, n_calibration=4, projection_steps=10,
+REAL_QUICK_PROFILE = dict(PROFILES["quick"], n_samples=100, n_selection=50, n_calibration=4, projection_steps=10,
                           evaluate_all=False, methods=("paper", "ridge-local"), response_steps=7)
 
 

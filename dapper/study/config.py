@@ -221,9 +221,10 @@ PROFILE_LAYERS = {
                           projection={"steps": 10}),  # the encoder's guess, briefly refined: a smoke test
     # real mode's smoke test: a step of an ImageNet classifier at its input size (ResNeXt-50:
     # 224 px) and a 128-512 px generated image cost many times the embedded ones
-    # (bench/real_quick.py times the quick profile against its budget at 128 px): one fold, 10 steps of
-    # 8 images, and 5 projection steps from the mean w (real mode has no encoder to start from)
-    ("quick", "stanford_cars"): dict(folds=(0,), augment=dict(k=1), projection={"steps": 5},
+    # (bench/real_quick.py times the quick profile against its budget at 128 px): one fold, 1 and 2 shots
+    # per class (the projections and synthetic images of 20 photos), 10 steps of 8 images, and 5
+    # projection steps from the mean w (real mode has no encoder to start from)
+    ("quick", "stanford_cars"): dict(folds=(0,), shots=(1, 2), augment=dict(k=1), projection={"steps": 5},
                                      finetune=dict(batch_size=8, min_steps=10, max_steps=10)),
 }
 
