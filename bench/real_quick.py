@@ -143,11 +143,14 @@ def append_history(result: dict) -> None:
 
 
 def _commit() -> str:
-    """The code that ran: the checkout's short commit, ``+`` when it has uncommitted changes."""
+    """The code that ran: the checkout's short commit, ``+`` when its code has uncommitted changes
+    (changed results files under ``bench/results`` do not count)."""
     def git(*args):
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     head = git("rev-parse", "--short=7", "HEAD")
-    return head + ("+" if git("status", "--porcelain", "--untracked-files=no") else "") if head else ""
+    changed = [line for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+               if not line[3:].startswith("bench/results/")]
+    return head + ("+" if changed else "") if head else ""
 
 
 def main(argv=None) -> int:
