@@ -297,7 +297,8 @@ def run_report(
 
     Raises :class:`ParameterError` before running anything, or :class:`NotebookFailed` at the
     first notebook that raises: later notebooks are not run, and the index records the notebooks
-    that finished and marks the failed one (its outputs and those after it are stale).
+    that finished and marks the failed one (its outputs and those after it are stale). An interrupt
+    (Ctrl-C, ``timeout --signal=INT``) is recorded the same way before it goes on up.
     """
     notebooks_dir = Path(notebooks_dir or repo_root() / "notebooks")
     reports_dir = prepare_reports_dir(Path(reports_dir or report_folder(dataset)))
@@ -316,13 +317,17 @@ def run_report(
         start = time.perf_counter()
         try:
             run_notebook(nb, reports_dir / "notebooks" / nb.name, plan[nb], kernel, progress)
-        except NotebookFailed as exc:
-            exc.timings = [*timings, (nb.name, time.perf_counter() - start)]
-            # The notebooks that finished wrote new outputs: say so, and mark the failed one, so the
-            # index never describes the previous run beside this run's figures.
+        except (NotebookFailed, KeyboardInterrupt) as exc:
+            # The notebooks that finished wrote new outputs: say so, and mark the failed (or interrupted)
+            # one, so the index never describes the previous run beside this run's figures.
             run_info = {"profile": profile, "dataset": dataset, **(extras or {})}
             record_runs(reports_dir, run_info, timings, {n.name: plan[n] for n in notebooks})
-            mark_failed(reports_dir, nb.name, run_info, str(exc).splitlines()[0] if str(exc) else "failed")
+            if isinstance(exc, KeyboardInterrupt):
+                error = "interrupted: its outputs may be partly this run's"
+            else:
+                exc.timings = [*timings, (nb.name, time.perf_counter() - start)]
+                error = str(exc).splitlines()[0] if str(exc) else "failed"
+            mark_failed(reports_dir, nb.name, run_info, error)
             write_index(reports_dir, run_info, timings)
             raise
         timings.append((nb.name, time.perf_counter() - start))

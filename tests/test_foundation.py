@@ -514,6 +514,30 @@ def test_a_failed_run_marks_its_stale_outputs_in_the_index(tmp_path):
     assert runs["01_b.ipynb"]["status"] == "FAILED" and "status" not in runs["00_a.ipynb"]
 
 
+def test_an_interrupted_run_keeps_the_record_of_the_notebooks_it_finished(tmp_path, monkeypatch):
+    books, reports = tmp_path / "nb", tmp_path / "rep"
+    books.mkdir()
+    for name in ("00_a.ipynb", "01_b.ipynb", "02_c.ipynb"):
+        _write_notebook(books / name, BASE_PARAMS, "x = 1")
+    ran = []
+
+    def fake_run(nb, out, params, kernel, progress):
+        if nb.name == "01_b.ipynb":
+            raise KeyboardInterrupt
+        ran.append(nb.name)
+
+    monkeypatch.setattr(report, "run_notebook", fake_run)
+    with pytest.raises(KeyboardInterrupt):
+        report.run_report("quick", "toycars", notebooks_dir=books, reports_dir=reports, kernel="python3",
+                          progress=False)
+    assert ran == ["00_a.ipynb"]
+    runs = json.loads((reports / "notebook_runs.json").read_text())
+    assert "status" not in runs["00_a.ipynb"] and runs["00_a.ipynb"]["profile"] == "quick"
+    assert runs["01_b.ipynb"]["status"] == "FAILED" and "interrupted" in runs["01_b.ipynb"]["error"]
+    assert "02_c.ipynb" not in runs
+    assert "**The last run of 01_b.ipynb failed**" in (reports / "index.md").read_text()
+
+
 def test_the_readme_real_mode_command_names_every_model_parameter():
     from dapper.study.params import REAL_MODE_MODELS
 
