@@ -120,7 +120,7 @@ def test_command_line_writes_a_dataset(tmp_path, monkeypatch):
     import dapper.stylegan2 as sg
 
     G, ws, keys, labels = _inputs(n=3)
-    monkeypatch.setattr(sg, "load_generator", lambda path, device="cpu": G, raising=False)
+    monkeypatch.setattr(sg, "load_generator", lambda path, device="cpu", cpu_bf16=None: G, raising=False)
     monkeypatch.setenv("DAPPER_CACHE", str(tmp_path / "cache"))
     np.savez(tmp_path / "p.npz", ws=ws.numpy(), keys=np.array(keys), labels=labels, test_keys=np.array(["zz"]))
     from dapper.cli import main
