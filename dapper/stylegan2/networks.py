@@ -40,6 +40,12 @@ def _cpu_bf16(enabled: bool):
     return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
 
 
+def _first_reduced_resolution(img_resolution_log2: int, num_res: int) -> int:
+    """The lowest resolution of the ``num_res`` highest (never below 8 px), the official
+    ``num_fp16_res`` rule; above the image's own resolution for ``num_res=0``."""
+    return max(2 ** (img_resolution_log2 + 1 - num_res), 8)
+
+
 def _check_shape(t: torch.Tensor, shape: list, what: str) -> None:
     if t.ndim != len(shape) or any(s is not None and int(a) != s for a, s in zip(t.shape, shape)):
         want = ", ".join("*" if s is None else str(s) for s in shape)
@@ -326,7 +332,7 @@ class SynthesisNetwork(torch.nn.Module):
         self.content_box = _check_box(content_box, img_resolution)
         self.block_resolutions = [2 ** i for i in range(2, self.img_resolution_log2 + 1)]
         channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
-        fp16_resolution = max(2 ** (self.img_resolution_log2 + 1 - num_fp16_res), 8)
+        fp16_resolution = _first_reduced_resolution(self.img_resolution_log2, num_fp16_res)
         self.num_ws = 0
         for res in self.block_resolutions:
             in_channels = channels[res // 2] if res > 4 else 0
@@ -345,7 +351,7 @@ class SynthesisNetwork(torch.nn.Module):
         numerics. Returns the resolutions that run in bfloat16."""
         if int(num_res) < 0:
             raise ValueError(f"num_res must be >= 0, got {num_res}")
-        first = max(2 ** (self.img_resolution_log2 + 1 - int(num_res)), 8) if num_res else math.inf
+        first = _first_reduced_resolution(self.img_resolution_log2, int(num_res))
         for res in self.block_resolutions:
             getattr(self, f"b{res}").cpu_bf16 = res >= first
         return [res for res in self.block_resolutions if res >= first]
@@ -571,7 +577,7 @@ class Discriminator(torch.nn.Module):
         self.img_channels = img_channels
         self.block_resolutions = [2 ** i for i in range(self.img_resolution_log2, 2, -1)]
         channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions + [4]}
-        fp16_resolution = max(2 ** (self.img_resolution_log2 + 1 - num_fp16_res), 8)
+        fp16_resolution = _first_reduced_resolution(self.img_resolution_log2, num_fp16_res)
         if cmap_dim is None:
             cmap_dim = channels[4]
         if c_dim == 0:
