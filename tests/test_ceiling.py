@@ -260,6 +260,34 @@ def test_a_call_that_only_rebuilds_tables_keeps_the_time_the_rows_took(tmp_path)
     assert (tmp_path / files["statements"]).read_text() == "text\n"
 
 
+def test_a_quick_call_refuses_to_replace_a_full_runs_tables(tmp_path, monkeypatch):
+    from dapper.cli import filter_study as filter_cli
+    from dapper.cli import noise_curve as noise_cli
+    from dapper.study.filter_study import result_files
+    from dapper.study.noise_curve import RESULT_FILES, refuse_smaller_profile, write_outputs
+
+    results = tmp_path / "results"
+    table = pd.DataFrame({"a": [1.5]})
+    for files in (RESULT_FILES, result_files("nearest")):
+        refuse_smaller_profile(results, files, "quick")  # nothing there yet: nothing to protect
+        write_outputs(results, files, {"summary": table}, "full", {"runs_made": 3, "profile": "full"})
+        with pytest.raises(ValueError, match="full-profile run's tables"):
+            refuse_smaller_profile(results, files, "quick")
+        refuse_smaller_profile(results, files, "full")
+        refuse_smaller_profile(results, files, "quick", replace_full=True)
+    refuse_smaller_profile(results, result_files("classifier"), "quick")  # another filter's tables are its own
+    # the commands refuse before anything runs, and leave the tables as they were
+    monkeypatch.setenv("DAPPER_REPORTS", str(tmp_path))
+    monkeypatch.setattr(noise_cli, "run_noise_curve", lambda *a, **k: pytest.fail("ran"))
+    monkeypatch.setattr(filter_cli, "run_filter_study", lambda *a, **k: pytest.fail("ran"))
+    with pytest.raises(SystemExit) as exit_:
+        noise_cli.main(["--profile", "quick"])
+    assert exit_.value.code == 2
+    with pytest.raises(SystemExit):
+        filter_cli.main(["--filter", "nearest"])
+    assert (results / RESULT_FILES["statements"]).read_text() == "full\n"
+
+
 def test_the_filter_statements_say_what_it_keeps_and_what_that_buys():
     from dapper.study.filter_study import filter_config, filter_statements
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from dapper.executor import EXECUTORS
 from dapper.study.params import DATASETS, PROFILES, REAL_MODE_MODELS
 
-__all__ = ["command_parser", "add_profile", "add_workers", "add_threads", "add_seed", "add_scale", "add_device",
-           "add_executor", "add_model_training", "add_study_world", "study_models", "print_study_run"]
+__all__ = ["command_parser", "add_profile", "add_replace_full", "add_workers", "add_threads", "add_seed", "add_scale",
+           "add_device", "add_executor", "add_model_training", "add_study_world", "study_models", "print_study_run"]
 
 
 def command_parser(command: str, description: str | None, as_written: bool = False) -> argparse.ArgumentParser:
@@ -23,6 +23,11 @@ def command_parser(command: str, description: str | None, as_written: bool = Fal
 
 def add_profile(parser: argparse.ArgumentParser, default: str = "quick") -> None:
     parser.add_argument("--profile", choices=PROFILES, default=default)
+
+
+def add_replace_full(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--replace-full", action="store_true",
+                        help="let a quick call overwrite the tables a full-profile call wrote (refused otherwise)")
 
 
 def add_workers(parser: argparse.ArgumentParser, help: str | None = None) -> None:

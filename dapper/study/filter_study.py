@@ -23,7 +23,7 @@ import pandas as pd
 from dapper.augment import describe_settings
 from dapper.study.config import FILTERED_CONDITIONS, filter_settings, study_config
 from dapper.study.inputs import prepare_inputs
-from dapper.study.noise_curve import call_record, quick_noise_shots, write_outputs
+from dapper.study.noise_curve import call_record, quick_noise_shots, refuse_smaller_profile, write_outputs
 from dapper.study.runs import five_fold_runs
 from dapper.study.statements import percent, study_statements
 from dapper.study.tables import study_tables, synthetic_label_agreement
@@ -72,11 +72,13 @@ def filter_statements(tables: dict, agreement: pd.DataFrame, config) -> str:
     return "\n".join(lines)
 
 
-def run_filter_study(config, progress: bool = True) -> dict:
+def run_filter_study(config, progress: bool = True, replace_full: bool = False) -> dict:
     """Run the rows (resumable), measure agreement before and after the filter at the fewest shots,
-    write every file of :data:`RESULT_FILES`; returns the tables."""
-    t0, cpu0 = time.time(), time.process_time()
+    write every file of :data:`RESULT_FILES`; returns the tables. A smaller profile's call refuses to
+    replace a full run's tables unless ``replace_full``."""
     files = result_files(filter_settings(config).by)
+    refuse_smaller_profile(reports_dir("results"), files, config.profile, replace_full)
+    t0, cpu0 = time.time(), time.process_time()
     inputs = prepare_inputs(config, progress=progress)
     rows = five_fold_runs(config, inputs=inputs, path=reports_dir("results") / files["rows"], progress=progress)
     tables = study_tables(rows)

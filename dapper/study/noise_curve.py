@@ -40,8 +40,8 @@ from dapper.study.tables import study_tables, synthetic_label_agreement
 from dapper.utils import atomic_save, reports_dir
 
 __all__ = ["ceiling_config", "ceiling_path", "noise_curve", "ceiling_shares", "noise_curve_statements",
-           "run_noise_curve", "read_results", "quick_noise_shots", "agreement_needed_text", "call_record",
-           "write_outputs", "generator_points", "RESULT_FILES"]
+           "run_noise_curve", "refuse_smaller_profile", "read_results", "quick_noise_shots", "agreement_needed_text",
+           "call_record", "write_outputs", "generator_points", "RESULT_FILES"]
 
 RESULT_FILES = {"rows": "five_fold_ceiling.csv", "tests": "five_fold_ceiling_tests.csv",
                 "summary": "five_fold_ceiling_summary.csv", "agreement": "five_fold_ceiling_agreement.csv",
@@ -228,10 +228,12 @@ def noise_curve_statements(tests: pd.DataFrame, curve: pd.DataFrame, shares: pd.
     return "\n".join(lines)
 
 
-def run_noise_curve(config, progress: bool = True, n_boot: int = 2000) -> dict:
+def run_noise_curve(config, progress: bool = True, n_boot: int = 2000, replace_full: bool = False) -> dict:
     """Run the ceiling's and the curve's rows (resumable: rows already in ``five_fold_ceiling.csv``
     are kept), measure the oracle's agreement, and write every table of :data:`RESULT_FILES`.
-    Returns the tables."""
+    A smaller profile's call refuses to replace a full run's tables unless ``replace_full``
+    (:func:`refuse_smaller_profile`). Returns the tables."""
+    refuse_smaller_profile(reports_dir("results"), RESULT_FILES, config.profile, replace_full)
     t0, cpu0 = time.time(), time.process_time()
     inputs = prepare_inputs(config, progress=progress)
     path = ceiling_path()
@@ -264,6 +266,23 @@ def call_record(config, inputs, rows, t0: float, cpu0: float, **extra) -> dict:
             "runs_made": int(inputs.timings.get("n_runs", 0)), "wall_seconds": round(time.time() - t0, 1),
             "cpu_seconds_main": round(time.process_time() - cpu0, 1),
             "stages": {k: round(v, 1) for k, v in inputs.timings.items()}, "workers": config.workers}
+
+
+def refuse_smaller_profile(results: Path, files: dict, profile: str, replace_full: bool = False) -> None:
+    """Raise ValueError, before anything runs, when ``results`` holds tables that a full-profile call
+    wrote (its ``files["run"]`` record) and this call's ``profile`` is another: a quick check must not
+    overwrite the full study's tables. ``replace_full`` allows it."""
+    path = results / files["run"]
+    if replace_full or profile == "full" or not path.exists():
+        return
+    try:
+        last = json.loads(path.read_text()).get("last", {}).get("profile")
+    except (json.JSONDecodeError, AttributeError):
+        return  # an unreadable record protects nothing; the call rewrites it
+    if last == "full":
+        raise ValueError(f"{path.parent} holds a full-profile run's tables ({path.name}); a {profile!r} call would "
+                         f"overwrite them. Pass --profile full, point DAPPER_REPORTS at another folder, or pass "
+                         f"--replace-full to overwrite them.")
 
 
 def write_outputs(results: Path, files: dict, tables: dict, text: str, call: dict) -> dict:
