@@ -570,3 +570,27 @@ def test_an_archive_written_before_a_column_existed_is_widened(tmp_path):
     moved = pd.read_csv(archive, dtype={"study_id": str})
     assert list(moved["study_id"]) == ["old0", "old1"] and list(moved["accuracy"]) == [0.5, 0.25]
     assert moved["classifier_weights"].isna().tolist() == [True, False]
+
+
+def test_rows_of_this_very_study_are_adopted_from_another_file_and_nothing_else(tmp_path):
+    def row(condition, fold, study_id, accuracy, profile="full", dataset="toycars", shots=2):
+        return {"dataset": dataset, "condition": condition, "shots_per_class": shots, "fold": fold, "seed": fold,
+                "accuracy": accuracy, "n_real": 4, "n_synthetic": 0, "scenario": "diverse", "profile": profile,
+                "study_id": study_id, "seconds": 9.0}
+
+    other, mine = tmp_path / "five_fold.csv", tmp_path / "five_fold_filter.csv"
+    planted = [row("real", 0, "r", 0.5), row("real", 1, "r", 0.6),  # adopted
+               row("real", 2, "old", 0.1),  # another study id: other settings or code
+               row("real", 3, "r", 0.2, profile="quick"), row("real", 4, "r", 0.3, dataset="stanford_cars"),
+               row("real", 0, "r", 0.4, shots=4),  # not a run this study plans
+               row("real+perturb", 0, "p", 0.7)]  # a condition whose id this study gives otherwise
+    for r in planted:
+        E.append_row(other, r)
+    E.append_row(mine, row("real", 1, "r", 0.9))  # this study's own row stays as it is
+    ids = {"real": "r", "real+perturb": "p2"}
+    keys = {results_file.row_key("diverse", c, 2, f) for c in ids for f in range(5)}
+    assert results_file.adopt_rows(mine, ids, [mine, other], keys, "full", "toycars") == 1
+    got = results_file.read_results(mine, ids).sort_values("fold")
+    assert list(got["fold"]) == [0, 1] and list(got["accuracy"]) == [0.5, 0.9] and list(got["seconds"]) == [9.0, 9.0]
+    assert results_file.adopt_rows(mine, ids, [other], keys, "full", "toycars") == 0  # again: nothing new
+    assert len(results_file.read_results(other)) == len(planted)  # the source is left as it was

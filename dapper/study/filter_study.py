@@ -23,7 +23,8 @@ import pandas as pd
 from dapper.augment import describe_settings
 from dapper.study.config import FILTERED_CONDITIONS, filter_settings, study_config
 from dapper.study.inputs import prepare_inputs
-from dapper.study.noise_curve import call_record, quick_noise_shots, refuse_smaller_profile, write_outputs
+from dapper.study.noise_curve import call_record, ceiling_path, quick_noise_shots, refuse_smaller_profile, write_outputs
+from dapper.study.results_file import results_path
 from dapper.study.runs import five_fold_runs
 from dapper.study.statements import percent, study_statements
 from dapper.study.tables import study_tables, synthetic_label_agreement
@@ -80,7 +81,12 @@ def run_filter_study(config, progress: bool = True, replace_full: bool = False) 
     refuse_smaller_profile(reports_dir("results"), files, config.profile, replace_full)
     t0, cpu0 = time.time(), time.process_time()
     inputs = prepare_inputs(config, progress=progress)
-    rows = five_fold_runs(config, inputs=inputs, path=reports_dir("results") / files["rows"], progress=progress)
+    # the unfiltered conditions are the five-fold study's, the ceiling's and the other filter's runs (same
+    # ids): read from their files, not repeated
+    siblings = [results_path(), ceiling_path()] + [reports_dir("results") / result_files(by)["rows"]
+                                                   for by in ("classifier", "nearest")]
+    rows = five_fold_runs(config, inputs=inputs, path=reports_dir("results") / files["rows"], progress=progress,
+                          adopt_from=siblings)
     tables = study_tables(rows)
     agreement = synthetic_label_agreement(inputs, shots=min(config.shots))
     out = {"summary": tables["summary"], "savings": tables["savings"], "agreement": agreement,

@@ -33,6 +33,7 @@ import pandas as pd
 from dapper.study.ceiling import renderer_condition
 from dapper.study.config import CONDITION_METHOD, GAIN_GOAL, NOISE_CONDITIONS, RENDERER_CONDITIONS, study_config
 from dapper.study.inputs import prepare_inputs
+from dapper.study.results_file import results_path
 from dapper.study.runs import five_fold_runs
 from dapper.study.statements import percent, points
 from dapper.study.stats import mean_interval
@@ -237,7 +238,8 @@ def run_noise_curve(config, progress: bool = True, n_boot: int = 2000, replace_f
     t0, cpu0 = time.time(), time.process_time()
     inputs = prepare_inputs(config, progress=progress)
     path = ceiling_path()
-    rows = five_fold_runs(config, inputs=inputs, path=path, progress=progress)
+    # the real-only and affine runs are the five-fold study's own (same ids): read, not repeated
+    rows = five_fold_runs(config, inputs=inputs, path=path, progress=progress, adopt_from=(results_path(),))
     # the ceiling's comparisons form their own family (Holm): the noise curve's conditions are read as a curve
     clean = rows["condition"].map(lambda c: (renderer_condition(c) or ("", 0.0))[1] == 0)
     tables = study_tables(rows[clean])
@@ -263,7 +265,8 @@ def call_record(config, inputs, rows, t0: float, cpu0: float, **extra) -> dict:
     """What a command's call cost: rows in its file and made now, wall and main-process CPU seconds
     since ``t0``/``cpu0`` and the stages of :func:`prepare_inputs` (``inputs.timings``)."""
     return {"profile": config.profile, **extra, "runs_total": int(len(rows)),
-            "runs_made": int(inputs.timings.get("n_runs", 0)), "wall_seconds": round(time.time() - t0, 1),
+            "runs_made": int(inputs.timings.get("n_runs", 0)), "runs_adopted": int(inputs.timings.get("n_adopted", 0)),
+            "wall_seconds": round(time.time() - t0, 1),
             "cpu_seconds_main": round(time.process_time() - cpu0, 1),
             "stages": {k: round(v, 1) for k, v in inputs.timings.items()}, "workers": config.workers}
 

@@ -140,6 +140,37 @@ def _append_to_archive(archive: Path, rows) -> None:
     atomic_save(archive, lambda p: whole.to_csv(p, index=False))
 
 
+def adopt_rows(path: str | Path, ids: dict, sources, keys: set[tuple], profile: str, dataset: str) -> int:
+    """Append to ``path`` the rows of other results files (``sources``, first one first) that this
+    study would make itself: their condition's study id in ``ids`` (same settings, code and models,
+    so the same run), their profile and dataset, and their key ``(scenario, condition, shots, fold)``
+    in ``keys`` and not yet in ``path``. Returns how many were adopted. A study that shares
+    conditions with another (the filter study's unfiltered ones, the ceiling's real-only runs) then
+    reads the same runs as it instead of repeating them."""
+    path = Path(path)
+    have = finished_runs(path, ids)
+    adopted = 0
+    for source in sources:
+        source = Path(source)
+        if source.resolve() == path.resolve():
+            continue
+        df = read_results(source, ids)
+        if df.empty:
+            continue
+        if "profile" in df.columns:
+            df = df[df["profile"].astype(str) == profile]
+        df = df[df["dataset"].astype(str) == dataset]
+        for _, row in df.iterrows():
+            scenario = row.get("scenario")
+            key = row_key("diverse" if pd.isna(scenario) else scenario, row["condition"], row["shots_per_class"],
+                          row["fold"])
+            if key in keys and key not in have:
+                append_row(path, {k: v for k, v in row.items() if not pd.isna(v)})
+                have.add(key)
+                adopted += 1
+    return adopted
+
+
 def finished_runs(path: str | Path, study_id: str | dict) -> set[tuple]:
     """Keys ``(scenario, condition, shots, fold)`` of the rows the study already wrote."""
     df = read_results(path, study_id)

@@ -36,6 +36,7 @@ from dapper.study.folds import RunSpec, plan_runs, real_subset, run_steps
 from dapper.study.ids import classifier_weights_path
 from dapper.study.inputs import StudyInputs, prepare_inputs
 from dapper.study.results_file import (
+    adopt_rows,
     append_row,
     archive_path,
     archive_superseded,
@@ -208,7 +209,8 @@ def _grid_task(inputs: StudyInputs, job: tuple) -> dict:
 
 
 def five_fold_runs(config: StudyConfig, inputs: StudyInputs | None = None, path: str | Path | None = None,
-                   workers: int | None = None, progress: bool = True, threads: int = 1, executor=None):
+                   workers: int | None = None, progress: bool = True, threads: int = 1, executor=None,
+                   adopt_from=()):
     """Run every planned run not yet in the results file; return the study's rows (data frame).
 
     Each row is appended as soon as its run ends, so an interrupted study resumes where it
@@ -216,7 +218,9 @@ def five_fold_runs(config: StudyConfig, inputs: StudyInputs | None = None, path:
     ``executor`` (default: the config's, see :mod:`dapper.executor`): with Ray every run is a task
     asking for ``threads`` CPUs and, when the study is not pinned to the CPU and the cluster has
     GPUs, one GPU; this process appends the rows as the tasks finish (same file, lock and resume
-    rules; ``workers`` does not apply).
+    rules; ``workers`` does not apply). ``adopt_from``: other results files whose rows of this very
+    study (same condition id, profile and dataset) are copied in rather than run again
+    (:func:`dapper.study.results_file.adopt_rows`).
     """
 
     inputs = inputs or prepare_inputs(config, progress=progress)
@@ -224,8 +228,15 @@ def five_fold_runs(config: StudyConfig, inputs: StudyInputs | None = None, path:
     moved = archive_superseded(path, inputs.ids, config.profile, config.dataset)
     if moved and progress:
         print(f"{moved} superseded rows moved to {archive_path(path).name}")
+    planned = plan_runs(config)
+    if adopt_from:
+        keys = {row_key(s.scenario, s.condition, s.shots, s.fold) for s in planned}
+        adopted = adopt_rows(path, inputs.ids, adopt_from, keys, config.profile, config.dataset)
+        inputs.timings["n_adopted"] = adopted
+        if adopted and progress:
+            print(f"{adopted} rows of this study adopted from {', '.join(Path(p).name for p in adopt_from)}")
     done = finished_runs(path, inputs.ids)
-    todo = [s for s in plan_runs(config) if row_key(s.scenario, s.condition, s.shots, s.fold) not in done]
+    todo = [s for s in planned if row_key(s.scenario, s.condition, s.shots, s.fold) not in done]
     workers = config.workers if workers is None else workers
     if study_device(config).type == "cuda":  # one GPU: runs one after another, each on it
         workers = 1
