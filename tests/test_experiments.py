@@ -163,9 +163,13 @@ def test_study_runs_resume_and_never_leak(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(runs, "run_one", lambda inp, spec, **k: calls.append(spec) or {
         "scenario": spec.scenario, "condition": spec.condition, "shots_per_class": spec.shots, "fold": spec.fold,
-        "study_id": inp.ids[spec.condition], "accuracy": 0.5})
+        "study_id": inp.ids[spec.condition], "accuracy": 0.5, "dataset": cfg.dataset, "profile": cfg.profile})
     E.five_fold_runs(cfg, inputs, path=path, progress=False)
     assert len(calls) == 1
+    # another results file of the same study (the filter study's, say) adopts these runs, runs none
+    monkeypatch.setattr(runs, "run_one", lambda *a, **k: pytest.fail("an adoptable run was repeated"))
+    adopted = E.five_fold_runs(cfg, inputs, path=tmp_path / "other.csv", progress=False, adopt_from=[path])
+    assert len(adopted) == len(rows) and inputs.timings["n_adopted"] == len(rows) and inputs.timings["n_runs"] == 0
 
 
 def test_tuned_conditions_draw_each_class_with_a_generator_tuned_on_that_runs_shots_only(tmp_path, monkeypatch):
