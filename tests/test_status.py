@@ -1,5 +1,6 @@
 """The README's status block is what the results files say (dapper.study.status)."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -206,3 +207,27 @@ def test_the_real_quick_line_names_the_code_and_the_bf16_line_reads_its_bench(tm
     text = S._generator_bf16_lines(tmp_path)[0]
     assert "with its 16, 32, 64, 128 px blocks" in text and "synthesises 1.75 times" in text
     assert "projection step 1.25 times" in text and "55.0 dB (lowest 50.0 dB) with its 2 highest" in text
+
+
+def test_each_filter_is_stated_from_its_own_files(tmp_path):
+    from dapper.study.filter_study import result_files
+
+    results = tmp_path / "reports" / "results"
+    results.mkdir(parents=True)
+    assert S._filter_lines(tmp_path) == []
+    for by, diff in (("classifier", -0.048), ("nearest", 0.07)):
+        files = result_files(by)
+        pd.DataFrame([{"scenario": "diverse", "baseline": b, "shots_per_class": 2, "condition": "real+rotate(filtered)",
+                       "diff": diff, "diff_low": diff - 0.02, "diff_high": diff + 0.02, "p_ttest_holm": 0.01}
+                      for b in ("real", "real+affine")]).to_csv(results / files["tests"], index=False)
+        pd.DataFrame([{"scenario": "diverse", "condition": "real+rotate(filtered)", "share_kept": 0.5,
+                       "oracle_class_kept_before": 0.3, "oracle_class_kept": 0.4}]).to_csv(
+            results / files["agreement"], index=False)
+        (results / files["run"]).write_text(json.dumps({"made": {"filter": {"by": by, "min_confidence": 0.0},
+                                                                 "generator": "0123456789abcdef"}}))
+    text = "\n".join(S._filter_lines(tmp_path))
+    assert "--filter classifier" in text and "--filter nearest" in text
+    assert "fig6d_filter.md" in text and "fig6d_filter_nearest.md" in text
+    assert "nearest real shot" in text and "names its label first" in text
+    assert "-4.8 [-6.8, -2.8]" in text and "+7.0 [+5.0, +9.0]" in text
+    assert text.count("The goal (+6 points, Holm-significant) is met by real+rotate(filtered)") == 1

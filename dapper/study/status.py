@@ -27,6 +27,7 @@ import pandas as pd
 
 from dapper.study.augment_eval import GOALS as EDIT_GOALS
 from dapper.study.config import GAIN_GOAL, SAVING_GOAL
+from dapper.study.filter_study import result_files
 from dapper.study.gan_eval import (
     GOALS,
     STOP_RULE_LEGS,
@@ -40,6 +41,7 @@ from dapper.study.results_file import read_results
 from dapper.study.statements import percent, points
 from dapper.study.tables import study_tables
 from dapper.stylegan2 import load_generator
+from dapper.synthetic_filter import FilterSettings, describe_filter
 from dapper.utils import atomic_save, weights_hash
 
 __all__ = ["BEGIN", "END", "latest_study", "status_markdown", "readme_block", "replace_block",
@@ -447,17 +449,27 @@ def _ceiling_lines(root: Path) -> list[str]:
 
 
 def _filter_lines(root: Path) -> list[str]:
-    """The method's own filter (``python -m dapper filter-study``)."""
-    tests, agree = _read(root, "five_fold_filter_tests.csv"), _read(root, "five_fold_filter_agreement.csv")
-    savings = _read(root, "five_fold_filter_savings.csv")
+    """The method's own filters (``python -m dapper filter-study --filter classifier|nearest``), each
+    from its own files (:func:`dapper.study.filter_study.result_files`)."""
+    lines = []
+    for by in ("classifier", "nearest"):
+        lines += _one_filter_lines(root, result_files(by))
+    return lines
+
+
+def _one_filter_lines(root: Path, files: dict) -> list[str]:
+    tests, agree = _read(root, files["tests"]), _read(root, files["agreement"])
+    savings = _read(root, files["savings"])
     if tests is None or agree is None:
         return []
-    run = _read_json(root, "five_fold_filter_run.json")
+    run = _read_json(root, files["run"])
     made = run.get("made", {})
     by = made.get("filter", {}).get("by", "?")
-    lines = [f"- **The method's own filter** (`python -m dapper filter-study`, filter `{by}`, generator "
-             f"{str(made.get('generator', '?'))[:12]}, `reports/results/fig6d_filter.md`): a synthetic image is "
-             "kept only when the method's own instruments assign it to its label; the oracle only measures."]
+    rule = describe_filter(FilterSettings(**made["filter"])) if "filter" in made else (
+        "a synthetic image is kept only when the method's own instruments assign it to its label")
+    lines = [f"- **The method's own filter** (`python -m dapper filter-study --filter {by}`, generator "
+             f"{str(made.get('generator', '?'))[:12]}, `reports/results/{files['statements']}`): {rule}; the oracle "
+             "only measures."]
     for sc in dict.fromkeys(agree["scenario"]):
         a = agree[(agree["scenario"] == sc) & agree["condition"].str.contains("filtered")]
         kept = "; ".join(f"{r.condition} keeps {_pct(r.share_kept)}, the oracle's agreement "
