@@ -231,3 +231,10 @@ def test_each_filter_is_stated_from_its_own_files(tmp_path):
     assert "nearest real shot" in text and "names its label first" in text
     assert "-4.8 [-6.8, -2.8]" in text and "+7.0 [+5.0, +9.0]" in text
     assert text.count("The goal (+6 points, Holm-significant) is met by real+rotate(filtered)") == 1
+
+
+def test_a_studys_cost_counts_adopted_runs_apart_from_those_it_made():
+    made = {"runs_total": 490, "runs_made": 367, "wall_seconds": 990.0, "workers": 2}
+    assert S._runs_cost(made) == "367 runs in 16 min on 2 worker processes"
+    text = S._runs_cost({**made, "runs_adopted": 96})
+    assert text.startswith("490 runs, of which its last call made 367 runs in 16 min") and "adopted 96" in text

@@ -399,6 +399,17 @@ def _read_json(root: Path, name: str) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def _runs_cost(made: dict) -> str:
+    """What a study command's last call that made rows cost (its run record's ``made``): the rows it
+    holds, those made and their wall time, and those adopted from other studies' files."""
+    made_now = (f"{made.get('runs_made', '?')} runs in {made.get('wall_seconds', math.nan) / 60:.0f} min on "
+                f"{made.get('workers', '?')} worker processes")
+    if not made.get("runs_adopted"):
+        return made_now
+    return (f"{made.get('runs_total', '?')} runs, of which its last call made {made_now} and adopted "
+            f"{made['runs_adopted']} from the other studies' files (the same runs)")
+
+
 def _ceiling_lines(root: Path) -> list[str]:
     """The world's ceiling and the label-noise curve (``python -m dapper noise-curve``)."""
     tests, curve = _read(root, "five_fold_ceiling_tests.csv"), _read(root, "five_fold_noise_curve.csv")
@@ -408,11 +419,9 @@ def _ceiling_lines(root: Path) -> list[str]:
     tests = tests[(tests["baseline"] == "real") & tests["condition"].str.contains(r"\(renderer\)$")]
     made = run.get("made", {})
     lines = [f"- **The world's ceiling and the label-noise curve** (`python -m dapper noise-curve`, "
-             f"{made.get('runs_made', '?')} runs in {made.get('wall_seconds', math.nan) / 60:.0f} min on "
-             f"{made.get('workers', '?')} worker processes; "
-             "`reports/results/fig6c_noise_curve.md`, Figure 6c): the renderer draws the synthetic images as a "
-             "perfect generator would, with the method's counts and degrees, and a share of them is swapped for the "
-             "look-alike twin's render to measure what label noise costs."]
+             f"{_runs_cost(made)}; `reports/results/fig6c_noise_curve.md`, Figure 6c): the renderer draws the "
+             "synthetic images as a perfect generator would, with the method's counts and degrees, and a share of "
+             "them is swapped for the look-alike twin's render to measure what label noise costs."]
     gen = _read(root, "five_fold_label_noise.csv")
     shares = _read(root, "five_fold_ceiling_shares.csv")
     for sc in dict.fromkeys(tests["scenario"]):
@@ -467,9 +476,9 @@ def _one_filter_lines(root: Path, files: dict) -> list[str]:
     by = made.get("filter", {}).get("by", "?")
     rule = describe_filter(FilterSettings(**made["filter"])) if "filter" in made else (
         "a synthetic image is kept only when the method's own instruments assign it to its label")
-    lines = [f"- **The method's own filter** (`python -m dapper filter-study --filter {by}`, generator "
-             f"{str(made.get('generator', '?'))[:12]}, `reports/results/{files['statements']}`): {rule}; the oracle "
-             "only measures."]
+    lines = [f"- **The method's own filter** (`python -m dapper filter-study --filter {by}`, {_runs_cost(made)}, "
+             f"generator {str(made.get('generator', '?'))[:12]}, `reports/results/{files['statements']}`): {rule}; "
+             "the oracle only measures."]
     for sc in dict.fromkeys(agree["scenario"]):
         a = agree[(agree["scenario"] == sc) & agree["condition"].str.contains("filtered")]
         kept = "; ".join(f"{r.condition} keeps {_pct(r.share_kept)}, the oracle's agreement "
@@ -550,8 +559,8 @@ def _settings_lines(root: Path) -> list[str]:
             f"(difference {points(r.chosen_minus_default)} [{points(r.chosen_minus_default_low)}, "
             f"{points(r.chosen_minus_default_high)}]; most chosen {r.most_chosen})" for r in few.itertuples()]
     return [f"- **Synthetic share and images per real one** (`python -m dapper settings-sweep`, "
-            f"{run.get('runs_made', '?')} runs in {run.get('wall_seconds', math.nan) / 60:.0f} min, "
-            f"`reports/results/fig6e_settings.md`): on the world's ceiling, each setting chosen per held-out fold on "
+            f"{_runs_cost(run)}, `reports/results/fig6e_settings.md`): on the world's ceiling, each setting chosen "
+            "per held-out fold on "
             f"the other folds only, at {int(few['shots_per_class'].min())} images per class over real-only: "
             + "; ".join(bits) + "."]
 
