@@ -238,3 +238,23 @@ def test_a_studys_cost_counts_adopted_runs_apart_from_those_it_made():
     assert S._runs_cost(made) == "367 runs in 16 min on 2 worker processes"
     text = S._runs_cost({**made, "runs_adopted": 96})
     assert text.startswith("490 runs, of which its last call made 367 runs in 16 min") and "adopted 96" in text
+
+
+def test_the_full_reports_time_is_read_from_the_runners_record(tmp_path):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    assert S._report_time_lines(tmp_path) == []
+    runs = {f"0{i}_nb.ipynb": {"profile": "full", "dataset": "toycars", "finished": "2026-12-07 05:40",
+                               "seconds": 300.0} for i in range(7)}
+    runs["00_nb.ipynb"]["seconds"] = 12.5
+    quick = {"99_other.ipynb": {"profile": "quick", "dataset": "toycars", "finished": "x", "seconds": 9999.0}}
+    (reports / "notebook_runs.json").write_text(json.dumps({**runs, **quick}))
+    text = S._report_time_lines(tmp_path)[0]
+    assert "30.2 min for 7 notebooks" in text and "00 12 s; 01 300 s" in text and "within the 60-minute" in text
+    assert "99" not in text and "more than one run" not in text and "Not a clean" not in text
+    runs["03_nb.ipynb"].update(seconds=3000.0, timing="machine shared")
+    runs["06_nb.ipynb"].update(status="FAILED", finished="2026-12-07 06:00")
+    (reports / "notebook_runs.json").write_text(json.dumps(runs))
+    text = S._report_time_lines(tmp_path)[0]
+    assert "over the 60-minute budget" in text and "Failed or interrupted: 06_nb.ipynb" in text
+    assert "more than one run" in text and "Not a clean measurement: 03: machine shared" in text

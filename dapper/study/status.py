@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dapper.report import read_runs
 from dapper.study.augment_eval import GOALS as EDIT_GOALS
 from dapper.study.config import GAIN_GOAL, SAVING_GOAL
 from dapper.study.filter_study import result_files
@@ -592,8 +593,38 @@ def status_markdown(root: Path | str) -> str:
     root = Path(root)
     lines = [*_generator_lines(root), *_projection_lines(root), *_method_lines(root), *_study_lines(root),
              *_ceiling_lines(root), *_settings_lines(root), *_filter_lines(root), *_gan_ab_lines(root),
-             *_real_quick_lines(root), *_generator_bf16_lines(root), *_ray_lines(root)]
+             *_report_time_lines(root), *_real_quick_lines(root), *_generator_bf16_lines(root), *_ray_lines(root)]
     return "\n".join(lines)
+
+
+FULL_REPORT_MINUTES = 60  # the embedded world's full report on 2 cores (notebooks 00-06)
+
+
+def _report_time_lines(root: Path) -> list[str]:
+    """The embedded world's full report against its time budget, each notebook's wall seconds as the
+    runner recorded them (``reports/notebook_runs.json``), with any note on how clean the timing is."""
+    runs = {name: r for name, r in read_runs(root / "reports").items()
+            if r.get("profile") == "full" and r.get("dataset") == "toycars"}
+    if not runs:
+        return []
+    names = sorted(runs)
+    failed = [n for n in names if runs[n].get("status") == "FAILED"]
+    total = sum(float(runs[n].get("seconds", 0.0)) for n in names)
+    finished = sorted({str(runs[n].get("finished", "?")) for n in names})
+    each = "; ".join(f"{n[:2]} {float(runs[n].get('seconds', 0.0)):.0f} s" for n in names)
+    text = (f"- **The full report** (toycars, `make report`, `reports/notebook_runs.json`, finished "
+            f"{finished[-1]}): {total / 60:.1f} min for {_n(len(names), 'notebook')} on this machine ({each}), "
+            + (f"within the {FULL_REPORT_MINUTES}-minute budget" if total <= 60 * FULL_REPORT_MINUTES
+               else f"over the {FULL_REPORT_MINUTES}-minute budget")
+            + "; the noise curve and the filter studies run as their own commands (their times above).")
+    if failed:
+        text += f" Failed or interrupted: {', '.join(failed)}, so the total is not the report's."
+    if len(finished) > 1:
+        text += f" The notebooks come from more than one run (finished {', '.join(finished)})."
+    notes = [f"{n[:2]}: {runs[n]['timing']}" for n in names if runs[n].get("timing")]
+    if notes:
+        text += " Not a clean measurement: " + "; ".join(notes) + "."
+    return [text]
 
 
 def _real_quick_lines(root: Path) -> list[str]:
