@@ -327,7 +327,7 @@ def run_report(
             else:
                 exc.timings = [*timings, (nb.name, time.perf_counter() - start)]
                 error = str(exc).splitlines()[0] if str(exc) else "failed"
-            mark_failed(reports_dir, nb.name, run_info, error)
+            mark_failed(reports_dir, nb.name, run_info, error, seconds=time.perf_counter() - start)
             write_index(reports_dir, run_info, timings)
             raise
         timings.append((nb.name, time.perf_counter() - start))
@@ -350,12 +350,13 @@ def read_runs(reports_dir: Path) -> dict:
         return {}
 
 
-def mark_failed(reports_dir: Path, name: str, run_info: dict[str, object], error: str) -> None:
-    """Record in ``notebook_runs.json`` that notebook ``name`` failed in this run: its outputs
-    (and those of the notebooks after it) are from earlier runs, or missing."""
+def mark_failed(reports_dir: Path, name: str, run_info: dict[str, object], error: str,
+                seconds: float = 0.0) -> None:
+    """Record in ``notebook_runs.json`` that notebook ``name`` failed in this run after ``seconds``
+    (wall): its outputs (and those of the notebooks after it) are from earlier runs, or missing."""
     runs = read_runs(reports_dir)
     runs[name] = {**{k: v for k, v in run_info.items() if k != "only"}, "status": "FAILED", "error": error[:200],
-                  "finished": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "seconds": 0.0}
+                  "finished": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "seconds": round(seconds, 1)}
     atomic_write_bytes(Path(reports_dir) / RUNS_FILE, (json.dumps(runs, indent=1, sort_keys=True) + "\n").encode())
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import random
 import re
+import time
 import tomllib
 from importlib.metadata import version
 from pathlib import Path
@@ -523,6 +524,7 @@ def test_an_interrupted_run_keeps_the_record_of_the_notebooks_it_finished(tmp_pa
 
     def fake_run(nb, out, params, kernel, progress):
         if nb.name == "01_b.ipynb":
+            time.sleep(0.2)
             raise KeyboardInterrupt
         ran.append(nb.name)
 
@@ -534,6 +536,7 @@ def test_an_interrupted_run_keeps_the_record_of_the_notebooks_it_finished(tmp_pa
     runs = json.loads((reports / "notebook_runs.json").read_text())
     assert "status" not in runs["00_a.ipynb"] and runs["00_a.ipynb"]["profile"] == "quick"
     assert runs["01_b.ipynb"]["status"] == "FAILED" and "interrupted" in runs["01_b.ipynb"]["error"]
+    assert runs["01_b.ipynb"]["seconds"] >= 0.2  # how long it ran before it stopped
     assert "02_c.ipynb" not in runs
     assert "**The last run of 01_b.ipynb failed**" in (reports / "index.md").read_text()
 

@@ -257,4 +257,9 @@ def test_the_full_reports_time_is_read_from_the_runners_record(tmp_path):
     (reports / "notebook_runs.json").write_text(json.dumps(runs))
     text = S._report_time_lines(tmp_path)[0]
     assert "over the 60-minute budget" in text and "Failed or interrupted: 06_nb.ipynb" in text
+    assert "06 300 s before it stopped" in text
+    runs["03_nb.ipynb"]["seconds"] = 300.0
+    (reports / "notebook_runs.json").write_text(json.dumps(runs))
+    text = S._report_time_lines(tmp_path)[0]
+    assert "so far within the 60-minute budget, which says nothing of the whole" in text
     assert "more than one run" in text and "Not a clean measurement: 03: machine shared" in text
