@@ -28,7 +28,7 @@ from dapper.study.results_file import results_path
 from dapper.study.runs import five_fold_runs
 from dapper.study.statements import percent, study_statements
 from dapper.study.tables import study_tables, synthetic_label_agreement
-from dapper.synthetic_filter import describe_filter
+from dapper.synthetic_filter import FILTERS, describe_filter
 from dapper.utils import reports_dir
 
 __all__ = ["filter_config", "run_filter_study", "filter_statements", "RESULT_FILES", "result_files",
@@ -84,7 +84,7 @@ def run_filter_study(config, progress: bool = True, replace_full: bool = False) 
     # the unfiltered conditions are the five-fold study's, the ceiling's and the other filter's runs (same
     # ids): read from their files, not repeated
     siblings = [results_path(), ceiling_path()] + [reports_dir("results") / result_files(by)["rows"]
-                                                   for by in ("classifier", "nearest")]
+                                                   for by in FILTERS]
     rows = five_fold_runs(config, inputs=inputs, path=reports_dir("results") / files["rows"], progress=progress,
                           adopt_from=siblings)
     tables = study_tables(rows)

@@ -160,10 +160,7 @@ def adopt_rows(path: str | Path, ids: dict, sources, keys: set[tuple], profile: 
         if "profile" in df.columns:
             df = df[df["profile"].astype(str) == profile]
         df = df[df["dataset"].astype(str) == dataset]
-        for _, row in df.iterrows():
-            scenario = row.get("scenario")
-            key = row_key("diverse" if pd.isna(scenario) else scenario, row["condition"], row["shots_per_class"],
-                          row["fold"])
+        for key, (_, row) in zip(_row_keys(df), df.iterrows()):
             if key in keys and key not in have:
                 append_row(path, {k: v for k, v in row.items() if not pd.isna(v)})
                 have.add(key)
@@ -173,9 +170,13 @@ def adopt_rows(path: str | Path, ids: dict, sources, keys: set[tuple], profile: 
 
 def finished_runs(path: str | Path, study_id: str | dict) -> set[tuple]:
     """Keys ``(scenario, condition, shots, fold)`` of the rows the study already wrote."""
-    df = read_results(path, study_id)
+    return set(_row_keys(read_results(path, study_id)))
+
+
+def _row_keys(df: pd.DataFrame) -> list[tuple]:
+    """Each row's key ``(scenario, condition, shots, fold)``, in order."""
     # Rows without a scenario come from the plain cross-validation over the pool.
     scenario = df["scenario"].astype(object) if "scenario" in df.columns else pd.Series("diverse", index=df.index)
     scenario[scenario.isna()] = "diverse"
     df = df.assign(scenario=scenario)
-    return {row_key(r.scenario, r.condition, r.shots_per_class, r.fold) for r in df.itertuples()}
+    return [row_key(r.scenario, r.condition, r.shots_per_class, r.fold) for r in df.itertuples()]

@@ -41,7 +41,7 @@ from dapper.study.results_file import read_results
 from dapper.study.statements import percent, points
 from dapper.study.tables import study_tables
 from dapper.stylegan2 import load_generator
-from dapper.synthetic_filter import FilterSettings, describe_filter
+from dapper.synthetic_filter import FILTERS, FilterSettings, describe_filter
 from dapper.utils import atomic_save, weights_hash
 
 __all__ = ["BEGIN", "END", "latest_study", "status_markdown", "readme_block", "replace_block",
@@ -461,7 +461,7 @@ def _filter_lines(root: Path) -> list[str]:
     """The method's own filters (``python -m dapper filter-study --filter classifier|nearest``), each
     from its own files (:func:`dapper.study.filter_study.result_files`)."""
     lines = []
-    for by in ("classifier", "nearest"):
+    for by in FILTERS:
         lines += _one_filter_lines(root, result_files(by))
     return lines
 
