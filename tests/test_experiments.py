@@ -598,3 +598,67 @@ def test_rows_of_this_very_study_are_adopted_from_another_file_and_nothing_else(
     assert list(got["fold"]) == [0, 1] and list(got["accuracy"]) == [0.5, 0.9] and list(got["seconds"]) == [9.0, 9.0]
     assert results_file.adopt_rows(mine, ids, [other], keys, "full", "toycars") == 0  # again: nothing new
     assert len(results_file.read_results(other)) == len(planted)  # the source is left as it was
+
+
+def test_a_report_over_finished_rows_makes_no_synthetic_image_and_reads_the_stored_agreement(tmp_path, monkeypatch):
+    import torch
+
+    from dapper.judges import oracles
+
+    monkeypatch.setenv("DAPPER_CACHE", str(tmp_path / "cache"))
+    cfg = E.study_config("quick", n_per_class=5, image_size=16, folds=(0, 1), shots=(1, 2), n_test_views=1,
+                         conditions=("real", "real+perturb", "real+perturb+rotate"), classifier_weights=None,
+                         workers=1)
+    path, results = tmp_path / "five_fold.csv", tmp_path / "results"
+    oracle = torch.nn.Linear(2, 2)
+    monkeypatch.setattr(oracles, "load_identity_oracle", lambda *a, **k: oracle)
+    monkeypatch.setattr(oracles, "predict_identity",  # a planted oracle: odd pixel sums read as the wrong class
+                        lambda images, model=None: (np.asarray(images).reshape(len(images), -1).sum(1) % 2, None))
+    projected = []
+
+    def counting_project(G, images):
+        projected.append(len(images))
+        return fake_project(G, images)
+
+    def inputs_now(project=counting_project):
+        return E.study_inputs(cfg, progress=False, path=path, results=results, G=FakeGenerator(resolution=16),
+                              direction=FakeDirection(), project=project, apply_direction=fake_apply_direction)
+
+    def fake_run(inp, spec, **k):
+        return {"scenario": spec.scenario, "condition": spec.condition, "shots_per_class": spec.shots,
+                "fold": spec.fold, "study_id": inp.ids[spec.condition], "accuracy": 0.5 + 0.1 * spec.fold,
+                "n_real": 2 * spec.shots, "n_synthetic": 0,
+                "dataset": cfg.dataset, "profile": cfg.profile}
+
+    monkeypatch.setattr(runs, "run_one", fake_run)
+    first = inputs_now()
+    assert first.skipped is None and sum(projected) > 0 and len(first.synthetic["diverse"])
+    rows = E.five_fold_runs(cfg, first, path=path, progress=False)
+    made = E.write_study_outputs(cfg, first, rows, results=results)
+    assert len(made["agreement"]) == 2 and (results / "oracle_agreement.csv").exists()
+
+    # every row finished and the agreement stored for these ids: no image is made, nothing is run, the
+    # same tables and sentences come back
+    projected.clear()
+    again = inputs_now(project=lambda *a: pytest.fail("a finished study projected its images again"))
+    assert again.skipped and again.synthetic == {} and again.ids == first.ids
+    monkeypatch.setattr(runs, "run_one", lambda *a, **k: pytest.fail("a finished run was repeated"))
+    rows_again = E.five_fold_runs(cfg, again, path=path, progress=False)
+    reread = E.write_study_outputs(cfg, again, rows_again, results=results)
+    pd.testing.assert_frame_equal(reread["agreement"], made["agreement"], check_dtype=False)
+    assert reread["text"] == made["text"]
+
+    # a lost row: the images are made again, and a run refuses inputs prepared without them
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(RuntimeError, match="without synthetic images"):
+        E.five_fold_runs(cfg, again, path=path, progress=False)
+    assert inputs_now().skipped is None and sum(projected) > 0
+    monkeypatch.setattr(runs, "run_one", fake_run)
+    E.five_fold_runs(cfg, inputs_now(), path=path, progress=False)
+
+    # another oracle (weights) has no stored reading: the images are made to be read again
+    projected.clear()
+    with torch.no_grad():
+        oracle.weight.add_(1.0)
+    assert inputs_now().skipped is None and sum(projected) > 0

@@ -12,8 +12,8 @@ from dapper.study.experiments import (
     GAIN_GOAL,
     SCENARIO_TITLES,
     five_fold_runs,
-    prepare_inputs,
     study_config,
+    study_inputs,
     write_study_outputs,
 )
 from dapper.utils import reports_dir
@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     check_executor(args.executor, args.ray_address)
     config = study_config(args.profile, args.dataset, data_root=args.data_root, network=args.network,
                           workers=args.workers, executor=args.executor, ray_address=args.ray_address)
-    inputs = prepare_inputs(config)
+    inputs = study_inputs(config, path=args.out)
+    if inputs.skipped:
+        print(inputs.skipped)
     rows = five_fold_runs(config, inputs, path=args.out, threads=args.threads)
     out = write_study_outputs(config, inputs, rows)
     tables = out["tables"]

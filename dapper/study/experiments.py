@@ -91,7 +91,15 @@ from dapper.study.results_file import (  # noqa: F401
     read_results,
     results_path,
 )
-from dapper.study.runs import FittedRun, fit_run, five_fold_runs, prepared_config, run_one, run_synthetic  # noqa: F401
+from dapper.study.runs import (  # noqa: F401
+    FittedRun,
+    fit_run,
+    five_fold_runs,
+    prepared_config,
+    run_one,
+    run_synthetic,
+    study_inputs,
+)
 from dapper.study.statements import label_agreement_statement, label_noise_statement, percent, points, study_statements  # noqa: F401
 from dapper.study.tables import label_noise_relation, study_tables, synthetic_label_agreement  # noqa: F401
 from dapper.study.tuned import tuned_synthetic  # noqa: F401
@@ -121,6 +129,7 @@ __all__ = [
     "finished_runs",
     "StudyInputs",
     "prepare_inputs",
+    "study_inputs",
     "run_one",
     "five_fold_runs",
     "study_tables",

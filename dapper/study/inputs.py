@@ -59,6 +59,9 @@ class StudyInputs:
     # scenario -> dapper.study.ceiling.RenderedSet: the renderer's images of every training image any run uses
     # (the ceiling's conditions; toycars only)
     rendered: dict = field(default_factory=dict)
+    # why the synthetic images (projections, edits, tuned and rendered sets) were not made, when
+    # prepare_inputs' ``skip_images`` said nothing needs them (None: made as asked)
+    skipped: str | None = None
 
     @property
     def study_id(self) -> str:
@@ -125,7 +128,7 @@ def project_in_parallel(G, images: np.ndarray, settings, workers: int, masks: np
 
 
 def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction=None, project=None,
-                   apply_direction=None) -> StudyInputs:
+                   apply_direction=None, skip_images=None) -> StudyInputs:
     """Render/load the pools, split folds, project the training images the generative conditions
     use (cached by image hash) and make their synthetic images (cached per image), checking for
     every fold that no synthetic image derives from a test image.
@@ -134,6 +137,10 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
     the generator's canvas) and ``apply_direction`` stand
     in for the shipped generator, the fitted pose direction, :func:`dapper.inversion.projection.project_images`
     and :func:`dapper.directions.apply_direction` (tests use small fakes).
+
+    ``skip_images``: ``skip_images(ids) -> reason or None``, asked once the study ids are known; a reason
+    leaves every synthetic image unmade (``StudyInputs.skipped`` says why): what a report over finished
+    rows does (:func:`dapper.study.experiments.study_inputs`). Runs then refuse these inputs.
     """
     timings: dict[str, float] = {}
     clock = _StageClock(timings)
@@ -172,6 +179,9 @@ def prepare_inputs(config: StudyConfig, progress: bool = True, G=None, direction
             d_id += "-" + augment.annotator_id(pose_annotator)
     clock.stop("generator+direction")
     ids = condition_ids(config, g_hash, d_id)
+    skipped = skip_images(ids) if skip_images is not None else None
+    if skipped:
+        return StudyInputs(config, ids, g_hash, data, folds, {}, timings, skipped=skipped)
 
     synthetic, tuned = {}, {}
     if methods or tuned_methods:

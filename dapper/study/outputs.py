@@ -10,13 +10,14 @@ import pandas as pd
 
 from dapper.augment import describe_settings
 from dapper.instruments import describe
+from dapper.study import agreement_store
 from dapper.study.config import StudyConfig
 from dapper.study.inputs import StudyInputs
 from dapper.study.statements import label_agreement_statement, label_noise_statement, study_statements
 from dapper.study.tables import label_noise_relation, study_tables, synthetic_label_agreement
 from dapper.utils import atomic_save, reports_dir
 
-__all__ = ["STUDY_FILES", "write_study_outputs"]
+__all__ = ["STUDY_FILES", "label_agreement", "write_study_outputs"]
 
 STUDY_FILES = {"summary": "five_fold_summary.csv", "tests": "five_fold_tests.csv", "savings": "five_fold_savings.csv",
                "areas": "five_fold_areas.csv", "agreement": "five_fold_label_agreement.csv",
@@ -48,7 +49,8 @@ def write_study_outputs(config: StudyConfig, inputs: StudyInputs, rows: pd.DataF
                 "from ImageNet weights.\n\n" + text)
     if config.vehicle_detector == "embedded" or config.pose_annotator == "embedded":
         text = f"Method's instruments: {describe(config.vehicle_detector, config.pose_annotator)}.\n\n" + text
-    agreement = synthetic_label_agreement(inputs)  # toycars: the oracle reads every synthetic image
+    # toycars: the oracle reads every synthetic image (or its reading stored for these very study ids)
+    agreement = label_agreement(inputs, results=results)
     relation = fits = pd.DataFrame()
     if len(agreement):
         _save(agreement, results / STUDY_FILES["agreement"])
@@ -56,7 +58,7 @@ def write_study_outputs(config: StudyConfig, inputs: StudyInputs, rows: pd.DataF
             agreement)
         # does a condition's gain at the fewest shots follow its label noise there? (Figure 6b)
         few = min(config.shots)
-        relation, fits = label_noise_relation(tables["vs_real"], synthetic_label_agreement(inputs, shots=few),
+        relation, fits = label_noise_relation(tables["vs_real"], label_agreement(inputs, shots=few, results=results),
                                               shots=few)
         _save(relation, results / STUDY_FILES["relation"])
         _save(fits, results / STUDY_FILES["fits"])
@@ -65,3 +67,25 @@ def write_study_outputs(config: StudyConfig, inputs: StudyInputs, rows: pd.DataF
                      "`five_fold_label_noise_fit.csv`)\n" + label_noise_statement(fits))
     atomic_save(results / STUDY_FILES["statements"], lambda p: Path(p).write_text(text + "\n"))
     return {"tables": tables, "text": text, "agreement": agreement, "relation": relation, "fits": fits}
+
+
+def label_agreement(inputs, shots: int | None = None, results=None, identity_oracle=None) -> pd.DataFrame:
+    """:func:`dapper.study.tables.synthetic_label_agreement` of ``inputs`` at ``shots``: the table
+    stored under ``results`` for these very ids (:mod:`dapper.study.agreement_store`), else measured
+    from the synthetic images and stored. Inputs prepared without synthetic images
+    (``StudyInputs.skipped``) must find it stored."""
+    config = inputs.config
+    if config.dataset != "toycars":
+        return synthetic_label_agreement(inputs, shots=shots)
+    model, oracle_id = agreement_store.oracle_and_id(identity_oracle)
+    key, slot = agreement_store.agreement_key(config, inputs.ids, shots, oracle_id)
+    stored = agreement_store.stored_agreement(results, key)
+    if stored is not None:
+        return stored
+    if getattr(inputs, "skipped", None):
+        raise RuntimeError(f"no stored label agreement for these study ids in {agreement_store.store_path(results)}, "
+                           f"and the inputs were prepared without synthetic images ({inputs.skipped}): prepare "
+                           "them again with images")
+    table = synthetic_label_agreement(inputs, identity_oracle=model, shots=shots)
+    agreement_store.store_agreement(results, key, slot, table)
+    return table

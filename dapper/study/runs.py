@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from dapper.classify import accuracy, create_classifier, data_config, predict, prepare_images, train_classifier
 from dapper.executor import ProcessExecutor, get_executor
+from dapper.study.agreement_store import agreement_stored
 from dapper.study.ceiling import renderer_condition
 from dapper.study.config import (
     CONDITION_METHOD,
@@ -208,6 +209,29 @@ def _grid_task(inputs: StudyInputs, job: tuple) -> dict:
     return run_one(inputs, spec)
 
 
+def study_inputs(config: StudyConfig, progress: bool = True, path: str | Path | None = None,
+                 results: str | Path | None = None, **prepare) -> StudyInputs:
+    """The five-fold study's inputs (:func:`prepare_inputs`), its synthetic images left unmade when
+    nothing needs them: every planned run of these study ids is in the results file ``path`` (default
+    :func:`results_path`) and the identity oracle's label agreement that the study's outputs read
+    (every image, and the fewest shots') is stored under ``results``
+    (:mod:`dapper.study.agreement_store`). A new generator, direction, setting or code changes the
+    ids, and the images are made again. ``prepare``: further keyword arguments of :func:`prepare_inputs`."""
+    path = Path(path) if path is not None else results_path()
+    planned = plan_runs(config)
+
+    def skip(ids: dict) -> str | None:
+        done = finished_runs(path, ids)
+        if any(row_key(s.scenario, s.condition, s.shots, s.fold) not in done for s in planned):
+            return None
+        if not all(agreement_stored(config, ids, shots, results) for shots in (None, min(config.shots))):
+            return None
+        return (f"all {len(planned)} planned runs of this study are in {path.name} and the oracle's label agreement "
+                "is stored for them: no synthetic image is needed")
+
+    return prepare_inputs(config, progress=progress, skip_images=skip, **prepare)
+
+
 def five_fold_runs(config: StudyConfig, inputs: StudyInputs | None = None, path: str | Path | None = None,
                    workers: int | None = None, progress: bool = True, threads: int = 1, executor=None,
                    adopt_from=()):
@@ -237,6 +261,9 @@ def five_fold_runs(config: StudyConfig, inputs: StudyInputs | None = None, path:
             print(f"{adopted} rows of this study adopted from {', '.join(Path(p).name for p in adopt_from)}")
     done = finished_runs(path, inputs.ids)
     todo = [s for s in planned if row_key(s.scenario, s.condition, s.shots, s.fold) not in done]
+    if todo and inputs.skipped:
+        raise RuntimeError(f"{len(todo)} runs of this study are not in {path}, but its inputs were prepared without "
+                           f"synthetic images ({inputs.skipped}): prepare them with images (prepare_inputs)")
     workers = config.workers if workers is None else workers
     if study_device(config).type == "cuda":  # one GPU: runs one after another, each on it
         workers = 1
