@@ -84,3 +84,28 @@ def test_a_tiny_study_end_to_end(tmp_path, monkeypatch):
     assert fig.images.shape == (n, 32, 32, 3) and fig.masks.shape == (n, 32, 32)
     assert set(fig.cams) == {"real-only - layer4", "augmented - layer4", "real-only - layer3", "augmented - layer3"}
     assert all(len(v) == n for v in fig.notes.values()) and "seed" in fig.caption
+
+    # the finished study is kept with its key: a rerun reads it (no training, no synthetic image), and
+    # the same summary, text and figure come back
+    assert fig.cams == study.figure7.cams
+    monkeypatch.setattr(SS, "train_pair", lambda *a, **k: pytest.fail("a stored study was trained again"))
+    assert SS.skip_if_stored(cfg, settings, tmp_path)(inputs.ids)
+    again = SS.run_saliency_study(inputs, settings, folder=tmp_path)
+    assert again.stored and again.pairs == {}
+    pd.testing.assert_frame_equal(again.accuracy, study.accuracy)
+    summary_again = SS.write_saliency_outputs(again, settings, inputs, folder=tmp_path)
+    pd.testing.assert_frame_equal(summary_again, summary)
+    assert SS.saliency_text(summary_again, again, settings) == text
+    fig_again = SS.figure7_data(inputs, again, settings)
+    assert fig_again.notes == fig.notes and fig_again.caption == fig.caption and fig_again.row_labels == fig.row_labels
+    assert all(np.array_equal(fig_again.cams[k], fig.cams[k]) for k in fig.cams) and list(fig_again.cams) == list(fig.cams)
+    assert np.array_equal(fig_again.images, fig.images) and np.array_equal(fig_again.masks, fig.masks)
+    # another setting, another id, or a per-image file that is not the one kept: nothing is read
+    assert SS.stored_study(cfg, inputs.ids, dataclasses.replace(settings, road_images=3), tmp_path) is None
+    assert SS.skip_if_stored(cfg, settings, tmp_path)({**inputs.ids, "real": "other"}) is None
+    per_path = tmp_path / "saliency_per_image.csv"
+    per_path.write_text(per_path.read_text() + "\n")
+    assert SS.stored_study(cfg, inputs.ids, settings, tmp_path) is None
+    inputs.skipped = "planted: prepared without images"
+    with pytest.raises(RuntimeError, match="without synthetic images"):
+        SS.run_saliency_study(inputs, settings, folder=tmp_path)

@@ -18,6 +18,7 @@ from dapper.study.saliency_study import (
     saliency_config,
     saliency_settings,
     saliency_text,
+    skip_if_stored,
     summary_view,
     write_saliency_outputs,
 )
@@ -51,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     print("; ".join(f"{k}: {v}" for k, v in model_sources(config).items()))
     settings = saliency_settings(config, condition=args.augmented, method=args.cam_method)
     print(describe_plan(config, settings))
-    inputs = prepare_inputs(config, progress=True)
+    inputs = prepare_inputs(config, progress=True, skip_images=skip_if_stored(config, settings))
+    if inputs.skipped:
+        print(inputs.skipped)
     study = run_saliency_study(inputs, settings, device=device, progress=True)
     print(study.accuracy.to_string())
     figures = reports_dir("figures")

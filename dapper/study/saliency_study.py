@@ -10,6 +10,11 @@ Notebook 05 and ``python -m dapper saliency`` run the same calls and write the s
     saliency_text(summary, study, settings)           # Markdown read off the summary
     figure7_data(inputs, study, settings)             # what figure 7 draws (plots.fig7_gradcam)
 
+A finished study is kept (``saliency_per_image.csv`` and figure 7's arrays in ``saliency_study.npz``, under a
+key hashing the two conditions' study ids, the folds and every setting): a rerun with the same key reads it
+instead of training again, and ``prepare_inputs(config, skip_images=skip_if_stored(config, settings))`` then
+makes no synthetic image. A new generator, direction, setting or code changes the key.
+
 The measures and their statistics are :mod:`dapper.study.saliency`'s; this module holds the
 study's rules: which shot level, folds and layers, how many images get ROAD, which images figure 7
 shows, and the settings columns every row of ``saliency.csv`` carries.
@@ -17,7 +22,11 @@ shows, and the settings columns every row of ``saliency.csv`` carries.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -39,14 +48,18 @@ from dapper.study.saliency import (
     stage_layers,
     train_pair,
 )
-from dapper.utils import reports_dir
+from dapper.utils import atomic_save, reports_dir
 
 __all__ = ["SALIENCY_FILES", "SUMMARY_COLUMNS", "SaliencySettings", "SaliencyStudy", "Figure7Data", "saliency_config",
            "saliency_settings", "describe_plan", "run_saliency_study", "study_rows", "saliency_settings_columns",
-           "write_saliency_outputs", "summary_view", "saliency_text", "figure7_data"]
+           "write_saliency_outputs", "summary_view", "saliency_text", "figure7_data", "STORE_FILE", "study_key",
+           "stored_study", "skip_if_stored"]
 
 SALIENCY_FILES = {"summary": "saliency.csv", "per_image": "saliency_per_image.csv"}
 """The results files, in ``reports_dir("results")``."""
+
+STORE_FILE = "saliency_study.npz"
+"""Beside them: figure 7's arrays, the study's key and the hash of the per-image file it belongs to."""
 
 SUMMARY_COLUMNS = ("scenario", "layer", "measure", "n_images", "mean_real", "mean_augmented", "chance", "diff",
                    "diff_ci_low", "diff_ci_high", "p_t", "p_wilcoxon", "significant")
@@ -90,6 +103,8 @@ class SaliencyStudy:
     per_image: pd.DataFrame
     pairs: dict
     accuracy: pd.DataFrame
+    figure7: Figure7Data | None = None  # figure 7's maps, made with the pairs (figure7_data)
+    stored: bool = False  # read back from the results folder (stored_study): no pairs
 
 
 @dataclass
@@ -182,10 +197,18 @@ def _pair_rows(inputs: StudyInputs, settings: SaliencySettings, pair: Classifier
 
 
 def run_saliency_study(inputs: StudyInputs, settings: SaliencySettings, device=None,
-                       progress: bool = False) -> SaliencyStudy:
+                       progress: bool = False, folder=None) -> SaliencyStudy:
     """Train each (scenario, fold)'s pair (:func:`dapper.study.saliency.train_pair`) and measure both
     classifiers' maps at every layer on the fold's test images (or their first per class,
-    ``settings.maps_per_class``). The homogeneous scenario's object masks of its fixed views are made once."""
+    ``settings.maps_per_class``), then figure 7's maps. The homogeneous scenario's object masks of its
+    fixed views are made once. The study stored in ``folder`` (default ``reports_dir("results")``)
+    under this very key (:func:`stored_study`) is read instead."""
+    stored = stored_study(inputs.config, inputs.ids, settings, folder)
+    if stored is not None:
+        return stored
+    if inputs.skipped:
+        raise RuntimeError(f"no stored saliency study with this key, and the inputs were prepared without synthetic "
+                           f"images ({inputs.skipped}): prepare them with images")
     config = inputs.config
     rows, pairs, mask_cache = [], {}, {}
     runs = [(scenario, fold) for scenario in config.scenarios for fold in config.fold_ids]
@@ -200,9 +223,75 @@ def run_saliency_study(inputs: StudyInputs, settings: SaliencySettings, device=N
             mask_cache[(scenario, views)] = object_masks(config, d, idx, views=views)
         rows += _pair_rows(inputs, settings, pair, idx, views, mask_cache[(scenario, views)])
     per_image = pd.concat(rows, ignore_index=True)
-    accuracy = (per_image[per_image.layer == settings.primary].groupby(["scenario", "fold"])
-                [["correct_real", "correct_augmented"]].mean())
-    return SaliencyStudy(per_image, pairs, accuracy)
+    return SaliencyStudy(per_image, pairs, _accuracy(per_image, settings),
+                         _figure7(inputs, per_image, pairs, settings))
+
+
+def _accuracy(per_image: pd.DataFrame, settings: SaliencySettings) -> pd.DataFrame:
+    return (per_image[per_image.layer == settings.primary].groupby(["scenario", "fold"])
+            [["correct_real", "correct_augmented"]].mean())
+
+
+def study_key(config: StudyConfig, ids: dict, settings: SaliencySettings) -> str:
+    """What a stored study must match: the profile, dataset, scenarios, folds and seed, the study ids of
+    ``real`` and the augmented condition (data, models, settings, code) and every saliency setting."""
+    what = {"profile": config.profile, "dataset": config.dataset, "scenarios": list(config.scenarios),
+            "folds": list(config.fold_ids), "seed": config.seed,
+            "ids": {c: ids.get(c) for c in ("real", settings.condition)}, "settings": dataclasses.asdict(settings)}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _store_paths(folder) -> tuple[Path, Path]:
+    folder = Path(reports_dir("results") if folder is None else folder)
+    return folder / STORE_FILE, folder / SALIENCY_FILES["per_image"]
+
+
+def stored_study(config: StudyConfig, ids: dict, settings: SaliencySettings, folder=None) -> SaliencyStudy | None:
+    """The study kept in ``folder`` (:func:`write_saliency_outputs`) when its key is this one and its
+    per-image file is the one it was kept with; else None. It has no classifier pairs."""
+    store, per_path = _store_paths(folder)
+    if not store.exists() or not per_path.exists():
+        return None
+    with np.load(store, allow_pickle=False) as z:
+        if str(z["key"]) != study_key(config, ids, settings) or str(z["per_image_sha256"]) != _file_hash(per_path):
+            return None
+        meta = json.loads(str(z["meta"]))
+        cams = {k: z[f"cam_{i}"] for i, k in enumerate(meta["cam_keys"])}
+        fig = Figure7Data(z["images"], cams, z["masks"], meta["row_labels"], meta["notes"], meta["caption"])
+    per_image = pd.read_csv(per_path)
+    return SaliencyStudy(per_image, {}, _accuracy(per_image, settings), fig, stored=True)
+
+
+def skip_if_stored(config: StudyConfig, settings: SaliencySettings, folder=None):
+    """``prepare_inputs``' ``skip_images``: no synthetic image when the study with these ids is stored."""
+    def skip(ids: dict) -> str | None:
+        if stored_study(config, ids, settings, folder) is None:
+            return None
+        return (f"the saliency study of these study ids and settings is stored in {STORE_FILE} and "
+                f"{SALIENCY_FILES['per_image']}: no synthetic image is needed")
+    return skip
+
+
+def _write_store(study: SaliencyStudy, settings: SaliencySettings, inputs: StudyInputs, folder) -> None:
+    store, per_path = _store_paths(folder)
+    fig = study.figure7
+    keys = list(fig.cams)
+    meta = {"cam_keys": keys, "row_labels": list(fig.row_labels), "notes": {k: list(fig.notes[k]) for k in keys},
+            "caption": fig.caption}
+    arrays = {"key": np.array(study_key(inputs.config, inputs.ids, settings)),
+              "per_image_sha256": np.array(_file_hash(per_path)), "meta": np.array(json.dumps(meta)),
+              "images": np.asarray(fig.images), "masks": np.asarray(fig.masks),
+              **{f"cam_{i}": np.asarray(fig.cams[k]) for i, k in enumerate(keys)}}
+
+    def write(p):
+        with open(p, "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+    atomic_save(store, write)
 
 
 def study_rows(inputs: StudyInputs, settings: SaliencySettings) -> pd.DataFrame | None:
@@ -231,12 +320,16 @@ def write_saliency_outputs(study: SaliencyStudy, settings: SaliencySettings, inp
                            folder=None) -> pd.DataFrame:
     """Write ``saliency.csv`` (the summary per scenario, layer and measure, with
     :func:`saliency_settings_columns`) and ``saliency_per_image.csv`` to ``folder`` (default
-    ``reports_dir("results")``); returns the summary without the settings columns."""
-    folder = reports_dir("results") if folder is None else folder
+    ``reports_dir("results")``), then keep figure 7's arrays with the study's key (:data:`STORE_FILE`;
+    a study read from there is not written again); returns the summary without the settings columns."""
+    folder = Path(reports_dir("results") if folder is None else folder)
     summary = saliency_summary(study.per_image, by=("scenario", "layer"))
-    summary.assign(**saliency_settings_columns(settings, inputs)).to_csv(folder / SALIENCY_FILES["summary"],
-                                                                         index=False)
-    study.per_image.to_csv(folder / SALIENCY_FILES["per_image"], index=False)
+    table = summary.assign(**saliency_settings_columns(settings, inputs))
+    atomic_save(folder / SALIENCY_FILES["summary"], lambda p: table.to_csv(p, index=False))
+    if not study.stored:
+        atomic_save(folder / SALIENCY_FILES["per_image"], lambda p: study.per_image.to_csv(p, index=False))
+        if study.figure7 is not None:
+            _write_store(study, settings, inputs, folder)
     return summary
 
 
@@ -266,15 +359,21 @@ def figure7_data(inputs: StudyInputs, study: SaliencyStudy, settings: SaliencySe
     """Figure 7 by its rule, fixed before any map is seen: the first scenario, its first fold, the
     first ``settings.fig_per_class`` test images of every class in fold order, classes in label order;
     maps of the true class by both classifiers at every layer; under each map whether the classifier
-    is right and the map's energy share on the object (read from ``study.per_image``)."""
+    is right and the map's energy share on the object (read from ``study.per_image``). The study's own
+    (made with its pairs, or stored with it) when it has them."""
+    if study.figure7 is not None:
+        return study.figure7
+    return _figure7(inputs, study.per_image, study.pairs, settings)
+
+
+def _figure7(inputs: StudyInputs, per_image: pd.DataFrame, pairs: dict, settings: SaliencySettings) -> Figure7Data:
     config = inputs.config
     scenario, fold = config.scenarios[0], config.fold_ids[0]
-    d, pair = inputs.data[scenario], study.pairs[(scenario, fold)]
+    d, pair = inputs.data[scenario], pairs[(scenario, fold)]
     views, test_idx, labels_all = _test_images(inputs, scenario, fold)
     chosen = figure_selection(labels_all, test_idx, per_class=settings.fig_per_class)
     images = (d.views_images if views else d.images)[chosen]
     masks = object_masks(config, d, chosen, views=views)
-    per_image = study.per_image
     cams, notes = {}, {}
     for layer, target in settings.cam_layers.items():
         part = per_image[(per_image.scenario == scenario) & (per_image.fold == fold) & (per_image.layer == layer)]
