@@ -623,7 +623,10 @@ def _report_time_lines(root: Path) -> list[str]:
             + (f"over the {FULL_REPORT_MINUTES}-minute budget" if total > 60 * FULL_REPORT_MINUTES
                else f"so far within the {FULL_REPORT_MINUTES}-minute budget, which says nothing of the whole"
                if failed else f"within the {FULL_REPORT_MINUTES}-minute budget")
-            + "; the noise curve and the filter studies run as their own commands (their times above).")
+            + "; the noise curve and the filter studies run as their own commands (their times above). Notebooks 04 "
+            "and 05 train nothing and make no synthetic image when the five-fold rows, the oracle's label agreement "
+            "and the saliency study are stored under their current study ids (`reports/results`); new ids (a new "
+            "generator, direction, setting or code) make them again first.")
     if failed:
         text += f" Failed or interrupted: {', '.join(failed)}, so the total is not the report's."
     if len(finished) > 1:
