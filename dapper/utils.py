@@ -18,6 +18,16 @@ from pathlib import Path
 _HASHED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> (fingerprint, hash)
 
 
+def json_digest(obj, length: int | None = None, default=None) -> str:
+    """sha256 hex digest of ``obj`` as JSON with sorted keys (its first ``length`` digits; all 64 when
+    None): the one way a dict of settings becomes a cache or store key. ``default``: json.dumps'
+    fallback for values JSON has no type for (None: such a value raises)."""
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(obj, sort_keys=True, default=default).encode()).hexdigest()
+    return digest if length is None else digest[:length]
+
+
 def weights_hash(module, fresh: bool = False) -> str:
     """sha256 over a torch module's state dict (names, dtypes, shapes and bytes), 64 hex digits: the
     one id of a generator (or any network) in caches, results and checkpoints. Two modules hash

@@ -31,7 +31,6 @@ perturbation and the component basis are cached.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import math
@@ -46,7 +45,7 @@ from PIL import Image
 from dapper.data.images import to_uint8
 from dapper.directions import apply_direction, own_responses, sefa_basis
 from dapper.inversion.projection import project_images
-from dapper.utils import atomic_save, reports_dir
+from dapper.utils import atomic_save, json_digest, reports_dir
 
 __all__ = ["ExplorerState", "Rendered", "LatentExplorer", "COMPONENT_METHODS"]
 
@@ -468,7 +467,7 @@ class LatentExplorer:
                    "pose_coefficient": self.pose_coefficient(s.pose, s),
                    "response": used.metadata.get("response") if used is not None else None,
                    "response_kind": kind}}
-        digest = hashlib.sha256(json.dumps(record["state"], sort_keys=True).encode()).hexdigest()[:10]
+        digest = json_digest(record["state"], 10)
         tag = f"image{s.image:03d}" if s.source == "image" else f"seed{s.seed}"
         stem = folder / f"{tag}_{digest}"
         paths = {"png": stem.with_suffix(".png"), "npy": stem.with_suffix(".npy"), "json": stem.with_suffix(".json")}

@@ -41,7 +41,16 @@ from tqdm.auto import tqdm
 from dapper.inversion import perceptual
 from dapper.inversion.latents import masked_mse
 from dapper.inversion.perceptual import load_perceptual
-from dapper.utils import atomic_save, cache_dir, damaged_cache, file_sha256, image_key, torch_threads, weights_hash
+from dapper.utils import (
+    atomic_save,
+    cache_dir,
+    damaged_cache,
+    file_sha256,
+    image_key,
+    json_digest,
+    torch_threads,
+    weights_hash,
+)
 
 __all__ = ["PivotalSettings", "tune_generator", "tune_generator_cached"]
 
@@ -183,7 +192,7 @@ def _cache_key(G, images, ws, settings: PivotalSettings, masks=None) -> str:
            "images": image_key(images), "ws": image_key(np.asarray(ws, np.float32))}
     if masks is not None:  # only then: the keys of unmasked tunings stay as they were
         key["masks"] = image_key(np.asarray(masks, dtype=np.uint8))
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    return json_digest(key, 24)
 
 
 def tune_generator_cached(G, images, ws, settings: PivotalSettings | None = None, perceptual=None,

@@ -59,7 +59,7 @@ from dapper.inversion.latents import masked_mse, w_statistics
 from dapper.inversion.perceptual import load_perceptual
 from dapper.stylegan2 import synthesize
 from dapper.stylegan2.networks import SynthesisLayer
-from dapper.utils import atomic_save, cache_dir, image_key, read_cached_arrays, weights_hash
+from dapper.utils import atomic_save, cache_dir, image_key, json_digest, read_cached_arrays, weights_hash
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ def _settings_hash(settings: ProjectionSettings, G, perceptual_hash: str, encode
              encoder_hash=encoder_hash,
              content_box=list(getattr(G, "content_box", (0, 0, G.img_resolution, G.img_resolution))),
              version=PROJECTION_VERSION)
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+    return json_digest(d)
 
 
 # ---------------------------------------------------------------------------------------------

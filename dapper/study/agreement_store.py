@@ -16,23 +16,17 @@ nothing in the method reads this file.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from dapper.judges import oracles
-from dapper.utils import atomic_save, reports_dir, weights_hash
+from dapper.utils import atomic_save, json_digest, reports_dir, weights_hash
 
 __all__ = ["STORE_FILE", "agreement_key", "stored_agreement", "store_agreement", "agreement_stored", "oracle_and_id",
            "store_path"]
 
 STORE_FILE = "oracle_agreement.csv"
-
-
-def _hash(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _question(config, shots) -> dict:
@@ -45,7 +39,7 @@ def agreement_key(config, ids: dict, shots: int | None, oracle_id: str) -> tuple
     """``(key, slot)`` of the agreement table for ``config`` at ``shots`` (None: every image once)."""
     question = _question(config, shots)
     answer = {**question, "ids": {c: ids.get(c) for c in config.conditions}, "oracle": oracle_id}
-    return _hash(answer), _hash(question)
+    return json_digest(answer, 16, default=str), json_digest(question, 16, default=str)
 
 
 def store_path(results) -> Path:

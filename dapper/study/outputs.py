@@ -82,7 +82,7 @@ def label_agreement(inputs, shots: int | None = None, results=None, identity_ora
     stored = agreement_store.stored_agreement(results, key)
     if stored is not None:
         return stored
-    if getattr(inputs, "skipped", None):
+    if inputs.skipped:
         raise RuntimeError(f"no stored label agreement for these study ids in {agreement_store.store_path(results)}, "
                            f"and the inputs were prepared without synthetic images ({inputs.skipped}): prepare "
                            "them again with images")

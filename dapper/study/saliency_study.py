@@ -48,7 +48,7 @@ from dapper.study.saliency import (
     stage_layers,
     train_pair,
 )
-from dapper.utils import atomic_save, reports_dir
+from dapper.utils import atomic_save, json_digest, reports_dir
 
 __all__ = ["SALIENCY_FILES", "SUMMARY_COLUMNS", "SaliencySettings", "SaliencyStudy", "Figure7Data", "saliency_config",
            "saliency_settings", "describe_plan", "run_saliency_study", "study_rows", "saliency_settings_columns",
@@ -238,7 +238,7 @@ def study_key(config: StudyConfig, ids: dict, settings: SaliencySettings) -> str
     what = {"profile": config.profile, "dataset": config.dataset, "scenarios": list(config.scenarios),
             "folds": list(config.fold_ids), "seed": config.seed,
             "ids": {c: ids.get(c) for c in ("real", settings.condition)}, "settings": dataclasses.asdict(settings)}
-    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+    return json_digest(what, default=str)
 
 
 def _file_hash(path: Path) -> str:
